@@ -1,0 +1,390 @@
+//! The one config file: `/etc/pam-oidc/config.toml` (path overridable).
+//!
+//! Versioned (`version = 1`), every table `deny_unknown_fields`, and every error
+//! names the file, the line and the key. Read by the PAM module on each
+//! transaction and by helperd at start.
+
+use crate::alg::Alg;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PATH: &str = "/etc/pam-oidc/config.toml";
+pub const VERSION: u32 = 1;
+/// Hard ceiling for `pam.max_token_bytes`.
+pub const MAX_TOKEN_BYTES_CEILING: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub version: u32,
+    #[serde(default)]
+    pub helperd: Helperd,
+    #[serde(default)]
+    pub pam: Pam,
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(rename = "issuer", default)]
+    pub issuers: Vec<Issuer>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Helperd {
+    pub socket: PathBuf,
+    pub cache_dir: PathBuf,
+    pub state_dir: PathBuf,
+    /// Connect + read deadline for each request to an IdP.
+    pub fetch_timeout_secs: u64,
+    /// At most one on-demand (unknown `kid`) JWKS fetch per issuer per window.
+    pub jwks_refresh_min_interval_secs: u64,
+    /// JWKS lifetime when the IdP sends no usable `Cache-Control: max-age`.
+    pub jwks_ttl_default_secs: u64,
+    /// Bounds applied to the IdP's `max-age`.
+    pub jwks_ttl_min_secs: u64,
+    pub jwks_ttl_max_secs: u64,
+    /// Concurrent client connections served; more are refused.
+    pub max_connections: usize,
+}
+
+impl Default for Helperd {
+    fn default() -> Self {
+        Helperd {
+            socket: "/run/pam-oidc/helperd.sock".into(),
+            cache_dir: "/var/cache/pam-oidc".into(),
+            state_dir: "/var/lib/pam-oidc".into(),
+            fetch_timeout_secs: 5,
+            jwks_refresh_min_interval_secs: 30,
+            jwks_ttl_default_secs: 3600,
+            jwks_ttl_min_secs: 300,
+            jwks_ttl_max_secs: 86400,
+            max_connections: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pam {
+    /// Hard deadline for any helperd call made from inside sshd/sudo.
+    pub ipc_timeout_ms: u64,
+    /// The conversation prompt for the token.
+    pub prompt: String,
+    /// Tokens longer than this are refused before any parsing.
+    pub max_token_bytes: usize,
+}
+
+impl Default for Pam {
+    fn default() -> Self {
+        Pam {
+            ipc_timeout_ms: 3000,
+            prompt: "OIDC token: ".into(),
+            max_token_bytes: 16 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// If non-empty, the user must be in at least one of these groups.
+    pub allowed_groups: Vec<String>,
+    /// A member of any of these is refused, whatever else.
+    pub denied_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Issuer {
+    /// Exact `iss` value; discovery is fetched from `<url>/.well-known/openid-configuration`.
+    pub url: String,
+    /// Accepted `aud` values (client IDs); at least one.
+    pub audiences: Vec<String>,
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<Alg>,
+    #[serde(default = "default_username_claim")]
+    pub username_claim: String,
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    #[serde(default = "default_max_lifetime")]
+    pub max_token_lifetime_secs: u64,
+    /// If set, `azp` must be present and equal.
+    #[serde(default)]
+    pub required_azp: Option<String>,
+    /// If non-empty, `acr` must be one of these.
+    #[serde(default)]
+    pub acr_values: Vec<String>,
+    /// Every listed value must appear in `amr`.
+    #[serde(default)]
+    pub required_amr: Vec<String>,
+    /// If set, `auth_time` must be present and at most this old.
+    #[serde(default)]
+    pub max_auth_age_secs: Option<u64>,
+    /// Root-only file holding the shared secret; required for (and only used by) HS* algorithms.
+    #[serde(default)]
+    pub hmac_secret_file: Option<PathBuf>,
+    /// Skip discovery and fetch keys from here.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+}
+
+fn default_algorithms() -> Vec<Alg> {
+    vec![Alg::RS256, Alg::ES256]
+}
+fn default_username_claim() -> String {
+    "preferred_username".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_leeway() -> u64 {
+    60
+}
+fn default_max_lifetime() -> u64 {
+    86400
+}
+
+impl<'de> Deserialize<'de> for Alg {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.eq_ignore_ascii_case("none") {
+            return Err(serde::de::Error::custom(
+                "algorithm \"none\" is never allowed",
+            ));
+        }
+        Alg::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown algorithm {s:?} (one of: {})",
+                crate::alg::ALL.map(|a| a.name()).join(", ")
+            ))
+        })
+    }
+}
+
+/// A config error that names file, line and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if let Some(k) = &self.key {
+            write!(f, ": key {k}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.into(),
+            line: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parse and validate config text; `path` is only used in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let (line, key) = match e.span() {
+                Some(span) => locate(text, span.start),
+                None => (None, None),
+            };
+            ConfigError {
+                file: path.into(),
+                line,
+                key,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        cfg.validate().map_err(|(key, message)| {
+            let line = find_key_line(text, &key);
+            ConfigError {
+                file: path.into(),
+                line,
+                key: Some(key),
+                message,
+            }
+        })?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |k: &str, m: String| Err((k.to_string(), m));
+        if self.version != VERSION {
+            return err(
+                "version",
+                format!(
+                    "unsupported config version {} (this build reads {VERSION})",
+                    self.version
+                ),
+            );
+        }
+        if self.pam.max_token_bytes == 0 || self.pam.max_token_bytes > MAX_TOKEN_BYTES_CEILING {
+            return err(
+                "pam.max_token_bytes",
+                format!("must be 1..={MAX_TOKEN_BYTES_CEILING}"),
+            );
+        }
+        if self.pam.ipc_timeout_ms == 0 || self.pam.ipc_timeout_ms > 60_000 {
+            return err("pam.ipc_timeout_ms", "must be 1..=60000".into());
+        }
+        let h = &self.helperd;
+        if h.jwks_ttl_min_secs > h.jwks_ttl_max_secs {
+            return err(
+                "helperd.jwks_ttl_min_secs",
+                "must not exceed jwks_ttl_max_secs".into(),
+            );
+        }
+        if h.fetch_timeout_secs == 0 {
+            return err("helperd.fetch_timeout_secs", "must be at least 1".into());
+        }
+        if self.issuers.is_empty() {
+            return err("issuer", "at least one [[issuer]] is required".into());
+        }
+        for (i, iss) in self.issuers.iter().enumerate() {
+            let k = |f: &str| format!("issuer[{i}].{f}");
+            check_url(&iss.url).or_else(|m| err(&k("url"), m))?;
+            if let Some(u) = &iss.jwks_uri {
+                check_url(u).or_else(|m| err(&k("jwks_uri"), m))?;
+            }
+            if self.issuers[..i].iter().any(|o| o.url == iss.url) {
+                return err(&k("url"), format!("issuer {} configured twice", iss.url));
+            }
+            if iss.audiences.is_empty() || iss.audiences.iter().any(|a| a.is_empty()) {
+                return err(
+                    &k("audiences"),
+                    "at least one non-empty audience is required".into(),
+                );
+            }
+            if iss.algorithms.is_empty() {
+                return err(
+                    &k("algorithms"),
+                    "at least one algorithm is required".into(),
+                );
+            }
+            let hmac = iss.algorithms.iter().any(|a| a.is_hmac());
+            if hmac && iss.hmac_secret_file.is_none() {
+                return err(
+                    &k("algorithms"),
+                    "HS* algorithms need hmac_secret_file".into(),
+                );
+            }
+            if !hmac && iss.hmac_secret_file.is_some() {
+                return err(
+                    &k("hmac_secret_file"),
+                    "set but no HS* algorithm is allowed".into(),
+                );
+            }
+            if iss.username_claim.is_empty() || iss.groups_claim.is_empty() {
+                return err(&k("username_claim"), "claim names must not be empty".into());
+            }
+            if iss.max_token_lifetime_secs == 0 {
+                return err(&k("max_token_lifetime_secs"), "must be at least 1".into());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn issuer(&self, iss: &str) -> Option<&Issuer> {
+        self.issuers.iter().find(|i| i.url == iss)
+    }
+}
+
+/// https always; http only for a loopback host (local test IdPs).
+fn check_url(u: &str) -> Result<(), String> {
+    if u.starts_with("https://") && u.len() > "https://".len() {
+        return Ok(());
+    }
+    if let Some(rest) = u.strip_prefix("http://") {
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        if matches!(host, "127.0.0.1" | "[::1]" | "localhost") {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "{u:?} must be an https:// URL (http:// only for a loopback test IdP)"
+    ))
+}
+
+/// Line (1-based) and `table.key` for a byte offset in the TOML text.
+fn locate(text: &str, offset: usize) -> (Option<usize>, Option<String>) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or("");
+    let line_no = before.matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').to_string());
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.is_empty());
+    let full = match (table, key) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (None, k) => k,
+        (Some(t), None) => Some(t),
+    };
+    (Some(line_no), full)
+}
+
+/// Best-effort line of `a.b[i].key` for semantic errors: the first line that
+/// assigns the last path segment (after the table of the right index).
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    let leaf = leaf.split('[').next().unwrap_or(leaf);
+    let (table, index) = match key.split_once('[') {
+        Some((t, rest)) => (
+            t,
+            rest.split(']').next().and_then(|n| n.parse::<usize>().ok()),
+        ),
+        None => (key.split('.').next().unwrap_or(""), None),
+    };
+    let mut seen = 0usize;
+    let mut in_table = index.is_none() && !key.contains('.');
+    for (n, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            let name = t.trim_matches(|c| c == '[' || c == ']').trim();
+            in_table = name == table
+                && index.is_none_or(|i| {
+                    seen += 1;
+                    seen == i + 1
+                });
+            if in_table && leaf == table {
+                return Some(n + 1);
+            }
+            continue;
+        }
+        if in_table {
+            if let Some((k, _)) = t.split_once('=') {
+                if k.trim() == leaf {
+                    return Some(n + 1);
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

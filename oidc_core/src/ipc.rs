@@ -1,0 +1,231 @@
+//! The helperd protocol: one request and one response per connection, each a
+//! frame of a 4-byte big-endian length and a JSON body, at most [`MAX_FRAME`]
+//! bytes. Every message carries the protocol version. Both ends use this codec
+//! and set read/write deadlines on every call.
+
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+pub const MAX_FRAME: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Ping,
+    /// A token carried a kid the cache does not have (or there is no cache):
+    /// fetch this issuer's keys now, unless fetched within the rate-limit window.
+    RefreshJwks {
+        issuer: String,
+    },
+    Status,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Response {
+    Pong {
+        version: String,
+    },
+    /// `fetched`: a fetch happened for this request; `detail` explains a skip or an error.
+    Refreshed {
+        fetched: bool,
+        ok: bool,
+        detail: String,
+    },
+    Status {
+        issuers: Vec<IssuerStatus>,
+    },
+    Error {
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuerStatus {
+    pub issuer: String,
+    pub keys: usize,
+    pub fetched_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub fetches: u64,
+    pub rate_limited: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope<T> {
+    v: u32,
+    #[serde(flatten)]
+    body: T,
+}
+
+#[derive(Debug)]
+pub enum IpcError {
+    Connect(std::io::Error),
+    Timeout,
+    Io(std::io::Error),
+    TooLarge(usize),
+    Protocol(String),
+}
+
+impl std::fmt::Display for IpcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IpcError::Connect(e) => write!(f, "helperd unreachable: {e}"),
+            IpcError::Timeout => write!(f, "helperd did not answer before the deadline"),
+            IpcError::Io(e) => write!(f, "helperd I/O error: {e}"),
+            IpcError::TooLarge(n) => write!(f, "frame of {n} bytes exceeds {MAX_FRAME}"),
+            IpcError::Protocol(m) => write!(f, "helperd protocol error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for IpcError {}
+
+fn io_err(e: std::io::Error) -> IpcError {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => IpcError::Timeout,
+        _ => IpcError::Io(e),
+    }
+}
+
+/// Remaining time until `deadline`, or a timeout error.
+fn remaining(deadline: Instant) -> Result<Duration, IpcError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(IpcError::Timeout)
+    } else {
+        Ok(left)
+    }
+}
+
+/// Write one frame; every write is bounded by `deadline`.
+pub fn write_frame<T: Serialize>(
+    s: &mut UnixStream,
+    msg: &T,
+    deadline: Instant,
+) -> Result<(), IpcError> {
+    let body = serde_json::to_vec(&Envelope {
+        v: PROTOCOL_VERSION,
+        body: msg,
+    })
+    .map_err(|e| IpcError::Protocol(e.to_string()))?;
+    if body.len() > MAX_FRAME {
+        return Err(IpcError::TooLarge(body.len()));
+    }
+    let len = u32::try_from(body.len()).map_err(|_| IpcError::TooLarge(body.len()))?;
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(&body);
+    let mut off = 0;
+    while off < buf.len() {
+        s.set_write_timeout(Some(remaining(deadline)?))
+            .map_err(IpcError::Io)?;
+        match s.write(&buf[off..]) {
+            Ok(0) => return Err(IpcError::Io(std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => off += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    Ok(())
+}
+
+fn read_exact_by(s: &mut UnixStream, buf: &mut [u8], deadline: Instant) -> Result<(), IpcError> {
+    let mut off = 0;
+    while off < buf.len() {
+        s.set_read_timeout(Some(remaining(deadline)?))
+            .map_err(IpcError::Io)?;
+        match s.read(&mut buf[off..]) {
+            Ok(0) => return Err(IpcError::Protocol("connection closed mid-frame".into())),
+            Ok(n) => off += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Read one frame; the length is checked before any allocation.
+pub fn read_frame<T: for<'de> Deserialize<'de>>(
+    s: &mut UnixStream,
+    deadline: Instant,
+) -> Result<T, IpcError> {
+    let mut len = [0u8; 4];
+    read_exact_by(s, &mut len, deadline)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(IpcError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    read_exact_by(s, &mut body, deadline)?;
+    decode(&body)
+}
+
+/// Decode a frame body (separate for fuzzing and tests).
+pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, IpcError> {
+    let env: Envelope<T> =
+        serde_json::from_slice(body).map_err(|e| IpcError::Protocol(e.to_string()))?;
+    if env.v != PROTOCOL_VERSION {
+        return Err(IpcError::Protocol(format!(
+            "protocol version {} (want {PROTOCOL_VERSION})",
+            env.v
+        )));
+    }
+    Ok(env.body)
+}
+
+/// One request/response round trip to helperd, all of it within `timeout`.
+pub fn call(socket: &Path, req: &Request, timeout: Duration) -> Result<Response, IpcError> {
+    let deadline = Instant::now() + timeout;
+    let mut s = UnixStream::connect(socket).map_err(IpcError::Connect)?;
+    write_frame(&mut s, req, deadline)?;
+    read_frame(&mut s, deadline)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_over_a_socketpair() {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let d = Instant::now() + Duration::from_secs(2);
+        let req = Request::RefreshJwks {
+            issuer: "https://idp".into(),
+        };
+        write_frame(&mut a, &req, d).unwrap();
+        assert_eq!(read_frame::<Request>(&mut b, d).unwrap(), req);
+    }
+
+    #[test]
+    fn oversize_length_refused_before_allocation() {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        a.write_all(&u32::MAX.to_be_bytes()).unwrap();
+        let d = Instant::now() + Duration::from_secs(2);
+        assert!(matches!(
+            read_frame::<Request>(&mut b, d),
+            Err(IpcError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn silent_peer_times_out() {
+        let (_a, mut b) = UnixStream::pair().unwrap();
+        let t = Instant::now();
+        let r = read_frame::<Request>(&mut b, Instant::now() + Duration::from_millis(200));
+        assert!(matches!(r, Err(IpcError::Timeout)), "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn version_and_shape_checked() {
+        assert!(decode::<Request>(br#"{"v":2,"op":"ping"}"#).is_err());
+        assert!(decode::<Request>(br#"{"v":1,"op":"ping"}"#).is_ok());
+        assert!(decode::<Request>(br#"{"v":1,"op":"launch"}"#).is_err());
+        assert!(decode::<Request>(b"\xff\x00").is_err());
+    }
+}

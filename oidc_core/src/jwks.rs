@@ -1,0 +1,287 @@
+//! JWK sets: lenient parsing (one odd key never hides the others), strict key
+//! selection (by `kid`, and only a key whose type and curve fit the token's
+//! `alg`), and the on-disk cache format helperd writes and the module reads.
+
+use crate::alg::{Alg, KeyKind};
+use crate::reason::Rejection;
+use jsonwebtoken::DecodingKey;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// One usable public key from a JWKS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub kid: Option<String>,
+    /// The JWK's own `alg`, if it pins one.
+    pub alg: Option<String>,
+    pub material: Material,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Material {
+    Rsa { n: String, e: String },
+    Ec { crv: String, x: String, y: String },
+    Okp { crv: String, x: String },
+}
+
+impl Key {
+    fn fits(&self, alg: Alg) -> bool {
+        if self.alg.as_deref().is_some_and(|a| a != alg.name()) {
+            return false;
+        }
+        match (alg.key_kind(), &self.material) {
+            (KeyKind::Rsa, Material::Rsa { .. }) => true,
+            (KeyKind::Ec(c), Material::Ec { crv, .. }) => crv == c,
+            (KeyKind::Okp(c), Material::Okp { crv, .. }) => crv == c,
+            _ => false,
+        }
+    }
+
+    pub fn decoding_key(&self) -> Result<DecodingKey, Rejection> {
+        let r = match &self.material {
+            Material::Rsa { n, e } => DecodingKey::from_rsa_components(n, e),
+            Material::Ec { x, y, .. } => DecodingKey::from_ec_components(x, y),
+            Material::Okp { x, .. } => DecodingKey::from_ed_components(x),
+        };
+        r.map_err(|e| Rejection::NoUsableKey(format!("key material unreadable: {e}")))
+    }
+}
+
+/// The public signing keys of one issuer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Jwks {
+    pub keys: Vec<Key>,
+    /// Keys skipped while parsing, with why (reported by check-token / helperd logs).
+    pub skipped: Vec<String>,
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+    v.get(k).and_then(Value::as_str)
+}
+
+impl Jwks {
+    /// Parse `{"keys":[...]}`. Keys that are not public signing keys of a type
+    /// we support are skipped (symmetric `oct` keys are never taken from a JWKS).
+    pub fn from_value(v: &Value) -> Result<Jwks, String> {
+        let arr = v
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or("no \"keys\" array")?;
+        let mut out = Jwks::default();
+        for (i, k) in arr.iter().enumerate() {
+            match parse_key(k) {
+                Ok(key) => out.keys.push(key),
+                Err(why) => out.skipped.push(format!(
+                    "key {i} ({}): {why}",
+                    s(k, "kid").unwrap_or("no kid")
+                )),
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn from_slice(b: &[u8]) -> Result<Jwks, String> {
+        let v: Value = serde_json::from_slice(b).map_err(|e| e.to_string())?;
+        Jwks::from_value(&v)
+    }
+
+    /// Choose the key for a token. With a `kid`, only that key (and only if it
+    /// fits `alg`); without one, the single key that fits `alg`.
+    pub fn select(&self, kid: Option<&str>, alg: Alg) -> Result<&Key, Rejection> {
+        match kid {
+            Some(kid) => {
+                let mut same_kid = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.kid.as_deref() == Some(kid))
+                    .peekable();
+                if same_kid.peek().is_none() {
+                    return Err(Rejection::UnknownKid(kid.to_string()));
+                }
+                same_kid.find(|k| k.fits(alg)).ok_or_else(|| {
+                    Rejection::NoUsableKey(format!(
+                        "key {kid} does not fit alg {alg} (type or curve mismatch)"
+                    ))
+                })
+            }
+            None => {
+                let mut fit = self.keys.iter().filter(|k| k.fits(alg));
+                match (fit.next(), fit.next()) {
+                    (Some(k), None) => Ok(k),
+                    (None, _) => Err(Rejection::NoUsableKey(format!("no key fits alg {alg}"))),
+                    (Some(_), Some(_)) => Err(Rejection::NoUsableKey(
+                        "token has no kid and several keys fit".into(),
+                    )),
+                }
+            }
+        }
+    }
+}
+
+fn parse_key(k: &Value) -> Result<Key, String> {
+    if let Some(u) = s(k, "use") {
+        if u != "sig" {
+            return Err(format!("use {u:?} is not sig"));
+        }
+    }
+    let field = |name: &str| -> Result<String, String> {
+        match s(k, name) {
+            Some(v) if !v.is_empty() && v.len() <= 2048 => Ok(v.to_string()),
+            _ => Err(format!("missing or bad {name}")),
+        }
+    };
+    let material = match s(k, "kty") {
+        Some("RSA") => Material::Rsa {
+            n: field("n")?,
+            e: field("e")?,
+        },
+        Some("EC") => Material::Ec {
+            crv: field("crv")?,
+            x: field("x")?,
+            y: field("y")?,
+        },
+        Some("OKP") => Material::Okp {
+            crv: field("crv")?,
+            x: field("x")?,
+        },
+        Some("oct") => return Err("symmetric keys are never taken from a JWKS".into()),
+        Some(other) => return Err(format!("unsupported kty {other:?}")),
+        None => return Err("no kty".into()),
+    };
+    let kid = match k.get("kid") {
+        None => None,
+        Some(Value::String(x)) => Some(x.clone()),
+        Some(_) => return Err("kid is not a string".into()),
+    };
+    let key = Key {
+        kid,
+        alg: s(k, "alg").map(str::to_string),
+        material,
+    };
+    // Decode once so garbage material is caught at fetch time, not at login.
+    key.decoding_key().map_err(|e| e.to_string())?;
+    Ok(key)
+}
+
+/// The JWKS cache file written by helperd (atomic rename), read by the module.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CacheFile {
+    pub v: u32,
+    pub issuer: String,
+    pub jwks_uri: String,
+    /// Unix seconds.
+    pub fetched_at: i64,
+    pub expires_at: i64,
+    pub jwks: Value,
+}
+
+pub const CACHE_VERSION: u32 = 1;
+/// Cache files larger than this are not read.
+pub const MAX_CACHE_BYTES: u64 = 1024 * 1024;
+
+/// `<cache_dir>/jwks/<readable-slug>-<fnv64>.json`: stable, filesystem-safe, collision-resistant.
+pub fn cache_path(cache_dir: &Path, issuer: &str) -> PathBuf {
+    let slug: String = issuer
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    cache_dir
+        .join("jwks")
+        .join(format!("{slug}-{:016x}.json", fnv1a(issuer.as_bytes())))
+}
+
+fn fnv1a(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Read an issuer's cached JWKS. Errors are reasons for the log.
+pub fn read_cache(cache_dir: &Path, issuer: &str) -> Result<(CacheFile, Jwks), String> {
+    use std::io::Read as _;
+    let path = cache_path(cache_dir, issuer);
+    let f = std::fs::File::open(&path)
+        .map_err(|e| format!("no cached JWKS at {}: {e}", path.display()))?;
+    let mut buf = Vec::new();
+    f.take(MAX_CACHE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if buf.len() as u64 > MAX_CACHE_BYTES {
+        return Err(format!(
+            "{} is larger than {MAX_CACHE_BYTES} bytes",
+            path.display()
+        ));
+    }
+    let c: CacheFile =
+        serde_json::from_slice(&buf).map_err(|e| format!("{}: {e}", path.display()))?;
+    if c.v != CACHE_VERSION || c.issuer != issuer {
+        return Err(format!("{}: wrong version or issuer", path.display()));
+    }
+    let jwks = Jwks::from_value(&c.jwks).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((c, jwks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const N: &str = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
+
+    #[test]
+    fn lenient_parse_strict_select() {
+        let v = json!({"keys":[
+            {"kty":"RSA","kid":"r1","n":N,"e":"AQAB","use":"sig"},
+            {"kty":"RSA","kid":"enc","n":N,"e":"AQAB","use":"enc"},
+            {"kty":"oct","kid":"h","k":"c2VjcmV0"},
+            {"kty":"XYZ","kid":"odd"},
+            {"kty":"RSA","kid":"pinned","n":N,"e":"AQAB","alg":"PS256"}
+        ]});
+        let j = Jwks::from_value(&v).unwrap();
+        assert_eq!(j.keys.len(), 2);
+        assert_eq!(j.skipped.len(), 3);
+        assert!(j.select(Some("r1"), Alg::RS256).is_ok());
+        assert_eq!(
+            j.select(Some("zz"), Alg::RS256).unwrap_err().code(),
+            "unknown-kid"
+        );
+        assert_eq!(
+            j.select(Some("r1"), Alg::ES256).unwrap_err().code(),
+            "no-usable-key"
+        );
+        assert_eq!(
+            j.select(Some("pinned"), Alg::RS256).unwrap_err().code(),
+            "no-usable-key"
+        );
+        assert!(j.select(Some("pinned"), Alg::PS256).is_ok());
+        assert_eq!(
+            j.select(None, Alg::RS256).unwrap().kid.as_deref(),
+            Some("r1")
+        );
+        assert_eq!(
+            j.select(None, Alg::ES256).unwrap_err().code(),
+            "no-usable-key"
+        );
+        assert!(Jwks::from_value(&json!({"nokeys":1})).is_err());
+    }
+
+    #[test]
+    fn cache_path_is_safe_and_distinct() {
+        let a = cache_path(Path::new("/c"), "https://idp/../../etc");
+        assert_eq!(a.parent(), Some(Path::new("/c/jwks")), "{a:?}");
+        assert_ne!(
+            cache_path(Path::new("/c"), "https://a/b"),
+            cache_path(Path::new("/c"), "https://a_b")
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! Login-name rules and group policy (pure).
+
+use crate::config::Policy;
+use crate::reason::Rejection;
+
+pub const MAX_LOGIN_NAME: usize = 32;
+
+/// POSIX portable user names as shadow-utils accepts them by default:
+/// `[a-z_][a-z0-9_.-]*` (a trailing `$` is not allowed: no machine accounts),
+/// at most 32 bytes. No upper case, `:`, `/`, spaces or control characters.
+pub fn check_login_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty".into());
+    }
+    if name.len() > MAX_LOGIN_NAME {
+        return Err(format!("longer than {MAX_LOGIN_NAME} bytes"));
+    }
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
+    if !first_ok || !rest_ok {
+        return Err(format!(
+            "{name:?} is not a portable login name ([a-z_][a-z0-9_.-]*)"
+        ));
+    }
+    Ok(())
+}
+
+/// Group names as they come from the IdP: printable, no `:` or `,` (they would
+/// corrupt group(5) lines and our env encoding), bounded.
+pub fn check_group_name(g: &str) -> Result<(), String> {
+    if g.is_empty() || g.len() > 256 {
+        return Err("empty or longer than 256 bytes".into());
+    }
+    if g.chars().any(|c| c.is_control() || c == ':' || c == ',') {
+        return Err(format!(
+            "{:?} contains a control character, ':' or ','",
+            crate::audit::clean(g)
+        ));
+    }
+    Ok(())
+}
+
+/// Apply config policy plus per-stack `require_group` arguments (any one of them suffices).
+pub fn check_groups(
+    groups: &[String],
+    policy: &Policy,
+    require_any: &[String],
+) -> Result<(), Rejection> {
+    if let Some(g) = groups.iter().find(|g| policy.denied_groups.contains(g)) {
+        return Err(Rejection::InDeniedGroup(g.clone()));
+    }
+    for (need, what) in [
+        (&policy.allowed_groups, "policy.allowed_groups"),
+        (&require_any.to_vec(), "require_group"),
+    ] {
+        if !need.is_empty() && !groups.iter().any(|g| need.contains(g)) {
+            return Err(Rejection::NotInAllowedGroup {
+                want: format!("{} ({what})", need.join(",")),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_names() {
+        for ok in ["alice", "_svc", "a.b-c_9", &"a".repeat(32)] {
+            assert!(check_login_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Alice",
+            "9lives",
+            "a:b",
+            "a b",
+            "a/b",
+            "a\nb",
+            "root$",
+            &"a".repeat(33),
+            "é",
+        ] {
+            assert!(check_login_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn groups_policy() {
+        let p = Policy {
+            allowed_groups: vec!["devs".into(), "ops".into()],
+            denied_groups: vec!["contractors".into()],
+        };
+        let g = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check_groups(&g(&["devs"]), &p, &[]).is_ok());
+        assert_eq!(
+            check_groups(&g(&["devs", "contractors"]), &p, &[])
+                .unwrap_err()
+                .code(),
+            "in-denied-group"
+        );
+        assert_eq!(
+            check_groups(&g(&["sales"]), &p, &[]).unwrap_err().code(),
+            "not-in-allowed-group"
+        );
+        assert_eq!(
+            check_groups(&g(&["devs"]), &p, &["ops".into()])
+                .unwrap_err()
+                .code(),
+            "not-in-allowed-group"
+        );
+        assert!(check_groups(&g(&["devs", "ops"]), &p, &["ops".into()]).is_ok());
+        assert!(check_groups(&[], &Policy::default(), &[]).is_ok());
+        assert!(check_group_name("a:b").is_err());
+        assert!(check_group_name("team ops").is_ok());
+    }
+}

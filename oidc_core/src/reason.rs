@@ -1,0 +1,251 @@
+//! Every way a login can be refused, each with a stable short code (for logs and
+//! tests), a precise operator-facing reason (`Display`, goes to syslog) and a
+//! short user-facing message that leaks nothing.
+
+use crate::audit::clean;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    // --- structure
+    Empty,
+    Oversize {
+        len: usize,
+        max: usize,
+    },
+    Malformed(&'static str),
+    BadBase64(&'static str),
+    BadJson {
+        part: &'static str,
+        detail: String,
+    },
+    // --- header
+    AlgNone,
+    AlgUnsupported(String),
+    AlgNotAllowed {
+        alg: String,
+        allowed: String,
+    },
+    Crit,
+    BadHeader(String),
+    // --- issuer and keys
+    UntrustedIssuer(String),
+    UnknownKid(String),
+    NoUsableKey(String),
+    KeysUnavailable(String),
+    BadSignature,
+    // --- claims
+    MissingClaim(&'static str),
+    BadClaim {
+        claim: String,
+        why: String,
+    },
+    Expired {
+        exp: i64,
+        now: i64,
+        leeway: u64,
+    },
+    NotYetValid {
+        nbf: i64,
+        now: i64,
+        leeway: u64,
+    },
+    IssuedInFuture {
+        iat: i64,
+        now: i64,
+        leeway: u64,
+    },
+    LifetimeTooLong {
+        lifetime: i64,
+        max: u64,
+    },
+    AudienceMismatch {
+        got: String,
+        want: String,
+    },
+    AzpMismatch {
+        got: String,
+        want: String,
+    },
+    AcrNotAccepted {
+        got: String,
+        want: String,
+    },
+    AmrMissing {
+        got: String,
+        want: String,
+    },
+    AuthTooOld {
+        age: i64,
+        max: u64,
+    },
+    // --- identity and policy
+    InvalidUsername(String),
+    UserMismatch {
+        token_user: String,
+        pam_user: String,
+    },
+    NotInAllowedGroup {
+        want: String,
+    },
+    InDeniedGroup(String),
+    // --- environment
+    Config(String),
+    NoToken(String),
+}
+
+impl Rejection {
+    /// Stable machine-readable code, e.g. `expired`, `audience-mismatch`.
+    pub fn code(&self) -> &'static str {
+        use Rejection::*;
+        match self {
+            Empty => "empty-token",
+            Oversize { .. } => "oversize",
+            Malformed(_) => "malformed",
+            BadBase64(_) => "bad-base64",
+            BadJson { .. } => "bad-json",
+            AlgNone => "alg-none",
+            AlgUnsupported(_) => "alg-unsupported",
+            AlgNotAllowed { .. } => "alg-not-allowed",
+            Crit => "crit",
+            BadHeader(_) => "bad-header",
+            UntrustedIssuer(_) => "untrusted-issuer",
+            UnknownKid(_) => "unknown-kid",
+            NoUsableKey(_) => "no-usable-key",
+            KeysUnavailable(_) => "keys-unavailable",
+            BadSignature => "bad-signature",
+            MissingClaim(_) => "missing-claim",
+            BadClaim { .. } => "bad-claim",
+            Expired { .. } => "expired",
+            NotYetValid { .. } => "not-yet-valid",
+            IssuedInFuture { .. } => "issued-in-future",
+            LifetimeTooLong { .. } => "lifetime-too-long",
+            AudienceMismatch { .. } => "audience-mismatch",
+            AzpMismatch { .. } => "azp-mismatch",
+            AcrNotAccepted { .. } => "acr-not-accepted",
+            AmrMissing { .. } => "amr-missing",
+            AuthTooOld { .. } => "auth-too-old",
+            InvalidUsername(_) => "invalid-username",
+            UserMismatch { .. } => "user-mismatch",
+            NotInAllowedGroup { .. } => "not-in-allowed-group",
+            InDeniedGroup(_) => "in-denied-group",
+            Config(_) => "config-error",
+            NoToken(_) => "no-token",
+        }
+    }
+
+    /// What the person at the prompt sees: short and non-leaking.
+    pub fn user_message(&self) -> &'static str {
+        use Rejection::*;
+        match self {
+            Expired { .. } => "OIDC login refused: token expired",
+            NotYetValid { .. } | IssuedInFuture { .. } => {
+                "OIDC login refused: token not valid yet (check the clock)"
+            }
+            KeysUnavailable(_) => "OIDC login refused: issuer keys unavailable",
+            UserMismatch { .. } => "OIDC login refused: token is for another user",
+            NotInAllowedGroup { .. } | InDeniedGroup(_) => "OIDC login refused: access denied",
+            Config(_) => "OIDC login unavailable: configuration error",
+            NoToken(_) => "OIDC login refused: no token given",
+            _ => "OIDC login refused: invalid token",
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use Rejection::*;
+        match self {
+            Empty => write!(f, "empty token"),
+            Oversize { len, max } => write!(f, "token too large: {len} bytes, max {max}"),
+            Malformed(why) => write!(f, "malformed token: {why}"),
+            BadBase64(part) => write!(f, "bad base64url in {part}"),
+            BadJson { part, detail } => write!(f, "bad JSON in {part}: {}", clean(detail)),
+            AlgNone => write!(f, "alg none is never accepted"),
+            AlgUnsupported(a) => write!(f, "unsupported alg {}", clean(a)),
+            AlgNotAllowed { alg, allowed } => {
+                write!(
+                    f,
+                    "alg {} not allowed for this issuer (allowed: {allowed})",
+                    clean(alg)
+                )
+            }
+            Crit => write!(
+                f,
+                "crit header present: no critical extensions are supported"
+            ),
+            BadHeader(why) => write!(f, "bad header: {}", clean(why)),
+            UntrustedIssuer(iss) => write!(f, "issuer not trusted: {}", clean(iss)),
+            UnknownKid(kid) => write!(f, "unknown kid {}", clean(kid)),
+            NoUsableKey(why) => write!(f, "no usable key: {}", clean(why)),
+            KeysUnavailable(why) => write!(f, "issuer keys unavailable: {}", clean(why)),
+            BadSignature => write!(f, "signature verification failed"),
+            MissingClaim(c) => write!(f, "missing claim {c}"),
+            BadClaim { claim, why } => write!(f, "bad claim {}: {}", clean(claim), clean(why)),
+            Expired { exp, now, leeway } => {
+                write!(f, "expired: exp={exp} now={now} leeway={leeway}s")
+            }
+            NotYetValid { nbf, now, leeway } => {
+                write!(f, "not yet valid: nbf={nbf} now={now} leeway={leeway}s")
+            }
+            IssuedInFuture { iat, now, leeway } => {
+                write!(
+                    f,
+                    "issued in the future: iat={iat} now={now} leeway={leeway}s"
+                )
+            }
+            LifetimeTooLong { lifetime, max } => {
+                write!(f, "token lifetime {lifetime}s exceeds max {max}s")
+            }
+            AudienceMismatch { got, want } => {
+                write!(
+                    f,
+                    "audience mismatch: got {} want {}",
+                    clean(got),
+                    clean(want)
+                )
+            }
+            AzpMismatch { got, want } => {
+                write!(f, "azp mismatch: got {} want {}", clean(got), clean(want))
+            }
+            AcrNotAccepted { got, want } => {
+                write!(
+                    f,
+                    "acr not accepted: got {} want one of {}",
+                    clean(got),
+                    clean(want)
+                )
+            }
+            AmrMissing { got, want } => {
+                write!(
+                    f,
+                    "amr missing required values: got {} want all of {}",
+                    clean(got),
+                    clean(want)
+                )
+            }
+            AuthTooOld { age, max } => write!(f, "auth_time too old: {age}s ago, max {max}s"),
+            InvalidUsername(why) => write!(
+                f,
+                "username claim is not a valid login name: {}",
+                clean(why)
+            ),
+            UserMismatch {
+                token_user,
+                pam_user,
+            } => write!(
+                f,
+                "identity mismatch: token is for {} but login is for {}",
+                clean(token_user),
+                clean(pam_user)
+            ),
+            NotInAllowedGroup { want } => {
+                write!(f, "not in an allowed group (need one of {})", clean(want))
+            }
+            InDeniedGroup(g) => write!(f, "member of denied group {}", clean(g)),
+            Config(why) => write!(f, "configuration error: {}", clean(why)),
+            NoToken(why) => write!(f, "no token: {}", clean(why)),
+        }
+    }
+}
+
+impl std::error::Error for Rejection {}

@@ -1,0 +1,344 @@
+use super::*;
+use crate::config::Issuer;
+use crate::token::parse;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{json, Value};
+
+const NOW: i64 = 1_800_000_000;
+
+fn keys() -> Value {
+    serde_json::from_str(include_str!("../../tests/fixtures/test-keys.json")).unwrap()
+}
+
+fn sign(header: Value, claims: Value, key: &str) -> String {
+    let k = keys();
+    let pem = k[key]["pem"].as_str().unwrap_or("").as_bytes();
+    let (ek, alg) = match header["alg"].as_str().unwrap() {
+        "RS256" => (EncodingKey::from_rsa_pem(pem).unwrap(), Algorithm::RS256),
+        "PS256" => (EncodingKey::from_rsa_pem(pem).unwrap(), Algorithm::PS256),
+        "ES256" => (EncodingKey::from_ec_pem(pem).unwrap(), Algorithm::ES256),
+        "EdDSA" => (EncodingKey::from_ed_pem(pem).unwrap(), Algorithm::EdDSA),
+        "HS256" => (EncodingKey::from_secret(key.as_bytes()), Algorithm::HS256),
+        a => panic!("{a}"),
+    };
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &ek, alg).unwrap();
+    format!("{input}.{sig}")
+}
+
+fn issuer() -> Issuer {
+    toml::from_str(
+        r#"url = "https://idp.test"
+           audiences = ["host-login"]
+           algorithms = ["RS256", "ES256", "EdDSA"]"#,
+    )
+    .unwrap()
+}
+
+fn jwks() -> Jwks {
+    let k = keys();
+    Jwks::from_value(&json!({"keys": [k["rsa"]["jwk"], k["ec"]["jwk"], k["ed"]["jwk"]]})).unwrap()
+}
+
+fn claims() -> Value {
+    json!({"iss":"https://idp.test","sub":"u-1","aud":"host-login","exp":NOW+300,"iat":NOW-10,
+           "preferred_username":"alice","groups":["devs","ops"],"jti":"j-1"})
+}
+
+fn run(tok: &str, iss: &Issuer) -> Result<Verified, Rejection> {
+    let j = jwks();
+    let p = parse(tok, 16384)?;
+    verify(
+        &p,
+        iss,
+        Keys {
+            jwks: Some(&j),
+            hmac_secret: None,
+        },
+        NOW,
+        &mut Report::default(),
+    )
+}
+
+fn with(f: impl FnOnce(&mut Value)) -> Value {
+    let mut c = claims();
+    f(&mut c);
+    c
+}
+
+#[test]
+fn accepts_rs256_es256_eddsa() {
+    for (alg, key, kid) in [
+        ("RS256", "rsa", "rsa1"),
+        ("ES256", "ec", "ec1"),
+        ("EdDSA", "ed", "ed1"),
+    ] {
+        let t = sign(json!({"alg":alg,"kid":kid,"typ":"JWT"}), claims(), key);
+        let v = run(&t, &issuer()).unwrap_or_else(|e| panic!("{alg}: {e}"));
+        assert_eq!(v.username, "alice");
+        assert_eq!(v.groups, vec!["devs", "ops"]);
+        assert_eq!(v.jti.as_deref(), Some("j-1"));
+    }
+}
+
+fn code(t: &str, iss: &Issuer) -> &'static str {
+    run(t, iss).unwrap_err().code()
+}
+
+#[test]
+fn claim_rejections() {
+    let rs = |c: Value| sign(json!({"alg":"RS256","kid":"rsa1"}), c, "rsa");
+    let i = issuer();
+    assert_eq!(
+        code(&rs(with(|c| c["exp"] = json!(NOW - 61))), &i),
+        "expired"
+    );
+    assert!(
+        run(&rs(with(|c| c["exp"] = json!(NOW - 59))), &i).is_ok(),
+        "within leeway"
+    );
+    assert_eq!(
+        code(&rs(with(|c| c["nbf"] = json!(NOW + 120))), &i),
+        "not-yet-valid"
+    );
+    assert_eq!(
+        code(&rs(with(|c| c["iat"] = json!(NOW + 120))), &i),
+        "issued-in-future"
+    );
+    assert_eq!(
+        code(&rs(with(|c| c["iss"] = json!("https://evil.test"))), &i),
+        "untrusted-issuer"
+    );
+    assert_eq!(
+        code(&rs(with(|c| c["aud"] = json!("other"))), &i),
+        "audience-mismatch"
+    );
+    assert_eq!(
+        code(&rs(with(|c| c["aud"] = json!(["other", "x"]))), &i),
+        "audience-mismatch"
+    );
+    assert_eq!(code(&rs(with(|c| c["aud"] = json!(5))), &i), "bad-claim");
+    assert_eq!(
+        code(&rs(with(|c| c["aud"] = json!({"a": 1}))), &i),
+        "bad-claim"
+    );
+    assert_eq!(
+        code(&rs(with(|c| c["exp"] = json!("soon"))), &i),
+        "bad-claim"
+    );
+    assert_eq!(
+        code(
+            &rs(with(|c| drop(c.as_object_mut().unwrap().remove("sub")))),
+            &i
+        ),
+        "missing-claim"
+    );
+    assert_eq!(
+        code(
+            &rs(with(|c| drop(c.as_object_mut().unwrap().remove("exp")))),
+            &i
+        ),
+        "missing-claim"
+    );
+    assert_eq!(
+        code(&rs(with(|c| c["iat"] = json!(NOW - 200_000))), &i),
+        "lifetime-too-long"
+    );
+    assert_eq!(
+        code(&rs(with(|c| c["preferred_username"] = json!("Root:x"))), &i),
+        "invalid-username"
+    );
+    assert_eq!(
+        code(&rs(with(|c| c["groups"] = json!([["nested"]]))), &i),
+        "bad-claim"
+    );
+    assert_eq!(
+        code(&rs(with(|c| c["groups"] = json!(["a:b"]))), &i),
+        "bad-claim"
+    );
+    // several audiences: azp must name one of ours
+    assert_eq!(
+        code(&rs(with(|c| c["aud"] = json!(["host-login", "x"]))), &i),
+        "azp-mismatch"
+    );
+    assert!(run(
+        &rs(with(|c| {
+            c["aud"] = json!(["host-login", "x"]);
+            c["azp"] = json!("host-login");
+        })),
+        &i
+    )
+    .is_ok());
+}
+
+#[test]
+fn optional_policies() {
+    let rs = |c: Value| sign(json!({"alg":"RS256","kid":"rsa1"}), c, "rsa");
+    let mut i = issuer();
+    i.required_azp = Some("cli".into());
+    i.acr_values = vec!["mfa".into()];
+    i.required_amr = vec!["hwk".into()];
+    i.max_auth_age_secs = Some(600);
+    let good = with(|c| {
+        c["azp"] = json!("cli");
+        c["acr"] = json!("mfa");
+        c["amr"] = json!(["pwd", "hwk"]);
+        c["auth_time"] = json!(NOW - 100);
+    });
+    assert!(run(&rs(good.clone()), &i).is_ok());
+    let mut g = good.clone();
+    g["azp"] = json!("web");
+    assert_eq!(code(&rs(g), &i), "azp-mismatch");
+    let mut g = good.clone();
+    g["acr"] = json!("pwd");
+    assert_eq!(code(&rs(g), &i), "acr-not-accepted");
+    let mut g = good.clone();
+    g["amr"] = json!(["pwd"]);
+    assert_eq!(code(&rs(g), &i), "amr-missing");
+    let mut g = good;
+    g["auth_time"] = json!(NOW - 601);
+    assert_eq!(code(&rs(g), &i), "auth-too-old");
+}
+
+#[test]
+fn signature_and_key_rejections() {
+    let i = issuer();
+    let t = sign(json!({"alg":"RS256","kid":"rsa1"}), claims(), "rsa");
+    // tampered payload
+    let mut parts: Vec<String> = t.split('.').map(str::to_string).collect();
+    parts[1] =
+        URL_SAFE_NO_PAD.encode(with(|c| c["preferred_username"] = json!("root")).to_string());
+    assert_eq!(code(&parts.join("."), &i), "bad-signature");
+    // tampered signature
+    let mut parts: Vec<String> = t.split('.').map(str::to_string).collect();
+    parts[2] = URL_SAFE_NO_PAD.encode([7u8; 256]);
+    assert_eq!(code(&parts.join("."), &i), "bad-signature");
+    // signed by another key that claims the same kid
+    assert_eq!(
+        code(
+            &sign(json!({"alg":"RS256","kid":"rsa1"}), claims(), "rsa_other"),
+            &i
+        ),
+        "bad-signature"
+    );
+    assert_eq!(
+        code(
+            &sign(json!({"alg":"RS256","kid":"nope"}), claims(), "rsa"),
+            &i
+        ),
+        "unknown-kid"
+    );
+    // alg/key family confusion: an ES256 token pointing at the RSA key
+    assert_eq!(
+        code(
+            &sign(json!({"alg":"ES256","kid":"rsa1"}), claims(), "ec"),
+            &i
+        ),
+        "no-usable-key"
+    );
+    // not on the allow-list
+    assert_eq!(
+        code(
+            &sign(json!({"alg":"PS256","kid":"rsa1"}), claims(), "rsa"),
+            &i
+        ),
+        "alg-not-allowed"
+    );
+    // HS256 "signed" with the issuer's public key as the secret
+    let pubkey = keys()["rsa"]["jwk"]["n"].as_str().unwrap().to_string();
+    assert_eq!(
+        code(
+            &sign(json!({"alg":"HS256","kid":"rsa1"}), claims(), &pubkey),
+            &i
+        ),
+        "alg-not-allowed"
+    );
+    // even if HS256 were allowed, it uses only the configured secret, never a JWKS key
+    let mut ih = issuer();
+    ih.algorithms.push(crate::alg::Alg::HS256);
+    assert_eq!(
+        code(
+            &sign(json!({"alg":"HS256","kid":"rsa1"}), claims(), &pubkey),
+            &ih
+        ),
+        "no-usable-key"
+    );
+    // jku/jwk/x5u in the header never change which key is used
+    let t = sign(
+        json!({"alg":"RS256","kid":"rsa1","jku":"https://evil/jwks","jwk":{"kty":"oct"}}),
+        claims(),
+        "rsa_other",
+    );
+    assert_eq!(code(&t, &i), "bad-signature");
+}
+
+#[test]
+fn hmac_with_configured_secret() {
+    let mut i = issuer();
+    i.algorithms = vec![crate::alg::Alg::HS256];
+    let t = sign(
+        json!({"alg":"HS256"}),
+        claims(),
+        "shared-secret-of-32-bytes-or-more!!",
+    );
+    let p = parse(&t, 16384).unwrap();
+    let keys = Keys {
+        jwks: None,
+        hmac_secret: Some(b"shared-secret-of-32-bytes-or-more!!"),
+    };
+    assert!(verify(&p, &i, keys, NOW, &mut Report::default()).is_ok());
+    let keys = Keys {
+        jwks: None,
+        hmac_secret: Some(b"wrong"),
+    };
+    assert_eq!(
+        verify(&p, &i, keys, NOW, &mut Report::default())
+            .unwrap_err()
+            .code(),
+        "bad-signature"
+    );
+}
+
+#[test]
+fn report_lists_every_claim_check() {
+    let t = sign(
+        json!({"alg":"RS256","kid":"rsa1"}),
+        with(|c| {
+            c["exp"] = json!(NOW - 1000);
+            c["aud"] = json!("other");
+        }),
+        "rsa",
+    );
+    let j = jwks();
+    let p = parse(&t, 16384).unwrap();
+    let mut r = Report::default();
+    let e = verify(
+        &p,
+        &issuer(),
+        Keys {
+            jwks: Some(&j),
+            hmac_secret: None,
+        },
+        NOW,
+        &mut r,
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "expired");
+    let failed: Vec<_> = r
+        .checks
+        .iter()
+        .filter(|c| c.result.is_err())
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(failed, ["exp", "aud"]);
+    assert!(r
+        .checks
+        .iter()
+        .any(|c| c.name == "signature" && c.result.is_ok()));
+}
