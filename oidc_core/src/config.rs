@@ -307,7 +307,7 @@ impl Config {
 }
 
 /// https always; http only for a loopback host (local test IdPs).
-fn check_url(u: &str) -> Result<(), String> {
+pub fn check_url(u: &str) -> Result<(), String> {
     if u.starts_with("https://") && u.len() > "https://".len() {
         return Ok(());
     }

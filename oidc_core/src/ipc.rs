@@ -186,6 +186,27 @@ pub fn call(socket: &Path, req: &Request, timeout: Duration) -> Result<Response,
     read_frame(&mut s, deadline)
 }
 
+/// Ask helperd to refetch an issuer's keys; `Ok` describes what it did.
+pub fn refresh_jwks(socket: &Path, issuer: &str, timeout: Duration) -> Result<String, String> {
+    let req = Request::RefreshJwks {
+        issuer: issuer.to_string(),
+    };
+    match call(socket, &req, timeout) {
+        Ok(Response::Refreshed {
+            fetched,
+            ok: true,
+            detail,
+        }) => Ok(format!(
+            "{}: {detail}",
+            if fetched { "fetched" } else { "not fetched" }
+        )),
+        Ok(Response::Refreshed { detail, .. }) => Err(detail),
+        Ok(Response::Error { message }) => Err(message),
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

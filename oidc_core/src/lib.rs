@@ -16,6 +16,7 @@ pub mod audit;
 pub mod config;
 pub mod ipc;
 pub mod jwks;
+pub mod login;
 pub mod policy;
 pub mod reason;
 pub mod secret;

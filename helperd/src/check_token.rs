@@ -1,0 +1,96 @@
+//! `helperd check-token`: what an operator runs when a login fails. Reads a
+//! token on stdin and prints every check with pass/fail and the reason, using
+//! exactly the module's verification path (cache, one refresh on unknown kid).
+
+use oidc_core::config::Config;
+use oidc_core::login::verify_token;
+use oidc_core::policy::check_groups;
+use std::io::Read;
+use std::time::Duration;
+
+pub struct Opts {
+    pub user: Option<String>,
+    pub require_groups: Vec<String>,
+    pub refresh: bool,
+}
+
+fn line(ok: bool, name: &str, detail: &str) {
+    println!("[{}] {name:<10} {detail}", if ok { "PASS" } else { "FAIL" });
+}
+
+/// Exit code: 0 accepted, 1 refused.
+pub fn run(cfg: &Config, o: &Opts, now: i64) -> i32 {
+    let mut raw = String::new();
+    if let Err(e) = std::io::stdin()
+        .take(cfg.pam.max_token_bytes as u64 * 2)
+        .read_to_string(&mut raw)
+    {
+        println!("[FAIL] input      cannot read stdin: {e}");
+        return 1;
+    }
+    let token = raw.trim();
+    let timeout = Duration::from_millis(cfg.pam.ipc_timeout_ms);
+    let mut refresh = |iss: &str| {
+        if o.refresh {
+            oidc_core::ipc::refresh_jwks(&cfg.helperd.socket, iss, timeout)
+        } else {
+            Err("refresh disabled (--no-refresh)".into())
+        }
+    };
+    let out = verify_token(cfg, token, now, &mut refresh);
+    println!(
+        "token: {} bytes, issuer {}",
+        token.len(),
+        out.issuer
+            .as_deref()
+            .map_or("-".into(), oidc_core::audit::clean)
+    );
+    if out.report.checks.is_empty() {
+        if let Err(e) = &out.result {
+            line(false, "structure", &e.to_string());
+        }
+    }
+    for c in &out.report.checks {
+        match &c.result {
+            Ok(d) => line(true, c.name, &oidc_core::audit::clean(d)),
+            Err(e) => line(false, c.name, &e.to_string()),
+        }
+    }
+    for n in &out.notes {
+        println!("note: {}", oidc_core::audit::clean(n));
+    }
+    let mut verdict = out.result.clone().map(|_| ());
+    if let Ok(v) = &out.result {
+        if let Some(u) = &o.user {
+            let ok = &v.username == u;
+            line(
+                ok,
+                "identity",
+                &format!("token user {} vs login user {u}", v.username),
+            );
+            if !ok {
+                verdict = Err(oidc_core::Rejection::UserMismatch {
+                    token_user: v.username.clone(),
+                    pam_user: u.clone(),
+                });
+            }
+        }
+        match check_groups(&v.groups, &cfg.policy, &o.require_groups) {
+            Ok(()) => line(true, "policy", "group policy satisfied"),
+            Err(e) => {
+                line(false, "policy", &e.to_string());
+                verdict = verdict.and(Err(e));
+            }
+        }
+    }
+    match verdict {
+        Ok(()) => {
+            println!("RESULT: ACCEPTED");
+            0
+        }
+        Err(e) => {
+            println!("RESULT: REFUSED ({}): {e}", e.code());
+            1
+        }
+    }
+}

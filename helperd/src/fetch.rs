@@ -1,0 +1,97 @@
+//! HTTP GET of discovery documents and JWK sets. The one place helperd talks
+//! to an IdP; behind a trait so the key cache is tested without a network.
+
+use std::time::Duration;
+
+/// Largest discovery document or JWKS we read.
+pub const MAX_BODY: u64 = 1024 * 1024;
+
+#[derive(Debug)]
+pub struct Fetched {
+    pub body: Vec<u8>,
+    /// `Cache-Control: max-age` in seconds, if the response had one.
+    pub max_age: Option<u64>,
+}
+
+pub trait Transport: Send + Sync {
+    fn get(&self, url: &str) -> Result<Fetched, String>;
+}
+
+/// ureq over rustls with the system's trust roots; one hard deadline covers
+/// connect, request and the whole body (a byte-a-second server is cut off).
+pub struct Http {
+    agent: ureq::Agent,
+}
+
+impl Http {
+    pub fn new(timeout: Duration) -> Http {
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .timeout_connect(Some(timeout))
+            .max_redirects(3)
+            .https_only(false)
+            .user_agent(concat!("pam-oidc-helperd/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls)
+            .build();
+        Http {
+            agent: ureq::Agent::new_with_config(config),
+        }
+    }
+}
+
+pub fn parse_max_age(cache_control: &str) -> Option<u64> {
+    let directives: Vec<String> = cache_control
+        .split(',')
+        .map(|d| d.trim().to_ascii_lowercase())
+        .collect();
+    if directives
+        .iter()
+        .any(|d| d == "no-store" || d == "no-cache")
+    {
+        return Some(0);
+    }
+    directives.iter().find_map(|d| {
+        d.strip_prefix("max-age=")
+            .and_then(|v| v.trim_matches('"').parse().ok())
+    })
+}
+
+impl Transport for Http {
+    fn get(&self, url: &str) -> Result<Fetched, String> {
+        let mut resp = self
+            .agent
+            .get(url)
+            .header("Accept", "application/json")
+            .call()
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let max_age = resp
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_max_age);
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(|e| format!("GET {url}: reading body: {e}"))?;
+        Ok(Fetched { body, max_age })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age() {
+        assert_eq!(parse_max_age("public, max-age=600"), Some(600));
+        assert_eq!(parse_max_age("max-age=\"60\""), Some(60));
+        assert_eq!(parse_max_age("no-store"), Some(0));
+        assert_eq!(parse_max_age("public"), None);
+        assert_eq!(parse_max_age("max-age=abc"), None);
+    }
+}

@@ -1,0 +1,184 @@
+//! helperd — pam-oidc's privileged helper and admin CLI.
+
+mod atomic;
+mod check_token;
+mod fetch;
+mod keys;
+mod log;
+mod server;
+
+use oidc_core::config::{Config, DEFAULT_PATH};
+use oidc_core::ipc::{call, Request, Response};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+const USAGE: &str = "usage: helperd [--config PATH] COMMAND
+commands:
+  run                        run the daemon (foreground; systemd starts it this way)
+  check-token [--user NAME] [--require-group G]... [--no-refresh]
+                             read a token on stdin, print every check and the verdict
+  status                     show each issuer's key cache (asks the running daemon)
+  refresh ISSUER             ask the running daemon to refetch an issuer's keys now
+  version";
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut config = PathBuf::from(DEFAULT_PATH);
+    if args.first().map(String::as_str) == Some("--config") {
+        if args.len() < 2 {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+        config = PathBuf::from(args.remove(1));
+        args.remove(0);
+    }
+    let Some(cmd) = args.first().cloned() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    if cmd == "version" || cmd == "--version" {
+        println!("helperd {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if cmd == "help" || cmd == "--help" {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let cfg = match Config::load(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("helperd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match cmd.as_str() {
+        "run" => run(cfg),
+        "check-token" => match check_token_opts(&args[1..]) {
+            Ok(o) => check_token::run(&cfg, &o, keys::unix_now()),
+            Err(e) => {
+                eprintln!("helperd: {e}\n{USAGE}");
+                2
+            }
+        },
+        "status" => status(&cfg),
+        "refresh" => match args.get(1) {
+            Some(iss) => match oidc_core::ipc::refresh_jwks(
+                &cfg.helperd.socket,
+                iss,
+                Duration::from_secs(30),
+            ) {
+                Ok(d) => {
+                    println!("{d}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("helperd: refresh failed: {e}");
+                    1
+                }
+            },
+            None => {
+                eprintln!("{USAGE}");
+                2
+            }
+        },
+        _ => {
+            eprintln!("helperd: unknown command {cmd:?}\n{USAGE}");
+            2
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn check_token_opts(args: &[String]) -> Result<check_token::Opts, String> {
+    let mut o = check_token::Opts {
+        user: None,
+        require_groups: vec![],
+        refresh: true,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--user" => o.user = Some(it.next().ok_or("--user needs a NAME")?.clone()),
+            "--require-group" => o
+                .require_groups
+                .push(it.next().ok_or("--require-group needs a GROUP")?.clone()),
+            "--no-refresh" => o.refresh = false,
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    Ok(o)
+}
+
+fn run(cfg: Config) -> i32 {
+    log::init();
+    // SAFETY-free hardening: files we create are never group/world-writable.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    let listener = match server::bind(&cfg.helperd.socket) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("{e}");
+            return 1;
+        }
+    };
+    let timeout = Duration::from_secs(cfg.helperd.fetch_timeout_secs);
+    let socket = cfg.helperd.socket.clone();
+    let cache = Arc::new(keys::KeyCache::new(
+        cfg,
+        Box::new(fetch::Http::new(timeout)),
+    ));
+    let refresher = Arc::clone(&cache);
+    let spawned = std::thread::Builder::new()
+        .name("helperd-refresh".into())
+        .spawn(move || loop {
+            refresher.refresh_due();
+            std::thread::sleep(refresher.next_due_in());
+        });
+    if let Err(e) = spawned {
+        log::error!("starting the refresher: {e}");
+        return 1;
+    }
+    log::info!(
+        "helperd {} listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        socket.display()
+    );
+    server::serve(listener, cache);
+    0
+}
+
+fn status(cfg: &Config) -> i32 {
+    match call(
+        &cfg.helperd.socket,
+        &Request::Status,
+        Duration::from_secs(5),
+    ) {
+        Ok(Response::Status { issuers }) => {
+            let now = keys::unix_now();
+            for i in issuers {
+                let age =
+                    |t: Option<i64>| t.map_or("never".to_string(), |t| format!("{}s", t - now));
+                println!(
+                    "{}\n  keys: {}  fetched: {}  expires in: {}  fetches: {}  rate-limited: {}  last error: {}",
+                    i.issuer,
+                    i.keys,
+                    i.fetched_at.map_or("never".to_string(), |t| format!("{}s ago", now - t)),
+                    age(i.expires_at),
+                    i.fetches,
+                    i.rate_limited,
+                    i.last_error.as_deref().unwrap_or("-")
+                );
+            }
+            0
+        }
+        Ok(other) => {
+            eprintln!("helperd: unexpected answer {other:?}");
+            1
+        }
+        Err(e) => {
+            eprintln!("helperd: {e}");
+            1
+        }
+    }
+}

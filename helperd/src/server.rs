@@ -1,0 +1,114 @@
+//! The Unix socket server: one request per connection, a thread per
+//! connection up to `max_connections`, read/write deadlines on every frame,
+//! and the peer's credentials (SO_PEERCRED) read for every request.
+
+use crate::keys::KeyCache;
+use crate::log::{error, info, warning};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use oidc_core::ipc::{read_frame, write_frame, Request, Response};
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const FRAME_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Bind the socket (0666: every request's peer is checked), replacing a stale
+/// socket file but refusing to steal one a live helperd still answers on.
+pub fn bind(path: &Path) -> Result<UnixListener, String> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    if let Ok(m) = fs::symlink_metadata(path) {
+        if !m.file_type().is_socket() {
+            return Err(format!("{} exists and is not a socket", path.display()));
+        }
+        if UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "another helperd is listening on {}",
+                path.display()
+            ));
+        }
+        fs::remove_file(path).map_err(|e| format!("removing stale {}: {e}", path.display()))?;
+    }
+    let l = UnixListener::bind(path).map_err(|e| format!("binding {}: {e}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o666))
+        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    Ok(l)
+}
+
+pub fn serve(listener: UnixListener, cache: Arc<KeyCache>) {
+    let active = Arc::new(AtomicUsize::new(0));
+    let max = cache.config().helperd.max_connections.max(1);
+    for conn in listener.incoming() {
+        let stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                error!("accept: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if active.fetch_add(1, Ordering::SeqCst) >= max {
+            active.fetch_sub(1, Ordering::SeqCst);
+            warning!("refusing connection: {max} already active");
+            continue;
+        }
+        let (cache, active) = (Arc::clone(&cache), Arc::clone(&active));
+        let spawned = std::thread::Builder::new()
+            .name("helperd-conn".into())
+            .spawn(move || {
+                handle(stream, &cache);
+                active.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            error!("spawning connection thread: {e}");
+        }
+    }
+}
+
+fn handle(mut s: UnixStream, cache: &KeyCache) {
+    let peer = match getsockopt(&s, PeerCredentials) {
+        Ok(c) => c,
+        Err(e) => {
+            warning!("dropping connection: cannot read peer credentials: {e}");
+            return;
+        }
+    };
+    let (uid, pid) = (peer.uid(), peer.pid());
+    let req: Request = match read_frame(&mut s, Instant::now() + FRAME_DEADLINE) {
+        Ok(r) => r,
+        Err(e) => {
+            warning!("bad request from uid={uid} pid={pid}: {e}");
+            let _ = write_frame(
+                &mut s,
+                &Response::Error {
+                    message: e.to_string(),
+                },
+                Instant::now() + FRAME_DEADLINE,
+            );
+            return;
+        }
+    };
+    let resp = match &req {
+        Request::Ping => Response::Pong {
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        Request::Status => Response::Status {
+            issuers: cache.status(),
+        },
+        Request::RefreshJwks { issuer } => {
+            info!(
+                "jwks refresh requested by uid={uid} pid={pid} issuer={}",
+                oidc_core::audit::clean(issuer)
+            );
+            cache.refresh_on_demand(issuer)
+        }
+    };
+    if let Err(e) = write_frame(&mut s, &resp, Instant::now() + FRAME_DEADLINE) {
+        warning!("writing response to uid={uid} pid={pid}: {e}");
+    }
+}

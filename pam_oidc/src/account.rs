@@ -1,0 +1,75 @@
+//! `pam_sm_acct_mgmt`: group policy on the identity verified by this
+//! transaction's `pam_sm_authenticate` (read back from the PAM environment).
+
+use crate::auth::{setup, ENV_GROUPS, ENV_ISSUER, ENV_JTI, ENV_SUB, ENV_USER};
+use crate::handle::{Pam, Prio};
+use oidc_core::audit::AuditEvent;
+use oidc_core::policy::check_groups;
+use oidc_core::Rejection;
+use pam::constants::PamResultCode;
+
+pub fn acct_mgmt(pam: &mut dyn Pam, raw: &[String]) -> PamResultCode {
+    let (a, cfg) = match setup(pam, raw, "account") {
+        Ok(x) => x,
+        Err(rc) => return rc,
+    };
+    let user = match pam.user() {
+        Ok(u) => u,
+        Err(_) => return PamResultCode::PAM_USER_UNKNOWN,
+    };
+    let mut ev = AuditEvent {
+        stage: "account",
+        service: pam.service(),
+        user: user.clone(),
+        rhost: pam.rhost(),
+        issuer: pam.getenv(ENV_ISSUER).unwrap_or_default(),
+        sub: pam.getenv(ENV_SUB).unwrap_or_default(),
+        jti: pam.getenv(ENV_JTI).unwrap_or_default(),
+        ..Default::default()
+    };
+    let Some(oidc_user) = pam.getenv(ENV_USER) else {
+        // Not an OIDC login (e.g. a local user with a key). Only a stack that
+        // demands a group needs OIDC; otherwise leave the decision to other modules.
+        if a.require_groups.is_empty() {
+            return PamResultCode::PAM_IGNORE;
+        }
+        ev.code = "no-oidc-identity".into();
+        ev.reason = "require_group set but this transaction has no verified OIDC identity".into();
+        pam.log(Prio::Warning, &ev.to_string());
+        pam.error("OIDC login refused: access denied");
+        return PamResultCode::PAM_PERM_DENIED;
+    };
+    if oidc_user != user {
+        let r = Rejection::UserMismatch {
+            token_user: oidc_user,
+            pam_user: user,
+        };
+        return deny(pam, ev, &r);
+    }
+    let groups: Vec<String> = pam
+        .getenv(ENV_GROUPS)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|g| !g.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Err(r) = check_groups(&groups, &cfg.policy, &a.require_groups) {
+        return deny(pam, ev, &r);
+    }
+    ev.allow = true;
+    ev.code = "ok".into();
+    ev.reason = format!(
+        "group policy satisfied (groups={})",
+        oidc_core::audit::clean(&groups.join(","))
+    );
+    pam.log(Prio::Notice, &ev.to_string());
+    PamResultCode::PAM_SUCCESS
+}
+
+fn deny(pam: &mut dyn Pam, mut ev: AuditEvent, r: &Rejection) -> PamResultCode {
+    ev.code = r.code().into();
+    ev.reason = r.to_string();
+    pam.log(Prio::Warning, &ev.to_string());
+    pam.error(r.user_message());
+    PamResultCode::PAM_PERM_DENIED
+}

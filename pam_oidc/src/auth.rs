@@ -1,0 +1,176 @@
+//! `pam_sm_authenticate`: get the token, verify it, check it names the PAM
+//! user, and hand the verified identity to later stages via the PAM
+//! environment (sshd runs auth in a forked child, so `pam_set_data` would be
+//! lost before the session; `pam_putenv` values survive).
+
+use crate::args::{self, Args, TokenSource};
+use crate::handle::{Pam, Prio};
+use oidc_core::audit::AuditEvent;
+use oidc_core::config::Config;
+use oidc_core::ipc;
+use oidc_core::login::{verify_token, Outcome};
+use oidc_core::{Rejection, Secret};
+use pam::constants::PamResultCode;
+use std::time::Duration;
+
+pub const ENV_USER: &str = "OIDC_USER";
+pub const ENV_ISSUER: &str = "OIDC_ISSUER";
+pub const ENV_SUB: &str = "OIDC_SUB";
+pub const ENV_GROUPS: &str = "OIDC_GROUPS";
+pub const ENV_JTI: &str = "OIDC_JTI";
+pub const ENV_EXP: &str = "OIDC_EXP";
+
+/// The PAM code for a rejection: keys/config trouble is "info unavailable",
+/// everything else an authentication error. Both refuse.
+pub fn code_for(r: &Rejection) -> PamResultCode {
+    match r {
+        Rejection::KeysUnavailable(_) | Rejection::Config(_) => PamResultCode::PAM_AUTHINFO_UNAVAIL,
+        _ => PamResultCode::PAM_AUTH_ERR,
+    }
+}
+
+/// Load args and config, or log why not. Shared by every hook.
+pub fn setup(
+    pam: &mut dyn Pam,
+    raw: &[String],
+    stage: &'static str,
+) -> Result<(Args, Config), PamResultCode> {
+    let deny = |pam: &mut dyn Pam, r: Rejection, rc| {
+        let ev = AuditEvent {
+            stage,
+            service: pam.service(),
+            rhost: pam.rhost(),
+            code: r.code().into(),
+            reason: r.to_string(),
+            ..Default::default()
+        };
+        pam.log(Prio::Err, &ev.to_string());
+        pam.error(r.user_message());
+        Err(rc)
+    };
+    let a = match args::parse(raw) {
+        Ok(a) => a,
+        Err(e) => return deny(pam, Rejection::Config(e), PamResultCode::PAM_SERVICE_ERR),
+    };
+    match Config::load(&a.config) {
+        Ok(c) => Ok((a, c)),
+        Err(e) => deny(
+            pam,
+            Rejection::Config(e.to_string()),
+            PamResultCode::PAM_AUTHINFO_UNAVAIL,
+        ),
+    }
+}
+
+fn looks_like_jwt(s: &str) -> bool {
+    s.starts_with("eyJ") && s.bytes().filter(|&b| b == b'.').count() == 2
+}
+
+fn get_token(pam: &mut dyn Pam, a: &Args, cfg: &Config) -> Result<Secret, Rejection> {
+    let from_stack = pam.authtok();
+    match a.source {
+        TokenSource::UseFirstPass => {
+            return from_stack
+                .ok_or_else(|| Rejection::NoToken("use_first_pass and no PAM_AUTHTOK".into()));
+        }
+        TokenSource::TryFirstPass => {
+            if let Some(t) = from_stack.filter(|t| looks_like_jwt(t.expose().trim())) {
+                return Ok(t);
+            }
+        }
+        TokenSource::Prompt => {}
+    }
+    match pam.prompt_secret(&cfg.pam.prompt) {
+        Ok(Some(t)) if !t.expose().trim().is_empty() => Ok(t),
+        Ok(_) => Err(Rejection::NoToken("empty reply".into())),
+        Err(rc) => Err(Rejection::NoToken(format!("conversation failed ({rc:?})"))),
+    }
+}
+
+pub fn authenticate(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCode {
+    let (a, cfg) = match setup(pam, raw, "auth") {
+        Ok(x) => x,
+        Err(rc) => return rc,
+    };
+    #[cfg(feature = "fault-injection")]
+    if a.fault.as_deref() == Some("panic") {
+        #[allow(clippy::panic)]
+        {
+            panic!("fault injection: panic in pam_sm_authenticate");
+        }
+    }
+    let user = match pam.user() {
+        Ok(u) => u,
+        Err(rc) => {
+            pam.log(
+                Prio::Err,
+                &format!("auth result=deny code=no-user reason=\"cannot get PAM user ({rc:?})\""),
+            );
+            return PamResultCode::PAM_USER_UNKNOWN;
+        }
+    };
+    let mut ev = AuditEvent {
+        stage: "auth",
+        service: pam.service(),
+        user: user.clone(),
+        rhost: pam.rhost(),
+        ..Default::default()
+    };
+    let token = match get_token(pam, &a, &cfg) {
+        Ok(t) => t,
+        Err(r) => return deny(pam, ev, &r, r.to_string()),
+    };
+    let timeout = Duration::from_millis(cfg.pam.ipc_timeout_ms);
+    let mut refresh = |iss: &str| ipc::refresh_jwks(&cfg.helperd.socket, iss, timeout);
+    let out: Outcome = verify_token(&cfg, token.expose().trim(), now, &mut refresh);
+    drop(token);
+    ev.issuer = out.issuer.clone().unwrap_or_default();
+    ev.sub = out.sub.clone().unwrap_or_default();
+    ev.jti = out.jti.clone().unwrap_or_default();
+    let reason = out.reason();
+    let v = match out.result {
+        Ok(v) => v,
+        Err(r) => return deny(pam, ev, &r, reason),
+    };
+    if v.username != user {
+        let r = Rejection::UserMismatch {
+            token_user: v.username.clone(),
+            pam_user: user,
+        };
+        return deny(pam, ev, &r, r.to_string());
+    }
+    let groups = v.groups.join(",");
+    let env = [
+        (ENV_USER, v.username.as_str()),
+        (ENV_ISSUER, v.issuer.as_str()),
+        (ENV_SUB, v.sub.as_str()),
+        (ENV_GROUPS, groups.as_str()),
+        (ENV_JTI, v.jti.as_deref().unwrap_or("")),
+        (ENV_EXP, &v.exp.to_string()),
+    ];
+    for (k, val) in env {
+        if let Err(rc) = pam.putenv(k, val) {
+            let r = Rejection::Config(format!("pam_putenv {k} failed ({rc:?})"));
+            return deny(pam, ev, &r, r.to_string());
+        }
+    }
+    ev.allow = true;
+    ev.code = "ok".into();
+    ev.reason = format!(
+        "{reason}; alg={} kid={} groups={}",
+        v.alg,
+        v.kid.as_deref().unwrap_or("-"),
+        oidc_core::audit::clean(&groups)
+    );
+    pam.log(Prio::Notice, &ev.to_string());
+    PamResultCode::PAM_SUCCESS
+}
+
+fn deny(pam: &mut dyn Pam, mut ev: AuditEvent, r: &Rejection, reason: String) -> PamResultCode {
+    ev.allow = false;
+    ev.code = r.code().into();
+    ev.reason = reason;
+    pam.log(Prio::Warning, &ev.to_string());
+    pam.error(r.user_message());
+    code_for(r)
+}

@@ -1,0 +1,121 @@
+//! The only `unsafe` in the module: the libpam calls pam-bindings does not
+//! wrap (`pam_putenv`, `pam_getenv`, `pam_syslog`), and the [`Pam`] adapter
+//! over a real handle.
+
+use crate::handle::{Pam, Prio};
+use oidc_core::Secret;
+use pam::constants::{PamFlag, PamResultCode, PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_SILENT};
+use pam::conv::Conv;
+use pam::items::{AuthTok, RHost, Service};
+use pam::module::PamHandle;
+use std::ffi::{c_char, c_int, CStr, CString};
+
+#[link(name = "pam")]
+unsafe extern "C" {
+    fn pam_putenv(pamh: *mut PamHandle, name_value: *const c_char) -> c_int;
+    fn pam_getenv(pamh: *mut PamHandle, name: *const c_char) -> *const c_char;
+    fn pam_syslog(pamh: *const PamHandle, priority: c_int, fmt: *const c_char, ...);
+}
+
+pub struct RealPam<'a> {
+    h: &'a mut PamHandle,
+    silent: bool,
+}
+
+impl<'a> RealPam<'a> {
+    pub fn new(h: &'a mut PamHandle, flags: PamFlag) -> Self {
+        RealPam {
+            h,
+            silent: flags & PAM_SILENT != 0,
+        }
+    }
+}
+
+/// C string without interior NULs (they are replaced, never truncate silently).
+fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', "\\0")).unwrap_or_default()
+}
+
+impl Pam for RealPam<'_> {
+    fn user(&mut self) -> Result<String, PamResultCode> {
+        self.h.get_user(None)
+    }
+
+    fn service(&self) -> String {
+        match self.h.get_item::<Service>() {
+            Ok(Some(s)) => s.0.to_string_lossy().into_owned(),
+            _ => String::new(),
+        }
+    }
+
+    fn rhost(&self) -> String {
+        match self.h.get_item::<RHost>() {
+            Ok(Some(s)) => s.0.to_string_lossy().into_owned(),
+            _ => String::new(),
+        }
+    }
+
+    fn authtok(&self) -> Option<Secret> {
+        let t = self.h.get_item::<AuthTok>().ok()??;
+        let s = String::from_utf8(t.as_bytes().to_vec()).ok()?;
+        Some(Secret::new(s))
+    }
+
+    fn prompt_secret(&mut self, msg: &str) -> Result<Option<Secret>, PamResultCode> {
+        let conv = self
+            .h
+            .get_item::<Conv>()?
+            .ok_or(PamResultCode::PAM_CONV_ERR)?;
+        let reply = conv.send(PAM_PROMPT_ECHO_OFF, msg)?;
+        Ok(reply.and_then(|b| b.as_str().ok().map(|s| Secret::new(s.to_string()))))
+    }
+
+    fn error(&mut self, msg: &str) {
+        if self.silent {
+            return;
+        }
+        if let Ok(Some(conv)) = self.h.get_item::<Conv>() {
+            let _ = conv.send(PAM_ERROR_MSG, msg);
+        }
+    }
+
+    fn putenv(&mut self, name: &str, value: &str) -> Result<(), PamResultCode> {
+        let nv = cstring(&format!("{name}={value}"));
+        // SAFETY: `self.h` is the live handle PAM passed to this hook; `nv` is a
+        // valid NUL-terminated string that libpam copies before returning.
+        let rc = unsafe { pam_putenv(self.h, nv.as_ptr()) };
+        if rc == PamResultCode::PAM_SUCCESS as c_int {
+            Ok(())
+        } else {
+            Err(PamResultCode::PAM_BUF_ERR)
+        }
+    }
+
+    fn getenv(&self, name: &str) -> Option<String> {
+        let n = cstring(name);
+        // SAFETY: the handle is live for this hook. pam_getenv does not modify the
+        // handle despite its non-const signature; it returns a pointer into
+        // libpam's environment (or NULL), valid until the next pam_putenv, and we
+        // copy it immediately.
+        let p = unsafe { pam_getenv(std::ptr::from_ref(&*self.h).cast_mut(), n.as_ptr()) };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: non-NULL pointers from pam_getenv point to NUL-terminated strings.
+        Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    }
+
+    fn log(&self, prio: Prio, msg: &str) {
+        let p = match prio {
+            Prio::Err => libc::LOG_ERR,
+            Prio::Warning => libc::LOG_WARNING,
+            Prio::Notice => libc::LOG_NOTICE,
+            Prio::Info => libc::LOG_INFO,
+        };
+        let m = cstring(msg);
+        // SAFETY: live handle; a constant "%s" format with one valid C string
+        // argument, so no format-string injection. pam_syslog adds facility
+        // LOG_AUTHPRIV and the "pam_oidc(service:type):" prefix.
+        unsafe { pam_syslog(self.h, p, c"%s".as_ptr(), m.as_ptr()) };
+    }
+}

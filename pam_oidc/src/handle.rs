@@ -1,0 +1,35 @@
+//! The small surface of libpam the logic needs, as a trait so tests drive the
+//! logic without C.
+
+use oidc_core::Secret;
+use pam::constants::PamResultCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prio {
+    Err,
+    Warning,
+    Notice,
+    Info,
+}
+
+pub trait Pam {
+    /// PAM_USER (may prompt).
+    fn user(&mut self) -> Result<String, PamResultCode>;
+    fn service(&self) -> String;
+    fn rhost(&self) -> String;
+    fn authtok(&self) -> Option<Secret>;
+    /// An echo-off prompt; `None` if the application returned no text.
+    fn prompt_secret(&mut self, msg: &str) -> Result<Option<Secret>, PamResultCode>;
+    /// An error message to the user (suppressed under PAM_SILENT).
+    fn error(&mut self, msg: &str);
+    fn putenv(&mut self, name: &str, value: &str) -> Result<(), PamResultCode>;
+    fn getenv(&self, name: &str) -> Option<String>;
+    /// syslog through libpam (facility authpriv).
+    fn log(&self, prio: Prio, msg: &str);
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

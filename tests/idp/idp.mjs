@@ -1,0 +1,169 @@
+// Local OpenID Provider for pam-oidc tests and the demo — TEST USE ONLY.
+//
+// A real, certified provider (npm oidc-provider) on 127.0.0.1 with RS256,
+// ES256 and EdDSA keys generated at start (a restart rotates them). Tokens are
+// issued through a real grant: CIBA in poll mode, auto-approved for the
+// `login_hint` user. A few /test/* routes make tests scriptable:
+//   GET  /test/token?client=ID&user=NAME[&acr=..&amr=a,b]  -> {"id_token": ...} (runs CIBA against itself)
+//   POST /test/sign {"header":{...},"payload":{...}}       -> {"token": ...} signed with this IdP's key for header.alg
+//   GET  /test/stats                                       -> {"jwks_hits": N, "discovery_hits": N}
+//
+// usage: node idp.mjs --port PORT [--host 127.0.0.1]
+
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+import Provider from 'oidc-provider';
+import * as jose from 'jose';
+
+const { values: opts } = parseArgs({
+  options: { port: { type: 'string' }, host: { type: 'string', default: '127.0.0.1' } },
+});
+if (!opts.port) {
+  console.error('usage: node idp.mjs --port PORT');
+  process.exit(2);
+}
+const issuer = `http://${opts.host}:${opts.port}`;
+
+// Users of the test realm. Any other name logs in with no groups.
+const USERS = {
+  alice: ['devs', 'ops-admins'],
+  bob: ['devs'],
+  mallory: ['devs', 'contractors'],
+  carol: [],
+};
+const groupsOf = (name) => USERS[name] ?? [];
+
+const rand = () => Math.random().toString(36).slice(2, 8);
+async function mkKey(alg, extra = {}) {
+  const { privateKey } = await jose.generateKeyPair(alg, { extractable: true, ...extra });
+  const jwk = await jose.exportJWK(privateKey);
+  return { ...jwk, alg, use: 'sig', kid: `${alg.toLowerCase()}-${rand()}` };
+}
+const keys = [await mkKey('RS256'), await mkKey('ES256'), await mkKey('EdDSA', { crv: 'Ed25519' })];
+
+const SECRET = 'test-secret-not-for-production';
+const client = (id, alg) => ({
+  client_id: id,
+  client_secret: SECRET,
+  grant_types: ['urn:openid:params:grant-type:ciba'],
+  response_types: [],
+  redirect_uris: [],
+  token_endpoint_auth_method: 'client_secret_post',
+  backchannel_token_delivery_mode: 'poll',
+  id_token_signed_response_alg: alg,
+});
+
+const provider = new Provider(issuer, {
+  clients: [
+    client('host-login', 'RS256'),
+    client('host-login-es', 'ES256'),
+    client('host-login-ed', 'EdDSA'),
+    client('other-app', 'RS256'),
+    client('short-lived', 'RS256'),
+  ],
+  jwks: { keys },
+  enabledJWA: { idTokenSigningAlgValues: ['RS256', 'ES256', 'EdDSA'] },
+  conformIdTokenClaims: false,
+  scopes: ['openid', 'profile', 'groups'],
+  claims: { openid: ['sub'], profile: ['preferred_username', 'name'], groups: ['groups'] },
+  ttl: {
+    IdToken: (ctx, token, c) => (c?.clientId === 'short-lived' ? 1 : 600),
+    BackchannelAuthenticationRequest: 60,
+  },
+  features: {
+    devInteractions: { enabled: false },
+    ciba: {
+      enabled: true,
+      deliveryModes: ['poll'],
+      processLoginHint: async (ctx, hint) => `u-${hint}`,
+      validateRequestContext: async () => {},
+      verifyUserCode: async () => {},
+      triggerAuthenticationDevice: async (ctx, request, account, c) => {
+        // Auto-approve: the "device" says yes at once.
+        const grant = new ctx.oidc.provider.Grant({ clientId: c.clientId, accountId: account.accountId });
+        grant.addOIDCScope(request.scope);
+        await grant.save();
+        const extra = pending.get(account.accountId.slice(2)) ?? {};
+        await ctx.oidc.provider.backchannelResult(request, grant, {
+          authTime: Math.floor(Date.now() / 1000),
+          acr: extra.acr,
+          amr: extra.amr,
+        });
+      },
+    },
+  },
+  // accountId (= sub) is `u-<name>`, so sub and login name differ as with real IdPs.
+  findAccount: async (ctx, id) => ({
+    accountId: id,
+    claims: async () => {
+      const name = id.slice(2);
+      return { sub: id, preferred_username: name, name, groups: groupsOf(name) };
+    },
+  }),
+});
+provider.on('server_error', (ctx, err) => console.error('idp server_error', err));
+
+const pending = new Map();
+const stats = { jwks_hits: 0, discovery_hits: 0 };
+const json = (res, code, body) => {
+  res.writeHead(code, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+};
+const readBody = (req) =>
+  new Promise((ok, fail) => {
+    let b = '';
+    req.on('data', (d) => (b += d));
+    req.on('end', () => ok(b));
+    req.on('error', fail);
+  });
+
+async function mint(q) {
+  const user = q.get('user');
+  const clientId = q.get('client') ?? 'host-login';
+  pending.set(user, { acr: q.get('acr') ?? undefined, amr: q.get('amr')?.split(',') });
+  const form = (o) => new URLSearchParams({ client_id: clientId, client_secret: SECRET, ...o });
+  let r = await fetch(`${issuer}/backchannel`, { method: 'POST', body: form({ scope: 'openid profile groups', login_hint: user }) });
+  const auth = await r.json();
+  if (!auth.auth_req_id) throw new Error(`backchannel: ${JSON.stringify(auth)}`);
+  for (let i = 0; i < 50; i++) {
+    r = await fetch(`${issuer}/token`, {
+      method: 'POST',
+      body: form({ grant_type: 'urn:openid:params:grant-type:ciba', auth_req_id: auth.auth_req_id }),
+    });
+    const t = await r.json();
+    if (t.id_token) return { id_token: t.id_token };
+    if (t.error !== 'authorization_pending' && t.error !== 'slow_down') throw new Error(`token: ${JSON.stringify(t)}`);
+    await new Promise((ok) => setTimeout(ok, 100));
+  }
+  throw new Error('token: timed out');
+}
+
+async function sign(body) {
+  const { header, payload } = JSON.parse(body);
+  const key = keys.find((k) => k.alg === header.alg) ?? keys[0];
+  const priv = await jose.importJWK(key, key.alg);
+  const h = { kid: key.kid, ...header, alg: key.alg };
+  const token = await new jose.CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
+    .setProtectedHeader(h)
+    .sign(priv);
+  return { token };
+}
+
+const callback = provider.callback();
+const server = http.createServer(async (req, res) => {
+  const url = new URL(req.url, issuer);
+  try {
+    if (url.pathname === '/test/token') return json(res, 200, await mint(url.searchParams));
+    if (url.pathname === '/test/sign' && req.method === 'POST') return json(res, 200, await sign(await readBody(req)));
+    if (url.pathname === '/test/stats') return json(res, 200, stats);
+  } catch (e) {
+    return json(res, 500, { error: String(e) });
+  }
+  if (url.pathname === '/jwks') stats.jwks_hits++;
+  if (url.pathname === '/.well-known/openid-configuration') stats.discovery_hits++;
+  return callback(req, res);
+});
+server.listen(Number(opts.port), opts.host, () => {
+  console.log(`idp listening on ${issuer} kids=${keys.map((k) => k.kid).join(',')}`);
+});
+for (const s of ['SIGTERM', 'SIGINT']) process.on(s, () => process.exit(0));
