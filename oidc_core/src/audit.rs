@@ -7,12 +7,20 @@ use std::fmt::Write as _;
 /// Longest value we log from untrusted input.
 pub const MAX_LOGGED: usize = 160;
 
+/// Longest context text (our own messages that embed paths and values).
+pub const MAX_CONTEXT: usize = 800;
+
 /// Make an untrusted string safe for one log line: control characters, quotes,
 /// backslashes and non-ASCII are escaped, length bounded.
 pub fn clean(s: &str) -> String {
-    let mut out = String::with_capacity(s.len().min(MAX_LOGGED) + 2);
+    clean_n(s, MAX_LOGGED)
+}
+
+/// [`clean`] with another length bound.
+pub fn clean_n(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max) + 2);
     for (n, c) in s.chars().enumerate() {
-        if n >= MAX_LOGGED {
+        if n >= max {
             out.push('…');
             break;
         }

@@ -33,7 +33,7 @@ impl Outcome {
         };
         for n in &self.notes {
             s.push_str("; ");
-            s.push_str(&crate::audit::clean(n));
+            s.push_str(&crate::audit::clean_n(n, crate::audit::MAX_CONTEXT));
         }
         s
     }

@@ -2,7 +2,7 @@
 //! tests), a precise operator-facing reason (`Display`, goes to syslog) and a
 //! short user-facing message that leaks nothing.
 
-use crate::audit::clean;
+use crate::audit::{clean, clean_n, MAX_CONTEXT};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
@@ -176,8 +176,10 @@ impl std::fmt::Display for Rejection {
             BadHeader(why) => write!(f, "bad header: {}", clean(why)),
             UntrustedIssuer(iss) => write!(f, "issuer not trusted: {}", clean(iss)),
             UnknownKid(kid) => write!(f, "unknown kid {}", clean(kid)),
-            NoUsableKey(why) => write!(f, "no usable key: {}", clean(why)),
-            KeysUnavailable(why) => write!(f, "issuer keys unavailable: {}", clean(why)),
+            NoUsableKey(why) => write!(f, "no usable key: {}", clean_n(why, MAX_CONTEXT)),
+            KeysUnavailable(why) => {
+                write!(f, "issuer keys unavailable: {}", clean_n(why, MAX_CONTEXT))
+            }
             BadSignature => write!(f, "signature verification failed"),
             MissingClaim(c) => write!(f, "missing claim {c}"),
             BadClaim { claim, why } => write!(f, "bad claim {}: {}", clean(claim), clean(why)),
@@ -242,7 +244,7 @@ impl std::fmt::Display for Rejection {
                 write!(f, "not in an allowed group (need one of {})", clean(want))
             }
             InDeniedGroup(g) => write!(f, "member of denied group {}", clean(g)),
-            Config(why) => write!(f, "configuration error: {}", clean(why)),
+            Config(why) => write!(f, "configuration error: {}", clean_n(why, MAX_CONTEXT)),
             NoToken(why) => write!(f, "no token: {}", clean(why)),
         }
     }
