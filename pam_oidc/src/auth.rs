@@ -96,7 +96,7 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCod
     if a.fault.as_deref() == Some("panic") {
         #[allow(clippy::panic)]
         {
-            panic!("fault injection: panic in pam_sm_authenticate");
+            panic!("fault injection: panic in pam_sm_authenticate"); // test-only (feature fault-injection)
         }
     }
     let user = match pam.user() {

@@ -1,0 +1,30 @@
+//! Module argument parsing.
+
+use pam_oidc::args::*;
+use std::path::PathBuf;
+
+fn p(v: &[&str]) -> Result<Args, String> {
+    parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+}
+
+#[test]
+fn parses_known_and_refuses_unknown() {
+    let a = p(&[
+        "config=/tmp/c.toml",
+        "try_first_pass",
+        "require_group=ops",
+        "require_group=sre",
+    ])
+    .unwrap();
+    assert_eq!(a.config, PathBuf::from("/tmp/c.toml"));
+    assert_eq!(a.source, TokenSource::TryFirstPass);
+    assert_eq!(a.require_groups, ["ops", "sre"]);
+    assert!(p(&["require_groups=ops"]).is_err());
+    assert!(p(&["require_group="]).is_err());
+    assert!(p(&["config=relative.toml"]).is_err());
+    assert!(p(&["use_first_pass=1"]).is_err());
+    assert_eq!(
+        p(&[]).unwrap().config,
+        PathBuf::from("/etc/pam-oidc/config.toml")
+    );
+}

@@ -1,0 +1,249 @@
+//! The hooks' logic driven through a fake PAM handle (no C, no libpam).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use oidc_core::Secret;
+use pam::constants::PamResultCode;
+use pam_oidc::account::acct_mgmt;
+use pam_oidc::auth::{authenticate, ENV_GROUPS, ENV_USER};
+use pam_oidc::handle::{Pam, Prio};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+const NOW: i64 = 1_800_000_000;
+
+#[derive(Default)]
+struct Fake {
+    user: String,
+    authtok: Option<String>,
+    reply: Option<String>,
+    prompts: Vec<String>,
+    errors: Vec<String>,
+    env: HashMap<String, String>,
+    log: std::cell::RefCell<Vec<String>>,
+}
+
+impl Pam for Fake {
+    fn user(&mut self) -> Result<String, PamResultCode> {
+        Ok(self.user.clone())
+    }
+    fn service(&self) -> String {
+        "svc".into()
+    }
+    fn rhost(&self) -> String {
+        "192.0.2.1".into()
+    }
+    fn authtok(&self) -> Option<Secret> {
+        self.authtok.clone().map(Secret::new)
+    }
+    fn prompt_secret(&mut self, msg: &str) -> Result<Option<Secret>, PamResultCode> {
+        self.prompts.push(msg.into());
+        Ok(self.reply.clone().map(Secret::new))
+    }
+    fn error(&mut self, msg: &str) {
+        self.errors.push(msg.into());
+    }
+    fn putenv(&mut self, name: &str, value: &str) -> Result<(), PamResultCode> {
+        self.env.insert(name.into(), value.into());
+        Ok(())
+    }
+    fn getenv(&self, name: &str) -> Option<String> {
+        self.env.get(name).cloned()
+    }
+    fn log(&self, _prio: Prio, msg: &str) {
+        self.log.borrow_mut().push(msg.into());
+    }
+}
+
+struct Setup {
+    dir: PathBuf,
+    config: PathBuf,
+    token: String,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A config, a JWKS cache file with the test RSA key, and a token for alice.
+fn setup(tag: &str) -> Setup {
+    let keys: Value = serde_json::from_str(include_str!(
+        "../../oidc_core/tests/fixtures/test-keys.json"
+    ))
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("pam-oidc-unit-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\n[helperd]\nsocket = \"{0}/no.sock\"\ncache_dir = \"{0}\"\n[policy]\ndenied_groups = [\"contractors\"]\n\
+             [[issuer]]\nurl = \"https://idp.test\"\naudiences = [\"host\"]\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let cache = oidc_core::jwks::CacheFile {
+        v: 1,
+        issuer: "https://idp.test".into(),
+        jwks_uri: "https://idp.test/jwks".into(),
+        fetched_at: NOW,
+        expires_at: NOW + 3600,
+        jwks: json!({"keys": [keys["rsa"]["jwk"]]}),
+    };
+    let path = oidc_core::jwks::cache_path(&dir, "https://idp.test");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, serde_json::to_vec(&cache).unwrap()).unwrap();
+    let claims = json!({"iss":"https://idp.test","sub":"s-1","aud":"host","exp":NOW+60,"iat":NOW,
+                        "preferred_username":"alice","groups":["devs","ops"]});
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"rsa1"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let key =
+        jsonwebtoken::EncodingKey::from_rsa_pem(keys["rsa"]["pem"].as_str().unwrap().as_bytes())
+            .unwrap();
+    let sig =
+        jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::RS256).unwrap();
+    Setup {
+        dir,
+        config,
+        token: format!("{input}.{sig}"),
+    }
+}
+
+fn args(s: &Setup, extra: &[&str]) -> Vec<String> {
+    let mut v = vec![format!("config={}", s.config.display())];
+    v.extend(extra.iter().map(|x| x.to_string()));
+    v
+}
+
+#[test]
+fn prompt_verify_and_hand_identity_to_account() {
+    let s = setup("ok");
+    let mut p = Fake {
+        user: "alice".into(),
+        reply: Some(format!("{}\n", s.token)),
+        ..Default::default()
+    };
+    assert_eq!(
+        authenticate(&mut p, &args(&s, &[]), NOW),
+        PamResultCode::PAM_SUCCESS
+    );
+    assert_eq!(p.prompts, ["OIDC token: "]);
+    assert_eq!(p.env[ENV_USER], "alice");
+    assert_eq!(p.env[ENV_GROUPS], "devs,ops");
+    assert_eq!(
+        acct_mgmt(&mut p, &args(&s, &["require_group=ops"])),
+        PamResultCode::PAM_SUCCESS
+    );
+    assert_eq!(
+        acct_mgmt(&mut p, &args(&s, &["require_group=admins"])),
+        PamResultCode::PAM_PERM_DENIED
+    );
+    let log = p.log.borrow().join("\n");
+    assert!(
+        log.contains("auth result=allow") && log.contains("rhost=192.0.2.1"),
+        "{log}"
+    );
+    assert!(!log.contains(&s.token), "token logged");
+}
+
+#[test]
+fn first_pass_modes() {
+    let s = setup("first");
+    // try_first_pass: a password in PAM_AUTHTOK is not a JWT -> prompt.
+    let mut p = Fake {
+        user: "alice".into(),
+        authtok: Some("hunter2".into()),
+        reply: Some(s.token.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        authenticate(&mut p, &args(&s, &["try_first_pass"]), NOW),
+        PamResultCode::PAM_SUCCESS
+    );
+    assert_eq!(p.prompts.len(), 1);
+    // try_first_pass with a token in PAM_AUTHTOK: no prompt.
+    let mut p = Fake {
+        user: "alice".into(),
+        authtok: Some(s.token.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        authenticate(&mut p, &args(&s, &["try_first_pass"]), NOW),
+        PamResultCode::PAM_SUCCESS
+    );
+    assert!(p.prompts.is_empty());
+    // use_first_pass never prompts.
+    let mut p = Fake {
+        user: "alice".into(),
+        reply: Some(s.token.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        authenticate(&mut p, &args(&s, &["use_first_pass"]), NOW),
+        PamResultCode::PAM_AUTH_ERR
+    );
+    assert!(p.prompts.is_empty());
+}
+
+#[test]
+fn refusals_are_logged_and_shown_briefly() {
+    let s = setup("deny");
+    let mut p = Fake {
+        user: "bob".into(),
+        reply: Some(s.token.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        authenticate(&mut p, &args(&s, &[]), NOW),
+        PamResultCode::PAM_AUTH_ERR
+    );
+    assert_eq!(p.errors, ["OIDC login refused: token is for another user"]);
+    assert!(p.env.is_empty(), "nothing handed on after a refusal");
+    // Expired: the clock is passed in.
+    let mut p = Fake {
+        user: "alice".into(),
+        reply: Some(s.token.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        authenticate(&mut p, &args(&s, &[]), NOW + 3600),
+        PamResultCode::PAM_AUTH_ERR
+    );
+    assert!(p.log.borrow()[0].contains("code=expired"));
+    // No helperd and an unknown issuer key: keys unavailable => AUTHINFO_UNAVAIL.
+    std::fs::remove_dir_all(s.dir.join("jwks")).unwrap();
+    let mut p = Fake {
+        user: "alice".into(),
+        reply: Some(s.token.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        authenticate(&mut p, &args(&s, &[]), NOW),
+        PamResultCode::PAM_AUTHINFO_UNAVAIL
+    );
+    assert_eq!(p.errors, ["OIDC login refused: issuer keys unavailable"]);
+    // Account without an OIDC identity: ignored, unless a group is required.
+    let mut p = Fake {
+        user: "alice".into(),
+        ..Default::default()
+    };
+    assert_eq!(acct_mgmt(&mut p, &args(&s, &[])), PamResultCode::PAM_IGNORE);
+    assert_eq!(
+        acct_mgmt(&mut p, &args(&s, &["require_group=ops"])),
+        PamResultCode::PAM_PERM_DENIED
+    );
+    // Account: the env names another user.
+    p.env.insert(ENV_USER.into(), "mallory".into());
+    assert_eq!(
+        acct_mgmt(&mut p, &args(&s, &[])),
+        PamResultCode::PAM_PERM_DENIED
+    );
+}
