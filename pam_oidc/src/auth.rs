@@ -124,6 +124,15 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCod
     let mut refresh = |iss: &str| ipc::refresh_jwks(&cfg.helperd.socket, iss, timeout);
     let out: Outcome = verify_token(&cfg, token.expose().trim(), now, &mut refresh);
     drop(token);
+    if a.debug {
+        for c in &out.report.checks {
+            let r = match &c.result {
+                Ok(d) => format!("pass {}", oidc_core::audit::clean(d)),
+                Err(e) => format!("fail {e}"),
+            };
+            pam.log(Prio::Info, &format!("auth debug check={} {r}", c.name));
+        }
+    }
     ev.issuer = out.issuer.clone().unwrap_or_default();
     ev.sub = out.sub.clone().unwrap_or_default();
     ev.jti = out.jti.clone().unwrap_or_default();

@@ -1,5 +1,7 @@
 //! Module argument parsing.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use pam_oidc::args::*;
 use std::path::PathBuf;
 

@@ -1,5 +1,7 @@
 //! The hooks' logic driven through a fake PAM handle (no C, no libpam).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use oidc_core::Secret;
