@@ -84,13 +84,10 @@ pub fn verify_token(
         return out;
     };
     let secret = match &icfg.hmac_secret_file {
-        Some(f) if parsed.alg.is_hmac() => match std::fs::read(f) {
-            Ok(s) => Some(zeroize::Zeroizing::new(s)),
+        Some(f) if parsed.alg.is_hmac() => match read_secret_file(f) {
+            Ok(s) => Some(s),
             Err(e) => {
-                out.result = Err(Rejection::Config(format!(
-                    "cannot read {}: {e}",
-                    f.display()
-                )));
+                out.result = Err(Rejection::Config(e));
                 return out;
             }
         },
@@ -144,4 +141,57 @@ pub fn verify_token(
     out.report = report;
     out.result = result;
     out
+}
+
+/// The HMAC secret: a file only its owner can read (0600/0400), else refused.
+fn read_secret_file(f: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+    if m.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is accessible by group or others (mode {:o}); chmod 600",
+            f.display(),
+            m.mode() & 0o777
+        ));
+    }
+    let s = std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+    let trimmed = s.strip_suffix(b"\n").unwrap_or(&s).to_vec();
+    Ok(zeroize::Zeroizing::new(trimmed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn hmac_secret_file_must_be_private() {
+        let dir = std::env::temp_dir().join(format!("oidc-login-hmac-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("hmac.key");
+        std::fs::write(&key, "a-shared-secret-of-at-least-32-bytes\n").unwrap();
+        let text = format!(
+            "version = 1\n[helperd]\ncache_dir = \"{}\"\n[[issuer]]\nurl = \"https://idp.test\"\naudiences = [\"a\"]\n\
+             algorithms = [\"HS256\"]\nhmac_secret_file = \"{}\"\n",
+            dir.display(),
+            key.display()
+        );
+        let cfg = Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+        let now = 1_800_000_000;
+        let claims = serde_json::json!({"iss":"https://idp.test","sub":"s","aud":"a","exp":now+60,"iat":now,"preferred_username":"alice"});
+        let tok = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(b"a-shared-secret-of-at-least-32-bytes"),
+        )
+        .unwrap();
+        let mut no_refresh = |_: &str| Err("none".to_string());
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = verify_token(&cfg, &tok, now, &mut no_refresh);
+        assert_eq!(out.result.unwrap_err().code(), "config-error");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let out = verify_token(&cfg, &tok, now, &mut no_refresh);
+        assert_eq!(out.result.unwrap().username, "alice");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

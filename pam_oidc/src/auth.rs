@@ -148,6 +148,11 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCod
         };
         return deny(pam, ev, &r, r.to_string());
     }
+    // Group policy here too, so a stack without our `account` line (or an
+    // application that skips pam_acct_mgmt) cannot bypass denied_groups.
+    if let Err(r) = oidc_core::policy::check_groups(&v.groups, &cfg.policy, &a.require_groups) {
+        return deny(pam, ev, &r, r.to_string());
+    }
     let groups = v.groups.join(",");
     let env = [
         (ENV_USER, v.username.as_str()),
