@@ -1,0 +1,253 @@
+//! The NSS snapshot file: one immutable file, written by helperd (atomic
+//! rename), mapped read-only by every process. Little-endian, 4-byte aligned.
+//!
+//! ```text
+//! header (96 bytes)  magic "OIDCNSS\x01", version, header_len, total_len,
+//!                    header_sum, stale, n_users, n_groups,
+//!                    users (off,len), groups (off,len),
+//!                    4 index tables (off,slots): user name, uid, group name, gid,
+//!                    generation (u64), reserved
+//! user records       len, sum, uid, gid, ngroups, 4 string lengths (u16),
+//!                    gids[ngroups], name, gecos, dir, shell, pad
+//! group records      len, sum, gid, nmem, name_len (u16), pad (u16),
+//!                    member lengths[nmem] (u16, padded), name, members, pad
+//! index tables       u32 absolute record offsets, EMPTY = u32::MAX, open
+//!                    addressing with linear probing, slots a power of two
+//! ```
+//!
+//! Integrity: the header has a checksum; every record has a checksum checked
+//! when it is read, so a flipped byte yields "unavailable", never a wrong answer.
+//! `stale` is the one mutable field: helperd sets it in the old file after
+//! replacing it, so readers re-map without a syscall per lookup.
+
+pub const MAGIC: [u8; 8] = *b"OIDCNSS\x01";
+pub const VERSION: u32 = 1;
+pub const HEADER_LEN: usize = 96;
+pub const EMPTY: u32 = u32::MAX;
+pub const STALE_OFFSET: usize = 24;
+pub const HEADER_SUM_OFFSET: usize = 20;
+/// Default location; helperd writes it, the module maps it.
+pub const DEFAULT_PATH: &str = "/var/cache/pam-oidc/nss.snapshot";
+/// Limits that keep every length in its field and every loop bounded.
+pub const MAX_STRING: usize = 4096;
+pub const MAX_GROUPS_PER_USER: usize = 4096;
+pub const MAX_MEMBERS: usize = 65535;
+
+pub fn fnv32(b: &[u8]) -> u32 {
+    b.iter().fold(0x811c_9dc5u32, |h, &x| {
+        (h ^ u32::from(x)).wrapping_mul(0x0100_0193)
+    })
+}
+
+pub fn hash_id(id: u32) -> u32 {
+    let x = id.wrapping_mul(0x9E37_79B1);
+    x ^ (x >> 16)
+}
+
+/// Sum over the header with the `header_sum` and `stale` fields read as zero.
+pub fn header_sum(h: &[u8]) -> u32 {
+    let mut c = [0u8; HEADER_LEN];
+    c.copy_from_slice(&h[..HEADER_LEN]);
+    c[HEADER_SUM_OFFSET..HEADER_SUM_OFFSET + 4].fill(0);
+    c[STALE_OFFSET..STALE_OFFSET + 4].fill(0);
+    fnv32(&c)
+}
+
+/// A user as helperd hands it to the writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub gecos: String,
+    pub dir: String,
+    pub shell: String,
+    /// Supplementary groups (for initgroups).
+    pub groups: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub gid: u32,
+    pub members: Vec<String>,
+}
+
+fn check_str(what: &str, s: &str, allow_empty: bool) -> Result<(), String> {
+    if (!allow_empty && s.is_empty()) || s.len() > MAX_STRING {
+        return Err(format!("{what} {s:?}: empty or too long"));
+    }
+    if s.bytes()
+        .any(|b| b == 0 || b == b':' || b == b'\n' || b < 0x20 || b == 0x7f)
+    {
+        return Err(format!("{what} {s:?}: NUL, ':' or control character"));
+    }
+    Ok(())
+}
+
+fn put32(v: &mut Vec<u8>, x: u32) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+
+fn put16(v: &mut Vec<u8>, x: u16) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+
+fn pad4(v: &mut Vec<u8>) {
+    while v.len() % 4 != 0 {
+        v.push(0);
+    }
+}
+
+fn len16(s: &str) -> u16 {
+    u16::try_from(s.len()).unwrap_or(u16::MAX)
+}
+
+fn seal(rec: &mut [u8]) {
+    let len = u32::try_from(rec.len()).unwrap_or(u32::MAX);
+    rec[0..4].copy_from_slice(&len.to_le_bytes());
+    let sum = fnv32(&rec[8..]);
+    rec[4..8].copy_from_slice(&sum.to_le_bytes());
+}
+
+fn user_record(u: &User) -> Result<Vec<u8>, String> {
+    check_str("user name", &u.name, false)?;
+    check_str("gecos", &u.gecos, true)?;
+    check_str("home", &u.dir, false)?;
+    check_str("shell", &u.shell, false)?;
+    if u.groups.len() > MAX_GROUPS_PER_USER {
+        return Err(format!(
+            "user {}: more than {MAX_GROUPS_PER_USER} groups",
+            u.name
+        ));
+    }
+    let mut r = vec![0u8; 8];
+    put32(&mut r, u.uid);
+    put32(&mut r, u.gid);
+    put32(&mut r, u.groups.len() as u32);
+    for s in [&u.name, &u.gecos, &u.dir, &u.shell] {
+        put16(&mut r, len16(s));
+    }
+    for g in &u.groups {
+        put32(&mut r, *g);
+    }
+    for s in [&u.name, &u.gecos, &u.dir, &u.shell] {
+        r.extend_from_slice(s.as_bytes());
+    }
+    pad4(&mut r);
+    seal(&mut r);
+    Ok(r)
+}
+
+fn group_record(g: &Group) -> Result<Vec<u8>, String> {
+    check_str("group name", &g.name, false)?;
+    if g.members.len() > MAX_MEMBERS {
+        return Err(format!("group {}: too many members", g.name));
+    }
+    let mut r = vec![0u8; 8];
+    put32(&mut r, g.gid);
+    put32(&mut r, g.members.len() as u32);
+    put16(&mut r, len16(&g.name));
+    put16(&mut r, 0);
+    for m in &g.members {
+        check_str("member", m, false)?;
+        put16(&mut r, len16(m));
+    }
+    pad4(&mut r);
+    r.extend_from_slice(g.name.as_bytes());
+    for m in &g.members {
+        r.extend_from_slice(m.as_bytes());
+    }
+    pad4(&mut r);
+    seal(&mut r);
+    Ok(r)
+}
+
+fn table(entries: &[(u32, u32)]) -> (Vec<u32>, u32) {
+    let slots = (entries.len() * 2).max(8).next_power_of_two();
+    let mask = slots - 1;
+    let mut t = vec![EMPTY; slots];
+    for &(h, off) in entries {
+        let mut i = h as usize & mask;
+        while t[i] != EMPTY {
+            i = (i + 1) & mask;
+        }
+        t[i] = off;
+    }
+    (t, slots as u32)
+}
+
+/// Build a snapshot. Names and ids must be unique (helperd guarantees it; checked here too).
+pub fn build(users: &[User], groups: &[Group], generation: u64) -> Result<Vec<u8>, String> {
+    let mut seen = std::collections::HashSet::new();
+    for u in users {
+        if !seen.insert(("u", u.name.clone())) || !seen.insert(("uid", u.uid.to_string())) {
+            return Err(format!("duplicate user name or uid: {} {}", u.name, u.uid));
+        }
+    }
+    for g in groups {
+        if !seen.insert(("g", g.name.clone())) || !seen.insert(("gid", g.gid.to_string())) {
+            return Err(format!("duplicate group name or gid: {} {}", g.name, g.gid));
+        }
+    }
+    let mut out = vec![0u8; HEADER_LEN];
+    let users_off = out.len();
+    let (mut by_uname, mut by_uid) = (vec![], vec![]);
+    for u in users {
+        let off = u32::try_from(out.len()).map_err(|_| "snapshot larger than 4 GiB")?;
+        by_uname.push((fnv32(u.name.as_bytes()), off));
+        by_uid.push((hash_id(u.uid), off));
+        out.extend_from_slice(&user_record(u)?);
+    }
+    let groups_off = out.len();
+    let (mut by_gname, mut by_gid) = (vec![], vec![]);
+    for g in groups {
+        let off = u32::try_from(out.len()).map_err(|_| "snapshot larger than 4 GiB")?;
+        by_gname.push((fnv32(g.name.as_bytes()), off));
+        by_gid.push((hash_id(g.gid), off));
+        out.extend_from_slice(&group_record(g)?);
+    }
+    let groups_end = out.len();
+    let mut tables = [(0u32, 0u32); 4];
+    for (i, entries) in [by_uname, by_uid, by_gname, by_gid].iter().enumerate() {
+        let (t, slots) = table(entries);
+        tables[i] = (u32::try_from(out.len()).map_err(|_| "too large")?, slots);
+        for x in t {
+            put32(&mut out, x);
+        }
+    }
+    let total = u32::try_from(out.len()).map_err(|_| "snapshot larger than 4 GiB")?;
+    let mut h = Vec::with_capacity(HEADER_LEN);
+    h.extend_from_slice(&MAGIC);
+    for x in [
+        VERSION,
+        HEADER_LEN as u32,
+        total,
+        0,
+        0,
+        users.len() as u32,
+        groups.len() as u32,
+    ] {
+        put32(&mut h, x);
+    }
+    for x in [
+        users_off,
+        groups_off - users_off,
+        groups_off,
+        groups_end - groups_off,
+    ] {
+        put32(&mut h, x as u32);
+    }
+    for (off, slots) in tables {
+        put32(&mut h, off);
+        put32(&mut h, slots);
+    }
+    put32(&mut h, generation as u32);
+    put32(&mut h, (generation >> 32) as u32);
+    put32(&mut h, 0);
+    debug_assert_eq!(h.len(), HEADER_LEN);
+    out[..HEADER_LEN].copy_from_slice(&h);
+    let sum = header_sum(&out);
+    out[HEADER_SUM_OFFSET..HEADER_SUM_OFFSET + 4].copy_from_slice(&sum.to_le_bytes());
+    Ok(out)
+}

@@ -1,0 +1,301 @@
+//! Safe, bounds-checked reading of a snapshot held in a byte slice. Every
+//! offset and length is checked against the slice; every record's checksum
+//! is verified before its fields are used; every loop is bounded by a table
+//! or region size. Any inconsistency is `Corrupt`, never a panic.
+
+use crate::format::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Corrupt;
+
+type R<T> = Result<T, Corrupt>;
+
+fn u32_at(b: &[u8], off: usize) -> R<u32> {
+    let s = b
+        .get(off..off.checked_add(4).ok_or(Corrupt)?)
+        .ok_or(Corrupt)?;
+    Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn u16_at(b: &[u8], off: usize) -> R<u16> {
+    let s = b
+        .get(off..off.checked_add(2).ok_or(Corrupt)?)
+        .ok_or(Corrupt)?;
+    Ok(u16::from_le_bytes([s[0], s[1]]))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Region {
+    off: usize,
+    len: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Table {
+    off: usize,
+    slots: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot<'a> {
+    buf: &'a [u8],
+    users: Region,
+    groups: Region,
+    t_uname: Table,
+    t_uid: Table,
+    t_gname: Table,
+    t_gid: Table,
+    pub n_users: u32,
+    pub n_groups: u32,
+    pub generation: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct UserRef<'a> {
+    pub uid: u32,
+    pub gid: u32,
+    pub name: &'a [u8],
+    pub gecos: &'a [u8],
+    pub dir: &'a [u8],
+    pub shell: &'a [u8],
+    gids: &'a [u8],
+}
+
+impl<'a> UserRef<'a> {
+    pub fn groups(&self) -> impl Iterator<Item = u32> + 'a {
+        self.gids
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    }
+    pub fn n_groups(&self) -> usize {
+        self.gids.len() / 4
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct GroupRef<'a> {
+    pub gid: u32,
+    pub name: &'a [u8],
+    nmem: usize,
+    lens: &'a [u8],
+    members: &'a [u8],
+}
+
+impl<'a> GroupRef<'a> {
+    pub fn n_members(&self) -> usize {
+        self.nmem
+    }
+    /// Member names; the lengths were checked against the record when it was read.
+    pub fn members(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let (lens, data) = (self.lens, self.members);
+        let mut pos = 0usize;
+        lens.chunks_exact(2).map(move |c| {
+            let l = u16::from_le_bytes([c[0], c[1]]) as usize;
+            let s = data.get(pos..pos + l).unwrap_or(&[]);
+            pos += l;
+            s
+        })
+    }
+    /// Total bytes of member names.
+    pub fn members_len(&self) -> usize {
+        self.members.len()
+    }
+}
+
+impl<'a> Snapshot<'a> {
+    pub fn parse(buf: &'a [u8]) -> R<Snapshot<'a>> {
+        let h = buf.get(..HEADER_LEN).ok_or(Corrupt)?;
+        if h[..8] != MAGIC || u32_at(h, 8)? != VERSION || u32_at(h, 12)? as usize != HEADER_LEN {
+            return Err(Corrupt);
+        }
+        if u32_at(h, 16)? as usize != buf.len() || u32_at(h, HEADER_SUM_OFFSET)? != header_sum(h) {
+            return Err(Corrupt);
+        }
+        let region = |o: usize| -> R<Region> {
+            let (off, len) = (u32_at(h, o)? as usize, u32_at(h, o + 4)? as usize);
+            let end = off.checked_add(len).ok_or(Corrupt)?;
+            if off < HEADER_LEN || end > buf.len() || off % 4 != 0 {
+                return Err(Corrupt);
+            }
+            Ok(Region { off, len })
+        };
+        let table = |o: usize| -> R<Table> {
+            let (off, slots) = (u32_at(h, o)? as usize, u32_at(h, o + 4)? as usize);
+            let end = slots
+                .checked_mul(4)
+                .and_then(|n| n.checked_add(off))
+                .ok_or(Corrupt)?;
+            if !slots.is_power_of_two() || off < HEADER_LEN || end > buf.len() || off % 4 != 0 {
+                return Err(Corrupt);
+            }
+            Ok(Table { off, slots })
+        };
+        Ok(Snapshot {
+            buf,
+            n_users: u32_at(h, 28)?,
+            n_groups: u32_at(h, 32)?,
+            users: region(36)?,
+            groups: region(44)?,
+            t_uname: table(52)?,
+            t_uid: table(60)?,
+            t_gname: table(68)?,
+            t_gid: table(76)?,
+            generation: u64::from(u32_at(h, 84)?) | (u64::from(u32_at(h, 88)?) << 32),
+        })
+    }
+
+    /// The record at `off` inside `region`, checksum verified: (bytes, next offset).
+    fn record(&self, region: Region, off: usize) -> R<(&'a [u8], usize)> {
+        let end = region.off + region.len;
+        if off < region.off || off % 4 != 0 || off >= end {
+            return Err(Corrupt);
+        }
+        let len = u32_at(self.buf, off)? as usize;
+        let rend = off.checked_add(len).ok_or(Corrupt)?;
+        if len < 16 || len % 4 != 0 || rend > end {
+            return Err(Corrupt);
+        }
+        let rec = &self.buf[off..rend];
+        if u32_at(rec, 4)? != fnv32(&rec[8..]) {
+            return Err(Corrupt);
+        }
+        Ok((rec, rend))
+    }
+
+    fn user_at(&self, off: usize) -> R<(UserRef<'a>, usize)> {
+        let (rec, next) = self.record(self.users, off)?;
+        let ngroups = u32_at(rec, 16)? as usize;
+        if ngroups > MAX_GROUPS_PER_USER {
+            return Err(Corrupt);
+        }
+        let lens = [
+            u16_at(rec, 20)?,
+            u16_at(rec, 22)?,
+            u16_at(rec, 24)?,
+            u16_at(rec, 26)?,
+        ]
+        .map(usize::from);
+        let mut pos = 28 + ngroups * 4;
+        let gids = rec.get(28..pos).ok_or(Corrupt)?;
+        let mut s = [&[][..]; 4];
+        for (i, l) in lens.iter().enumerate() {
+            s[i] = rec.get(pos..pos + l).ok_or(Corrupt)?;
+            pos += l;
+        }
+        if s[0].is_empty() {
+            return Err(Corrupt);
+        }
+        let u = UserRef {
+            uid: u32_at(rec, 8)?,
+            gid: u32_at(rec, 12)?,
+            name: s[0],
+            gecos: s[1],
+            dir: s[2],
+            shell: s[3],
+            gids,
+        };
+        Ok((u, next))
+    }
+
+    fn group_at(&self, off: usize) -> R<(GroupRef<'a>, usize)> {
+        let (rec, next) = self.record(self.groups, off)?;
+        let nmem = u32_at(rec, 12)? as usize;
+        if nmem > MAX_MEMBERS {
+            return Err(Corrupt);
+        }
+        let name_len = usize::from(u16_at(rec, 16)?);
+        let lens_end = 20 + nmem * 2;
+        let lens = rec.get(20..lens_end).ok_or(Corrupt)?;
+        let name_off = (lens_end + 3) & !3;
+        let name = rec.get(name_off..name_off + name_len).ok_or(Corrupt)?;
+        let total: usize = lens
+            .chunks_exact(2)
+            .map(|c| usize::from(u16::from_le_bytes([c[0], c[1]])))
+            .sum();
+        let moff = name_off + name_len;
+        let members = rec.get(moff..moff + total).ok_or(Corrupt)?;
+        if name.is_empty() {
+            return Err(Corrupt);
+        }
+        Ok((
+            GroupRef {
+                gid: u32_at(rec, 8)?,
+                name,
+                nmem,
+                lens,
+                members,
+            },
+            next,
+        ))
+    }
+
+    /// Probe a table: call `check` on each candidate until it says yes; bounded by the slot count.
+    fn probe<T>(
+        &self,
+        t: Table,
+        hash: u32,
+        mut check: impl FnMut(usize) -> R<Option<T>>,
+    ) -> R<Option<T>> {
+        let mask = t.slots - 1;
+        let mut i = hash as usize & mask;
+        for _ in 0..t.slots {
+            let off = u32_at(self.buf, t.off + i * 4)?;
+            if off == EMPTY {
+                return Ok(None);
+            }
+            if let Some(x) = check(off as usize)? {
+                return Ok(Some(x));
+            }
+            i = (i + 1) & mask;
+        }
+        Ok(None)
+    }
+
+    pub fn user_by_name(&self, name: &[u8]) -> R<Option<UserRef<'a>>> {
+        self.probe(self.t_uname, fnv32(name), |off| {
+            let (u, _) = self.user_at(off)?;
+            Ok((u.name == name).then_some(u))
+        })
+    }
+
+    pub fn user_by_uid(&self, uid: u32) -> R<Option<UserRef<'a>>> {
+        self.probe(self.t_uid, hash_id(uid), |off| {
+            let (u, _) = self.user_at(off)?;
+            Ok((u.uid == uid).then_some(u))
+        })
+    }
+
+    pub fn group_by_name(&self, name: &[u8]) -> R<Option<GroupRef<'a>>> {
+        self.probe(self.t_gname, fnv32(name), |off| {
+            let (g, _) = self.group_at(off)?;
+            Ok((g.name == name).then_some(g))
+        })
+    }
+
+    pub fn group_by_gid(&self, gid: u32) -> R<Option<GroupRef<'a>>> {
+        self.probe(self.t_gid, hash_id(gid), |off| {
+            let (g, _) = self.group_at(off)?;
+            Ok((g.gid == gid).then_some(g))
+        })
+    }
+
+    /// Enumeration: the user at cursor `off` (0 = first) and the next cursor; `None` at the end.
+    pub fn user_next(&self, off: usize) -> R<Option<(UserRef<'a>, usize)>> {
+        let off = if off == 0 { self.users.off } else { off };
+        if off >= self.users.off + self.users.len {
+            return Ok(None);
+        }
+        self.user_at(off).map(Some)
+    }
+
+    pub fn group_next(&self, off: usize) -> R<Option<(GroupRef<'a>, usize)>> {
+        let off = if off == 0 { self.groups.off } else { off };
+        if off >= self.groups.off + self.groups.len {
+            return Ok(None);
+        }
+        self.group_at(off).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests;
