@@ -7,4 +7,6 @@
 //! * `nss` — the glibc entry points (`_nss_oidc_*`).
 
 pub mod format;
+pub mod map;
+pub mod nss;
 pub mod reader;

@@ -147,12 +147,12 @@ impl<'a> Snapshot<'a> {
     /// The record at `off` inside `region`, checksum verified: (bytes, next offset).
     fn record(&self, region: Region, off: usize) -> R<(&'a [u8], usize)> {
         let end = region.off + region.len;
-        if off < region.off || off % 4 != 0 || off >= end {
+        if off < region.off || !off.is_multiple_of(4) || off >= end {
             return Err(Corrupt);
         }
         let len = u32_at(self.buf, off)? as usize;
         let rend = off.checked_add(len).ok_or(Corrupt)?;
-        if len < 16 || len % 4 != 0 || rend > end {
+        if len < 16 || !len.is_multiple_of(4) || rend > end {
             return Err(Corrupt);
         }
         let rec = &self.buf[off..rend];

@@ -46,6 +46,12 @@ pub fn fault_module_so() -> PathBuf {
     artifact("fault-injection/libpam_oidc.so")
 }
 
+pub fn nss_so() -> PathBuf {
+    artifact("debug/libnss_oidc.so")
+}
+
+pub mod nss;
+
 pub fn helperd_bin() -> PathBuf {
     artifact("debug/helperd")
 }

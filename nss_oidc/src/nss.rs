@@ -1,0 +1,497 @@
+//! The glibc NSS entry points. Each one: `catch_unwind`, null checks, then
+//! safe code over [`crate::reader`]. Results are copied into the caller's
+//! buffer; a buffer too small gives `NSS_STATUS_TRYAGAIN` + `ERANGE` so glibc
+//! retries with a bigger one.
+
+use crate::map::{with_snapshot, Unavail};
+use crate::reader::{GroupRef, UserRef};
+use libc::{c_char, c_int, c_long, gid_t, group, passwd, size_t, uid_t};
+use std::ffi::CStr;
+use std::sync::Mutex;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types, dead_code)]
+pub enum nss_status {
+    NSS_STATUS_TRYAGAIN = -2,
+    NSS_STATUS_UNAVAIL = -1,
+    NSS_STATUS_NOTFOUND = 0,
+    NSS_STATUS_SUCCESS = 1,
+}
+use nss_status::*;
+
+/// Outcome of safe code, mapped to status + errno at the boundary.
+enum Res {
+    Found,
+    NotFound,
+    Unavail,
+    Range,
+    NoMem,
+}
+
+fn finish(r: Res, errnop: *mut c_int) -> nss_status {
+    let (st, e) = match r {
+        Res::Found => (NSS_STATUS_SUCCESS, 0),
+        Res::NotFound => (NSS_STATUS_NOTFOUND, libc::ENOENT),
+        Res::Unavail => (NSS_STATUS_UNAVAIL, libc::ENOENT),
+        Res::Range => (NSS_STATUS_TRYAGAIN, libc::ERANGE),
+        Res::NoMem => (NSS_STATUS_TRYAGAIN, libc::ENOMEM),
+    };
+    if !errnop.is_null() && e != 0 {
+        // SAFETY: glibc passes a valid errno pointer; checked non-null.
+        unsafe { *errnop = e };
+    }
+    st
+}
+
+fn guard(errnop: *mut c_int, f: impl FnOnce() -> Res) -> nss_status {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(Res::Unavail);
+    finish(r, errnop)
+}
+
+fn lookup<T>(
+    f: impl FnOnce(&crate::reader::Snapshot<'static>) -> Result<Option<T>, crate::reader::Corrupt>,
+) -> Result<Option<T>, Res> {
+    match with_snapshot(f) {
+        Ok(Ok(x)) => Ok(x),
+        Ok(Err(_)) | Err(Unavail::Corrupt) => Err(Res::Unavail),
+        Err(Unavail::Missing) => Err(Res::Unavail),
+    }
+}
+
+/// Bump allocator over the caller's buffer.
+struct Buf<'a> {
+    b: &'a mut [u8],
+    used: usize,
+}
+
+impl Buf<'_> {
+    /// Copy `s` + NUL; returns a pointer into the buffer.
+    fn str(&mut self, s: &[u8]) -> Option<*mut c_char> {
+        let end = self.used.checked_add(s.len())?.checked_add(1)?;
+        let dst = self.b.get_mut(self.used..end)?;
+        dst[..s.len()].copy_from_slice(s);
+        dst[s.len()] = 0;
+        let p = dst.as_mut_ptr().cast::<c_char>();
+        self.used = end;
+        Some(p)
+    }
+
+    /// Room for `n` pointers, aligned.
+    fn ptrs(&mut self, n: usize) -> Option<*mut *mut c_char> {
+        let align = std::mem::align_of::<*mut c_char>();
+        let base = self.b.as_ptr() as usize;
+        let start = (base + self.used).next_multiple_of(align) - base;
+        let end = start.checked_add(n.checked_mul(std::mem::size_of::<*mut c_char>())?)?;
+        let dst = self.b.get_mut(start..end)?;
+        self.used = end;
+        Some(dst.as_mut_ptr().cast::<*mut c_char>())
+    }
+}
+
+/// # Safety
+/// `buf` must point to `len` writable bytes (or be null with len 0).
+unsafe fn buf<'a>(buf: *mut c_char, len: size_t) -> Option<Buf<'a>> {
+    if buf.is_null() {
+        return None;
+    }
+    // SAFETY: per the function contract.
+    Some(Buf {
+        b: unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) },
+        used: 0,
+    })
+}
+
+fn fill_passwd(u: &UserRef<'_>, pw: &mut passwd, b: &mut Buf<'_>) -> Res {
+    let (Some(name), Some(pass), Some(gecos), Some(dir), Some(shell)) = (
+        b.str(u.name),
+        b.str(b"*"),
+        b.str(u.gecos),
+        b.str(u.dir),
+        b.str(u.shell),
+    ) else {
+        return Res::Range;
+    };
+    *pw = passwd {
+        pw_name: name,
+        pw_passwd: pass,
+        pw_uid: u.uid,
+        pw_gid: u.gid,
+        pw_gecos: gecos,
+        pw_dir: dir,
+        pw_shell: shell,
+    };
+    Res::Found
+}
+
+fn fill_group(g: &GroupRef<'_>, gr: &mut group, b: &mut Buf<'_>) -> Res {
+    let Some(mem) = b.ptrs(g.n_members() + 1) else {
+        return Res::Range;
+    };
+    let (Some(name), Some(pass)) = (b.str(g.name), b.str(b"*")) else {
+        return Res::Range;
+    };
+    for (i, m) in g.members().enumerate() {
+        let Some(p) = b.str(m) else { return Res::Range };
+        // SAFETY: `mem` has n_members()+1 slots inside the caller's buffer.
+        unsafe { *mem.add(i) = p };
+    }
+    // SAFETY: as above; the last slot is the NULL terminator.
+    unsafe { *mem.add(g.n_members()) = std::ptr::null_mut() };
+    *gr = group {
+        gr_name: name,
+        gr_passwd: pass,
+        gr_gid: g.gid,
+        gr_mem: mem,
+    };
+    Res::Found
+}
+
+fn cstr<'a>(p: *const c_char) -> Option<&'a [u8]> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: glibc passes NUL-terminated names; checked non-null.
+    Some(unsafe { CStr::from_ptr(p) }.to_bytes())
+}
+
+macro_rules! out {
+    ($p:expr) => {
+        // SAFETY: glibc passes valid result pointers; checked non-null.
+        match unsafe { $p.as_mut() } {
+            Some(r) => r,
+            None => return Res::Unavail,
+        }
+    };
+}
+
+/// # Safety
+/// glibc NSS calling convention.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn _nss_oidc_getpwnam_r(
+    name: *const c_char,
+    pw: *mut passwd,
+    b: *mut c_char,
+    len: size_t,
+    errnop: *mut c_int,
+) -> nss_status {
+    guard(errnop, || {
+        let (Some(name), pw) = (cstr(name), out!(pw)) else {
+            return Res::NotFound;
+        };
+        // SAFETY: glibc gives `len` writable bytes at `b`.
+        let Some(mut b) = (unsafe { buf(b, len) }) else {
+            return Res::Range;
+        };
+        match lookup(|s| {
+            s.user_by_name(name)
+                .map(|u| u.map(|u| fill_passwd(&u, pw, &mut b)))
+        }) {
+            Ok(Some(r)) => r,
+            Ok(None) => Res::NotFound,
+            Err(r) => r,
+        }
+    })
+}
+
+/// # Safety
+/// glibc NSS calling convention.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn _nss_oidc_getpwuid_r(
+    uid: uid_t,
+    pw: *mut passwd,
+    b: *mut c_char,
+    len: size_t,
+    errnop: *mut c_int,
+) -> nss_status {
+    guard(errnop, || {
+        let pw = out!(pw);
+        // SAFETY: glibc gives `len` writable bytes at `b`.
+        let Some(mut b) = (unsafe { buf(b, len) }) else {
+            return Res::Range;
+        };
+        match lookup(|s| {
+            s.user_by_uid(uid)
+                .map(|u| u.map(|u| fill_passwd(&u, pw, &mut b)))
+        }) {
+            Ok(Some(r)) => r,
+            Ok(None) => Res::NotFound,
+            Err(r) => r,
+        }
+    })
+}
+
+/// # Safety
+/// glibc NSS calling convention.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn _nss_oidc_getgrnam_r(
+    name: *const c_char,
+    gr: *mut group,
+    b: *mut c_char,
+    len: size_t,
+    errnop: *mut c_int,
+) -> nss_status {
+    guard(errnop, || {
+        let (Some(name), gr) = (cstr(name), out!(gr)) else {
+            return Res::NotFound;
+        };
+        // SAFETY: glibc gives `len` writable bytes at `b`.
+        let Some(mut b) = (unsafe { buf(b, len) }) else {
+            return Res::Range;
+        };
+        match lookup(|s| {
+            s.group_by_name(name)
+                .map(|g| g.map(|g| fill_group(&g, gr, &mut b)))
+        }) {
+            Ok(Some(r)) => r,
+            Ok(None) => Res::NotFound,
+            Err(r) => r,
+        }
+    })
+}
+
+/// # Safety
+/// glibc NSS calling convention.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn _nss_oidc_getgrgid_r(
+    gid: gid_t,
+    gr: *mut group,
+    b: *mut c_char,
+    len: size_t,
+    errnop: *mut c_int,
+) -> nss_status {
+    guard(errnop, || {
+        let gr = out!(gr);
+        // SAFETY: glibc gives `len` writable bytes at `b`.
+        let Some(mut b) = (unsafe { buf(b, len) }) else {
+            return Res::Range;
+        };
+        match lookup(|s| {
+            s.group_by_gid(gid)
+                .map(|g| g.map(|g| fill_group(&g, gr, &mut b)))
+        }) {
+            Ok(Some(r)) => r,
+            Ok(None) => Res::NotFound,
+            Err(r) => r,
+        }
+    })
+}
+
+/// Supplementary groups of `user` (glibc's `initgroups`, `id`, sshd, sudo).
+///
+/// # Safety
+/// glibc NSS calling convention: `*groupsp` is a malloc'ed array of `*size`
+/// gids, `*start` used; we may realloc it, never beyond `limit` (if > 0).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn _nss_oidc_initgroups_dyn(
+    user: *const c_char,
+    skip: gid_t,
+    start: *mut c_long,
+    size: *mut c_long,
+    groupsp: *mut *mut gid_t,
+    limit: c_long,
+    errnop: *mut c_int,
+) -> nss_status {
+    guard(errnop, || {
+        let Some(user) = cstr(user) else {
+            return Res::NotFound;
+        };
+        if start.is_null() || size.is_null() || groupsp.is_null() {
+            return Res::Unavail;
+        }
+        let mut gids = [0u32; 64];
+        let found = lookup(|s| {
+            s.user_by_name(user).map(|u| {
+                u.map(|u| {
+                    let mut n = 0;
+                    let mut extra = vec![];
+                    for g in u.groups() {
+                        if n < gids.len() {
+                            gids[n] = g;
+                            n += 1;
+                        } else {
+                            extra.push(g);
+                        }
+                    }
+                    (n, extra)
+                })
+            })
+        });
+        let (n, extra) = match found {
+            Ok(Some(x)) => x,
+            Ok(None) => return Res::NotFound,
+            Err(r) => return r,
+        };
+        for g in gids[..n].iter().copied().chain(extra) {
+            // SAFETY: pointers checked non-null above; glibc owns the array and
+            // its bookkeeping, which we update exactly as glibc's own modules do.
+            match unsafe { add_group(g, skip, start, size, groupsp, limit) } {
+                Ok(true) => {}
+                Ok(false) => break, // limit reached
+                Err(()) => return Res::NoMem,
+            }
+        }
+        Res::Found
+    })
+}
+
+/// Append `g` unless skipped or present. Ok(false): the limit is reached.
+///
+/// # Safety
+/// Valid glibc initgroups bookkeeping pointers.
+unsafe fn add_group(
+    g: gid_t,
+    skip: gid_t,
+    start: *mut c_long,
+    size: *mut c_long,
+    groupsp: *mut *mut gid_t,
+    limit: c_long,
+) -> Result<bool, ()> {
+    if g == skip {
+        return Ok(true);
+    }
+    // SAFETY: per the function contract.
+    let (st, sz, arr) = unsafe { (*start, *size, *groupsp) };
+    if st < 0 || sz < st || (arr.is_null() && sz > 0) {
+        return Err(());
+    }
+    // SAFETY: arr has `sz` >= `st` initialised gids.
+    if !arr.is_null() && unsafe { std::slice::from_raw_parts(arr, st as usize) }.contains(&g) {
+        return Ok(true);
+    }
+    if limit > 0 && st >= limit {
+        return Ok(false);
+    }
+    let mut arr = arr;
+    if st == sz {
+        let mut new = sz.max(1).checked_mul(2).ok_or(())?;
+        if limit > 0 {
+            new = new.min(limit);
+        }
+        let bytes = usize::try_from(new)
+            .map_err(|_| ())?
+            .checked_mul(std::mem::size_of::<gid_t>())
+            .ok_or(())?;
+        // SAFETY: arr is glibc's malloc'ed array (or NULL); realloc keeps it on failure.
+        let p = unsafe { libc::realloc(arr.cast(), bytes) }.cast::<gid_t>();
+        if p.is_null() {
+            return Err(());
+        }
+        arr = p;
+        // SAFETY: per the function contract.
+        unsafe {
+            *groupsp = p;
+            *size = new;
+        }
+    }
+    // SAFETY: st < size after growth; arr has room.
+    unsafe {
+        *arr.add(st as usize) = g;
+        *start = st + 1;
+    }
+    Ok(true)
+}
+
+/// Enumeration cursors (glibc serialises set/get/end per database).
+static PW_CURSOR: Mutex<usize> = Mutex::new(0);
+static GR_CURSOR: Mutex<usize> = Mutex::new(0);
+
+fn reset(c: &Mutex<usize>) {
+    *c.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn _nss_oidc_setpwent(_stayopen: c_int) -> nss_status {
+    reset(&PW_CURSOR);
+    NSS_STATUS_SUCCESS
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn _nss_oidc_endpwent() -> nss_status {
+    reset(&PW_CURSOR);
+    NSS_STATUS_SUCCESS
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn _nss_oidc_setgrent(_stayopen: c_int) -> nss_status {
+    reset(&GR_CURSOR);
+    NSS_STATUS_SUCCESS
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn _nss_oidc_endgrent() -> nss_status {
+    reset(&GR_CURSOR);
+    NSS_STATUS_SUCCESS
+}
+
+/// # Safety
+/// glibc NSS calling convention.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn _nss_oidc_getpwent_r(
+    pw: *mut passwd,
+    b: *mut c_char,
+    len: size_t,
+    errnop: *mut c_int,
+) -> nss_status {
+    guard(errnop, || {
+        let pw = out!(pw);
+        // SAFETY: glibc gives `len` writable bytes at `b`.
+        let Some(mut b) = (unsafe { buf(b, len) }) else {
+            return Res::Range;
+        };
+        let mut cur = PW_CURSOR.lock().unwrap_or_else(|p| p.into_inner());
+        let r = lookup(|s| {
+            s.user_next(*cur).map(|x| {
+                x.map(|(u, next)| {
+                    let r = fill_passwd(&u, pw, &mut b);
+                    (r, next)
+                })
+            })
+        });
+        match r {
+            Ok(Some((Res::Found, next))) => {
+                *cur = next;
+                Res::Found
+            }
+            Ok(Some((other, _))) => other, // ERANGE: same entry next time
+            Ok(None) => Res::NotFound,
+            Err(r) => r,
+        }
+    })
+}
+
+/// # Safety
+/// glibc NSS calling convention.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn _nss_oidc_getgrent_r(
+    gr: *mut group,
+    b: *mut c_char,
+    len: size_t,
+    errnop: *mut c_int,
+) -> nss_status {
+    guard(errnop, || {
+        let gr = out!(gr);
+        // SAFETY: glibc gives `len` writable bytes at `b`.
+        let Some(mut b) = (unsafe { buf(b, len) }) else {
+            return Res::Range;
+        };
+        let mut cur = GR_CURSOR.lock().unwrap_or_else(|p| p.into_inner());
+        let r = lookup(|s| {
+            s.group_next(*cur).map(|x| {
+                x.map(|(g, next)| {
+                    let r = fill_group(&g, gr, &mut b);
+                    (r, next)
+                })
+            })
+        });
+        match r {
+            Ok(Some((Res::Found, next))) => {
+                *cur = next;
+                Res::Found
+            }
+            Ok(Some((other, _))) => other,
+            Ok(None) => Res::NotFound,
+            Err(r) => r,
+        }
+    })
+}
