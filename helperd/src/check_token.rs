@@ -21,10 +21,7 @@ fn line(ok: bool, name: &str, detail: &str) {
 /// Exit code: 0 accepted, 1 refused.
 pub fn run(cfg: &Config, o: &Opts, now: i64) -> i32 {
     let mut raw = String::new();
-    if let Err(e) = std::io::stdin()
-        .take(cfg.pam.max_token_bytes as u64 * 2)
-        .read_to_string(&mut raw)
-    {
+    if let Err(e) = std::io::stdin().take(cfg.pam.max_token_bytes as u64 * 2).read_to_string(&mut raw) {
         println!("[FAIL] input      cannot read stdin: {e}");
         return 1;
     }
@@ -41,9 +38,7 @@ pub fn run(cfg: &Config, o: &Opts, now: i64) -> i32 {
     println!(
         "token: {} bytes, issuer {}",
         token.len(),
-        out.issuer
-            .as_deref()
-            .map_or("-".into(), oidc_core::audit::clean)
+        out.issuer.as_deref().map_or("-".into(), oidc_core::audit::clean)
     );
     if out.report.checks.is_empty() {
         if let Err(e) = &out.result {
@@ -63,16 +58,10 @@ pub fn run(cfg: &Config, o: &Opts, now: i64) -> i32 {
     if let Ok(v) = &out.result {
         if let Some(u) = &o.user {
             let ok = &v.username == u;
-            line(
-                ok,
-                "identity",
-                &format!("token user {} vs login user {u}", v.username),
-            );
+            line(ok, "identity", &format!("token user {} vs login user {u}", v.username));
             if !ok {
-                verdict = Err(oidc_core::Rejection::UserMismatch {
-                    token_user: v.username.clone(),
-                    pam_user: u.clone(),
-                });
+                verdict =
+                    Err(oidc_core::Rejection::UserMismatch { token_user: v.username.clone(), pam_user: u.clone() });
             }
         }
         match check_groups(&v.groups, &cfg.policy, &o.require_groups) {

@@ -25,9 +25,7 @@ pub struct Http {
 
 impl Http {
     pub fn new(timeout: Duration) -> Http {
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-            .build();
+        let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::PlatformVerifier).build();
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .timeout_connect(Some(timeout))
@@ -36,42 +34,23 @@ impl Http {
             .user_agent(concat!("pam-oidc-helperd/", env!("CARGO_PKG_VERSION")))
             .tls_config(tls)
             .build();
-        Http {
-            agent: ureq::Agent::new_with_config(config),
-        }
+        Http { agent: ureq::Agent::new_with_config(config) }
     }
 }
 
 pub fn parse_max_age(cache_control: &str) -> Option<u64> {
-    let directives: Vec<String> = cache_control
-        .split(',')
-        .map(|d| d.trim().to_ascii_lowercase())
-        .collect();
-    if directives
-        .iter()
-        .any(|d| d == "no-store" || d == "no-cache")
-    {
+    let directives: Vec<String> = cache_control.split(',').map(|d| d.trim().to_ascii_lowercase()).collect();
+    if directives.iter().any(|d| d == "no-store" || d == "no-cache") {
         return Some(0);
     }
-    directives.iter().find_map(|d| {
-        d.strip_prefix("max-age=")
-            .and_then(|v| v.trim_matches('"').parse().ok())
-    })
+    directives.iter().find_map(|d| d.strip_prefix("max-age=").and_then(|v| v.trim_matches('"').parse().ok()))
 }
 
 impl Transport for Http {
     fn get(&self, url: &str) -> Result<Fetched, String> {
-        let mut resp = self
-            .agent
-            .get(url)
-            .header("Accept", "application/json")
-            .call()
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        let max_age = resp
-            .headers()
-            .get("cache-control")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_max_age);
+        let mut resp =
+            self.agent.get(url).header("Accept", "application/json").call().map_err(|e| format!("GET {url}: {e}"))?;
+        let max_age = resp.headers().get("cache-control").and_then(|v| v.to_str().ok()).and_then(parse_max_age);
         let body = resp
             .body_mut()
             .with_config()

@@ -50,11 +50,7 @@ impl KeyCache {
             }
             states.insert(iss.url.clone(), Mutex::new(st));
         }
-        KeyCache {
-            cfg,
-            transport,
-            states,
-        }
+        KeyCache { cfg, transport, states }
     }
 
     pub fn config(&self) -> &Config {
@@ -68,9 +64,7 @@ impl KeyCache {
     /// A token carried an unknown kid: fetch now unless fetched within the window.
     pub fn refresh_on_demand(&self, issuer: &str) -> Response {
         let (Some(icfg), Some(st)) = (self.cfg.issuer(issuer), self.states.get(issuer)) else {
-            return Response::Error {
-                message: format!("issuer not configured: {}", oidc_core::audit::clean(issuer)),
-            };
+            return Response::Error { message: format!("issuer not configured: {}", oidc_core::audit::clean(issuer)) };
         };
         let mut st = match st.lock() {
             Ok(g) => g,
@@ -89,16 +83,8 @@ impl KeyCache {
             };
         }
         match self.fetch(icfg, &mut st) {
-            Ok(d) => Response::Refreshed {
-                fetched: true,
-                ok: true,
-                detail: d,
-            },
-            Err(e) => Response::Refreshed {
-                fetched: true,
-                ok: false,
-                detail: e,
-            },
+            Ok(d) => Response::Refreshed { fetched: true, ok: true, detail: d },
+            Err(e) => Response::Refreshed { fetched: true, ok: false, detail: e },
         }
     }
 
@@ -125,11 +111,7 @@ impl KeyCache {
         let soonest = self
             .states
             .values()
-            .filter_map(|s| {
-                s.lock()
-                    .ok()
-                    .map(|s| s.expires_at.map_or(0, |e| (e - now).max(0)))
-            })
+            .filter_map(|s| s.lock().ok().map(|s| s.expires_at.map_or(0, |e| (e - now).max(0))))
             .min()
             .unwrap_or(60);
         Duration::from_secs(u64::try_from(soonest).unwrap_or(0).clamp(1, 60))
@@ -144,10 +126,7 @@ impl KeyCache {
                 st.expires_at = Some(file.expires_at);
                 st.keys = nkeys;
                 st.last_error = None;
-                let d = format!(
-                    "{nkeys} keys, valid for {}s",
-                    file.expires_at - file.fetched_at
-                );
+                let d = format!("{nkeys} keys, valid for {}s", file.expires_at - file.fetched_at);
                 info!("jwks refreshed issuer={} {d}", icfg.url);
                 Ok(d)
             }
@@ -170,10 +149,7 @@ impl KeyCache {
         let jwks_uri = match &icfg.jwks_uri {
             Some(u) => u.clone(),
             None => {
-                let url = format!(
-                    "{}/.well-known/openid-configuration",
-                    icfg.url.trim_end_matches('/')
-                );
+                let url = format!("{}/.well-known/openid-configuration", icfg.url.trim_end_matches('/'));
                 let (doc, _) = self.get_json(&url)?;
                 let iss = doc.get("issuer").and_then(Value::as_str).unwrap_or("");
                 if iss != icfg.url {
@@ -182,20 +158,12 @@ impl KeyCache {
                         icfg.url
                     ));
                 }
-                let u = doc
-                    .get("jwks_uri")
-                    .and_then(Value::as_str)
-                    .ok_or("discovery has no jwks_uri")?
-                    .to_string();
+                let u = doc.get("jwks_uri").and_then(Value::as_str).ok_or("discovery has no jwks_uri")?.to_string();
                 check_url(&u).map_err(|e| format!("discovery jwks_uri: {e}"))?;
                 let name = cache_path(&h.cache_dir, &icfg.url);
-                let p = h
-                    .cache_dir
-                    .join("discovery")
-                    .join(name.file_name().unwrap_or_default());
+                let p = h.cache_dir.join("discovery").join(name.file_name().unwrap_or_default());
                 let bytes = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
-                atomic::write(&p, &bytes, 0o644)
-                    .map_err(|e| format!("writing {}: {e}", p.display()))?;
+                atomic::write(&p, &bytes, 0o644).map_err(|e| format!("writing {}: {e}", p.display()))?;
                 u
             }
         };
@@ -205,13 +173,9 @@ impl KeyCache {
             warning!("jwks issuer={} skipped {s}", icfg.url);
         }
         if jwks.keys.is_empty() {
-            return Err(format!(
-                "{jwks_uri}: no usable signing keys (cache left as it was)"
-            ));
+            return Err(format!("{jwks_uri}: no usable signing keys (cache left as it was)"));
         }
-        let ttl = max_age
-            .unwrap_or(h.jwks_ttl_default_secs)
-            .clamp(h.jwks_ttl_min_secs, h.jwks_ttl_max_secs);
+        let ttl = max_age.unwrap_or(h.jwks_ttl_default_secs).clamp(h.jwks_ttl_min_secs, h.jwks_ttl_max_secs);
         let now = unix_now();
         let file = CacheFile {
             v: CACHE_VERSION,
@@ -223,8 +187,7 @@ impl KeyCache {
         };
         let path = cache_path(&h.cache_dir, &icfg.url);
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
-        atomic::write(&path, &bytes, 0o644)
-            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        atomic::write(&path, &bytes, 0o644).map_err(|e| format!("writing {}: {e}", path.display()))?;
         Ok((file, jwks.keys.len()))
     }
 

@@ -64,11 +64,7 @@ fn main() -> ExitCode {
         },
         "status" => status(&cfg),
         "refresh" => match args.get(1) {
-            Some(iss) => match oidc_core::ipc::refresh_jwks(
-                &cfg.helperd.socket,
-                iss,
-                Duration::from_secs(30),
-            ) {
+            Some(iss) => match oidc_core::ipc::refresh_jwks(&cfg.helperd.socket, iss, Duration::from_secs(30)) {
                 Ok(d) => {
                     println!("{d}");
                     0
@@ -92,18 +88,12 @@ fn main() -> ExitCode {
 }
 
 fn check_token_opts(args: &[String]) -> Result<check_token::Opts, String> {
-    let mut o = check_token::Opts {
-        user: None,
-        require_groups: vec![],
-        refresh: true,
-    };
+    let mut o = check_token::Opts { user: None, require_groups: vec![], refresh: true };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--user" => o.user = Some(it.next().ok_or("--user needs a NAME")?.clone()),
-            "--require-group" => o
-                .require_groups
-                .push(it.next().ok_or("--require-group needs a GROUP")?.clone()),
+            "--require-group" => o.require_groups.push(it.next().ok_or("--require-group needs a GROUP")?.clone()),
             "--no-refresh" => o.refresh = false,
             other => return Err(format!("unknown option {other:?}")),
         }
@@ -124,41 +114,27 @@ fn run(cfg: Config) -> i32 {
     };
     let timeout = Duration::from_secs(cfg.helperd.fetch_timeout_secs);
     let socket = cfg.helperd.socket.clone();
-    let cache = Arc::new(keys::KeyCache::new(
-        cfg,
-        Box::new(fetch::Http::new(timeout)),
-    ));
+    let cache = Arc::new(keys::KeyCache::new(cfg, Box::new(fetch::Http::new(timeout))));
     let refresher = Arc::clone(&cache);
-    let spawned = std::thread::Builder::new()
-        .name("helperd-refresh".into())
-        .spawn(move || loop {
-            refresher.refresh_due();
-            std::thread::sleep(refresher.next_due_in());
-        });
+    let spawned = std::thread::Builder::new().name("helperd-refresh".into()).spawn(move || loop {
+        refresher.refresh_due();
+        std::thread::sleep(refresher.next_due_in());
+    });
     if let Err(e) = spawned {
         log::error!("starting the refresher: {e}");
         return 1;
     }
-    log::info!(
-        "helperd {} listening on {}",
-        env!("CARGO_PKG_VERSION"),
-        socket.display()
-    );
+    log::info!("helperd {} listening on {}", env!("CARGO_PKG_VERSION"), socket.display());
     server::serve(listener, cache);
     0
 }
 
 fn status(cfg: &Config) -> i32 {
-    match call(
-        &cfg.helperd.socket,
-        &Request::Status,
-        Duration::from_secs(5),
-    ) {
+    match call(&cfg.helperd.socket, &Request::Status, Duration::from_secs(5)) {
         Ok(Response::Status { issuers }) => {
             let now = keys::unix_now();
             for i in issuers {
-                let age =
-                    |t: Option<i64>| t.map_or("never".to_string(), |t| format!("{}s", t - now));
+                let age = |t: Option<i64>| t.map_or("never".to_string(), |t| format!("{}s", t - now));
                 println!(
                     "{}\n  keys: {}  fetched: {}  expires in: {}  fetches: {}  rate-limited: {}  last error: {}",
                     i.issuer,

@@ -27,10 +27,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
             return Err(format!("{} exists and is not a socket", path.display()));
         }
         if UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "another helperd is listening on {}",
-                path.display()
-            ));
+            return Err(format!("another helperd is listening on {}", path.display()));
         }
         fs::remove_file(path).map_err(|e| format!("removing stale {}: {e}", path.display()))?;
     }
@@ -58,12 +55,10 @@ pub fn serve(listener: UnixListener, cache: Arc<KeyCache>) {
             continue;
         }
         let (cache, active) = (Arc::clone(&cache), Arc::clone(&active));
-        let spawned = std::thread::Builder::new()
-            .name("helperd-conn".into())
-            .spawn(move || {
-                handle(stream, &cache);
-                active.fetch_sub(1, Ordering::SeqCst);
-            });
+        let spawned = std::thread::Builder::new().name("helperd-conn".into()).spawn(move || {
+            handle(stream, &cache);
+            active.fetch_sub(1, Ordering::SeqCst);
+        });
         if let Err(e) = spawned {
             error!("spawning connection thread: {e}");
         }
@@ -83,28 +78,15 @@ fn handle(mut s: UnixStream, cache: &KeyCache) {
         Ok(r) => r,
         Err(e) => {
             warning!("bad request from uid={uid} pid={pid}: {e}");
-            let _ = write_frame(
-                &mut s,
-                &Response::Error {
-                    message: e.to_string(),
-                },
-                Instant::now() + FRAME_DEADLINE,
-            );
+            let _ = write_frame(&mut s, &Response::Error { message: e.to_string() }, Instant::now() + FRAME_DEADLINE);
             return;
         }
     };
     let resp = match &req {
-        Request::Ping => Response::Pong {
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
-        Request::Status => Response::Status {
-            issuers: cache.status(),
-        },
+        Request::Ping => Response::Pong { version: env!("CARGO_PKG_VERSION").into() },
+        Request::Status => Response::Status { issuers: cache.status() },
         Request::RefreshJwks { issuer } => {
-            info!(
-                "jwks refresh requested by uid={uid} pid={pid} issuer={}",
-                oidc_core::audit::clean(issuer)
-            );
+            info!("jwks refresh requested by uid={uid} pid={pid} issuer={}", oidc_core::audit::clean(issuer));
             cache.refresh_on_demand(issuer)
         }
     };

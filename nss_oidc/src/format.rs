@@ -6,7 +6,9 @@
 //!                    header_sum, stale, n_users, n_groups,
 //!                    users (off,len), groups (off,len),
 //!                    4 index tables (off,slots): user name, uid, group name, gid,
-//!                    generation (u64), reserved
+//!                    generation (u64), pre-login rule offset (0 = none)
+//! pre-login rule     len, sum, uid_min, uid_max, key/home/shell/npat (u16),
+//!                    pattern lengths (u16, padded), key, home, shell, patterns, pad
 //! user records       len, sum, uid, gid, ngroups, 4 string lengths (u16),
 //!                    gids[ngroups], name, gecos, dir, shell, pad
 //! group records      len, sum, gid, nmem, name_len (u16), pad (u16),
@@ -34,9 +36,76 @@ pub const MAX_GROUPS_PER_USER: usize = 4096;
 pub const MAX_MEMBERS: usize = 65535;
 
 pub fn fnv32(b: &[u8]) -> u32 {
-    b.iter().fold(0x811c_9dc5u32, |h, &x| {
-        (h ^ u32::from(x)).wrapping_mul(0x0100_0193)
-    })
+    b.iter().fold(0x811c_9dc5u32, |h, &x| (h ^ u32::from(x)).wrapping_mul(0x0100_0193))
+}
+
+fn fnv64(parts: &[&[u8]]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            h = (h ^ 0xff).wrapping_mul(0x0100_0000_01b3);
+        }
+        for &b in *p {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// The deterministic id of a name: FNV-1a-64 over `key 0xff kind 0xff name`,
+/// reduced into `[min, max]`. Stable across hosts, builds and Rust versions;
+/// this exact function is part of the fleet contract (helperd allocates with
+/// it, the NSS module resolves pre-login names with it).
+pub fn id_hash(key: &[u8], kind: &[u8], name: &[u8], min: u32, max: u32) -> u32 {
+    let span = u64::from(max.saturating_sub(min)) + 1;
+    let off = fnv64(&[key, kind, name]) % span;
+    min.saturating_add(u32::try_from(off).unwrap_or(0))
+}
+
+/// Glob match with `*` (any run) and `?` (one byte); iterative, O(len(p)·len(s)).
+pub fn glob(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si, mut star, mut mark) = (0usize, 0usize, usize::MAX, 0usize);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = pi;
+            mark = si;
+            pi += 1;
+        } else if star != usize::MAX {
+            pi = star + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Portable login name as shadow-utils accepts by default: `[a-z_][a-z0-9_.-]*`, ≤ 32.
+pub fn portable_name(n: &[u8]) -> bool {
+    !n.is_empty()
+        && n.len() <= 32
+        && (n[0].is_ascii_lowercase() || n[0] == b'_')
+        && n.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// Pre-login resolution: names matching a pattern resolve (by name) to the uid
+/// they will get at first login, before helperd has seen them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Prelogin {
+    pub key: String,
+    pub uid_min: u32,
+    pub uid_max: u32,
+    /// `{name}` is replaced by the login name.
+    pub home: String,
+    pub shell: String,
+    pub patterns: Vec<String>,
 }
 
 pub fn hash_id(id: u32) -> u32 {
@@ -77,9 +146,7 @@ fn check_str(what: &str, s: &str, allow_empty: bool) -> Result<(), String> {
     if (!allow_empty && s.is_empty()) || s.len() > MAX_STRING {
         return Err(format!("{what} {s:?}: empty or too long"));
     }
-    if s.bytes()
-        .any(|b| b == 0 || b == b':' || b == b'\n' || b < 0x20 || b == 0x7f)
-    {
+    if s.bytes().any(|b| b == 0 || b == b':' || b == b'\n' || b < 0x20 || b == 0x7f) {
         return Err(format!("{what} {s:?}: NUL, ':' or control character"));
     }
     Ok(())
@@ -116,10 +183,7 @@ fn user_record(u: &User) -> Result<Vec<u8>, String> {
     check_str("home", &u.dir, false)?;
     check_str("shell", &u.shell, false)?;
     if u.groups.len() > MAX_GROUPS_PER_USER {
-        return Err(format!(
-            "user {}: more than {MAX_GROUPS_PER_USER} groups",
-            u.name
-        ));
+        return Err(format!("user {}: more than {MAX_GROUPS_PER_USER} groups", u.name));
     }
     let mut r = vec![0u8; 8];
     put32(&mut r, u.uid);
@@ -163,6 +227,36 @@ fn group_record(g: &Group) -> Result<Vec<u8>, String> {
     Ok(r)
 }
 
+fn prelogin_record(p: &Prelogin) -> Result<Vec<u8>, String> {
+    check_str("key", &p.key, false)?;
+    check_str("home", &p.home, false)?;
+    check_str("shell", &p.shell, false)?;
+    if p.patterns.len() > 256 {
+        return Err("more than 256 pre-login patterns".into());
+    }
+    let mut r = vec![0u8; 8];
+    put32(&mut r, p.uid_min);
+    put32(&mut r, p.uid_max);
+    for s in [&p.key, &p.home, &p.shell] {
+        put16(&mut r, len16(s));
+    }
+    put16(&mut r, p.patterns.len() as u16);
+    for pat in &p.patterns {
+        check_str("pattern", pat, false)?;
+        put16(&mut r, len16(pat));
+    }
+    pad4(&mut r);
+    for s in [&p.key, &p.home, &p.shell] {
+        r.extend_from_slice(s.as_bytes());
+    }
+    for pat in &p.patterns {
+        r.extend_from_slice(pat.as_bytes());
+    }
+    pad4(&mut r);
+    seal(&mut r);
+    Ok(r)
+}
+
 fn table(entries: &[(u32, u32)]) -> (Vec<u32>, u32) {
     let slots = (entries.len() * 2).max(8).next_power_of_two();
     let mask = slots - 1;
@@ -179,6 +273,16 @@ fn table(entries: &[(u32, u32)]) -> (Vec<u32>, u32) {
 
 /// Build a snapshot. Names and ids must be unique (helperd guarantees it; checked here too).
 pub fn build(users: &[User], groups: &[Group], generation: u64) -> Result<Vec<u8>, String> {
+    build_with(users, groups, None, generation)
+}
+
+/// [`build`] with an optional pre-login rule.
+pub fn build_with(
+    users: &[User],
+    groups: &[Group],
+    prelogin: Option<&Prelogin>,
+    generation: u64,
+) -> Result<Vec<u8>, String> {
     let mut seen = std::collections::HashSet::new();
     for u in users {
         if !seen.insert(("u", u.name.clone())) || !seen.insert(("uid", u.uid.to_string())) {
@@ -208,6 +312,14 @@ pub fn build(users: &[User], groups: &[Group], generation: u64) -> Result<Vec<u8
         out.extend_from_slice(&group_record(g)?);
     }
     let groups_end = out.len();
+    let rule_off = match prelogin {
+        Some(p) => {
+            let off = u32::try_from(out.len()).map_err(|_| "too large")?;
+            out.extend_from_slice(&prelogin_record(p)?);
+            off
+        }
+        None => 0,
+    };
     let mut tables = [(0u32, 0u32); 4];
     for (i, entries) in [by_uname, by_uid, by_gname, by_gid].iter().enumerate() {
         let (t, slots) = table(entries);
@@ -219,23 +331,10 @@ pub fn build(users: &[User], groups: &[Group], generation: u64) -> Result<Vec<u8
     let total = u32::try_from(out.len()).map_err(|_| "snapshot larger than 4 GiB")?;
     let mut h = Vec::with_capacity(HEADER_LEN);
     h.extend_from_slice(&MAGIC);
-    for x in [
-        VERSION,
-        HEADER_LEN as u32,
-        total,
-        0,
-        0,
-        users.len() as u32,
-        groups.len() as u32,
-    ] {
+    for x in [VERSION, HEADER_LEN as u32, total, 0, 0, users.len() as u32, groups.len() as u32] {
         put32(&mut h, x);
     }
-    for x in [
-        users_off,
-        groups_off - users_off,
-        groups_off,
-        groups_end - groups_off,
-    ] {
+    for x in [users_off, groups_off - users_off, groups_off, groups_end - groups_off] {
         put32(&mut h, x as u32);
     }
     for (off, slots) in tables {
@@ -244,7 +343,7 @@ pub fn build(users: &[User], groups: &[Group], generation: u64) -> Result<Vec<u8
     }
     put32(&mut h, generation as u32);
     put32(&mut h, (generation >> 32) as u32);
-    put32(&mut h, 0);
+    put32(&mut h, rule_off);
     debug_assert_eq!(h.len(), HEADER_LEN);
     out[..HEADER_LEN].copy_from_slice(&h);
     let sum = header_sum(&out);

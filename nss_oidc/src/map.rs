@@ -75,10 +75,7 @@ fn path() -> &'static CStr {
 }
 
 fn coarse_now() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid out-pointer; CLOCK_MONOTONIC_COARSE is served by the vDSO.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     ts.tv_sec
@@ -111,16 +108,7 @@ fn map_file(p: &CStr) -> Result<Mapping, Unavail> {
     }
     // SAFETY: read-only shared mapping of a regular file of `len` bytes; the fd
     // may be closed afterwards (the mapping keeps the inode).
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        )
-    };
+    let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd, 0) };
     // SAFETY: fd is open and closed once.
     unsafe { libc::close(fd) };
     if ptr == libc::MAP_FAILED {
@@ -132,13 +120,7 @@ fn map_file(p: &CStr) -> Result<Mapping, Unavail> {
     // never truncates (it replaces by rename), and the state dir is root-only.
     let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
     match Snapshot::parse(bytes) {
-        Ok(snap) => Ok(Mapping {
-            ptr,
-            len,
-            dev: st.st_dev,
-            ino: st.st_ino,
-            snap,
-        }),
+        Ok(snap) => Ok(Mapping { ptr, len, dev: st.st_dev, ino: st.st_ino, snap }),
         Err(_) => {
             // SAFETY: unmapping what we just mapped; `bytes` is not used after this.
             unsafe { libc::munmap(ptr, len) };
@@ -182,9 +164,6 @@ pub fn with_snapshot<T>(f: impl FnOnce(&Snapshot<'static>) -> T) -> Result<T, Un
 mod tests {
     #[test]
     fn default_path_matches_format() {
-        assert_eq!(
-            super::path().to_str().ok(),
-            Some(crate::format::DEFAULT_PATH)
-        );
+        assert_eq!(super::path().to_str().ok(), Some(crate::format::DEFAULT_PATH));
     }
 }

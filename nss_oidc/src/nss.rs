@@ -77,6 +77,23 @@ impl Buf<'_> {
         Some(p)
     }
 
+    /// `tpl` with each `{name}` replaced by `name`, + NUL.
+    fn template(&mut self, tpl: &[u8], name: &[u8]) -> Option<*mut c_char> {
+        const PH: &[u8] = b"{name}";
+        let start = self.used;
+        let mut i = 0;
+        while i < tpl.len() {
+            let (piece, step) = if tpl[i..].starts_with(PH) { (name, PH.len()) } else { (&tpl[i..i + 1], 1) };
+            let end = self.used.checked_add(piece.len())?;
+            self.b.get_mut(self.used..end)?.copy_from_slice(piece);
+            self.used = end;
+            i += step;
+        }
+        *self.b.get_mut(self.used)? = 0;
+        self.used += 1;
+        Some(self.b.get_mut(start..)?.as_mut_ptr().cast::<c_char>())
+    }
+
     /// Room for `n` pointers, aligned.
     fn ptrs(&mut self, n: usize) -> Option<*mut *mut c_char> {
         let align = std::mem::align_of::<*mut c_char>();
@@ -96,20 +113,13 @@ unsafe fn buf<'a>(buf: *mut c_char, len: size_t) -> Option<Buf<'a>> {
         return None;
     }
     // SAFETY: per the function contract.
-    Some(Buf {
-        b: unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) },
-        used: 0,
-    })
+    Some(Buf { b: unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) }, used: 0 })
 }
 
 fn fill_passwd(u: &UserRef<'_>, pw: &mut passwd, b: &mut Buf<'_>) -> Res {
-    let (Some(name), Some(pass), Some(gecos), Some(dir), Some(shell)) = (
-        b.str(u.name),
-        b.str(b"*"),
-        b.str(u.gecos),
-        b.str(u.dir),
-        b.str(u.shell),
-    ) else {
+    let (Some(name), Some(pass), Some(gecos), Some(dir), Some(shell)) =
+        (b.str(u.name), b.str(b"*"), b.str(u.gecos), b.str(u.dir), b.str(u.shell))
+    else {
         return Res::Range;
     };
     *pw = passwd {
@@ -117,6 +127,25 @@ fn fill_passwd(u: &UserRef<'_>, pw: &mut passwd, b: &mut Buf<'_>) -> Res {
         pw_passwd: pass,
         pw_uid: u.uid,
         pw_gid: u.gid,
+        pw_gecos: gecos,
+        pw_dir: dir,
+        pw_shell: shell,
+    };
+    Res::Found
+}
+
+/// A pre-login user: the uid it will keep, its own uid as primary gid.
+fn fill_prelogin(name: &[u8], p: &crate::reader::PreloginUser<'_>, pw: &mut passwd, b: &mut Buf<'_>) -> Res {
+    let (Some(n), Some(pass), Some(gecos), Some(dir), Some(shell)) =
+        (b.str(name), b.str(b"*"), b.str(b""), b.template(p.home_template, name), b.str(p.shell))
+    else {
+        return Res::Range;
+    };
+    *pw = passwd {
+        pw_name: n,
+        pw_passwd: pass,
+        pw_uid: p.uid,
+        pw_gid: p.uid,
         pw_gecos: gecos,
         pw_dir: dir,
         pw_shell: shell,
@@ -138,12 +167,7 @@ fn fill_group(g: &GroupRef<'_>, gr: &mut group, b: &mut Buf<'_>) -> Res {
     }
     // SAFETY: as above; the last slot is the NULL terminator.
     unsafe { *mem.add(g.n_members()) = std::ptr::null_mut() };
-    *gr = group {
-        gr_name: name,
-        gr_passwd: pass,
-        gr_gid: g.gid,
-        gr_mem: mem,
-    };
+    *gr = group { gr_name: name, gr_passwd: pass, gr_gid: g.gid, gr_mem: mem };
     Res::Found
 }
 
@@ -183,10 +207,11 @@ pub unsafe extern "C" fn _nss_oidc_getpwnam_r(
         let Some(mut b) = (unsafe { buf(b, len) }) else {
             return Res::Range;
         };
-        match lookup(|s| {
-            s.user_by_name(name)
-                .map(|u| u.map(|u| fill_passwd(&u, pw, &mut b)))
-        }) {
+        let r = lookup(|s| match s.user_by_name(name)? {
+            Some(u) => Ok(Some(fill_passwd(&u, pw, &mut b))),
+            None => Ok(s.prelogin_user(name)?.map(|p| fill_prelogin(name, &p, pw, &mut b))),
+        });
+        match r {
             Ok(Some(r)) => r,
             Ok(None) => Res::NotFound,
             Err(r) => r,
@@ -210,10 +235,7 @@ pub unsafe extern "C" fn _nss_oidc_getpwuid_r(
         let Some(mut b) = (unsafe { buf(b, len) }) else {
             return Res::Range;
         };
-        match lookup(|s| {
-            s.user_by_uid(uid)
-                .map(|u| u.map(|u| fill_passwd(&u, pw, &mut b)))
-        }) {
+        match lookup(|s| s.user_by_uid(uid).map(|u| u.map(|u| fill_passwd(&u, pw, &mut b)))) {
             Ok(Some(r)) => r,
             Ok(None) => Res::NotFound,
             Err(r) => r,
@@ -239,10 +261,7 @@ pub unsafe extern "C" fn _nss_oidc_getgrnam_r(
         let Some(mut b) = (unsafe { buf(b, len) }) else {
             return Res::Range;
         };
-        match lookup(|s| {
-            s.group_by_name(name)
-                .map(|g| g.map(|g| fill_group(&g, gr, &mut b)))
-        }) {
+        match lookup(|s| s.group_by_name(name).map(|g| g.map(|g| fill_group(&g, gr, &mut b)))) {
             Ok(Some(r)) => r,
             Ok(None) => Res::NotFound,
             Err(r) => r,
@@ -266,10 +285,7 @@ pub unsafe extern "C" fn _nss_oidc_getgrgid_r(
         let Some(mut b) = (unsafe { buf(b, len) }) else {
             return Res::Range;
         };
-        match lookup(|s| {
-            s.group_by_gid(gid)
-                .map(|g| g.map(|g| fill_group(&g, gr, &mut b)))
-        }) {
+        match lookup(|s| s.group_by_gid(gid).map(|g| g.map(|g| fill_group(&g, gr, &mut b)))) {
             Ok(Some(r)) => r,
             Ok(None) => Res::NotFound,
             Err(r) => r,
@@ -368,10 +384,7 @@ unsafe fn add_group(
         if limit > 0 {
             new = new.min(limit);
         }
-        let bytes = usize::try_from(new)
-            .map_err(|_| ())?
-            .checked_mul(std::mem::size_of::<gid_t>())
-            .ok_or(())?;
+        let bytes = usize::try_from(new).map_err(|_| ())?.checked_mul(std::mem::size_of::<gid_t>()).ok_or(())?;
         // SAFETY: arr is glibc's malloc'ed array (or NULL); realloc keeps it on failure.
         let p = unsafe { libc::realloc(arr.cast(), bytes) }.cast::<gid_t>();
         if p.is_null() {

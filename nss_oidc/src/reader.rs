@@ -11,16 +11,12 @@ pub struct Corrupt;
 type R<T> = Result<T, Corrupt>;
 
 fn u32_at(b: &[u8], off: usize) -> R<u32> {
-    let s = b
-        .get(off..off.checked_add(4).ok_or(Corrupt)?)
-        .ok_or(Corrupt)?;
+    let s = b.get(off..off.checked_add(4).ok_or(Corrupt)?).ok_or(Corrupt)?;
     Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 fn u16_at(b: &[u8], off: usize) -> R<u16> {
-    let s = b
-        .get(off..off.checked_add(2).ok_or(Corrupt)?)
-        .ok_or(Corrupt)?;
+    let s = b.get(off..off.checked_add(2).ok_or(Corrupt)?).ok_or(Corrupt)?;
     Ok(u16::from_le_bytes([s[0], s[1]]))
 }
 
@@ -45,9 +41,18 @@ pub struct Snapshot<'a> {
     t_uid: Table,
     t_gname: Table,
     t_gid: Table,
+    rule: Option<Region>,
     pub n_users: u32,
     pub n_groups: u32,
     pub generation: u64,
+}
+
+/// A synthesized pre-login user: uid, home template (`{name}`), shell.
+#[derive(Debug, Clone, Copy)]
+pub struct PreloginUser<'a> {
+    pub uid: u32,
+    pub home_template: &'a [u8],
+    pub shell: &'a [u8],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,9 +68,7 @@ pub struct UserRef<'a> {
 
 impl<'a> UserRef<'a> {
     pub fn groups(&self) -> impl Iterator<Item = u32> + 'a {
-        self.gids
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        self.gids.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
     }
     pub fn n_groups(&self) -> usize {
         self.gids.len() / 4
@@ -121,10 +124,7 @@ impl<'a> Snapshot<'a> {
         };
         let table = |o: usize| -> R<Table> {
             let (off, slots) = (u32_at(h, o)? as usize, u32_at(h, o + 4)? as usize);
-            let end = slots
-                .checked_mul(4)
-                .and_then(|n| n.checked_add(off))
-                .ok_or(Corrupt)?;
+            let end = slots.checked_mul(4).and_then(|n| n.checked_add(off)).ok_or(Corrupt)?;
             if !slots.is_power_of_two() || off < HEADER_LEN || end > buf.len() || off % 4 != 0 {
                 return Err(Corrupt);
             }
@@ -141,6 +141,13 @@ impl<'a> Snapshot<'a> {
             t_gname: table(68)?,
             t_gid: table(76)?,
             generation: u64::from(u32_at(h, 84)?) | (u64::from(u32_at(h, 88)?) << 32),
+            rule: match u32_at(h, 92)? as usize {
+                0 => None,
+                off if off >= HEADER_LEN && off < buf.len() && off.is_multiple_of(4) => {
+                    Some(Region { off, len: buf.len() - off })
+                }
+                _ => return Err(Corrupt),
+            },
         })
     }
 
@@ -168,13 +175,7 @@ impl<'a> Snapshot<'a> {
         if ngroups > MAX_GROUPS_PER_USER {
             return Err(Corrupt);
         }
-        let lens = [
-            u16_at(rec, 20)?,
-            u16_at(rec, 22)?,
-            u16_at(rec, 24)?,
-            u16_at(rec, 26)?,
-        ]
-        .map(usize::from);
+        let lens = [u16_at(rec, 20)?, u16_at(rec, 22)?, u16_at(rec, 24)?, u16_at(rec, 26)?].map(usize::from);
         let mut pos = 28 + ngroups * 4;
         let gids = rec.get(28..pos).ok_or(Corrupt)?;
         let mut s = [&[][..]; 4];
@@ -208,34 +209,17 @@ impl<'a> Snapshot<'a> {
         let lens = rec.get(20..lens_end).ok_or(Corrupt)?;
         let name_off = (lens_end + 3) & !3;
         let name = rec.get(name_off..name_off + name_len).ok_or(Corrupt)?;
-        let total: usize = lens
-            .chunks_exact(2)
-            .map(|c| usize::from(u16::from_le_bytes([c[0], c[1]])))
-            .sum();
+        let total: usize = lens.chunks_exact(2).map(|c| usize::from(u16::from_le_bytes([c[0], c[1]]))).sum();
         let moff = name_off + name_len;
         let members = rec.get(moff..moff + total).ok_or(Corrupt)?;
         if name.is_empty() {
             return Err(Corrupt);
         }
-        Ok((
-            GroupRef {
-                gid: u32_at(rec, 8)?,
-                name,
-                nmem,
-                lens,
-                members,
-            },
-            next,
-        ))
+        Ok((GroupRef { gid: u32_at(rec, 8)?, name, nmem, lens, members }, next))
     }
 
     /// Probe a table: call `check` on each candidate until it says yes; bounded by the slot count.
-    fn probe<T>(
-        &self,
-        t: Table,
-        hash: u32,
-        mut check: impl FnMut(usize) -> R<Option<T>>,
-    ) -> R<Option<T>> {
+    fn probe<T>(&self, t: Table, hash: u32, mut check: impl FnMut(usize) -> R<Option<T>>) -> R<Option<T>> {
         let mask = t.slots - 1;
         let mut i = hash as usize & mask;
         for _ in 0..t.slots {
@@ -277,6 +261,41 @@ impl<'a> Snapshot<'a> {
             let (g, _) = self.group_at(off)?;
             Ok((g.gid == gid).then_some(g))
         })
+    }
+
+    /// A name no record holds: does it resolve before first login? Only if it
+    /// is a portable name matching a pattern, and its uid is not held by another user.
+    pub fn prelogin_user(&self, name: &[u8]) -> R<Option<PreloginUser<'a>>> {
+        let Some(region) = self.rule else { return Ok(None) };
+        if !portable_name(name) {
+            return Ok(None);
+        }
+        let (rec, _) = self.record(region, region.off)?;
+        let (uid_min, uid_max) = (u32_at(rec, 8)?, u32_at(rec, 12)?);
+        let lens = [u16_at(rec, 16)?, u16_at(rec, 18)?, u16_at(rec, 20)?].map(usize::from);
+        let npat = usize::from(u16_at(rec, 22)?);
+        let plens = rec.get(24..24 + npat * 2).ok_or(Corrupt)?;
+        let mut pos = (24 + npat * 2 + 3) & !3;
+        let mut f = [&[][..]; 3];
+        for (i, l) in lens.iter().enumerate() {
+            f[i] = rec.get(pos..pos + l).ok_or(Corrupt)?;
+            pos += l;
+        }
+        let mut matched = false;
+        for c in plens.chunks_exact(2) {
+            let l = usize::from(u16::from_le_bytes([c[0], c[1]]));
+            let pat = rec.get(pos..pos + l).ok_or(Corrupt)?;
+            pos += l;
+            matched |= glob(pat, name);
+        }
+        if !matched || uid_min > uid_max {
+            return Ok(None);
+        }
+        let uid = id_hash(f[0], b"user", name, uid_min, uid_max);
+        if self.user_by_uid(uid)?.is_some_and(|u| u.name != name) {
+            return Ok(None);
+        }
+        Ok(Some(PreloginUser { uid, home_template: f[1], shell: f[2] }))
     }
 
     /// Enumeration: the user at cursor `off` (0 = first) and the next cursor; `None` at the end.

@@ -23,16 +23,7 @@ fn snapshot(gen: u32) -> Vec<u8> {
             groups: vec![],
         })
         .collect();
-    build(
-        &users,
-        &[Group {
-            name: "g".into(),
-            gid: 5000,
-            members: vec![],
-        }],
-        u64::from(gen),
-    )
-    .unwrap()
+    build(&users, &[Group { name: "g".into(), gid: 5000, members: vec![] }], u64::from(gen)).unwrap()
 }
 
 fn replace(path: &std::path::Path, gen: u32) {
@@ -42,8 +33,7 @@ fn replace(path: &std::path::Path, gen: u32) {
     std::fs::write(&tmp, snapshot(gen)).unwrap();
     std::fs::rename(&tmp, path).unwrap();
     if let Some(mut f) = old {
-        f.seek(SeekFrom::Start(nss_oidc::format::STALE_OFFSET as u64))
-            .unwrap();
+        f.seek(SeekFrom::Start(nss_oidc::format::STALE_OFFSET as u64)).unwrap();
         f.write_all(&1u32.to_le_bytes()).unwrap();
     }
 }
@@ -81,32 +71,15 @@ fn lookups_during_replacement() {
                     let mut err = 0;
                     let st = if i % 2 == 0 {
                         unsafe {
-                            _nss_oidc_getpwnam_r(
-                                name.as_ptr(),
-                                &mut pw,
-                                buf.as_mut_ptr().cast(),
-                                buf.len(),
-                                &mut err,
-                            )
+                            _nss_oidc_getpwnam_r(name.as_ptr(), &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut err)
                         }
                     } else {
                         let uid = 100_000 * ((i / 2) % 10 + 1) + n;
-                        unsafe {
-                            _nss_oidc_getpwuid_r(
-                                uid,
-                                &mut pw,
-                                buf.as_mut_ptr().cast(),
-                                buf.len(),
-                                &mut err,
-                            )
-                        }
+                        unsafe { _nss_oidc_getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut err) }
                     };
                     if st != nss_status::NSS_STATUS_SUCCESS {
                         assert!(
-                            matches!(
-                                st,
-                                nss_status::NSS_STATUS_NOTFOUND | nss_status::NSS_STATUS_UNAVAIL
-                            ),
+                            matches!(st, nss_status::NSS_STATUS_NOTFOUND | nss_status::NSS_STATUS_UNAVAIL),
                             "{st:?}"
                         );
                         continue;
@@ -127,9 +100,6 @@ fn lookups_during_replacement() {
     stop.store(true, Ordering::Relaxed);
     let generations = writer.join().unwrap();
     assert!(found > 400_000, "most lookups answered ({found})");
-    assert!(
-        generations > 5,
-        "the snapshot was replaced while reading ({generations})"
-    );
+    assert!(generations > 5, "the snapshot was replaced while reading ({generations})");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -74,9 +74,7 @@ impl Alg {
     pub fn key_kind(self) -> KeyKind {
         match self {
             Alg::HS256 | Alg::HS384 | Alg::HS512 => KeyKind::Hmac,
-            Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512 => {
-                KeyKind::Rsa
-            }
+            Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512 => KeyKind::Rsa,
             Alg::ES256 => KeyKind::Ec("P-256"),
             Alg::ES384 => KeyKind::Ec("P-384"),
             Alg::EdDSA => KeyKind::Okp("Ed25519"),

@@ -4,7 +4,10 @@
 //! names the file, the line and the key. Read by the PAM module on each
 //! transaction and by helperd at start.
 
+mod accounts;
+
 use crate::alg::Alg;
+pub use accounts::{Accounts, Groups, RoleAccount};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -25,6 +28,12 @@ pub struct Config {
     pub policy: Policy,
     #[serde(rename = "issuer", default)]
     pub issuers: Vec<Issuer>,
+    #[serde(default)]
+    pub accounts: Accounts,
+    #[serde(default)]
+    pub groups: Groups,
+    #[serde(rename = "role_account", default)]
+    pub role_accounts: Vec<RoleAccount>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,11 +84,7 @@ pub struct Pam {
 
 impl Default for Pam {
     fn default() -> Self {
-        Pam {
-            ipc_timeout_ms: 3000,
-            prompt: "OIDC token: ".into(),
-            max_token_bytes: 16 * 1024,
-        }
+        Pam { ipc_timeout_ms: 3000, prompt: "OIDC token: ".into(), max_token_bytes: 16 * 1024 }
     }
 }
 
@@ -149,9 +154,7 @@ impl<'de> Deserialize<'de> for Alg {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         if s.eq_ignore_ascii_case("none") {
-            return Err(serde::de::Error::custom(
-                "algorithm \"none\" is never allowed",
-            ));
+            return Err(serde::de::Error::custom("algorithm \"none\" is never allowed"));
         }
         Alg::parse(&s).ok_or_else(|| {
             serde::de::Error::custom(format!(
@@ -205,21 +208,11 @@ impl Config {
                 Some(span) => locate(text, span.start),
                 None => (None, None),
             };
-            ConfigError {
-                file: path.into(),
-                line,
-                key,
-                message: e.message().trim().to_string(),
-            }
+            ConfigError { file: path.into(), line, key, message: e.message().trim().to_string() }
         })?;
         cfg.validate().map_err(|(key, message)| {
             let line = find_key_line(text, &key);
-            ConfigError {
-                file: path.into(),
-                line,
-                key: Some(key),
-                message,
-            }
+            ConfigError { file: path.into(), line, key: Some(key), message }
         })?;
         Ok(cfg)
     }
@@ -227,29 +220,17 @@ impl Config {
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: String| Err((k.to_string(), m));
         if self.version != VERSION {
-            return err(
-                "version",
-                format!(
-                    "unsupported config version {} (this build reads {VERSION})",
-                    self.version
-                ),
-            );
+            return err("version", format!("unsupported config version {} (this build reads {VERSION})", self.version));
         }
         if self.pam.max_token_bytes == 0 || self.pam.max_token_bytes > MAX_TOKEN_BYTES_CEILING {
-            return err(
-                "pam.max_token_bytes",
-                format!("must be 1..={MAX_TOKEN_BYTES_CEILING}"),
-            );
+            return err("pam.max_token_bytes", format!("must be 1..={MAX_TOKEN_BYTES_CEILING}"));
         }
         if self.pam.ipc_timeout_ms == 0 || self.pam.ipc_timeout_ms > 60_000 {
             return err("pam.ipc_timeout_ms", "must be 1..=60000".into());
         }
         let h = &self.helperd;
         if h.jwks_ttl_min_secs > h.jwks_ttl_max_secs {
-            return err(
-                "helperd.jwks_ttl_min_secs",
-                "must not exceed jwks_ttl_max_secs".into(),
-            );
+            return err("helperd.jwks_ttl_min_secs", "must not exceed jwks_ttl_max_secs".into());
         }
         if h.fetch_timeout_secs == 0 {
             return err("helperd.fetch_timeout_secs", "must be at least 1".into());
@@ -267,29 +248,17 @@ impl Config {
                 return err(&k("url"), format!("issuer {} configured twice", iss.url));
             }
             if iss.audiences.is_empty() || iss.audiences.iter().any(|a| a.is_empty()) {
-                return err(
-                    &k("audiences"),
-                    "at least one non-empty audience is required".into(),
-                );
+                return err(&k("audiences"), "at least one non-empty audience is required".into());
             }
             if iss.algorithms.is_empty() {
-                return err(
-                    &k("algorithms"),
-                    "at least one algorithm is required".into(),
-                );
+                return err(&k("algorithms"), "at least one algorithm is required".into());
             }
             let hmac = iss.algorithms.iter().any(|a| a.is_hmac());
             if hmac && iss.hmac_secret_file.is_none() {
-                return err(
-                    &k("algorithms"),
-                    "HS* algorithms need hmac_secret_file".into(),
-                );
+                return err(&k("algorithms"), "HS* algorithms need hmac_secret_file".into());
             }
             if !hmac && iss.hmac_secret_file.is_some() {
-                return err(
-                    &k("hmac_secret_file"),
-                    "set but no HS* algorithm is allowed".into(),
-                );
+                return err(&k("hmac_secret_file"), "set but no HS* algorithm is allowed".into());
             }
             if iss.username_claim.is_empty() || iss.groups_claim.is_empty() {
                 return err(&k("username_claim"), "claim names must not be empty".into());
@@ -298,7 +267,7 @@ impl Config {
                 return err(&k("max_token_lifetime_secs"), "must be at least 1".into());
             }
         }
-        Ok(())
+        accounts::validate(&self.accounts, &self.groups, &self.role_accounts)
     }
 
     pub fn issuer(&self, iss: &str) -> Option<&Issuer> {
@@ -318,9 +287,7 @@ pub fn check_url(u: &str) -> Result<(), String> {
             return Ok(());
         }
     }
-    Err(format!(
-        "{u:?} must be an https:// URL (http:// only for a loopback test IdP)"
-    ))
+    Err(format!("{u:?} must be an https:// URL (http:// only for a loopback test IdP)"))
 }
 
 /// Line (1-based) and `table.key` for a byte offset in the TOML text.
@@ -335,10 +302,7 @@ fn locate(text: &str, offset: usize) -> (Option<usize>, Option<String>) {
         .map(str::trim)
         .find(|l| l.starts_with('['))
         .map(|l| l.trim_matches(|c| c == '[' || c == ']').to_string());
-    let key = line
-        .split_once('=')
-        .map(|(k, _)| k.trim().to_string())
-        .filter(|k| !k.is_empty());
+    let key = line.split_once('=').map(|(k, _)| k.trim().to_string()).filter(|k| !k.is_empty());
     let full = match (table, key) {
         (Some(t), Some(k)) => Some(format!("{t}.{k}")),
         (None, k) => k,
@@ -353,10 +317,7 @@ fn find_key_line(text: &str, key: &str) -> Option<usize> {
     let leaf = key.rsplit('.').next().unwrap_or(key);
     let leaf = leaf.split('[').next().unwrap_or(leaf);
     let (table, index) = match key.split_once('[') {
-        Some((t, rest)) => (
-            t,
-            rest.split(']').next().and_then(|n| n.parse::<usize>().ok()),
-        ),
+        Some((t, rest)) => (t, rest.split(']').next().and_then(|n| n.parse::<usize>().ok())),
         None => (key.split('.').next().unwrap_or(""), None),
     };
     let mut seen = 0usize;

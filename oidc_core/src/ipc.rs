@@ -103,16 +103,9 @@ fn remaining(deadline: Instant) -> Result<Duration, IpcError> {
 }
 
 /// Write one frame; every write is bounded by `deadline`.
-pub fn write_frame<T: Serialize>(
-    s: &mut UnixStream,
-    msg: &T,
-    deadline: Instant,
-) -> Result<(), IpcError> {
-    let body = serde_json::to_vec(&Envelope {
-        v: PROTOCOL_VERSION,
-        body: msg,
-    })
-    .map_err(|e| IpcError::Protocol(e.to_string()))?;
+pub fn write_frame<T: Serialize>(s: &mut UnixStream, msg: &T, deadline: Instant) -> Result<(), IpcError> {
+    let body = serde_json::to_vec(&Envelope { v: PROTOCOL_VERSION, body: msg })
+        .map_err(|e| IpcError::Protocol(e.to_string()))?;
     if body.len() > MAX_FRAME {
         return Err(IpcError::TooLarge(body.len()));
     }
@@ -122,8 +115,7 @@ pub fn write_frame<T: Serialize>(
     buf.extend_from_slice(&body);
     let mut off = 0;
     while off < buf.len() {
-        s.set_write_timeout(Some(remaining(deadline)?))
-            .map_err(IpcError::Io)?;
+        s.set_write_timeout(Some(remaining(deadline)?)).map_err(IpcError::Io)?;
         match s.write(&buf[off..]) {
             Ok(0) => return Err(IpcError::Io(std::io::ErrorKind::WriteZero.into())),
             Ok(n) => off += n,
@@ -137,8 +129,7 @@ pub fn write_frame<T: Serialize>(
 fn read_exact_by(s: &mut UnixStream, buf: &mut [u8], deadline: Instant) -> Result<(), IpcError> {
     let mut off = 0;
     while off < buf.len() {
-        s.set_read_timeout(Some(remaining(deadline)?))
-            .map_err(IpcError::Io)?;
+        s.set_read_timeout(Some(remaining(deadline)?)).map_err(IpcError::Io)?;
         match s.read(&mut buf[off..]) {
             Ok(0) => return Err(IpcError::Protocol("connection closed mid-frame".into())),
             Ok(n) => off += n,
@@ -150,10 +141,7 @@ fn read_exact_by(s: &mut UnixStream, buf: &mut [u8], deadline: Instant) -> Resul
 }
 
 /// Read one frame; the length is checked before any allocation.
-pub fn read_frame<T: for<'de> Deserialize<'de>>(
-    s: &mut UnixStream,
-    deadline: Instant,
-) -> Result<T, IpcError> {
+pub fn read_frame<T: for<'de> Deserialize<'de>>(s: &mut UnixStream, deadline: Instant) -> Result<T, IpcError> {
     let mut len = [0u8; 4];
     read_exact_by(s, &mut len, deadline)?;
     let len = u32::from_be_bytes(len) as usize;
@@ -167,13 +155,9 @@ pub fn read_frame<T: for<'de> Deserialize<'de>>(
 
 /// Decode a frame body (separate for fuzzing and tests).
 pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, IpcError> {
-    let env: Envelope<T> =
-        serde_json::from_slice(body).map_err(|e| IpcError::Protocol(e.to_string()))?;
+    let env: Envelope<T> = serde_json::from_slice(body).map_err(|e| IpcError::Protocol(e.to_string()))?;
     if env.v != PROTOCOL_VERSION {
-        return Err(IpcError::Protocol(format!(
-            "protocol version {} (want {PROTOCOL_VERSION})",
-            env.v
-        )));
+        return Err(IpcError::Protocol(format!("protocol version {} (want {PROTOCOL_VERSION})", env.v)));
     }
     Ok(env.body)
 }
@@ -188,18 +172,11 @@ pub fn call(socket: &Path, req: &Request, timeout: Duration) -> Result<Response,
 
 /// Ask helperd to refetch an issuer's keys; `Ok` describes what it did.
 pub fn refresh_jwks(socket: &Path, issuer: &str, timeout: Duration) -> Result<String, String> {
-    let req = Request::RefreshJwks {
-        issuer: issuer.to_string(),
-    };
+    let req = Request::RefreshJwks { issuer: issuer.to_string() };
     match call(socket, &req, timeout) {
-        Ok(Response::Refreshed {
-            fetched,
-            ok: true,
-            detail,
-        }) => Ok(format!(
-            "{}: {detail}",
-            if fetched { "fetched" } else { "not fetched" }
-        )),
+        Ok(Response::Refreshed { fetched, ok: true, detail }) => {
+            Ok(format!("{}: {detail}", if fetched { "fetched" } else { "not fetched" }))
+        }
         Ok(Response::Refreshed { detail, .. }) => Err(detail),
         Ok(Response::Error { message }) => Err(message),
         Ok(other) => Err(format!("unexpected answer {other:?}")),
@@ -215,9 +192,7 @@ mod tests {
     fn round_trip_over_a_socketpair() {
         let (mut a, mut b) = UnixStream::pair().unwrap();
         let d = Instant::now() + Duration::from_secs(2);
-        let req = Request::RefreshJwks {
-            issuer: "https://idp".into(),
-        };
+        let req = Request::RefreshJwks { issuer: "https://idp".into() };
         write_frame(&mut a, &req, d).unwrap();
         assert_eq!(read_frame::<Request>(&mut b, d).unwrap(), req);
     }
@@ -227,10 +202,7 @@ mod tests {
         let (mut a, mut b) = UnixStream::pair().unwrap();
         a.write_all(&u32::MAX.to_be_bytes()).unwrap();
         let d = Instant::now() + Duration::from_secs(2);
-        assert!(matches!(
-            read_frame::<Request>(&mut b, d),
-            Err(IpcError::TooLarge(_))
-        ));
+        assert!(matches!(read_frame::<Request>(&mut b, d), Err(IpcError::TooLarge(_))));
     }
 
     #[test]

@@ -64,18 +64,12 @@ impl Jwks {
     /// Parse `{"keys":[...]}`. Keys that are not public signing keys of a type
     /// we support are skipped (symmetric `oct` keys are never taken from a JWKS).
     pub fn from_value(v: &Value) -> Result<Jwks, String> {
-        let arr = v
-            .get("keys")
-            .and_then(Value::as_array)
-            .ok_or("no \"keys\" array")?;
+        let arr = v.get("keys").and_then(Value::as_array).ok_or("no \"keys\" array")?;
         let mut out = Jwks::default();
         for (i, k) in arr.iter().enumerate() {
             match parse_key(k) {
                 Ok(key) => out.keys.push(key),
-                Err(why) => out.skipped.push(format!(
-                    "key {i} ({}): {why}",
-                    s(k, "kid").unwrap_or("no kid")
-                )),
+                Err(why) => out.skipped.push(format!("key {i} ({}): {why}", s(k, "kid").unwrap_or("no kid"))),
             }
         }
         Ok(out)
@@ -91,18 +85,12 @@ impl Jwks {
     pub fn select(&self, kid: Option<&str>, alg: Alg) -> Result<&Key, Rejection> {
         match kid {
             Some(kid) => {
-                let mut same_kid = self
-                    .keys
-                    .iter()
-                    .filter(|k| k.kid.as_deref() == Some(kid))
-                    .peekable();
+                let mut same_kid = self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)).peekable();
                 if same_kid.peek().is_none() {
                     return Err(Rejection::UnknownKid(kid.to_string()));
                 }
                 same_kid.find(|k| k.fits(alg)).ok_or_else(|| {
-                    Rejection::NoUsableKey(format!(
-                        "key {kid} does not fit alg {alg} (type or curve mismatch)"
-                    ))
+                    Rejection::NoUsableKey(format!("key {kid} does not fit alg {alg} (type or curve mismatch)"))
                 })
             }
             None => {
@@ -110,9 +98,7 @@ impl Jwks {
                 match (fit.next(), fit.next()) {
                     (Some(k), None) => Ok(k),
                     (None, _) => Err(Rejection::NoUsableKey(format!("no key fits alg {alg}"))),
-                    (Some(_), Some(_)) => Err(Rejection::NoUsableKey(
-                        "token has no kid and several keys fit".into(),
-                    )),
+                    (Some(_), Some(_)) => Err(Rejection::NoUsableKey("token has no kid and several keys fit".into())),
                 }
             }
         }
@@ -132,19 +118,9 @@ fn parse_key(k: &Value) -> Result<Key, String> {
         }
     };
     let material = match s(k, "kty") {
-        Some("RSA") => Material::Rsa {
-            n: field("n")?,
-            e: field("e")?,
-        },
-        Some("EC") => Material::Ec {
-            crv: field("crv")?,
-            x: field("x")?,
-            y: field("y")?,
-        },
-        Some("OKP") => Material::Okp {
-            crv: field("crv")?,
-            x: field("x")?,
-        },
+        Some("RSA") => Material::Rsa { n: field("n")?, e: field("e")? },
+        Some("EC") => Material::Ec { crv: field("crv")?, x: field("x")?, y: field("y")? },
+        Some("OKP") => Material::Okp { crv: field("crv")?, x: field("x")? },
         Some("oct") => return Err("symmetric keys are never taken from a JWKS".into()),
         Some(other) => return Err(format!("unsupported kty {other:?}")),
         None => return Err("no kty".into()),
@@ -154,11 +130,7 @@ fn parse_key(k: &Value) -> Result<Key, String> {
         Some(Value::String(x)) => Some(x.clone()),
         Some(_) => return Err("kid is not a string".into()),
     };
-    let key = Key {
-        kid,
-        alg: s(k, "alg").map(str::to_string),
-        material,
-    };
+    let key = Key { kid, alg: s(k, "alg").map(str::to_string), material };
     // Decode once so garbage material is caught at fetch time, not at login.
     key.decoding_key().map_err(|e| e.to_string())?;
     Ok(key)
@@ -186,44 +158,27 @@ pub fn cache_path(cache_dir: &Path, issuer: &str) -> PathBuf {
         .trim_start_matches("https://")
         .trim_start_matches("http://")
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
         .take(64)
         .collect();
-    cache_dir
-        .join("jwks")
-        .join(format!("{slug}-{:016x}.json", fnv1a(issuer.as_bytes())))
+    cache_dir.join("jwks").join(format!("{slug}-{:016x}.json", fnv1a(issuer.as_bytes())))
 }
 
 fn fnv1a(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
-        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
-    })
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Read an issuer's cached JWKS. Errors are reasons for the log.
 pub fn read_cache(cache_dir: &Path, issuer: &str) -> Result<(CacheFile, Jwks), String> {
     use std::io::Read as _;
     let path = cache_path(cache_dir, issuer);
-    let f = std::fs::File::open(&path)
-        .map_err(|e| format!("no cached JWKS at {}: {e}", path.display()))?;
+    let f = std::fs::File::open(&path).map_err(|e| format!("no cached JWKS at {}: {e}", path.display()))?;
     let mut buf = Vec::new();
-    f.take(MAX_CACHE_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+    f.take(MAX_CACHE_BYTES + 1).read_to_end(&mut buf).map_err(|e| format!("reading {}: {e}", path.display()))?;
     if buf.len() as u64 > MAX_CACHE_BYTES {
-        return Err(format!(
-            "{} is larger than {MAX_CACHE_BYTES} bytes",
-            path.display()
-        ));
+        return Err(format!("{} is larger than {MAX_CACHE_BYTES} bytes", path.display()));
     }
-    let c: CacheFile =
-        serde_json::from_slice(&buf).map_err(|e| format!("{}: {e}", path.display()))?;
+    let c: CacheFile = serde_json::from_slice(&buf).map_err(|e| format!("{}: {e}", path.display()))?;
     if c.v != CACHE_VERSION || c.issuer != issuer {
         return Err(format!("{}: wrong version or issuer", path.display()));
     }
@@ -251,27 +206,12 @@ mod tests {
         assert_eq!(j.keys.len(), 2);
         assert_eq!(j.skipped.len(), 3);
         assert!(j.select(Some("r1"), Alg::RS256).is_ok());
-        assert_eq!(
-            j.select(Some("zz"), Alg::RS256).unwrap_err().code(),
-            "unknown-kid"
-        );
-        assert_eq!(
-            j.select(Some("r1"), Alg::ES256).unwrap_err().code(),
-            "no-usable-key"
-        );
-        assert_eq!(
-            j.select(Some("pinned"), Alg::RS256).unwrap_err().code(),
-            "no-usable-key"
-        );
+        assert_eq!(j.select(Some("zz"), Alg::RS256).unwrap_err().code(), "unknown-kid");
+        assert_eq!(j.select(Some("r1"), Alg::ES256).unwrap_err().code(), "no-usable-key");
+        assert_eq!(j.select(Some("pinned"), Alg::RS256).unwrap_err().code(), "no-usable-key");
         assert!(j.select(Some("pinned"), Alg::PS256).is_ok());
-        assert_eq!(
-            j.select(None, Alg::RS256).unwrap().kid.as_deref(),
-            Some("r1")
-        );
-        assert_eq!(
-            j.select(None, Alg::ES256).unwrap_err().code(),
-            "no-usable-key"
-        );
+        assert_eq!(j.select(None, Alg::RS256).unwrap().kid.as_deref(), Some("r1"));
+        assert_eq!(j.select(None, Alg::ES256).unwrap_err().code(), "no-usable-key");
         assert!(Jwks::from_value(&json!({"nokeys":1})).is_err());
     }
 
@@ -279,9 +219,6 @@ mod tests {
     fn cache_path_is_safe_and_distinct() {
         let a = cache_path(Path::new("/c"), "https://idp/../../etc");
         assert_eq!(a.parent(), Some(Path::new("/c/jwks")), "{a:?}");
-        assert_ne!(
-            cache_path(Path::new("/c"), "https://a/b"),
-            cache_path(Path::new("/c"), "https://a_b")
-        );
+        assert_ne!(cache_path(Path::new("/c"), "https://a/b"), cache_path(Path::new("/c"), "https://a_b"));
     }
 }

@@ -62,13 +62,7 @@ pub fn verify_token(
             return out;
         }
     };
-    let claim = |k: &str| {
-        parsed
-            .claims
-            .get(k)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
+    let claim = |k: &str| parsed.claims.get(k).and_then(Value::as_str).map(str::to_string);
     out.issuer = claim("iss");
     out.sub = claim("sub");
     out.jti = claim("jti");
@@ -97,10 +91,7 @@ pub fn verify_token(
         match read_cache(&cfg.helperd.cache_dir, iss) {
             Ok((file, jwks)) => {
                 if file.expires_at < now {
-                    notes.push(format!(
-                        "cached JWKS is stale (expired {}s ago)",
-                        now - file.expires_at
-                    ));
+                    notes.push(format!("cached JWKS is stale (expired {}s ago)", now - file.expires_at));
                 }
                 Some(jwks)
             }
@@ -111,19 +102,13 @@ pub fn verify_token(
         }
     };
     let run = |jwks: Option<&Jwks>, report: &mut Report| {
-        let keys = Keys {
-            jwks,
-            hmac_secret: secret.as_deref().map(Vec::as_slice),
-        };
+        let keys = Keys { jwks, hmac_secret: secret.as_deref().map(Vec::as_slice) };
         verify(&parsed, icfg, keys, now, report)
     };
     let mut jwks = load(&mut out.notes);
     let mut report = Report::default();
     let mut result = run(jwks.as_ref(), &mut report);
-    if matches!(
-        result,
-        Err(Rejection::UnknownKid(_) | Rejection::KeysUnavailable(_))
-    ) {
+    if matches!(result, Err(Rejection::UnknownKid(_) | Rejection::KeysUnavailable(_))) {
         let note = match refresh(iss) {
             Ok(d) => format!("refresh: {d}"),
             Err(e) => format!("refresh failed: {e}"),

@@ -16,15 +16,10 @@ pub fn check_login_name(name: &str) -> Result<(), String> {
         return Err(format!("longer than {MAX_LOGIN_NAME} bytes"));
     }
     let mut chars = name.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    let rest_ok =
-        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
     if !first_ok || !rest_ok {
-        return Err(format!(
-            "{name:?} is not a portable login name ([a-z_][a-z0-9_.-]*)"
-        ));
+        return Err(format!("{name:?} is not a portable login name ([a-z_][a-z0-9_.-]*)"));
     }
     Ok(())
 }
@@ -36,31 +31,19 @@ pub fn check_group_name(g: &str) -> Result<(), String> {
         return Err("empty or longer than 256 bytes".into());
     }
     if g.chars().any(|c| c.is_control() || c == ':' || c == ',') {
-        return Err(format!(
-            "{:?} contains a control character, ':' or ','",
-            crate::audit::clean(g)
-        ));
+        return Err(format!("{:?} contains a control character, ':' or ','", crate::audit::clean(g)));
     }
     Ok(())
 }
 
 /// Apply config policy plus per-stack `require_group` arguments (any one of them suffices).
-pub fn check_groups(
-    groups: &[String],
-    policy: &Policy,
-    require_any: &[String],
-) -> Result<(), Rejection> {
+pub fn check_groups(groups: &[String], policy: &Policy, require_any: &[String]) -> Result<(), Rejection> {
     if let Some(g) = groups.iter().find(|g| policy.denied_groups.contains(g)) {
         return Err(Rejection::InDeniedGroup(g.clone()));
     }
-    for (need, what) in [
-        (&policy.allowed_groups, "policy.allowed_groups"),
-        (&require_any.to_vec(), "require_group"),
-    ] {
+    for (need, what) in [(&policy.allowed_groups, "policy.allowed_groups"), (&require_any.to_vec(), "require_group")] {
         if !need.is_empty() && !groups.iter().any(|g| need.contains(g)) {
-            return Err(Rejection::NotInAllowedGroup {
-                want: format!("{} ({what})", need.join(",")),
-            });
+            return Err(Rejection::NotInAllowedGroup { want: format!("{} ({what})", need.join(",")) });
         }
     }
     Ok(())
@@ -75,46 +58,19 @@ mod tests {
         for ok in ["alice", "_svc", "a.b-c_9", &"a".repeat(32)] {
             assert!(check_login_name(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "Alice",
-            "9lives",
-            "a:b",
-            "a b",
-            "a/b",
-            "a\nb",
-            "root$",
-            &"a".repeat(33),
-            "é",
-        ] {
+        for bad in ["", "Alice", "9lives", "a:b", "a b", "a/b", "a\nb", "root$", &"a".repeat(33), "é"] {
             assert!(check_login_name(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn groups_policy() {
-        let p = Policy {
-            allowed_groups: vec!["devs".into(), "ops".into()],
-            denied_groups: vec!["contractors".into()],
-        };
+        let p = Policy { allowed_groups: vec!["devs".into(), "ops".into()], denied_groups: vec!["contractors".into()] };
         let g = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(check_groups(&g(&["devs"]), &p, &[]).is_ok());
-        assert_eq!(
-            check_groups(&g(&["devs", "contractors"]), &p, &[])
-                .unwrap_err()
-                .code(),
-            "in-denied-group"
-        );
-        assert_eq!(
-            check_groups(&g(&["sales"]), &p, &[]).unwrap_err().code(),
-            "not-in-allowed-group"
-        );
-        assert_eq!(
-            check_groups(&g(&["devs"]), &p, &["ops".into()])
-                .unwrap_err()
-                .code(),
-            "not-in-allowed-group"
-        );
+        assert_eq!(check_groups(&g(&["devs", "contractors"]), &p, &[]).unwrap_err().code(), "in-denied-group");
+        assert_eq!(check_groups(&g(&["sales"]), &p, &[]).unwrap_err().code(), "not-in-allowed-group");
+        assert_eq!(check_groups(&g(&["devs"]), &p, &["ops".into()]).unwrap_err().code(), "not-in-allowed-group");
         assert!(check_groups(&g(&["devs", "ops"]), &p, &["ops".into()]).is_ok());
         assert!(check_groups(&[], &Policy::default(), &[]).is_ok());
         assert!(check_group_name("a:b").is_err());

@@ -8,23 +8,14 @@ use crate::audit::{clean, clean_n, MAX_CONTEXT};
 pub enum Rejection {
     // --- structure
     Empty,
-    Oversize {
-        len: usize,
-        max: usize,
-    },
+    Oversize { len: usize, max: usize },
     Malformed(&'static str),
     BadBase64(&'static str),
-    BadJson {
-        part: &'static str,
-        detail: String,
-    },
+    BadJson { part: &'static str, detail: String },
     // --- header
     AlgNone,
     AlgUnsupported(String),
-    AlgNotAllowed {
-        alg: String,
-        allowed: String,
-    },
+    AlgNotAllowed { alg: String, allowed: String },
     Crit,
     BadHeader(String),
     // --- issuer and keys
@@ -35,58 +26,20 @@ pub enum Rejection {
     BadSignature,
     // --- claims
     MissingClaim(&'static str),
-    BadClaim {
-        claim: String,
-        why: String,
-    },
-    Expired {
-        exp: i64,
-        now: i64,
-        leeway: u64,
-    },
-    NotYetValid {
-        nbf: i64,
-        now: i64,
-        leeway: u64,
-    },
-    IssuedInFuture {
-        iat: i64,
-        now: i64,
-        leeway: u64,
-    },
-    LifetimeTooLong {
-        lifetime: i64,
-        max: u64,
-    },
-    AudienceMismatch {
-        got: String,
-        want: String,
-    },
-    AzpMismatch {
-        got: String,
-        want: String,
-    },
-    AcrNotAccepted {
-        got: String,
-        want: String,
-    },
-    AmrMissing {
-        got: String,
-        want: String,
-    },
-    AuthTooOld {
-        age: i64,
-        max: u64,
-    },
+    BadClaim { claim: String, why: String },
+    Expired { exp: i64, now: i64, leeway: u64 },
+    NotYetValid { nbf: i64, now: i64, leeway: u64 },
+    IssuedInFuture { iat: i64, now: i64, leeway: u64 },
+    LifetimeTooLong { lifetime: i64, max: u64 },
+    AudienceMismatch { got: String, want: String },
+    AzpMismatch { got: String, want: String },
+    AcrNotAccepted { got: String, want: String },
+    AmrMissing { got: String, want: String },
+    AuthTooOld { age: i64, max: u64 },
     // --- identity and policy
     InvalidUsername(String),
-    UserMismatch {
-        token_user: String,
-        pam_user: String,
-    },
-    NotInAllowedGroup {
-        want: String,
-    },
+    UserMismatch { token_user: String, pam_user: String },
+    NotInAllowedGroup { want: String },
     InDeniedGroup(String),
     // --- environment
     Config(String),
@@ -138,9 +91,7 @@ impl Rejection {
         use Rejection::*;
         match self {
             Expired { .. } => "OIDC login refused: token expired",
-            NotYetValid { .. } | IssuedInFuture { .. } => {
-                "OIDC login refused: token not valid yet (check the clock)"
-            }
+            NotYetValid { .. } | IssuedInFuture { .. } => "OIDC login refused: token not valid yet (check the clock)",
             KeysUnavailable(_) => "OIDC login refused: issuer keys unavailable",
             UserMismatch { .. } => "OIDC login refused: token is for another user",
             NotInAllowedGroup { .. } | InDeniedGroup(_) => "OIDC login refused: access denied",
@@ -163,16 +114,9 @@ impl std::fmt::Display for Rejection {
             AlgNone => write!(f, "alg none is never accepted"),
             AlgUnsupported(a) => write!(f, "unsupported alg {}", clean(a)),
             AlgNotAllowed { alg, allowed } => {
-                write!(
-                    f,
-                    "alg {} not allowed for this issuer (allowed: {allowed})",
-                    clean(alg)
-                )
+                write!(f, "alg {} not allowed for this issuer (allowed: {allowed})", clean(alg))
             }
-            Crit => write!(
-                f,
-                "crit header present: no critical extensions are supported"
-            ),
+            Crit => write!(f, "crit header present: no critical extensions are supported"),
             BadHeader(why) => write!(f, "bad header: {}", clean(why)),
             UntrustedIssuer(iss) => write!(f, "issuer not trusted: {}", clean(iss)),
             UnknownKid(kid) => write!(f, "unknown kid {}", clean(kid)),
@@ -190,56 +134,28 @@ impl std::fmt::Display for Rejection {
                 write!(f, "not yet valid: nbf={nbf} now={now} leeway={leeway}s")
             }
             IssuedInFuture { iat, now, leeway } => {
-                write!(
-                    f,
-                    "issued in the future: iat={iat} now={now} leeway={leeway}s"
-                )
+                write!(f, "issued in the future: iat={iat} now={now} leeway={leeway}s")
             }
             LifetimeTooLong { lifetime, max } => {
                 write!(f, "token lifetime {lifetime}s exceeds max {max}s")
             }
             AudienceMismatch { got, want } => {
-                write!(
-                    f,
-                    "audience mismatch: got {} want {}",
-                    clean(got),
-                    clean(want)
-                )
+                write!(f, "audience mismatch: got {} want {}", clean(got), clean(want))
             }
             AzpMismatch { got, want } => {
                 write!(f, "azp mismatch: got {} want {}", clean(got), clean(want))
             }
             AcrNotAccepted { got, want } => {
-                write!(
-                    f,
-                    "acr not accepted: got {} want one of {}",
-                    clean(got),
-                    clean(want)
-                )
+                write!(f, "acr not accepted: got {} want one of {}", clean(got), clean(want))
             }
             AmrMissing { got, want } => {
-                write!(
-                    f,
-                    "amr missing required values: got {} want all of {}",
-                    clean(got),
-                    clean(want)
-                )
+                write!(f, "amr missing required values: got {} want all of {}", clean(got), clean(want))
             }
             AuthTooOld { age, max } => write!(f, "auth_time too old: {age}s ago, max {max}s"),
-            InvalidUsername(why) => write!(
-                f,
-                "username claim is not a valid login name: {}",
-                clean(why)
-            ),
-            UserMismatch {
-                token_user,
-                pam_user,
-            } => write!(
-                f,
-                "identity mismatch: token is for {} but login is for {}",
-                clean(token_user),
-                clean(pam_user)
-            ),
+            InvalidUsername(why) => write!(f, "username claim is not a valid login name: {}", clean(why)),
+            UserMismatch { token_user, pam_user } => {
+                write!(f, "identity mismatch: token is for {} but login is for {}", clean(token_user), clean(pam_user))
+            }
             NotInAllowedGroup { want } => {
                 write!(f, "not in an allowed group (need one of {})", clean(want))
             }

@@ -31,19 +31,14 @@ impl Parsed<'_> {
         match self.claims.get("iss") {
             None => Err(Rejection::MissingClaim("iss")),
             Some(Value::String(s)) if !s.is_empty() => Ok(s),
-            Some(_) => Err(Rejection::BadClaim {
-                claim: "iss".into(),
-                why: "not a non-empty string".into(),
-            }),
+            Some(_) => Err(Rejection::BadClaim { claim: "iss".into(), why: "not a non-empty string".into() }),
         }
     }
 }
 
 fn b64(part: &str, name: &'static str) -> Result<Vec<u8>, Rejection> {
     // RFC 7515: base64url without padding. The alphabet is checked by the engine.
-    URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| Rejection::BadBase64(name))
+    URL_SAFE_NO_PAD.decode(part).map_err(|_| Rejection::BadBase64(name))
 }
 
 /// Parse the compact serialization. `max_bytes` is checked before anything else.
@@ -52,15 +47,10 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<Parsed<'_>, Rejection> {
         return Err(Rejection::Empty);
     }
     if token.len() > max_bytes {
-        return Err(Rejection::Oversize {
-            len: token.len(),
-            max: max_bytes,
-        });
+        return Err(Rejection::Oversize { len: token.len(), max: max_bytes });
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(Rejection::Malformed("not three dot-separated parts"));
     };
     if h.is_empty() || p.is_empty() {
@@ -70,15 +60,11 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<Parsed<'_>, Rejection> {
         // An unsigned JWS ("alg":"none" tokens end with a dot).
         return Err(Rejection::Malformed("empty signature"));
     }
-    let header = StrictObject::parse(&b64(h, "header")?).map_err(|detail| Rejection::BadJson {
-        part: "header",
-        detail,
-    })?;
+    let header =
+        StrictObject::parse(&b64(h, "header")?).map_err(|detail| Rejection::BadJson { part: "header", detail })?;
     let alg = match header.get("alg") {
         Some(Value::String(a)) if a.eq_ignore_ascii_case("none") => return Err(Rejection::AlgNone),
-        Some(Value::String(a)) => {
-            Alg::parse(a).ok_or_else(|| Rejection::AlgUnsupported(a.clone()))?
-        }
+        Some(Value::String(a)) => Alg::parse(a).ok_or_else(|| Rejection::AlgUnsupported(a.clone()))?,
         Some(_) => return Err(Rejection::BadHeader("alg is not a string".into())),
         None => return Err(Rejection::BadHeader("alg missing".into())),
     };
@@ -88,9 +74,7 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<Parsed<'_>, Rejection> {
     let kid = match header.get("kid") {
         None => None,
         Some(Value::String(k)) if k.len() <= 256 => Some(k.clone()),
-        Some(Value::String(_)) => {
-            return Err(Rejection::BadHeader("kid longer than 256 bytes".into()))
-        }
+        Some(Value::String(_)) => return Err(Rejection::BadHeader("kid longer than 256 bytes".into())),
         Some(_) => return Err(Rejection::BadHeader("kid is not a string".into())),
     };
     if let Some(t) = header.get("typ") {
@@ -103,21 +87,12 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<Parsed<'_>, Rejection> {
             return Err(Rejection::BadHeader("typ is not a JWT type".into()));
         }
     }
-    let claims = StrictObject::parse(&b64(p, "payload")?).map_err(|detail| Rejection::BadJson {
-        part: "payload",
-        detail,
-    })?;
+    let claims =
+        StrictObject::parse(&b64(p, "payload")?).map_err(|detail| Rejection::BadJson { part: "payload", detail })?;
     // The signature must at least be valid base64url; its length is checked by the verifier.
     b64(s, "signature")?;
     let signing_input = &token[..h.len() + 1 + p.len()];
-    Ok(Parsed {
-        signing_input,
-        signature: s,
-        alg,
-        kid,
-        header,
-        claims,
-    })
+    Ok(Parsed { signing_input, signature: s, alg, kid, header, claims })
 }
 
 #[cfg(test)]
@@ -138,10 +113,7 @@ mod tests {
         assert_eq!(parse("a.b", 100).unwrap_err().code(), "malformed");
         assert_eq!(parse("a.b.c.d", 100).unwrap_err().code(), "malformed");
         assert_eq!(parse("..", 100).unwrap_err().code(), "malformed");
-        assert_eq!(
-            parse("a!.b.c", 100).unwrap_err(),
-            Rejection::BadBase64("header")
-        );
+        assert_eq!(parse("a!.b.c", 100).unwrap_err(), Rejection::BadBase64("header"));
         assert_eq!(parse(&"a".repeat(101), 100).unwrap_err().code(), "oversize");
         let t = format!("{}.{}.", enc(r#"{"alg":"none"}"#), enc("{}"));
         assert_eq!(parse(&t, 1000).unwrap_err().code(), "malformed");
@@ -150,54 +122,16 @@ mod tests {
     #[test]
     fn header_rules() {
         let p = r#"{"iss":"x"}"#;
-        assert_eq!(
-            parse(&tok(r#"{"alg":"none"}"#, p), 1000).unwrap_err(),
-            Rejection::AlgNone
-        );
-        assert_eq!(
-            parse(&tok(r#"{"alg":"nOnE"}"#, p), 1000).unwrap_err(),
-            Rejection::AlgNone
-        );
-        assert_eq!(
-            parse(&tok(r#"{"alg":"XX1"}"#, p), 1000).unwrap_err().code(),
-            "alg-unsupported"
-        );
-        assert_eq!(
-            parse(&tok(r#"{"alg":5}"#, p), 1000).unwrap_err().code(),
-            "bad-header"
-        );
-        assert_eq!(
-            parse(&tok(r#"{"alg":"RS256","crit":["x"]}"#, p), 1000).unwrap_err(),
-            Rejection::Crit
-        );
-        assert_eq!(
-            parse(&tok(r#"{"alg":"RS256","kid":7}"#, p), 1000)
-                .unwrap_err()
-                .code(),
-            "bad-header"
-        );
-        assert_eq!(
-            parse(&tok(r#"{"alg":"RS256","alg":"none"}"#, p), 1000)
-                .unwrap_err()
-                .code(),
-            "bad-json"
-        );
-        assert_eq!(
-            parse(&tok(r#"{"alg":"RS256","typ":"JWE"}"#, p), 1000)
-                .unwrap_err()
-                .code(),
-            "bad-header"
-        );
-        assert_eq!(
-            parse(&tok(r#"{"alg":"RS256"}"#, "nope"), 1000)
-                .unwrap_err()
-                .code(),
-            "bad-json"
-        );
-        let t = tok(
-            r#"{"alg":"RS256","kid":"k1","jku":"http://evil","typ":"JWT"}"#,
-            p,
-        );
+        assert_eq!(parse(&tok(r#"{"alg":"none"}"#, p), 1000).unwrap_err(), Rejection::AlgNone);
+        assert_eq!(parse(&tok(r#"{"alg":"nOnE"}"#, p), 1000).unwrap_err(), Rejection::AlgNone);
+        assert_eq!(parse(&tok(r#"{"alg":"XX1"}"#, p), 1000).unwrap_err().code(), "alg-unsupported");
+        assert_eq!(parse(&tok(r#"{"alg":5}"#, p), 1000).unwrap_err().code(), "bad-header");
+        assert_eq!(parse(&tok(r#"{"alg":"RS256","crit":["x"]}"#, p), 1000).unwrap_err(), Rejection::Crit);
+        assert_eq!(parse(&tok(r#"{"alg":"RS256","kid":7}"#, p), 1000).unwrap_err().code(), "bad-header");
+        assert_eq!(parse(&tok(r#"{"alg":"RS256","alg":"none"}"#, p), 1000).unwrap_err().code(), "bad-json");
+        assert_eq!(parse(&tok(r#"{"alg":"RS256","typ":"JWE"}"#, p), 1000).unwrap_err().code(), "bad-header");
+        assert_eq!(parse(&tok(r#"{"alg":"RS256"}"#, "nope"), 1000).unwrap_err().code(), "bad-json");
+        let t = tok(r#"{"alg":"RS256","kid":"k1","jku":"http://evil","typ":"JWT"}"#, p);
         let ok = parse(&t, 1000).unwrap();
         assert_eq!(ok.alg, Alg::RS256);
         assert_eq!(ok.kid.as_deref(), Some("k1"));

@@ -48,35 +48,20 @@ pub struct Report {
 }
 
 impl Report {
-    fn rec<T>(
-        &mut self,
-        name: &'static str,
-        r: Result<(T, String), Rejection>,
-    ) -> Result<T, Rejection> {
+    fn rec<T>(&mut self, name: &'static str, r: Result<(T, String), Rejection>) -> Result<T, Rejection> {
         match r {
             Ok((v, detail)) => {
-                self.checks.push(Check {
-                    name,
-                    result: Ok(detail),
-                });
+                self.checks.push(Check { name, result: Ok(detail) });
                 Ok(v)
             }
             Err(e) => {
-                self.checks.push(Check {
-                    name,
-                    result: Err(e.clone()),
-                });
+                self.checks.push(Check { name, result: Err(e.clone()) });
                 Err(e)
             }
         }
     }
 
-    fn claim(
-        &mut self,
-        name: &'static str,
-        r: Result<String, Rejection>,
-        first: &mut Option<Rejection>,
-    ) {
+    fn claim(&mut self, name: &'static str, r: Result<String, Rejection>, first: &mut Option<Rejection>) {
         if let Err(e) = &r {
             first.get_or_insert_with(|| e.clone());
         }
@@ -109,24 +94,14 @@ pub fn verify(
         } else {
             Err(Rejection::AlgNotAllowed {
                 alg: p.alg.to_string(),
-                allowed: iss
-                    .algorithms
-                    .iter()
-                    .map(|a| a.name())
-                    .collect::<Vec<_>>()
-                    .join(","),
+                allowed: iss.algorithms.iter().map(|a| a.name()).collect::<Vec<_>>().join(","),
             })
         },
     )?;
     let key = report.rec("key", select_key(p, keys))?;
     report.rec(
         "signature",
-        match jsonwebtoken::crypto::verify(
-            p.signature,
-            p.signing_input.as_bytes(),
-            &key,
-            p.alg.to_jwt(),
-        ) {
+        match jsonwebtoken::crypto::verify(p.signature, p.signing_input.as_bytes(), &key, p.alg.to_jwt()) {
             Ok(true) => Ok(((), "valid".into())),
             _ => Err(Rejection::BadSignature),
         },
@@ -134,38 +109,19 @@ pub fn verify(
     check_claims(p, iss, issuer, now, report)
 }
 
-fn select_key(
-    p: &Parsed<'_>,
-    keys: Keys<'_>,
-) -> Result<(jsonwebtoken::DecodingKey, String), Rejection> {
+fn select_key(p: &Parsed<'_>, keys: Keys<'_>) -> Result<(jsonwebtoken::DecodingKey, String), Rejection> {
     if p.alg.is_hmac() {
-        let secret = keys
-            .hmac_secret
-            .ok_or_else(|| Rejection::NoUsableKey("no HMAC secret configured".into()))?;
-        return Ok((
-            jsonwebtoken::DecodingKey::from_secret(secret),
-            "configured HMAC secret".into(),
-        ));
+        let secret = keys.hmac_secret.ok_or_else(|| Rejection::NoUsableKey("no HMAC secret configured".into()))?;
+        return Ok((jsonwebtoken::DecodingKey::from_secret(secret), "configured HMAC secret".into()));
     }
-    let jwks = keys
-        .jwks
-        .ok_or_else(|| Rejection::KeysUnavailable("no JWKS for this issuer".into()))?;
+    let jwks = keys.jwks.ok_or_else(|| Rejection::KeysUnavailable("no JWKS for this issuer".into()))?;
     let k = jwks.select(p.kid.as_deref(), p.alg)?;
-    Ok((
-        k.decoding_key()?,
-        format!("kid {}", k.kid.as_deref().unwrap_or("(none)")),
-    ))
+    Ok((k.decoding_key()?, format!("kid {}", k.kid.as_deref().unwrap_or("(none)"))))
 }
 
 /// NumericDate: an integer or a finite number of seconds; anything else is refused.
-fn num_date(
-    c: &crate::strict_json::StrictObject,
-    name: &'static str,
-) -> Result<Option<i64>, Rejection> {
-    let bad = |why: &str| Rejection::BadClaim {
-        claim: name.into(),
-        why: why.into(),
-    };
+fn num_date(c: &crate::strict_json::StrictObject, name: &'static str) -> Result<Option<i64>, Rejection> {
+    let bad = |why: &str| Rejection::BadClaim { claim: name.into(), why: why.into() };
     match c.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => {
@@ -185,19 +141,13 @@ fn opt_str(c: &crate::strict_json::StrictObject, name: &str) -> Result<Option<St
     match c.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(Rejection::BadClaim {
-            claim: name.into(),
-            why: "not a string".into(),
-        }),
+        Some(_) => Err(Rejection::BadClaim { claim: name.into(), why: "not a string".into() }),
     }
 }
 
 /// A string or an array of strings (`aud`, `amr`, groups).
 fn str_list(c: &crate::strict_json::StrictObject, name: &str) -> Result<Vec<String>, Rejection> {
-    let bad = |why: &str| Rejection::BadClaim {
-        claim: name.into(),
-        why: why.into(),
-    };
+    let bad = |why: &str| Rejection::BadClaim { claim: name.into(), why: why.into() };
     match c.get(name) {
         None | Some(Value::Null) => Ok(vec![]),
         Some(Value::String(s)) => Ok(vec![s.clone()]),
@@ -205,25 +155,13 @@ fn str_list(c: &crate::strict_json::StrictObject, name: &str) -> Result<Vec<Stri
             if a.len() > 1024 {
                 return Err(bad("more than 1024 values"));
             }
-            a.iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| bad("array holds a non-string"))
-                })
-                .collect()
+            a.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(|| bad("array holds a non-string"))).collect()
         }
         Some(_) => Err(bad("not a string or an array of strings")),
     }
 }
 
-fn check_claims(
-    p: &Parsed<'_>,
-    iss: &Issuer,
-    issuer: String,
-    now: i64,
-    r: &mut Report,
-) -> Result<Verified, Rejection> {
+fn check_claims(p: &Parsed<'_>, iss: &Issuer, issuer: String, now: i64, r: &mut Report) -> Result<Verified, Rejection> {
     let c = &p.claims;
     let lw = iss.leeway_secs;
     let lwi = i64::try_from(lw).unwrap_or(i64::MAX);
@@ -231,10 +169,7 @@ fn check_claims(
 
     let sub = match opt_str(c, "sub") {
         Ok(Some(s)) if !s.is_empty() && s.len() <= 255 => Ok(s),
-        Ok(Some(_)) => Err(Rejection::BadClaim {
-            claim: "sub".into(),
-            why: "empty or longer than 255".into(),
-        }),
+        Ok(Some(_)) => Err(Rejection::BadClaim { claim: "sub".into(), why: "empty or longer than 255".into() }),
         Ok(None) => Err(Rejection::MissingClaim("sub")),
         Err(e) => Err(e),
     };
@@ -245,11 +180,7 @@ fn check_claims(
         "exp",
         exp.clone().and_then(|exp| {
             if now > exp.saturating_add(lwi) {
-                Err(Rejection::Expired {
-                    exp,
-                    now,
-                    leeway: lw,
-                })
+                Err(Rejection::Expired { exp, now, leeway: lw })
             } else {
                 Ok(format!("expires in {}s", exp - now))
             }
@@ -258,11 +189,7 @@ fn check_claims(
     );
 
     let nbf = num_date(c, "nbf").and_then(|nbf| match nbf {
-        Some(nbf) if nbf > now.saturating_add(lwi) => Err(Rejection::NotYetValid {
-            nbf,
-            now,
-            leeway: lw,
-        }),
+        Some(nbf) if nbf > now.saturating_add(lwi) => Err(Rejection::NotYetValid { nbf, now, leeway: lw }),
         Some(nbf) => Ok(format!("valid since {}s", now - nbf)),
         None => Ok("absent".into()),
     });
@@ -273,11 +200,7 @@ fn check_claims(
         "iat",
         iat.clone().and_then(|iat| {
             if iat > now.saturating_add(lwi) {
-                Err(Rejection::IssuedInFuture {
-                    iat,
-                    now,
-                    leeway: lw,
-                })
+                Err(Rejection::IssuedInFuture { iat, now, leeway: lw })
             } else {
                 Ok(format!("issued {}s ago", now - iat))
             }
@@ -308,10 +231,7 @@ fn check_claims(
             } else if let Some(a) = aud.iter().find(|a| iss.audiences.contains(a)) {
                 Ok(format!("{a} accepted"))
             } else {
-                Err(Rejection::AudienceMismatch {
-                    got: aud.join(","),
-                    want: iss.audiences.join(","),
-                })
+                Err(Rejection::AudienceMismatch { got: aud.join(","), want: iss.audiences.join(",") })
             }
         }),
         &mut first,
@@ -319,23 +239,16 @@ fn check_claims(
 
     let azp = opt_str(c, "azp").and_then(|azp| match (&iss.required_azp, azp) {
         (Some(want), Some(got)) if &got == want => Ok(format!("{got} (required)")),
-        (Some(want), got) => Err(Rejection::AzpMismatch {
-            got: got.unwrap_or_else(|| "(absent)".into()),
-            want: want.clone(),
-        }),
-        (None, Some(got))
-            if aud.as_ref().is_ok_and(|a| a.len() > 1) && !iss.audiences.contains(&got) =>
-        {
-            Err(Rejection::AzpMismatch {
-                got,
-                want: iss.audiences.join(","),
-            })
+        (Some(want), got) => {
+            Err(Rejection::AzpMismatch { got: got.unwrap_or_else(|| "(absent)".into()), want: want.clone() })
+        }
+        (None, Some(got)) if aud.as_ref().is_ok_and(|a| a.len() > 1) && !iss.audiences.contains(&got) => {
+            Err(Rejection::AzpMismatch { got, want: iss.audiences.join(",") })
         }
         (None, Some(got)) => Ok(got),
-        (None, None) if aud.as_ref().is_ok_and(|a| a.len() > 1) => Err(Rejection::AzpMismatch {
-            got: "(absent)".into(),
-            want: "azp with several audiences".into(),
-        }),
+        (None, None) if aud.as_ref().is_ok_and(|a| a.len() > 1) => {
+            Err(Rejection::AzpMismatch { got: "(absent)".into(), want: "azp with several audiences".into() })
+        }
         (None, None) => Ok("absent".into()),
     });
     r.claim("azp", azp, &mut first);
@@ -358,10 +271,7 @@ fn check_claims(
             if iss.required_amr.iter().all(|w| got.contains(w)) {
                 Ok(got.join(","))
             } else {
-                Err(Rejection::AmrMissing {
-                    got: got.join(","),
-                    want: iss.required_amr.join(","),
-                })
+                Err(Rejection::AmrMissing { got: got.join(","), want: iss.required_amr.join(",") })
             }
         });
         r.claim("amr", res, &mut first);
@@ -382,10 +292,7 @@ fn check_claims(
     }
 
     let username = opt_str(c, &iss.username_claim).and_then(|u| {
-        let u = u.ok_or_else(|| Rejection::BadClaim {
-            claim: iss.username_claim.clone(),
-            why: "missing".into(),
-        })?;
+        let u = u.ok_or_else(|| Rejection::BadClaim { claim: iss.username_claim.clone(), why: "missing".into() })?;
         check_login_name(&u).map_err(Rejection::InvalidUsername)?;
         Ok(u)
     });
@@ -393,24 +300,11 @@ fn check_claims(
 
     let groups = str_list(c, &iss.groups_claim).and_then(|gs| {
         for g in &gs {
-            check_group_name(g).map_err(|why| Rejection::BadClaim {
-                claim: iss.groups_claim.clone(),
-                why,
-            })?;
+            check_group_name(g).map_err(|why| Rejection::BadClaim { claim: iss.groups_claim.clone(), why })?;
         }
         Ok(gs)
     });
-    r.claim(
-        "groups",
-        groups.clone().map(|g| {
-            if g.is_empty() {
-                "(none)".into()
-            } else {
-                g.join(",")
-            }
-        }),
-        &mut first,
-    );
+    r.claim("groups", groups.clone().map(|g| if g.is_empty() { "(none)".into() } else { g.join(",") }), &mut first);
 
     let jti = opt_str(c, "jti");
     if let Err(e) = &jti {

@@ -40,28 +40,17 @@ pub fn acct_mgmt(pam: &mut dyn Pam, raw: &[String]) -> PamResultCode {
         return PamResultCode::PAM_PERM_DENIED;
     };
     if oidc_user != user {
-        let r = Rejection::UserMismatch {
-            token_user: oidc_user,
-            pam_user: user,
-        };
+        let r = Rejection::UserMismatch { token_user: oidc_user, pam_user: user };
         return deny(pam, ev, &r);
     }
-    let groups: Vec<String> = pam
-        .getenv(ENV_GROUPS)
-        .unwrap_or_default()
-        .split(',')
-        .filter(|g| !g.is_empty())
-        .map(str::to_string)
-        .collect();
+    let groups: Vec<String> =
+        pam.getenv(ENV_GROUPS).unwrap_or_default().split(',').filter(|g| !g.is_empty()).map(str::to_string).collect();
     if let Err(r) = check_groups(&groups, &cfg.policy, &a.require_groups) {
         return deny(pam, ev, &r);
     }
     ev.allow = true;
     ev.code = "ok".into();
-    ev.reason = format!(
-        "group policy satisfied (groups={})",
-        oidc_core::audit::clean(&groups.join(","))
-    );
+    ev.reason = format!("group policy satisfied (groups={})", oidc_core::audit::clean(&groups.join(",")));
     pam.log(Prio::Notice, &ev.to_string());
     PamResultCode::PAM_SUCCESS
 }

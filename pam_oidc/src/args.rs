@@ -25,9 +25,7 @@ pub struct Args {
 }
 
 pub fn to_strings(args: &[&std::ffi::CStr]) -> Vec<String> {
-    args.iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect()
+    args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
 }
 
 pub fn parse(args: &[String]) -> Result<Args, String> {
@@ -52,12 +50,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
             ("debug", None) => a.debug = true,
             #[cfg(feature = "fault-injection")]
             ("fault", Some(f)) => a.fault = Some(f.to_string()),
-            _ => {
-                return Err(format!(
-                    "unknown or malformed module argument {:?}",
-                    oidc_core::audit::clean(arg)
-                ))
-            }
+            _ => return Err(format!("unknown or malformed module argument {:?}", oidc_core::audit::clean(arg))),
         }
     }
     Ok(a)

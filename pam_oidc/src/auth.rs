@@ -30,11 +30,7 @@ pub fn code_for(r: &Rejection) -> PamResultCode {
 }
 
 /// Load args and config, or log why not. Shared by every hook.
-pub fn setup(
-    pam: &mut dyn Pam,
-    raw: &[String],
-    stage: &'static str,
-) -> Result<(Args, Config), PamResultCode> {
+pub fn setup(pam: &mut dyn Pam, raw: &[String], stage: &'static str) -> Result<(Args, Config), PamResultCode> {
     let deny = |pam: &mut dyn Pam, r: Rejection, rc| {
         let ev = AuditEvent {
             stage,
@@ -54,11 +50,7 @@ pub fn setup(
     };
     match Config::load(&a.config) {
         Ok(c) => Ok((a, c)),
-        Err(e) => deny(
-            pam,
-            Rejection::Config(e.to_string()),
-            PamResultCode::PAM_AUTHINFO_UNAVAIL,
-        ),
+        Err(e) => deny(pam, Rejection::Config(e.to_string()), PamResultCode::PAM_AUTHINFO_UNAVAIL),
     }
 }
 
@@ -70,8 +62,7 @@ fn get_token(pam: &mut dyn Pam, a: &Args, cfg: &Config) -> Result<Secret, Reject
     let from_stack = pam.authtok();
     match a.source {
         TokenSource::UseFirstPass => {
-            return from_stack
-                .ok_or_else(|| Rejection::NoToken("use_first_pass and no PAM_AUTHTOK".into()));
+            return from_stack.ok_or_else(|| Rejection::NoToken("use_first_pass and no PAM_AUTHTOK".into()));
         }
         TokenSource::TryFirstPass => {
             if let Some(t) = from_stack.filter(|t| looks_like_jwt(t.expose().trim())) {
@@ -102,10 +93,7 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCod
     let user = match pam.user() {
         Ok(u) => u,
         Err(rc) => {
-            pam.log(
-                Prio::Err,
-                &format!("auth result=deny code=no-user reason=\"cannot get PAM user ({rc:?})\""),
-            );
+            pam.log(Prio::Err, &format!("auth result=deny code=no-user reason=\"cannot get PAM user ({rc:?})\""));
             return PamResultCode::PAM_USER_UNKNOWN;
         }
     };
@@ -142,10 +130,7 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCod
         Err(r) => return deny(pam, ev, &r, reason),
     };
     if v.username != user {
-        let r = Rejection::UserMismatch {
-            token_user: v.username.clone(),
-            pam_user: user,
-        };
+        let r = Rejection::UserMismatch { token_user: v.username.clone(), pam_user: user };
         return deny(pam, ev, &r, r.to_string());
     }
     // Group policy here too, so a stack without our `account` line (or an

@@ -24,10 +24,7 @@ pub struct RealPam<'a> {
 
 impl<'a> RealPam<'a> {
     pub fn new(h: &'a mut PamHandle, flags: PamFlag) -> Self {
-        RealPam {
-            h,
-            silent: flags & PAM_SILENT != 0,
-        }
+        RealPam { h, silent: flags & PAM_SILENT != 0 }
     }
 }
 
@@ -62,10 +59,7 @@ impl Pam for RealPam<'_> {
     }
 
     fn prompt_secret(&mut self, msg: &str) -> Result<Option<Secret>, PamResultCode> {
-        let conv = self
-            .h
-            .get_item::<Conv>()?
-            .ok_or(PamResultCode::PAM_CONV_ERR)?;
+        let conv = self.h.get_item::<Conv>()?.ok_or(PamResultCode::PAM_CONV_ERR)?;
         let reply = conv.send(PAM_PROMPT_ECHO_OFF, msg)?;
         Ok(reply.and_then(|b| b.as_str().ok().map(|s| Secret::new(s.to_string()))))
     }

@@ -11,13 +11,7 @@ fn p(v: &[&str]) -> Result<Args, String> {
 
 #[test]
 fn parses_known_and_refuses_unknown() {
-    let a = p(&[
-        "config=/tmp/c.toml",
-        "try_first_pass",
-        "require_group=ops",
-        "require_group=sre",
-    ])
-    .unwrap();
+    let a = p(&["config=/tmp/c.toml", "try_first_pass", "require_group=ops", "require_group=sre"]).unwrap();
     assert_eq!(a.config, PathBuf::from("/tmp/c.toml"));
     assert_eq!(a.source, TokenSource::TryFirstPass);
     assert_eq!(a.require_groups, ["ops", "sre"]);
@@ -25,8 +19,5 @@ fn parses_known_and_refuses_unknown() {
     assert!(p(&["require_group="]).is_err());
     assert!(p(&["config=relative.toml"]).is_err());
     assert!(p(&["use_first_pass=1"]).is_err());
-    assert_eq!(
-        p(&[]).unwrap().config,
-        PathBuf::from("/etc/pam-oidc/config.toml")
-    );
+    assert_eq!(p(&[]).unwrap().config, PathBuf::from("/etc/pam-oidc/config.toml"));
 }

@@ -72,10 +72,7 @@ impl Drop for Setup {
 
 /// A config, a JWKS cache file with the test RSA key, and a token for alice.
 fn setup(tag: &str) -> Setup {
-    let keys: Value = serde_json::from_str(include_str!(
-        "../../oidc_core/tests/fixtures/test-keys.json"
-    ))
-    .unwrap();
+    let keys: Value = serde_json::from_str(include_str!("../../oidc_core/tests/fixtures/test-keys.json")).unwrap();
     let dir = std::env::temp_dir().join(format!("pam-oidc-unit-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -107,16 +104,9 @@ fn setup(tag: &str) -> Setup {
         URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"rsa1"}"#),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
-    let key =
-        jsonwebtoken::EncodingKey::from_rsa_pem(keys["rsa"]["pem"].as_str().unwrap().as_bytes())
-            .unwrap();
-    let sig =
-        jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::RS256).unwrap();
-    Setup {
-        dir,
-        config,
-        token: format!("{input}.{sig}"),
-    }
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(keys["rsa"]["pem"].as_str().unwrap().as_bytes()).unwrap();
+    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::RS256).unwrap();
+    Setup { dir, config, token: format!("{input}.{sig}") }
 }
 
 fn args(s: &Setup, extra: &[&str]) -> Vec<String> {
@@ -128,31 +118,15 @@ fn args(s: &Setup, extra: &[&str]) -> Vec<String> {
 #[test]
 fn prompt_verify_and_hand_identity_to_account() {
     let s = setup("ok");
-    let mut p = Fake {
-        user: "alice".into(),
-        reply: Some(format!("{}\n", s.token)),
-        ..Default::default()
-    };
-    assert_eq!(
-        authenticate(&mut p, &args(&s, &[]), NOW),
-        PamResultCode::PAM_SUCCESS
-    );
+    let mut p = Fake { user: "alice".into(), reply: Some(format!("{}\n", s.token)), ..Default::default() };
+    assert_eq!(authenticate(&mut p, &args(&s, &[]), NOW), PamResultCode::PAM_SUCCESS);
     assert_eq!(p.prompts, ["OIDC token: "]);
     assert_eq!(p.env[ENV_USER], "alice");
     assert_eq!(p.env[ENV_GROUPS], "devs,ops");
-    assert_eq!(
-        acct_mgmt(&mut p, &args(&s, &["require_group=ops"])),
-        PamResultCode::PAM_SUCCESS
-    );
-    assert_eq!(
-        acct_mgmt(&mut p, &args(&s, &["require_group=admins"])),
-        PamResultCode::PAM_PERM_DENIED
-    );
+    assert_eq!(acct_mgmt(&mut p, &args(&s, &["require_group=ops"])), PamResultCode::PAM_SUCCESS);
+    assert_eq!(acct_mgmt(&mut p, &args(&s, &["require_group=admins"])), PamResultCode::PAM_PERM_DENIED);
     let log = p.log.borrow().join("\n");
-    assert!(
-        log.contains("auth result=allow") && log.contains("rhost=192.0.2.1"),
-        "{log}"
-    );
+    assert!(log.contains("auth result=allow") && log.contains("rhost=192.0.2.1"), "{log}");
     assert!(!log.contains(&s.token), "token logged");
 }
 
@@ -166,86 +140,39 @@ fn first_pass_modes() {
         reply: Some(s.token.clone()),
         ..Default::default()
     };
-    assert_eq!(
-        authenticate(&mut p, &args(&s, &["try_first_pass"]), NOW),
-        PamResultCode::PAM_SUCCESS
-    );
+    assert_eq!(authenticate(&mut p, &args(&s, &["try_first_pass"]), NOW), PamResultCode::PAM_SUCCESS);
     assert_eq!(p.prompts.len(), 1);
     // try_first_pass with a token in PAM_AUTHTOK: no prompt.
-    let mut p = Fake {
-        user: "alice".into(),
-        authtok: Some(s.token.clone()),
-        ..Default::default()
-    };
-    assert_eq!(
-        authenticate(&mut p, &args(&s, &["try_first_pass"]), NOW),
-        PamResultCode::PAM_SUCCESS
-    );
+    let mut p = Fake { user: "alice".into(), authtok: Some(s.token.clone()), ..Default::default() };
+    assert_eq!(authenticate(&mut p, &args(&s, &["try_first_pass"]), NOW), PamResultCode::PAM_SUCCESS);
     assert!(p.prompts.is_empty());
     // use_first_pass never prompts.
-    let mut p = Fake {
-        user: "alice".into(),
-        reply: Some(s.token.clone()),
-        ..Default::default()
-    };
-    assert_eq!(
-        authenticate(&mut p, &args(&s, &["use_first_pass"]), NOW),
-        PamResultCode::PAM_AUTH_ERR
-    );
+    let mut p = Fake { user: "alice".into(), reply: Some(s.token.clone()), ..Default::default() };
+    assert_eq!(authenticate(&mut p, &args(&s, &["use_first_pass"]), NOW), PamResultCode::PAM_AUTH_ERR);
     assert!(p.prompts.is_empty());
 }
 
 #[test]
 fn refusals_are_logged_and_shown_briefly() {
     let s = setup("deny");
-    let mut p = Fake {
-        user: "bob".into(),
-        reply: Some(s.token.clone()),
-        ..Default::default()
-    };
-    assert_eq!(
-        authenticate(&mut p, &args(&s, &[]), NOW),
-        PamResultCode::PAM_AUTH_ERR
-    );
+    let mut p = Fake { user: "bob".into(), reply: Some(s.token.clone()), ..Default::default() };
+    assert_eq!(authenticate(&mut p, &args(&s, &[]), NOW), PamResultCode::PAM_AUTH_ERR);
     assert_eq!(p.errors, ["OIDC login refused: token is for another user"]);
     assert!(p.env.is_empty(), "nothing handed on after a refusal");
     // Expired: the clock is passed in.
-    let mut p = Fake {
-        user: "alice".into(),
-        reply: Some(s.token.clone()),
-        ..Default::default()
-    };
-    assert_eq!(
-        authenticate(&mut p, &args(&s, &[]), NOW + 3600),
-        PamResultCode::PAM_AUTH_ERR
-    );
+    let mut p = Fake { user: "alice".into(), reply: Some(s.token.clone()), ..Default::default() };
+    assert_eq!(authenticate(&mut p, &args(&s, &[]), NOW + 3600), PamResultCode::PAM_AUTH_ERR);
     assert!(p.log.borrow()[0].contains("code=expired"));
     // No helperd and an unknown issuer key: keys unavailable => AUTHINFO_UNAVAIL.
     std::fs::remove_dir_all(s.dir.join("jwks")).unwrap();
-    let mut p = Fake {
-        user: "alice".into(),
-        reply: Some(s.token.clone()),
-        ..Default::default()
-    };
-    assert_eq!(
-        authenticate(&mut p, &args(&s, &[]), NOW),
-        PamResultCode::PAM_AUTHINFO_UNAVAIL
-    );
+    let mut p = Fake { user: "alice".into(), reply: Some(s.token.clone()), ..Default::default() };
+    assert_eq!(authenticate(&mut p, &args(&s, &[]), NOW), PamResultCode::PAM_AUTHINFO_UNAVAIL);
     assert_eq!(p.errors, ["OIDC login refused: issuer keys unavailable"]);
     // Account without an OIDC identity: ignored, unless a group is required.
-    let mut p = Fake {
-        user: "alice".into(),
-        ..Default::default()
-    };
+    let mut p = Fake { user: "alice".into(), ..Default::default() };
     assert_eq!(acct_mgmt(&mut p, &args(&s, &[])), PamResultCode::PAM_IGNORE);
-    assert_eq!(
-        acct_mgmt(&mut p, &args(&s, &["require_group=ops"])),
-        PamResultCode::PAM_PERM_DENIED
-    );
+    assert_eq!(acct_mgmt(&mut p, &args(&s, &["require_group=ops"])), PamResultCode::PAM_PERM_DENIED);
     // Account: the env names another user.
     p.env.insert(ENV_USER.into(), "mallory".into());
-    assert_eq!(
-        acct_mgmt(&mut p, &args(&s, &[])),
-        PamResultCode::PAM_PERM_DENIED
-    );
+    assert_eq!(acct_mgmt(&mut p, &args(&s, &[])), PamResultCode::PAM_PERM_DENIED);
 }

@@ -15,25 +15,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 fn target() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
 }
 
 fn artifact(rel: &str) -> PathBuf {
     let p = target().join(rel);
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test (or cargo build --workspace) first",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: run scripts/test (or cargo build --workspace) first", p.display());
     p
 }
 
@@ -57,18 +48,11 @@ pub fn helperd_bin() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
@@ -115,20 +99,14 @@ pub struct Idp {
 
 impl Idp {
     pub fn start() -> Idp {
-        let mut idp = Idp {
-            port: free_port(),
-            child: None,
-        };
+        let mut idp = Idp { port: free_port(), child: None };
         idp.spawn();
         idp
     }
 
     fn spawn(&mut self) {
         let dir = root().join("tests/idp");
-        assert!(
-            dir.join("node_modules/oidc-provider").exists(),
-            "run `npm ci` in tests/idp (scripts/test does)"
-        );
+        assert!(dir.join("node_modules/oidc-provider").exists(), "run `npm ci` in tests/idp (scripts/test does)");
         let child = Command::new("node")
             .arg(dir.join("idp.mjs"))
             .args(["--port", &self.port.to_string()])
@@ -138,9 +116,7 @@ impl Idp {
             .expect("start node idp.mjs");
         self.child = Some(child);
         let url = format!("{}/.well-known/openid-configuration", self.issuer());
-        wait_for("the test IdP", Duration::from_secs(20), || {
-            ureq::get(&url).call().is_ok()
-        });
+        wait_for("the test IdP", Duration::from_secs(20), || ureq::get(&url).call().is_ok());
     }
 
     pub fn issuer(&self) -> String {
@@ -161,22 +137,14 @@ impl Idp {
     }
 
     fn get_json(&self, path: &str) -> Value {
-        let body = ureq::get(&format!("{}{path}", self.issuer()))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
+        let body = ureq::get(&format!("{}{path}", self.issuer())).call().unwrap().body_mut().read_to_string().unwrap();
         serde_json::from_str(&body).unwrap()
     }
 
     /// An ID token from a real CIBA grant for `user` via `client`.
     pub fn token(&self, client: &str, user: &str) -> String {
         let v = self.get_json(&format!("/test/token?client={client}&user={user}"));
-        v["id_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no id_token: {v}"))
-            .to_string()
+        v["id_token"].as_str().unwrap_or_else(|| panic!("no id_token: {v}")).to_string()
     }
 
     /// A token with arbitrary header/claims, signed with this IdP's key for `header.alg`.
@@ -221,12 +189,7 @@ pub fn b64(s: &str) -> String {
 
 /// A token assembled by hand (any header, claims and signature bytes).
 pub fn raw_token(header: &Value, claims: &Value, sig: &[u8]) -> String {
-    format!(
-        "{}.{}.{}",
-        b64(&header.to_string()),
-        b64(&claims.to_string()),
-        URL_SAFE_NO_PAD.encode(sig)
-    )
+    format!("{}.{}.{}", b64(&header.to_string()), b64(&claims.to_string()), URL_SAFE_NO_PAD.encode(sig))
 }
 
 /// One helperd process.
@@ -269,36 +232,19 @@ pub struct PamRun {
 impl PamRun {
     /// The module's syslog lines (pam_wrapper prints them on stderr).
     pub fn log(&self) -> Vec<&str> {
-        self.stderr
-            .lines()
-            .filter(|l| l.contains("SYSLOG("))
-            .collect()
+        self.stderr.lines().filter(|l| l.contains("SYSLOG(")).collect()
     }
 
     pub fn assert_denied(&self, code: &str) {
-        assert!(
-            !self.ok,
-            "expected refusal {code}, got success:\n{}",
-            self.stderr
-        );
+        assert!(!self.ok, "expected refusal {code}, got success:\n{}", self.stderr);
         let needle = format!("result=deny code={code} ");
-        assert!(
-            self.log().iter().any(|l| l.contains(&needle)),
-            "no audit line with {needle:?} in:\n{}",
-            self.stderr
-        );
+        assert!(self.log().iter().any(|l| l.contains(&needle)), "no audit line with {needle:?} in:\n{}", self.stderr);
     }
 
     pub fn assert_allowed(&self) {
+        assert!(self.ok, "expected success:\n{}\n{}", self.stdout, self.stderr);
         assert!(
-            self.ok,
-            "expected success:\n{}\n{}",
-            self.stdout, self.stderr
-        );
-        assert!(
-            self.log()
-                .iter()
-                .any(|l| l.contains("auth result=allow code=ok")),
+            self.log().iter().any(|l| l.contains("auth result=allow code=ok")),
             "no allow audit line:\n{}",
             self.stderr
         );
@@ -351,17 +297,9 @@ impl Env {
             .unwrap();
         let sock = self.socket();
         wait_for("helperd socket", Duration::from_secs(10), || {
-            oidc_core::ipc::call(
-                &sock,
-                &oidc_core::ipc::Request::Ping,
-                Duration::from_secs(1),
-            )
-            .is_ok()
+            oidc_core::ipc::call(&sock, &oidc_core::ipc::Request::Ping, Duration::from_secs(1)).is_ok()
         });
-        Helperd {
-            child: Some(child),
-            log,
-        }
+        Helperd { child: Some(child), log }
     }
 
     /// Wait until helperd's first fetch has written the issuer's cache.
@@ -375,23 +313,10 @@ impl Env {
     pub fn pam_with(&self, module: &Path, args: &str, user: &str, reply: &str) -> PamRun {
         let svc = self.dir.0.join("pam.d");
         std::fs::create_dir_all(&svc).unwrap();
-        let line = |kind: &str| {
-            format!(
-                "{kind} required {} config={} {args}\n",
-                module.display(),
-                self.config.display()
-            )
-        };
-        std::fs::write(
-            svc.join("oidc-test"),
-            format!("{}{}", line("auth"), line("account")),
-        )
-        .unwrap();
-        std::fs::write(
-            svc.join("other"),
-            "auth required pam_deny.so\naccount required pam_deny.so\n",
-        )
-        .unwrap();
+        let line =
+            |kind: &str| format!("{kind} required {} config={} {args}\n", module.display(), self.config.display());
+        std::fs::write(svc.join("oidc-test"), format!("{}{}", line("auth"), line("account"))).unwrap();
+        std::fs::write(svc.join("other"), "auth required pam_deny.so\naccount required pam_deny.so\n").unwrap();
         let t = Instant::now();
         let mut child = Command::new("pamtester")
             .args(["-v", "oidc-test", user, "authenticate", "acct_mgmt"])
@@ -425,11 +350,7 @@ impl Env {
     /// `helperd check-token` with `token` on stdin: (exit code, stdout).
     pub fn check_token(&self, token: &str, extra: &[&str]) -> (i32, String) {
         let mut child = Command::new(helperd_bin())
-            .args([
-                "--config".as_ref(),
-                self.config.as_os_str(),
-                "check-token".as_ref(),
-            ])
+            .args(["--config".as_ref(), self.config.as_os_str(), "check-token".as_ref()])
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -437,17 +358,9 @@ impl Env {
             .unwrap();
         {
             use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(token.as_bytes())
-                .unwrap();
+            child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
         }
         let out = child.wait_with_output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }

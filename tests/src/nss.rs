@@ -27,10 +27,7 @@ impl NssNs {
             .collect();
         conf.push_str(&format!("passwd: {passwd}\ngroup: {group}\n"));
         std::fs::write(d.join("nsswitch.conf"), conf).unwrap();
-        let ldconf = format!(
-            "{}\n/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n/lib\n/usr/lib\n",
-            lib.display()
-        );
+        let ldconf = format!("{}\n/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n/lib\n/usr/lib\n", lib.display());
         std::fs::write(d.join("ld.so.conf"), ldconf).unwrap();
         let st = Command::new("ldconfig")
             .arg("-X")
@@ -69,9 +66,6 @@ impl NssNs {
 
     pub fn stdout(&self, argv: &[&str]) -> (bool, String) {
         let o = self.run(argv);
-        (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-        )
+        (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned())
     }
 }

@@ -26,17 +26,10 @@ fn accepts_rs256_es256_eddsa_tokens_from_the_idp() {
             "host-login-es" => "ES256",
             _ => "EdDSA",
         };
-        let line = r
-            .log()
-            .into_iter()
-            .find(|l| l.contains("result=allow"))
-            .unwrap()
-            .to_string();
+        let line = r.log().into_iter().find(|l| l.contains("result=allow")).unwrap().to_string();
         assert!(line.contains(&format!("alg={alg}")), "{line}");
         assert!(
-            line.contains("sub=u-alice")
-                && line.contains("service=oidc-test")
-                && line.contains("user=alice"),
+            line.contains("sub=u-alice") && line.contains("service=oidc-test") && line.contains("user=alice"),
             "{line}"
         );
         assert!(!line.contains(&t[..40]), "token must never be logged");
@@ -45,10 +38,8 @@ fn accepts_rs256_es256_eddsa_tokens_from_the_idp() {
 
 #[test]
 fn refusals_each_with_their_logged_reason() {
-    let (idp, env, _h) = setup(
-        "[policy]\nallowed_groups = [\"devs\"]\ndenied_groups = [\"contractors\"]\n",
-        "\"RS256\", \"ES256\"",
-    );
+    let (idp, env, _h) =
+        setup("[policy]\nallowed_groups = [\"devs\"]\ndenied_groups = [\"contractors\"]\n", "\"RS256\", \"ES256\"");
     let n = now();
     let rs = |claims: serde_json::Value| idp.sign(json!({"alg": "RS256"}), claims);
     let base = || idp.claims("alice", "host-login");
@@ -60,93 +51,31 @@ fn refusals_each_with_their_logged_reason() {
     let good = rs(base());
     env.pam("alice", &good).assert_allowed();
     // A size cap below what a pamtester conversation can carry (misc_conv reads 4 KiB).
-    let cfg = std::fs::read_to_string(&env.config).unwrap().replace(
-        "ipc_timeout_ms = 1500",
-        "ipc_timeout_ms = 1500\nmax_token_bytes = 3000",
-    );
+    let cfg = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("ipc_timeout_ms = 1500", "ipc_timeout_ms = 1500\nmax_token_bytes = 3000");
     std::fs::write(&env.config, cfg).unwrap();
 
     let cases: Vec<(&str, String, &str)> = vec![
-        (
-            "expired beyond leeway",
-            rs(with(&|c| c["exp"] = json!(n - 60))),
-            "expired",
-        ),
-        (
-            "nbf in the future",
-            rs(with(&|c| c["nbf"] = json!(n + 3600))),
-            "not-yet-valid",
-        ),
-        (
-            "wrong issuer",
-            rs(with(&|c| c["iss"] = json!("https://evil.example"))),
-            "untrusted-issuer",
-        ),
-        (
-            "audience not accepted",
-            idp.token("other-app", "alice"),
-            "audience-mismatch",
-        ),
-        (
-            "alg none",
-            format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(&base().to_string())),
-            "malformed",
-        ),
-        (
-            "alg none with a signature part",
-            raw_token(&json!({"alg": "none"}), &base(), b"x"),
-            "alg-none",
-        ),
-        (
-            "alg not on the allow-list",
-            idp.token("host-login-ed", "alice"),
-            "alg-not-allowed",
-        ),
+        ("expired beyond leeway", rs(with(&|c| c["exp"] = json!(n - 60))), "expired"),
+        ("nbf in the future", rs(with(&|c| c["nbf"] = json!(n + 3600))), "not-yet-valid"),
+        ("wrong issuer", rs(with(&|c| c["iss"] = json!("https://evil.example"))), "untrusted-issuer"),
+        ("audience not accepted", idp.token("other-app", "alice"), "audience-mismatch"),
+        ("alg none", format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(&base().to_string())), "malformed"),
+        ("alg none with a signature part", raw_token(&json!({"alg": "none"}), &base(), b"x"), "alg-none"),
+        ("alg not on the allow-list", idp.token("host-login-ed", "alice"), "alg-not-allowed"),
         (
             "unknown kid (after one refresh)",
             idp.sign(json!({"alg": "RS256", "kid": "no-such-kid"}), base()),
             "unknown-kid",
         ),
-        (
-            "missing sub",
-            rs(with(&|c| drop(c.as_object_mut().unwrap().remove("sub")))),
-            "missing-claim",
-        ),
-        (
-            "missing exp",
-            rs(with(&|c| drop(c.as_object_mut().unwrap().remove("exp")))),
-            "missing-claim",
-        ),
-        (
-            "not three parts",
-            "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0".into(),
-            "malformed",
-        ),
-        (
-            "bad base64",
-            format!("eyJhbGciOiJSUzI1NiJ9.%%%%.{}", b64("sig")),
-            "bad-base64",
-        ),
-        (
-            "bad JSON",
-            format!(
-                "{}.{}.{}",
-                b64(r#"{"alg":"RS256"}"#),
-                b64("{not json"),
-                b64("sig")
-            ),
-            "bad-json",
-        ),
-        (
-            "oversize token",
-            format!("eyJ{}.a.b", "A".repeat(3500)),
-            "oversize",
-        ),
-        (
-            "crit header",
-            raw_token(&json!({"alg": "RS256", "crit": ["exp"]}), &base(), b"x"),
-            "crit",
-        ),
+        ("missing sub", rs(with(&|c| drop(c.as_object_mut().unwrap().remove("sub")))), "missing-claim"),
+        ("missing exp", rs(with(&|c| drop(c.as_object_mut().unwrap().remove("exp")))), "missing-claim"),
+        ("not three parts", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0".into(), "malformed"),
+        ("bad base64", format!("eyJhbGciOiJSUzI1NiJ9.%%%%.{}", b64("sig")), "bad-base64"),
+        ("bad JSON", format!("{}.{}.{}", b64(r#"{"alg":"RS256"}"#), b64("{not json"), b64("sig")), "bad-json"),
+        ("oversize token", format!("eyJ{}.a.b", "A".repeat(3500)), "oversize"),
+        ("crit header", raw_token(&json!({"alg": "RS256", "crit": ["exp"]}), &base(), b"x"), "crit"),
     ];
     for (what, token, code) in &cases {
         let r = env.pam("alice", token);
@@ -160,12 +89,7 @@ fn refusals_each_with_their_logged_reason() {
 
     // HS256 "signed" with the issuer's public key as the HMAC secret.
     let jwks = idp.jwks();
-    let rsa = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kty"] == "RSA")
-        .unwrap();
+    let rsa = jwks["keys"].as_array().unwrap().iter().find(|k| k["kty"] == "RSA").unwrap();
     let secret = rsa.to_string();
     let hs = jsonwebtoken::encode(
         &jsonwebtoken::Header {
@@ -182,89 +106,48 @@ fn refusals_each_with_their_logged_reason() {
     // Tampered payload (same signature), tampered signature.
     let parts: Vec<&str> = good.split('.').collect();
     let evil = with(&|c| c["groups"] = json!(["devs", "ops-admins"]));
-    env.pam(
-        "alice",
-        &format!("{}.{}.{}", parts[0], b64(&evil.to_string()), parts[2]),
-    )
-    .assert_denied("bad-signature");
+    env.pam("alice", &format!("{}.{}.{}", parts[0], b64(&evil.to_string()), parts[2])).assert_denied("bad-signature");
     let mut sig = parts[2].as_bytes().to_vec();
     sig[10] = if sig[10] == b'A' { b'B' } else { b'A' };
-    env.pam(
-        "alice",
-        &format!(
-            "{}.{}.{}",
-            parts[0],
-            parts[1],
-            String::from_utf8(sig).unwrap()
-        ),
-    )
-    .assert_denied("bad-signature");
+    env.pam("alice", &format!("{}.{}.{}", parts[0], parts[1], String::from_utf8(sig).unwrap()))
+        .assert_denied("bad-signature");
 
     // Identity is not the PAM user.
-    env.pam("bob", &idp.token("host-login", "alice"))
-        .assert_denied("user-mismatch");
+    env.pam("bob", &idp.token("host-login", "alice")).assert_denied("user-mismatch");
     // Policy: not in an allowed group (carol has none), in a denied group (mallory).
-    env.pam("carol", &idp.token("host-login", "carol"))
-        .assert_denied("not-in-allowed-group");
-    env.pam("mallory", &idp.token("host-login", "mallory"))
-        .assert_denied("in-denied-group");
+    env.pam("carol", &idp.token("host-login", "carol")).assert_denied("not-in-allowed-group");
+    env.pam("mallory", &idp.token("host-login", "mallory")).assert_denied("in-denied-group");
 }
 
 #[test]
 fn require_group_module_argument() {
     let (idp, env, _h) = setup("", ALL_ALGS);
     let so = module_so();
-    env.pam_with(
-        &so,
-        "require_group=ops-admins",
-        "alice",
-        &idp.token("host-login", "alice"),
-    )
-    .assert_allowed();
-    env.pam_with(
-        &so,
-        "require_group=ops-admins",
-        "bob",
-        &idp.token("host-login", "bob"),
-    )
-    .assert_denied("not-in-allowed-group");
+    env.pam_with(&so, "require_group=ops-admins", "alice", &idp.token("host-login", "alice")).assert_allowed();
+    env.pam_with(&so, "require_group=ops-admins", "bob", &idp.token("host-login", "bob"))
+        .assert_denied("not-in-allowed-group");
     // A typo in an argument is refused rather than silently dropping the restriction.
-    let r = env.pam_with(
-        &so,
-        "require_groups=ops-admins",
-        "alice",
-        &idp.token("host-login", "alice"),
-    );
+    let r = env.pam_with(&so, "require_groups=ops-admins", "alice", &idp.token("host-login", "alice"));
     r.assert_denied("config-error");
 }
 
 #[test]
 fn use_first_pass_without_authtok_refuses() {
     let (idp, env, _h) = setup("", ALL_ALGS);
-    let r = env.pam_with(
-        &module_so(),
-        "use_first_pass",
-        "alice",
-        &idp.token("host-login", "alice"),
-    );
+    let r = env.pam_with(&module_so(), "use_first_pass", "alice", &idp.token("host-login", "alice"));
     r.assert_denied("no-token");
 }
 
 #[test]
 fn key_rotation_is_picked_up_without_restarts() {
     let (mut idp, env, h) = setup("", ALL_ALGS);
-    env.pam("alice", &idp.token("host-login", "alice"))
-        .assert_allowed();
+    env.pam("alice", &idp.token("host-login", "alice")).assert_allowed();
     idp.restart(); // new keys, new kids, same issuer
     std::thread::sleep(std::time::Duration::from_millis(1100)); // past the 1 s rate-limit window
     let r = env.pam("alice", &idp.token("host-login", "alice"));
     r.assert_allowed();
     assert!(r.stderr.contains("refresh: fetched"), "{}", r.stderr);
-    assert_eq!(
-        idp.jwks_hits(),
-        1,
-        "exactly one JWKS fetch for the rotation"
-    );
+    assert_eq!(idp.jwks_hits(), 1, "exactly one JWKS fetch for the rotation");
     let log = std::fs::read_to_string(&h.log).unwrap();
     assert!(log.contains("jwks refresh requested by uid="), "{log}");
 }
@@ -274,10 +157,9 @@ fn thousand_unknown_kids_cause_at_most_one_fetch_per_window() {
     let idp = Idp::start();
     let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALL_ALGS));
     // A long window for this test.
-    let cfg = std::fs::read_to_string(&env.config).unwrap().replace(
-        "jwks_refresh_min_interval_secs = 1",
-        "jwks_refresh_min_interval_secs = 3",
-    );
+    let cfg = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("jwks_refresh_min_interval_secs = 1", "jwks_refresh_min_interval_secs = 3");
     std::fs::write(&env.config, cfg).unwrap();
     let _h = env.start_helperd();
     env.wait_cached(&idp.issuer());
@@ -290,13 +172,8 @@ fn thousand_unknown_kids_cause_at_most_one_fetch_per_window() {
     for i in 0..1000 {
         // The module's own verification path: cache, then one helperd refresh.
         let kid = format!("random-{i}-{}", now());
-        let t = raw_token(
-            &json!({"alg": "RS256", "kid": kid}),
-            &idp.claims("alice", "host-login"),
-            &[1u8; 256],
-        );
-        let mut refresh =
-            |iss: &str| oidc_core::ipc::refresh_jwks(&cfg.helperd.socket, iss, timeout);
+        let t = raw_token(&json!({"alg": "RS256", "kid": kid}), &idp.claims("alice", "host-login"), &[1u8; 256]);
+        let mut refresh = |iss: &str| oidc_core::ipc::refresh_jwks(&cfg.helperd.socket, iss, timeout);
         let out = oidc_core::login::verify_token(&cfg, &t, now(), &mut refresh);
         if matches!(out.result, Err(oidc_core::Rejection::UnknownKid(_))) {
             refused += 1;
@@ -305,18 +182,12 @@ fn thousand_unknown_kids_cause_at_most_one_fetch_per_window() {
     let windows = start.elapsed().as_secs() / 3 + 1;
     let fetches = idp.jwks_hits() - before;
     assert_eq!(refused, 1000);
-    assert!(
-        fetches >= 1 && fetches <= windows,
-        "{fetches} JWKS fetches in {windows} window(s)"
-    );
+    assert!(fetches >= 1 && fetches <= windows, "{fetches} JWKS fetches in {windows} window(s)");
     // And through the real module: 20 more logins, no more fetches than windows.
     let before = idp.jwks_hits();
     let start = std::time::Instant::now();
     for i in 0..20 {
-        let t = idp.sign(
-            json!({"alg": "RS256", "kid": format!("pam-{i}")}),
-            idp.claims("alice", "host-login"),
-        );
+        let t = idp.sign(json!({"alg": "RS256", "kid": format!("pam-{i}")}), idp.claims("alice", "host-login"));
         env.pam("alice", &t).assert_denied("unknown-kid");
     }
     let windows = start.elapsed().as_secs() / 3 + 1;
@@ -349,21 +220,10 @@ fn idp_hanging_and_no_cache_fails_within_the_deadline() {
     let t = raw_token(&json!({"alg": "RS256", "kid": "k1"}), &claims, &[1u8; 256]);
     let r = env.pam("alice", &t);
     r.assert_denied("keys-unavailable");
-    assert!(
-        r.stdout.contains("issuer keys unavailable")
-            || r.stderr.contains("issuer keys unavailable")
-    );
+    assert!(r.stdout.contains("issuer keys unavailable") || r.stderr.contains("issuer keys unavailable"));
     // ipc_timeout_ms = 1500: the module gives up on helperd at the deadline.
-    assert!(
-        r.elapsed < std::time::Duration::from_millis(1500 + 1500),
-        "took {:?}",
-        r.elapsed
-    );
-    assert!(
-        r.stderr.contains("did not answer before the deadline"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.elapsed < std::time::Duration::from_millis(1500 + 1500), "took {:?}", r.elapsed);
+    assert!(r.stderr.contains("did not answer before the deadline"), "{}", r.stderr);
 }
 
 #[test]
@@ -371,25 +231,16 @@ fn helperd_stopped_or_hung_login_uses_the_cache_and_never_hangs() {
     let (idp, env, mut h) = setup("", ALL_ALGS);
     // Hung helperd (SIGSTOP): a known kid needs no helperd at all...
     unsafe { libc::kill(h.pid() as i32, libc::SIGSTOP) };
-    env.pam("alice", &idp.token("host-login", "alice"))
-        .assert_allowed();
+    env.pam("alice", &idp.token("host-login", "alice")).assert_allowed();
     // ...an unknown kid waits at most the IPC deadline, then fails closed.
-    let t = idp.sign(
-        json!({"alg": "RS256", "kid": "unknown"}),
-        idp.claims("alice", "host-login"),
-    );
+    let t = idp.sign(json!({"alg": "RS256", "kid": "unknown"}), idp.claims("alice", "host-login"));
     let r = env.pam("alice", &t);
     r.assert_denied("unknown-kid");
-    assert!(
-        r.elapsed < std::time::Duration::from_millis(3000),
-        "took {:?}",
-        r.elapsed
-    );
+    assert!(r.elapsed < std::time::Duration::from_millis(3000), "took {:?}", r.elapsed);
     unsafe { libc::kill(h.pid() as i32, libc::SIGCONT) };
     // Stopped helperd: the cache still serves logins; unknown kids fail fast.
     h.stop();
-    env.pam("alice", &idp.token("host-login-es", "alice"))
-        .assert_allowed();
+    env.pam("alice", &idp.token("host-login-es", "alice")).assert_allowed();
     let r = env.pam("alice", &t);
     r.assert_denied("unknown-kid");
     assert!(r.stderr.contains("helperd unreachable"), "{}", r.stderr);
@@ -398,43 +249,22 @@ fn helperd_stopped_or_hung_login_uses_the_cache_and_never_hangs() {
 #[test]
 fn no_panic_reaches_c() {
     let (idp, env, _h) = setup("", ALL_ALGS);
-    let r = env.pam_with(
-        &fault_module_so(),
-        "fault=panic",
-        "alice",
-        &idp.token("host-login", "alice"),
-    );
+    let r = env.pam_with(&fault_module_so(), "fault=panic", "alice", &idp.token("host-login", "alice"));
     assert!(!r.ok);
     // pamtester exits normally and reports the PAM error: the panic became PAM_ABORT.
-    assert!(
-        r.stderr.contains("Critical error - immediate abort"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("Critical error - immediate abort"), "{}", r.stderr);
     // The normal module does not know the test-only argument.
-    env.pam_with(
-        &module_so(),
-        "fault=panic",
-        "alice",
-        &idp.token("host-login", "alice"),
-    )
-    .assert_denied("config-error");
+    env.pam_with(&module_so(), "fault=panic", "alice", &idp.token("host-login", "alice")).assert_denied("config-error");
 }
 
 #[test]
 fn config_error_fails_closed_and_names_the_line() {
     let (idp, env, _h) = setup("", ALL_ALGS);
-    let bad = std::fs::read_to_string(&env.config)
-        .unwrap()
-        .replace("leeway_secs = 5", "leeway = 5");
+    let bad = std::fs::read_to_string(&env.config).unwrap().replace("leeway_secs = 5", "leeway = 5");
     std::fs::write(&env.config, bad).unwrap();
     let r = env.pam("alice", &idp.token("host-login", "alice"));
     r.assert_denied("config-error");
-    assert!(
-        r.stderr.contains("key issuer.leeway: unknown field"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("key issuer.leeway: unknown field"), "{}", r.stderr);
 }
 
 #[test]
@@ -442,32 +272,14 @@ fn check_token_prints_every_check() {
     let (idp, env, _h) = setup("", ALL_ALGS);
     let (code, out) = env.check_token(&idp.token("host-login", "alice"), &["--user", "alice"]);
     assert_eq!(code, 0, "{out}");
-    for check in [
-        "issuer",
-        "algorithm",
-        "key",
-        "signature",
-        "exp",
-        "aud",
-        "username",
-        "groups",
-        "identity",
-        "policy",
-    ] {
-        assert!(
-            out.lines()
-                .any(|l| l.starts_with("[PASS]") && l.contains(check)),
-            "{check} missing:\n{out}"
-        );
+    for check in ["issuer", "algorithm", "key", "signature", "exp", "aud", "username", "groups", "identity", "policy"] {
+        assert!(out.lines().any(|l| l.starts_with("[PASS]") && l.contains(check)), "{check} missing:\n{out}");
     }
     assert!(out.contains("RESULT: ACCEPTED"));
     let mut c = idp.claims("alice", "other-app");
     c["exp"] = json!(now() - 600);
     let (code, out) = env.check_token(&idp.sign(json!({"alg": "RS256"}), c), &[]);
     assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("[FAIL] exp") && out.contains("[FAIL] aud"),
-        "{out}"
-    );
+    assert!(out.contains("[FAIL] exp") && out.contains("[FAIL] aud"), "{out}");
     assert!(out.contains("RESULT: REFUSED (expired)"), "{out}");
 }

@@ -17,16 +17,10 @@ impl Transport for Fake {
     fn get(&self, url: &str) -> Result<Fetched, String> {
         if url.ends_with("/.well-known/openid-configuration") {
             let doc = serde_json::json!({"issuer": self.issuer, "jwks_uri": format!("{}/jwks", self.issuer)});
-            return Ok(Fetched {
-                body: doc.to_string().into_bytes(),
-                max_age: None,
-            });
+            return Ok(Fetched { body: doc.to_string().into_bytes(), max_age: None });
         }
         self.hits.fetch_add(1, Ordering::SeqCst);
-        Ok(Fetched {
-            body: self.jwks.lock().unwrap().clone().into_bytes(),
-            max_age: self.max_age,
-        })
+        Ok(Fetched { body: self.jwks.lock().unwrap().clone().into_bytes(), max_age: self.max_age })
     }
 }
 
@@ -49,12 +43,8 @@ fn setup(
     );
     let cfg = Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
     let hits = Arc::new(AtomicU64::new(0));
-    let fake = Fake {
-        issuer: discovery_issuer.into(),
-        jwks: std::sync::Mutex::new(jwks("k1")),
-        max_age,
-        hits: hits.clone(),
-    };
+    let fake =
+        Fake { issuer: discovery_issuer.into(), jwks: std::sync::Mutex::new(jwks("k1")), max_age, hits: hits.clone() };
     (KeyCache::new(cfg, Box::new(fake)), hits, dir)
 }
 
@@ -65,66 +55,29 @@ fn on_demand_refresh_is_rate_limited_under_concurrency() {
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let c = cache.clone();
-            std::thread::spawn(move || {
-                (0..125)
-                    .map(|_| c.refresh_on_demand("https://idp.test"))
-                    .collect::<Vec<_>>()
-            })
+            std::thread::spawn(move || (0..125).map(|_| c.refresh_on_demand("https://idp.test")).collect::<Vec<_>>())
         })
         .collect();
-    let all: Vec<Response> = threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
+    let all: Vec<Response> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
     assert_eq!(all.len(), 1000);
-    assert_eq!(
-        hits.load(Ordering::SeqCst),
-        1,
-        "one fetch for 1000 requests"
-    );
-    let fetched = all
-        .iter()
-        .filter(|r| {
-            matches!(
-                r,
-                Response::Refreshed {
-                    fetched: true,
-                    ok: true,
-                    ..
-                }
-            )
-        })
-        .count();
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "one fetch for 1000 requests");
+    let fetched = all.iter().filter(|r| matches!(r, Response::Refreshed { fetched: true, ok: true, .. })).count();
     assert_eq!(fetched, 1);
     let st = &cache.status()[0];
     assert_eq!((st.fetches, st.rate_limited, st.keys), (1, 999, 1));
     let (file, j) = read_cache(&dir, "https://idp.test").unwrap();
     assert_eq!(j.keys[0].kid.as_deref(), Some("k1"));
-    assert_eq!(
-        file.expires_at - file.fetched_at,
-        600,
-        "default TTL 3600 clamped to max 600"
-    );
+    assert_eq!(file.expires_at - file.fetched_at, 600, "default TTL 3600 clamped to max 600");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn max_age_is_honoured_within_bounds_and_unknown_issuers_refused() {
     let (cache, _hits, dir) = setup("ttl", 0, Some(5), "https://idp.test");
-    assert!(matches!(
-        cache.refresh_on_demand("https://idp.test"),
-        Response::Refreshed { ok: true, .. }
-    ));
+    assert!(matches!(cache.refresh_on_demand("https://idp.test"), Response::Refreshed { ok: true, .. }));
     let (file, _) = read_cache(&dir, "https://idp.test").unwrap();
-    assert_eq!(
-        file.expires_at - file.fetched_at,
-        60,
-        "max-age 5 raised to the 60 s minimum"
-    );
-    assert!(matches!(
-        cache.refresh_on_demand("https://other"),
-        Response::Error { .. }
-    ));
+    assert_eq!(file.expires_at - file.fetched_at, 60, "max-age 5 raised to the 60 s minimum");
+    assert!(matches!(cache.refresh_on_demand("https://other"), Response::Error { .. }));
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -132,9 +85,7 @@ fn max_age_is_honoured_within_bounds_and_unknown_issuers_refused() {
 fn discovery_issuer_mismatch_is_an_error_and_keeps_no_cache() {
     let (cache, hits, dir) = setup("mismatch", 0, None, "https://evil.test");
     match cache.refresh_on_demand("https://idp.test") {
-        Response::Refreshed {
-            ok: false, detail, ..
-        } => assert!(detail.contains("issuer mismatch"), "{detail}"),
+        Response::Refreshed { ok: false, detail, .. } => assert!(detail.contains("issuer mismatch"), "{detail}"),
         other => panic!("{other:?}"),
     }
     assert_eq!(hits.load(Ordering::SeqCst), 0);
@@ -145,34 +96,17 @@ fn discovery_issuer_mismatch_is_an_error_and_keeps_no_cache() {
 #[test]
 fn a_jwks_without_usable_keys_leaves_the_old_cache() {
     let (cache, _hits, dir) = setup("garbage", 0, None, "https://idp.test");
-    assert!(matches!(
-        cache.refresh_on_demand("https://idp.test"),
-        Response::Refreshed { ok: true, .. }
-    ));
+    assert!(matches!(cache.refresh_on_demand("https://idp.test"), Response::Refreshed { ok: true, .. }));
     // Swap in garbage keys: the refresh fails and the cached k1 survives.
     let fake = Fake {
         issuer: "https://idp.test".into(),
-        jwks: std::sync::Mutex::new(
-            r#"{"keys":[{"kty":"RSA","kid":"bad","n":"!!","e":"AQAB"}]}"#.into(),
-        ),
+        jwks: std::sync::Mutex::new(r#"{"keys":[{"kty":"RSA","kid":"bad","n":"!!","e":"AQAB"}]}"#.into()),
         max_age: None,
         hits: Arc::new(AtomicU64::new(0)),
     };
     let cache2 = KeyCache::new(cache.config().clone(), Box::new(fake));
-    assert_eq!(
-        cache2.status()[0].keys,
-        1,
-        "state loaded from the cache on start"
-    );
-    assert!(matches!(
-        cache2.refresh_on_demand("https://idp.test"),
-        Response::Refreshed { ok: false, .. }
-    ));
-    assert_eq!(
-        read_cache(&dir, "https://idp.test").unwrap().1.keys[0]
-            .kid
-            .as_deref(),
-        Some("k1")
-    );
+    assert_eq!(cache2.status()[0].keys, 1, "state loaded from the cache on start");
+    assert!(matches!(cache2.refresh_on_demand("https://idp.test"), Response::Refreshed { ok: false, .. }));
+    assert_eq!(read_cache(&dir, "https://idp.test").unwrap().1.keys[0].kid.as_deref(), Some("k1"));
     std::fs::remove_dir_all(dir).unwrap();
 }

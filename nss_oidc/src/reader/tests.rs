@@ -1,5 +1,5 @@
 use super::*;
-use crate::format::{build, Group, User};
+use crate::format::{build, build_with, glob, id_hash, Group, Prelogin, User};
 
 fn sample(n: u32) -> (Vec<User>, Vec<Group>) {
     let users: Vec<User> = (0..n)
@@ -20,11 +20,7 @@ fn sample(n: u32) -> (Vec<User>, Vec<Group>) {
             members: (0..n.min(5)).map(|i| format!("user{i}")).collect(),
         })
         .collect();
-    groups.push(Group {
-        name: "empty".into(),
-        gid: 399_999,
-        members: vec![],
-    });
+    groups.push(Group { name: "empty".into(), gid: 399_999, members: vec![] });
     (users, groups)
 }
 
@@ -35,19 +31,13 @@ fn round_trip_lookups() {
     let s = Snapshot::parse(&snap).unwrap();
     assert_eq!((s.n_users, s.n_groups, s.generation), (100, 5, 7));
     let x = s.user_by_name(b"user42").unwrap().unwrap();
-    assert_eq!(
-        (x.uid, x.gid, x.dir, x.shell),
-        (200_042, 200_042, &b"/home/user42"[..], &b"/bin/bash"[..])
-    );
+    assert_eq!((x.uid, x.gid, x.dir, x.shell), (200_042, 200_042, &b"/home/user42"[..], &b"/bin/bash"[..]));
     assert_eq!(x.groups().collect::<Vec<_>>(), [300_000, 300_001]);
     assert_eq!(s.user_by_uid(200_099).unwrap().unwrap().name, b"user99");
     assert!(s.user_by_name(b"nobody").unwrap().is_none());
     assert!(s.user_by_uid(5).unwrap().is_none());
     let t = s.group_by_name(b"team2").unwrap().unwrap();
-    assert_eq!(
-        t.members().collect::<Vec<_>>(),
-        [&b"user0"[..], b"user1", b"user2", b"user3", b"user4"]
-    );
+    assert_eq!(t.members().collect::<Vec<_>>(), [&b"user0"[..], b"user1", b"user2", b"user3", b"user4"]);
     assert_eq!(s.group_by_gid(399_999).unwrap().unwrap().n_members(), 0);
     let mut cur = 0;
     let mut names = vec![];
@@ -91,11 +81,7 @@ fn corruption_never_crashes_or_lies() {
         let Ok(s) = Snapshot::parse(buf) else { return };
         for (i, user) in u.iter().enumerate() {
             if let Ok(Some(x)) = s.user_by_name(user.name.as_bytes()) {
-                assert_eq!(
-                    (x.uid, x.name),
-                    (user.uid, user.name.as_bytes()),
-                    "wrong answer, user {i}"
-                );
+                assert_eq!((x.uid, x.name), (user.uid, user.name.as_bytes()), "wrong answer, user {i}");
                 assert_eq!(x.groups().collect::<Vec<_>>(), user.groups);
             }
             if let Ok(Some(x)) = s.user_by_uid(user.uid) {
@@ -105,10 +91,7 @@ fn corruption_never_crashes_or_lies() {
         for grp in &g {
             if let Ok(Some(x)) = s.group_by_gid(grp.gid) {
                 assert_eq!(x.name, grp.name.as_bytes());
-                let m: Vec<_> = x
-                    .members()
-                    .map(|m| String::from_utf8_lossy(m).into_owned())
-                    .collect();
+                let m: Vec<_> = x.members().map(|m| String::from_utf8_lossy(m).into_owned()).collect();
                 assert_eq!(m, grp.members);
             }
         }
@@ -136,4 +119,39 @@ fn corruption_never_crashes_or_lies() {
         }
         check(&b);
     }
+}
+
+#[test]
+fn prelogin_names_resolve_to_their_hash_uid() {
+    let (u, g) = sample(3);
+    let rule = Prelogin {
+        key: "fleet".into(),
+        uid_min: 1_879_048_192,
+        uid_max: 2_013_265_919,
+        home: "/home/{name}".into(),
+        shell: "/bin/bash".into(),
+        patterns: vec!["dev-*".into(), "ci?".into()],
+    };
+    let snap = build_with(&u, &g, Some(&rule), 1).unwrap();
+    let s = Snapshot::parse(&snap).unwrap();
+    let p = s.prelogin_user(b"dev-zoe").unwrap().unwrap();
+    assert_eq!(p.uid, id_hash(b"fleet", b"user", b"dev-zoe", 1_879_048_192, 2_013_265_919));
+    assert_eq!(p.home_template, b"/home/{name}");
+    assert!(s.prelogin_user(b"ci1").unwrap().is_some());
+    assert!(s.prelogin_user(b"ci12").unwrap().is_none());
+    assert!(s.prelogin_user(b"mallory").unwrap().is_none(), "outside the namespace");
+    assert!(s.prelogin_user(b"dev-Zoe").unwrap().is_none(), "not a portable name");
+    assert!(Snapshot::parse(&build(&u, &g, 1).unwrap()).unwrap().prelogin_user(b"dev-zoe").unwrap().is_none());
+}
+
+#[test]
+fn glob_and_hash_are_stable() {
+    assert!(glob(b"*", b"anything"));
+    assert!(glob(b"a*b?d", b"axxbcd"));
+    assert!(!glob(b"a*b?d", b"axxbd"));
+    assert!(glob(b"*.ext", b"jo.ext"));
+    assert!(!glob(b"", b"x"));
+    // The fleet contract: these values must never change.
+    assert_eq!(id_hash(b"pam-oidc", b"user", b"alice", 0x7000_0000, 0x77FF_FFFF), 1889952294);
+    assert_eq!(id_hash(b"k", b"user", b"alice", 100, 100), 100);
 }

@@ -33,64 +33,33 @@ fn defaults() {
 fn errors_name_file_line_and_key() {
     let e = parse(&format!("{MIN}leeway = 5\n")).unwrap_err();
     assert_eq!(e.line, Some(5), "{e}");
-    assert!(
-        e.to_string()
-            .starts_with("/etc/pam-oidc/config.toml:5: key issuer.leeway"),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("/etc/pam-oidc/config.toml:5: key issuer.leeway"), "{e}");
     assert!(e.message.contains("unknown field"), "{e}");
 
     let e = parse(&format!("{MIN}leeway_secs = \"x\"\n")).unwrap_err();
-    assert_eq!(
-        (e.line, e.key.as_deref()),
-        (Some(5), Some("issuer.leeway_secs")),
-        "{e}"
-    );
+    assert_eq!((e.line, e.key.as_deref()), (Some(5), Some("issuer.leeway_secs")), "{e}");
 
     let e = parse(&format!("{MIN}algorithms = [\"RS256\", \"none\"]\n")).unwrap_err();
     assert_eq!(e.line, Some(5), "{e}");
     assert!(e.message.contains("never allowed"), "{e}");
 
     let e = parse(&format!("{MIN}algorithms = [\"HS256\"]\n")).unwrap_err();
-    assert_eq!(
-        (e.line, e.key.as_deref()),
-        (Some(5), Some("issuer[0].algorithms")),
-        "{e}"
-    );
+    assert_eq!((e.line, e.key.as_deref()), (Some(5), Some("issuer[0].algorithms")), "{e}");
     assert!(e.message.contains("hmac_secret_file"), "{e}");
 
     let e = parse(&MIN.replace("version = 1", "version = 2")).unwrap_err();
-    assert_eq!(
-        (e.line, e.key.as_deref()),
-        (Some(1), Some("version")),
-        "{e}"
-    );
+    assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("version")), "{e}");
 
     let e = parse(&MIN.replace("https://idp.example", "http://idp.example")).unwrap_err();
-    assert_eq!(
-        (e.line, e.key.as_deref()),
-        (Some(3), Some("issuer[0].url")),
-        "{e}"
-    );
+    assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("issuer[0].url")), "{e}");
     assert!(parse(&MIN.replace("https://idp.example", "http://127.0.0.1:9000")).is_ok());
 
     let e = parse("version = 1\n").unwrap_err();
     assert!(e.message.contains("[[issuer]]"), "{e}");
 
-    let e = parse(&format!(
-        "{MIN}\n[[issuer]]\nurl = \"https://two\"\naudiences = []\n"
-    ))
-    .unwrap_err();
-    assert_eq!(
-        (e.line, e.key.as_deref()),
-        (Some(8), Some("issuer[1].audiences")),
-        "{e}"
-    );
+    let e = parse(&format!("{MIN}\n[[issuer]]\nurl = \"https://two\"\naudiences = []\n")).unwrap_err();
+    assert_eq!((e.line, e.key.as_deref()), (Some(8), Some("issuer[1].audiences")), "{e}");
 
     let e = Config::load(Path::new("/nonexistent/pam-oidc.toml")).unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("/nonexistent/pam-oidc.toml: cannot read"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("/nonexistent/pam-oidc.toml: cannot read"), "{e}");
 }

@@ -23,11 +23,8 @@ fn sign(header: Value, claims: Value, key: &str) -> String {
         "HS256" => (EncodingKey::from_secret(key.as_bytes()), Algorithm::HS256),
         a => panic!("{a}"),
     };
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
+    let input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
     let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &ek, alg).unwrap();
     format!("{input}.{sig}")
 }
@@ -54,16 +51,7 @@ fn claims() -> Value {
 fn run(tok: &str, iss: &Issuer) -> Result<Verified, Rejection> {
     let j = jwks();
     let p = parse(tok, 16384)?;
-    verify(
-        &p,
-        iss,
-        Keys {
-            jwks: Some(&j),
-            hmac_secret: None,
-        },
-        NOW,
-        &mut Report::default(),
-    )
+    verify(&p, iss, Keys { jwks: Some(&j), hmac_secret: None }, NOW, &mut Report::default())
 }
 
 fn with(f: impl FnOnce(&mut Value)) -> Value {
@@ -74,11 +62,7 @@ fn with(f: impl FnOnce(&mut Value)) -> Value {
 
 #[test]
 fn accepts_rs256_es256_eddsa() {
-    for (alg, key, kid) in [
-        ("RS256", "rsa", "rsa1"),
-        ("ES256", "ec", "ec1"),
-        ("EdDSA", "ed", "ed1"),
-    ] {
+    for (alg, key, kid) in [("RS256", "rsa", "rsa1"), ("ES256", "ec", "ec1"), ("EdDSA", "ed", "ed1")] {
         let t = sign(json!({"alg":alg,"kid":kid,"typ":"JWT"}), claims(), key);
         let v = run(&t, &issuer()).unwrap_or_else(|e| panic!("{alg}: {e}"));
         assert_eq!(v.username, "alice");
@@ -95,78 +79,24 @@ fn code(t: &str, iss: &Issuer) -> &'static str {
 fn claim_rejections() {
     let rs = |c: Value| sign(json!({"alg":"RS256","kid":"rsa1"}), c, "rsa");
     let i = issuer();
-    assert_eq!(
-        code(&rs(with(|c| c["exp"] = json!(NOW - 61))), &i),
-        "expired"
-    );
-    assert!(
-        run(&rs(with(|c| c["exp"] = json!(NOW - 59))), &i).is_ok(),
-        "within leeway"
-    );
-    assert_eq!(
-        code(&rs(with(|c| c["nbf"] = json!(NOW + 120))), &i),
-        "not-yet-valid"
-    );
-    assert_eq!(
-        code(&rs(with(|c| c["iat"] = json!(NOW + 120))), &i),
-        "issued-in-future"
-    );
-    assert_eq!(
-        code(&rs(with(|c| c["iss"] = json!("https://evil.test"))), &i),
-        "untrusted-issuer"
-    );
-    assert_eq!(
-        code(&rs(with(|c| c["aud"] = json!("other"))), &i),
-        "audience-mismatch"
-    );
-    assert_eq!(
-        code(&rs(with(|c| c["aud"] = json!(["other", "x"]))), &i),
-        "audience-mismatch"
-    );
+    assert_eq!(code(&rs(with(|c| c["exp"] = json!(NOW - 61))), &i), "expired");
+    assert!(run(&rs(with(|c| c["exp"] = json!(NOW - 59))), &i).is_ok(), "within leeway");
+    assert_eq!(code(&rs(with(|c| c["nbf"] = json!(NOW + 120))), &i), "not-yet-valid");
+    assert_eq!(code(&rs(with(|c| c["iat"] = json!(NOW + 120))), &i), "issued-in-future");
+    assert_eq!(code(&rs(with(|c| c["iss"] = json!("https://evil.test"))), &i), "untrusted-issuer");
+    assert_eq!(code(&rs(with(|c| c["aud"] = json!("other"))), &i), "audience-mismatch");
+    assert_eq!(code(&rs(with(|c| c["aud"] = json!(["other", "x"]))), &i), "audience-mismatch");
     assert_eq!(code(&rs(with(|c| c["aud"] = json!(5))), &i), "bad-claim");
-    assert_eq!(
-        code(&rs(with(|c| c["aud"] = json!({"a": 1}))), &i),
-        "bad-claim"
-    );
-    assert_eq!(
-        code(&rs(with(|c| c["exp"] = json!("soon"))), &i),
-        "bad-claim"
-    );
-    assert_eq!(
-        code(
-            &rs(with(|c| drop(c.as_object_mut().unwrap().remove("sub")))),
-            &i
-        ),
-        "missing-claim"
-    );
-    assert_eq!(
-        code(
-            &rs(with(|c| drop(c.as_object_mut().unwrap().remove("exp")))),
-            &i
-        ),
-        "missing-claim"
-    );
-    assert_eq!(
-        code(&rs(with(|c| c["iat"] = json!(NOW - 200_000))), &i),
-        "lifetime-too-long"
-    );
-    assert_eq!(
-        code(&rs(with(|c| c["preferred_username"] = json!("Root:x"))), &i),
-        "invalid-username"
-    );
-    assert_eq!(
-        code(&rs(with(|c| c["groups"] = json!([["nested"]]))), &i),
-        "bad-claim"
-    );
-    assert_eq!(
-        code(&rs(with(|c| c["groups"] = json!(["a:b"]))), &i),
-        "bad-claim"
-    );
+    assert_eq!(code(&rs(with(|c| c["aud"] = json!({"a": 1}))), &i), "bad-claim");
+    assert_eq!(code(&rs(with(|c| c["exp"] = json!("soon"))), &i), "bad-claim");
+    assert_eq!(code(&rs(with(|c| drop(c.as_object_mut().unwrap().remove("sub")))), &i), "missing-claim");
+    assert_eq!(code(&rs(with(|c| drop(c.as_object_mut().unwrap().remove("exp")))), &i), "missing-claim");
+    assert_eq!(code(&rs(with(|c| c["iat"] = json!(NOW - 200_000))), &i), "lifetime-too-long");
+    assert_eq!(code(&rs(with(|c| c["preferred_username"] = json!("Root:x"))), &i), "invalid-username");
+    assert_eq!(code(&rs(with(|c| c["groups"] = json!([["nested"]]))), &i), "bad-claim");
+    assert_eq!(code(&rs(with(|c| c["groups"] = json!(["a:b"]))), &i), "bad-claim");
     // several audiences: azp must name one of ours
-    assert_eq!(
-        code(&rs(with(|c| c["aud"] = json!(["host-login", "x"]))), &i),
-        "azp-mismatch"
-    );
+    assert_eq!(code(&rs(with(|c| c["aud"] = json!(["host-login", "x"]))), &i), "azp-mismatch");
     assert!(run(
         &rs(with(|c| {
             c["aud"] = json!(["host-login", "x"]);
@@ -212,69 +142,29 @@ fn signature_and_key_rejections() {
     let t = sign(json!({"alg":"RS256","kid":"rsa1"}), claims(), "rsa");
     // tampered payload
     let mut parts: Vec<String> = t.split('.').map(str::to_string).collect();
-    parts[1] =
-        URL_SAFE_NO_PAD.encode(with(|c| c["preferred_username"] = json!("root")).to_string());
+    parts[1] = URL_SAFE_NO_PAD.encode(with(|c| c["preferred_username"] = json!("root")).to_string());
     assert_eq!(code(&parts.join("."), &i), "bad-signature");
     // tampered signature
     let mut parts: Vec<String> = t.split('.').map(str::to_string).collect();
     parts[2] = URL_SAFE_NO_PAD.encode([7u8; 256]);
     assert_eq!(code(&parts.join("."), &i), "bad-signature");
     // signed by another key that claims the same kid
-    assert_eq!(
-        code(
-            &sign(json!({"alg":"RS256","kid":"rsa1"}), claims(), "rsa_other"),
-            &i
-        ),
-        "bad-signature"
-    );
-    assert_eq!(
-        code(
-            &sign(json!({"alg":"RS256","kid":"nope"}), claims(), "rsa"),
-            &i
-        ),
-        "unknown-kid"
-    );
+    assert_eq!(code(&sign(json!({"alg":"RS256","kid":"rsa1"}), claims(), "rsa_other"), &i), "bad-signature");
+    assert_eq!(code(&sign(json!({"alg":"RS256","kid":"nope"}), claims(), "rsa"), &i), "unknown-kid");
     // alg/key family confusion: an ES256 token pointing at the RSA key
-    assert_eq!(
-        code(
-            &sign(json!({"alg":"ES256","kid":"rsa1"}), claims(), "ec"),
-            &i
-        ),
-        "no-usable-key"
-    );
+    assert_eq!(code(&sign(json!({"alg":"ES256","kid":"rsa1"}), claims(), "ec"), &i), "no-usable-key");
     // not on the allow-list
-    assert_eq!(
-        code(
-            &sign(json!({"alg":"PS256","kid":"rsa1"}), claims(), "rsa"),
-            &i
-        ),
-        "alg-not-allowed"
-    );
+    assert_eq!(code(&sign(json!({"alg":"PS256","kid":"rsa1"}), claims(), "rsa"), &i), "alg-not-allowed");
     // HS256 "signed" with the issuer's public key as the secret
     let pubkey = keys()["rsa"]["jwk"]["n"].as_str().unwrap().to_string();
-    assert_eq!(
-        code(
-            &sign(json!({"alg":"HS256","kid":"rsa1"}), claims(), &pubkey),
-            &i
-        ),
-        "alg-not-allowed"
-    );
+    assert_eq!(code(&sign(json!({"alg":"HS256","kid":"rsa1"}), claims(), &pubkey), &i), "alg-not-allowed");
     // even if HS256 were allowed, it uses only the configured secret, never a JWKS key
     let mut ih = issuer();
     ih.algorithms.push(crate::alg::Alg::HS256);
-    assert_eq!(
-        code(
-            &sign(json!({"alg":"HS256","kid":"rsa1"}), claims(), &pubkey),
-            &ih
-        ),
-        "no-usable-key"
-    );
+    assert_eq!(code(&sign(json!({"alg":"HS256","kid":"rsa1"}), claims(), &pubkey), &ih), "no-usable-key");
     // jku/jwk/x5u in the header never change which key is used
-    let t = sign(
-        json!({"alg":"RS256","kid":"rsa1","jku":"https://evil/jwks","jwk":{"kty":"oct"}}),
-        claims(),
-        "rsa_other",
-    );
+    let t =
+        sign(json!({"alg":"RS256","kid":"rsa1","jku":"https://evil/jwks","jwk":{"kty":"oct"}}), claims(), "rsa_other");
     assert_eq!(code(&t, &i), "bad-signature");
 }
 
@@ -282,27 +172,12 @@ fn signature_and_key_rejections() {
 fn hmac_with_configured_secret() {
     let mut i = issuer();
     i.algorithms = vec![crate::alg::Alg::HS256];
-    let t = sign(
-        json!({"alg":"HS256"}),
-        claims(),
-        "shared-secret-of-32-bytes-or-more!!",
-    );
+    let t = sign(json!({"alg":"HS256"}), claims(), "shared-secret-of-32-bytes-or-more!!");
     let p = parse(&t, 16384).unwrap();
-    let keys = Keys {
-        jwks: None,
-        hmac_secret: Some(b"shared-secret-of-32-bytes-or-more!!"),
-    };
+    let keys = Keys { jwks: None, hmac_secret: Some(b"shared-secret-of-32-bytes-or-more!!") };
     assert!(verify(&p, &i, keys, NOW, &mut Report::default()).is_ok());
-    let keys = Keys {
-        jwks: None,
-        hmac_secret: Some(b"wrong"),
-    };
-    assert_eq!(
-        verify(&p, &i, keys, NOW, &mut Report::default())
-            .unwrap_err()
-            .code(),
-        "bad-signature"
-    );
+    let keys = Keys { jwks: None, hmac_secret: Some(b"wrong") };
+    assert_eq!(verify(&p, &i, keys, NOW, &mut Report::default()).unwrap_err().code(), "bad-signature");
 }
 
 #[test]
@@ -318,27 +193,9 @@ fn report_lists_every_claim_check() {
     let j = jwks();
     let p = parse(&t, 16384).unwrap();
     let mut r = Report::default();
-    let e = verify(
-        &p,
-        &issuer(),
-        Keys {
-            jwks: Some(&j),
-            hmac_secret: None,
-        },
-        NOW,
-        &mut r,
-    )
-    .unwrap_err();
+    let e = verify(&p, &issuer(), Keys { jwks: Some(&j), hmac_secret: None }, NOW, &mut r).unwrap_err();
     assert_eq!(e.code(), "expired");
-    let failed: Vec<_> = r
-        .checks
-        .iter()
-        .filter(|c| c.result.is_err())
-        .map(|c| c.name)
-        .collect();
+    let failed: Vec<_> = r.checks.iter().filter(|c| c.result.is_err()).map(|c| c.name).collect();
     assert_eq!(failed, ["exp", "aud"]);
-    assert!(r
-        .checks
-        .iter()
-        .any(|c| c.name == "signature" && c.result.is_ok()));
+    assert!(r.checks.iter().any(|c| c.name == "signature" && c.result.is_ok()));
 }
