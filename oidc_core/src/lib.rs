@@ -11,6 +11,7 @@
 //! * [`audit`] — the one-line audit record.
 //! * [`secret`] — a token holder that wipes itself and never prints.
 
+pub mod accounts;
 pub mod alg;
 pub mod audit;
 pub mod config;

@@ -26,6 +26,8 @@ pub struct Verified {
     pub amr: Vec<String>,
     pub alg: Alg,
     pub kid: Option<String>,
+    /// Every claim of the verified token (for account mapping: uid and GECOS claims).
+    pub claims: serde_json::Map<String, Value>,
 }
 
 /// The keys available for one issuer.
@@ -327,6 +329,7 @@ fn check_claims(p: &Parsed<'_>, iss: &Issuer, issuer: String, now: i64, r: &mut 
         amr: amr?,
         alg: p.alg,
         kid: p.kid.clone(),
+        claims: c.0.clone(),
     })
 }
 

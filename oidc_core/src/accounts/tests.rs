@@ -1,0 +1,126 @@
+use super::*;
+use std::path::Path;
+
+fn cfg(extra: &str) -> Config {
+    let text = format!("version = 1\n{extra}\n[[issuer]]\nurl = \"https://idp.test\"\naudiences = [\"a\"]\n");
+    Config::parse(&text, Path::new("t.toml")).unwrap()
+}
+
+fn local() -> LocalDb {
+    LocalDb::parse(
+        "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/:/bin/false\nbob:x:1000:1000::/home/bob:/bin/bash\n",
+        "root:x:0:\nsudo:x:27:bob\nbob:x:1000:\ndocker:x:999:\n",
+    )
+}
+
+fn ev(sub: &str, name: &str, groups: &[&str]) -> LoginEvent {
+    LoginEvent {
+        issuer: "https://idp.test".into(),
+        sub: sub.into(),
+        name: name.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        uid_claim: None,
+        gecos: format!("{name} N."),
+    }
+}
+
+#[test]
+fn first_login_allocates_deterministic_ids() {
+    let c = cfg("");
+    let mut s1 = Store::default();
+    let mut s2 = Store::default();
+    let a = s1.admit(&ev("s-a", "alice", &["devs", "Ops Admins"]), &c, &local(), 10).unwrap();
+    let b = s2.admit(&ev("s-a", "alice", &["Ops Admins", "devs"]), &c, &local(), 99).unwrap();
+    assert_eq!(a.uid, b.uid, "two independent stores agree");
+    assert_eq!(a.uid, uid_for(&c.accounts, "alice"));
+    assert!(a.uid >= c.accounts.uid_min && a.uid <= c.accounts.uid_max);
+    assert_eq!(a.groups.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(), ["devs", "ops-admins"]);
+    let g1: Vec<_> = s1.groups.iter().map(|g| (g.name.clone(), g.gid)).collect();
+    let mut g2: Vec<_> = s2.groups.iter().map(|g| (g.name.clone(), g.gid)).collect();
+    g2.sort();
+    let mut g1s = g1.clone();
+    g1s.sort();
+    assert_eq!(g1s, g2, "group gids agree too");
+    assert!(a.new);
+    // Second login: same uid, groups refreshed.
+    let again = s1.admit(&ev("s-a", "alice", &["devs"]), &c, &local(), 20).unwrap();
+    assert_eq!((again.uid, again.new), (a.uid, false));
+    assert_eq!(s1.users[0].groups, ["devs"]);
+    assert_eq!(s1.users[0].last_login, 20);
+}
+
+#[test]
+fn collisions_and_ownership_are_refused() {
+    let c = cfg("");
+    let mut s = Store::default();
+    assert_eq!(s.admit(&ev("s-b", "bob", &[]), &c, &local(), 1).unwrap_err().code, "local-account");
+    assert_eq!(s.admit(&ev("s-d", "daemon", &[]), &c, &local(), 1).unwrap_err().code, "local-account");
+    s.admit(&ev("s-a", "alice", &[]), &c, &local(), 1).unwrap();
+    assert_eq!(s.admit(&ev("s-other", "alice", &[]), &c, &local(), 2).unwrap_err().code, "name-taken");
+    assert_eq!(s.admit(&ev("s-a", "alice2", &[]), &c, &local(), 2).unwrap_err().code, "identity-renamed");
+    // A pinned uid equal to a local uid, or to another identity's uid.
+    let c = cfg("[accounts]\npinned_uids = { carol = 1000, dave = 5000, erin = 5000 }");
+    assert_eq!(s.admit(&ev("s-c", "carol", &[]), &c, &local(), 3).unwrap_err().code, "uid-collision");
+    assert_eq!(s.admit(&ev("s-d", "dave", &[]), &c, &local(), 3).unwrap().uid, 5000);
+    let e = s.admit(&ev("s-e", "erin", &[]), &c, &local(), 3).unwrap_err();
+    assert_eq!(e.code, "uid-collision");
+    assert!(e.reason.contains("held by dave"), "{}", e.reason);
+    // A hash collision (tiny range): the later identity is refused.
+    let c = cfg("[accounts]\nuid_min = 70000\nuid_max = 70000\ngid_min = 80000\ngid_max = 80100");
+    let mut s = Store::default();
+    assert_eq!(s.admit(&ev("s-1", "u1", &[]), &c, &local(), 1).unwrap().uid, 70000);
+    assert_eq!(s.admit(&ev("s-2", "u2", &[]), &c, &local(), 1).unwrap_err().code, "uid-collision");
+}
+
+#[test]
+fn uid_claim_must_be_in_range() {
+    let c = cfg("[accounts]\nuid_claim = \"uidNumber\"");
+    let mut s = Store::default();
+    let mut e = ev("s-a", "alice", &[]);
+    e.uid_claim = Some(42);
+    assert_eq!(s.admit(&e, &c, &local(), 1).unwrap_err().code, "uid-out-of-range");
+    e.uid_claim = Some(c.accounts.uid_min + 7);
+    assert_eq!(s.admit(&e, &c, &local(), 1).unwrap().uid, c.accounts.uid_min + 7);
+}
+
+#[test]
+fn groups_mapping_and_local_extension() {
+    let c = cfg("[groups]\nprefix = \"unix-\"\nmap = { ops-admins = \"sudo\" }");
+    let mut s = Store::default();
+    let a = s.admit(&ev("s-a", "alice", &["unix-devs", "unix-ops-admins", "unix-docker", "sales", "unix-9lives"]), &c, &local(), 1).unwrap();
+    let names: Vec<_> = a.groups.iter().map(|(n, g)| (n.as_str(), *g)).collect();
+    assert!(names.contains(&("sudo", 27)), "explicit map extends the local group: {names:?}");
+    assert!(names.iter().any(|(n, _)| *n == "devs"));
+    assert!(names.iter().any(|(n, _)| *n == "g-9lives"), "sanitised: {names:?}");
+    assert!(!names.iter().any(|(n, _)| *n == "docker"), "never joins a local group by name alone");
+    assert!(!names.iter().any(|(n, _)| *n == "sales"), "prefix filter");
+    assert!(a.warnings.iter().any(|w| w.contains("docker")), "{:?}", a.warnings);
+    assert_eq!(sanitize_group("Ops Admins!"), Some("ops-admins".into()));
+    assert_eq!(sanitize_group(""), None);
+}
+
+#[test]
+fn snapshot_parts_serve_users_groups_roster_and_rule() {
+    let c = cfg("[accounts]\nprelogin_patterns = [\"dev-*\"]\npinned_uids = { zed = 1900000100 }");
+    let mut s = Store::default();
+    s.admit(&ev("s-a", "alice", &["devs"]), &c, &local(), 1).unwrap();
+    s.admit(&ev("s-x", "xavier", &["devs"]), &c, &local(), 1).unwrap();
+    let (users, groups, rule, _) = s.snapshot_parts(&c, &local(), &["roster1".into(), "bob".into(), "Bad Name".into()]);
+    let names: Vec<_> = users.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["alice", "xavier", "roster1", "zed"], "local bob and invalid names skipped");
+    assert_eq!(users[3].uid, 1_900_000_100);
+    assert_eq!(users[2].uid, uid_for(&c.accounts, "roster1"));
+    let devs = groups.iter().find(|g| g.name == "devs").unwrap();
+    assert_eq!(devs.members, ["alice", "xavier"]);
+    assert!(groups.iter().any(|g| g.name == "alice" && g.gid == users[0].uid), "user private group");
+    assert_eq!(users[0].groups, [devs.gid]);
+    assert_eq!(rule.unwrap().patterns, ["dev-*"]);
+    nss_oidc::format::build_with(&users, &groups, None, 1).unwrap();
+}
+
+#[test]
+fn local_db_parsing_ignores_junk() {
+    let db = LocalDb::parse("# c\n+nis\nbad\nok:x:5:5::/:/bin/sh\n:x:1:1\n", "g:x:7:\n");
+    assert_eq!(db.users.len(), 1);
+    assert!(db.uids.contains(&5) && db.gids.contains(&7));
+}
