@@ -1,11 +1,13 @@
 //! helperd — pam-oidc's privileged helper and admin CLI.
 
+mod accounts;
 mod atomic;
 mod check_token;
 mod fetch;
 mod keys;
 mod log;
 mod server;
+mod snapshot;
 
 use oidc_core::config::{Config, DEFAULT_PATH};
 use oidc_core::ipc::{call, Request, Response};
@@ -21,6 +23,7 @@ commands:
                              read a token on stdin, print every check and the verdict
   status                     show each issuer's key cache (asks the running daemon)
   refresh ISSUER             ask the running daemon to refetch an issuer's keys now
+  users                      list the OIDC accounts (name, uid, groups, identity, last login)
   version";
 
 fn main() -> ExitCode {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
             }
         },
         "status" => status(&cfg),
+        "users" => users(&cfg),
         "refresh" => match args.get(1) {
             Some(iss) => match oidc_core::ipc::refresh_jwks(&cfg.helperd.socket, iss, Duration::from_secs(30)) {
                 Ok(d) => {
@@ -114,18 +118,31 @@ fn run(cfg: Config) -> i32 {
     };
     let timeout = Duration::from_secs(cfg.helperd.fetch_timeout_secs);
     let socket = cfg.helperd.socket.clone();
-    let cache = Arc::new(keys::KeyCache::new(cfg, Box::new(fetch::Http::new(timeout))));
-    let refresher = Arc::clone(&cache);
+    let accounts = match accounts::AccountService::open(cfg.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            log::error!("account store: {e}");
+            return 1;
+        }
+    };
+    if let Err(e) = accounts.rebuild() {
+        log::error!("nss snapshot: {e}");
+        return 1;
+    }
+    let keys = keys::KeyCache::new(cfg, Box::new(fetch::Http::new(timeout)));
+    let svc = Arc::new(server::Services { keys, accounts });
+    let bg = Arc::clone(&svc);
     let spawned = std::thread::Builder::new().name("helperd-refresh".into()).spawn(move || loop {
-        refresher.refresh_due();
-        std::thread::sleep(refresher.next_due_in());
+        bg.keys.refresh_due();
+        bg.accounts.rebuild_if_inputs_changed();
+        std::thread::sleep(bg.keys.next_due_in().min(Duration::from_secs(5)));
     });
     if let Err(e) = spawned {
         log::error!("starting the refresher: {e}");
         return 1;
     }
     log::info!("helperd {} listening on {}", env!("CARGO_PKG_VERSION"), socket.display());
-    server::serve(listener, cache);
+    server::serve(listener, svc);
     0
 }
 
@@ -144,6 +161,35 @@ fn status(cfg: &Config) -> i32 {
                     i.fetches,
                     i.rate_limited,
                     i.last_error.as_deref().unwrap_or("-")
+                );
+            }
+            0
+        }
+        Ok(other) => {
+            eprintln!("helperd: unexpected answer {other:?}");
+            1
+        }
+        Err(e) => {
+            eprintln!("helperd: {e}");
+            1
+        }
+    }
+}
+
+fn users(cfg: &Config) -> i32 {
+    match call(&cfg.helperd.socket, &Request::Users, Duration::from_secs(5)) {
+        Ok(Response::Users { users }) => {
+            println!("{:<20} {:>10}  {:<30} {:<12} identity", "name", "uid", "groups", "last login");
+            let now = keys::unix_now();
+            for u in users {
+                println!(
+                    "{:<20} {:>10}  {:<30} {:<12} {} {}",
+                    u.name,
+                    u.uid,
+                    u.groups.join(","),
+                    format!("{}s ago", now - u.last_login),
+                    u.issuer,
+                    oidc_core::audit::clean(&u.sub)
                 );
             }
             0

@@ -2,6 +2,7 @@
 //! connection up to `max_connections`, read/write deadlines on every frame,
 //! and the peer's credentials (SO_PEERCRED) read for every request.
 
+use crate::accounts::AccountService;
 use crate::keys::KeyCache;
 use crate::log::{error, info, warning};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
@@ -37,9 +38,15 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
     Ok(l)
 }
 
-pub fn serve(listener: UnixListener, cache: Arc<KeyCache>) {
+/// Everything the daemon serves.
+pub struct Services {
+    pub keys: KeyCache,
+    pub accounts: AccountService,
+}
+
+pub fn serve(listener: UnixListener, svc: Arc<Services>) {
     let active = Arc::new(AtomicUsize::new(0));
-    let max = cache.config().helperd.max_connections.max(1);
+    let max = svc.keys.config().helperd.max_connections.max(1);
     for conn in listener.incoming() {
         let stream = match conn {
             Ok(s) => s,
@@ -54,9 +61,9 @@ pub fn serve(listener: UnixListener, cache: Arc<KeyCache>) {
             warning!("refusing connection: {max} already active");
             continue;
         }
-        let (cache, active) = (Arc::clone(&cache), Arc::clone(&active));
+        let (svc, active) = (Arc::clone(&svc), Arc::clone(&active));
         let spawned = std::thread::Builder::new().name("helperd-conn".into()).spawn(move || {
-            handle(stream, &cache);
+            handle(stream, &svc);
             active.fetch_sub(1, Ordering::SeqCst);
         });
         if let Err(e) = spawned {
@@ -65,7 +72,7 @@ pub fn serve(listener: UnixListener, cache: Arc<KeyCache>) {
     }
 }
 
-fn handle(mut s: UnixStream, cache: &KeyCache) {
+fn handle(mut s: UnixStream, svc: &Services) {
     let peer = match getsockopt(&s, PeerCredentials) {
         Ok(c) => c,
         Err(e) => {
@@ -84,11 +91,13 @@ fn handle(mut s: UnixStream, cache: &KeyCache) {
     };
     let resp = match &req {
         Request::Ping => Response::Pong { version: env!("CARGO_PKG_VERSION").into() },
-        Request::Status => Response::Status { issuers: cache.status() },
+        Request::Status => Response::Status { issuers: svc.keys.status() },
         Request::RefreshJwks { issuer } => {
             info!("jwks refresh requested by uid={uid} pid={pid} issuer={}", oidc_core::audit::clean(issuer));
-            cache.refresh_on_demand(issuer)
+            svc.keys.refresh_on_demand(issuer)
         }
+        Request::Login { event } => svc.accounts.login(event, uid),
+        Request::Users => Response::Users { users: svc.accounts.users() },
     };
     if let Err(e) = write_frame(&mut s, &resp, Instant::now() + FRAME_DEADLINE) {
         warning!("writing response to uid={uid} pid={pid}: {e}");

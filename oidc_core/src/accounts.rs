@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 pub const STORE_VERSION: u32 = 1;
+/// The store file in `helperd.state_dir` (0600 root; helperd writes it, the
+/// module reads it only when helperd is unreachable).
+pub const STORE_FILE: &str = "accounts.json";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredUser {
@@ -165,6 +168,21 @@ pub fn gid_for(a: &Accounts, group: &str) -> u32 {
 }
 
 impl Store {
+    /// Read a store file; a missing file is an empty store.
+    pub fn load(path: &std::path::Path) -> Result<Store, String> {
+        match std::fs::read(path) {
+            Ok(b) => {
+                let s: Store = serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display()))?;
+                if s.v != STORE_VERSION {
+                    return Err(format!("{}: store version {} (want {STORE_VERSION})", path.display(), s.v));
+                }
+                Ok(s)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Store::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
     pub fn find(&self, issuer: &str, sub: &str) -> Option<&StoredUser> {
         self.users.iter().find(|u| u.issuer == issuer && u.sub == sub)
     }
@@ -180,14 +198,22 @@ impl Store {
             if self.users[i].name != ev.name {
                 return Err(refuse(
                     "identity-renamed",
-                    format!("identity {} already holds the name {}; it cannot also log in as {}", ev.sub, self.users[i].name, ev.name),
+                    format!(
+                        "identity {} already holds the name {}; it cannot also log in as {}",
+                        ev.sub, self.users[i].name, ev.name
+                    ),
                 ));
             }
         }
-        if let Some(holder) = self.users.iter().find(|u| u.name == ev.name && !(u.issuer == ev.issuer && u.sub == ev.sub)) {
+        if let Some(holder) =
+            self.users.iter().find(|u| u.name == ev.name && !(u.issuer == ev.issuer && u.sub == ev.sub))
+        {
             return Err(refuse(
                 "name-taken",
-                format!("{} belongs to identity {} of {}; refused for sub {}", ev.name, holder.sub, holder.issuer, ev.sub),
+                format!(
+                    "{} belongs to identity {} of {}; refused for sub {}",
+                    ev.name, holder.sub, holder.issuer, ev.sub
+                ),
             ));
         }
         let uid = match existing {
@@ -196,7 +222,10 @@ impl Store {
                 let uid = match (a.pinned_uids.get(&ev.name), ev.uid_claim) {
                     (Some(p), _) => *p,
                     (None, Some(c)) if c < a.uid_min || c > a.uid_max => {
-                        return Err(refuse("uid-out-of-range", format!("uid claim {c} outside {}..={}", a.uid_min, a.uid_max)));
+                        return Err(refuse(
+                            "uid-out-of-range",
+                            format!("uid claim {c} outside {}..={}", a.uid_min, a.uid_max),
+                        ));
                     }
                     (None, Some(c)) => c,
                     (None, None) => uid_for(a, &ev.name),
@@ -311,7 +340,10 @@ impl Store {
         }
         let pinned = a.pinned_uids.keys().cloned();
         for name in roster.iter().cloned().chain(pinned) {
-            if taken_name.contains(&name) || local.users.contains_key(&name) || crate::policy::check_login_name(&name).is_err() {
+            if taken_name.contains(&name)
+                || local.users.contains_key(&name)
+                || crate::policy::check_login_name(&name).is_err()
+            {
                 continue;
             }
             let uid = uid_for(a, &name);
@@ -319,14 +351,26 @@ impl Store {
                 warnings.push(format!("pre-login name {name} not served: uid {uid} collides"));
                 continue;
             }
-            users.push(User { name: name.clone(), uid, gid: uid, gecos: String::new(), dir: home(&name), shell: a.shell.clone(), groups: vec![] });
+            users.push(User {
+                name: name.clone(),
+                uid,
+                gid: uid,
+                gecos: String::new(),
+                dir: home(&name),
+                shell: a.shell.clone(),
+                groups: vec![],
+            });
             taken_uid.insert(uid);
             taken_name.insert(name);
         }
         let group_gids: HashSet<u32> = self.groups.iter().map(|g| g.gid).collect();
         for u in &users {
             // User private group, unless a local or OIDC group has the name or gid.
-            if !local.groups.contains_key(&u.name) && !local.gids.contains(&u.gid) && !gid_of.contains_key(u.name.as_str()) && !group_gids.contains(&u.gid) {
+            if !local.groups.contains_key(&u.name)
+                && !local.gids.contains(&u.gid)
+                && !gid_of.contains_key(u.name.as_str())
+                && !group_gids.contains(&u.gid)
+            {
                 groups.push(Group { name: u.name.clone(), gid: u.gid, members: vec![] });
             }
         }
@@ -335,7 +379,11 @@ impl Store {
                 warnings.push(format!("group {} (gid {}) not served: now a local group or gid", g.name, g.gid));
                 continue;
             }
-            groups.push(Group { name: g.name.clone(), gid: g.gid, members: members.remove(g.name.as_str()).unwrap_or_default() });
+            groups.push(Group {
+                name: g.name.clone(),
+                gid: g.gid,
+                members: members.remove(g.name.as_str()).unwrap_or_default(),
+            });
         }
         let prelogin = (!a.prelogin_patterns.is_empty()).then(|| Prelogin {
             key: a.id_hash_key.clone(),

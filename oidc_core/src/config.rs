@@ -53,6 +53,8 @@ pub struct Helperd {
     pub jwks_ttl_max_secs: u64,
     /// Concurrent client connections served; more are refused.
     pub max_connections: usize,
+    /// The NSS snapshot served by libnss_oidc.so.2 (which reads this default path).
+    pub nss_snapshot: PathBuf,
 }
 
 impl Default for Helperd {
@@ -67,6 +69,7 @@ impl Default for Helperd {
             jwks_ttl_min_secs: 300,
             jwks_ttl_max_secs: 86400,
             max_connections: 64,
+            nss_snapshot: nss_oidc::format::DEFAULT_PATH.into(),
         }
     }
 }

@@ -22,6 +22,12 @@ pub enum Request {
         issuer: String,
     },
     Status,
+    /// A verified login (root peers only): admit the identity, allocate its ids.
+    Login {
+        event: crate::accounts::LoginEvent,
+    },
+    /// The account store (public fields: names, ids, groups, issuer, sub).
+    Users,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +44,18 @@ pub enum Response {
     },
     Status {
         issuers: Vec<IssuerStatus>,
+    },
+    Admitted {
+        uid: u32,
+        gid: u32,
+        detail: String,
+    },
+    Refused {
+        code: String,
+        reason: String,
+    },
+    Users {
+        users: Vec<crate::accounts::StoredUser>,
     },
     Error {
         message: String,

@@ -8,14 +8,23 @@ use crate::audit::{clean, clean_n, MAX_CONTEXT};
 pub enum Rejection {
     // --- structure
     Empty,
-    Oversize { len: usize, max: usize },
+    Oversize {
+        len: usize,
+        max: usize,
+    },
     Malformed(&'static str),
     BadBase64(&'static str),
-    BadJson { part: &'static str, detail: String },
+    BadJson {
+        part: &'static str,
+        detail: String,
+    },
     // --- header
     AlgNone,
     AlgUnsupported(String),
-    AlgNotAllowed { alg: String, allowed: String },
+    AlgNotAllowed {
+        alg: String,
+        allowed: String,
+    },
     Crit,
     BadHeader(String),
     // --- issuer and keys
@@ -26,21 +35,66 @@ pub enum Rejection {
     BadSignature,
     // --- claims
     MissingClaim(&'static str),
-    BadClaim { claim: String, why: String },
-    Expired { exp: i64, now: i64, leeway: u64 },
-    NotYetValid { nbf: i64, now: i64, leeway: u64 },
-    IssuedInFuture { iat: i64, now: i64, leeway: u64 },
-    LifetimeTooLong { lifetime: i64, max: u64 },
-    AudienceMismatch { got: String, want: String },
-    AzpMismatch { got: String, want: String },
-    AcrNotAccepted { got: String, want: String },
-    AmrMissing { got: String, want: String },
-    AuthTooOld { age: i64, max: u64 },
+    BadClaim {
+        claim: String,
+        why: String,
+    },
+    Expired {
+        exp: i64,
+        now: i64,
+        leeway: u64,
+    },
+    NotYetValid {
+        nbf: i64,
+        now: i64,
+        leeway: u64,
+    },
+    IssuedInFuture {
+        iat: i64,
+        now: i64,
+        leeway: u64,
+    },
+    LifetimeTooLong {
+        lifetime: i64,
+        max: u64,
+    },
+    AudienceMismatch {
+        got: String,
+        want: String,
+    },
+    AzpMismatch {
+        got: String,
+        want: String,
+    },
+    AcrNotAccepted {
+        got: String,
+        want: String,
+    },
+    AmrMissing {
+        got: String,
+        want: String,
+    },
+    AuthTooOld {
+        age: i64,
+        max: u64,
+    },
     // --- identity and policy
     InvalidUsername(String),
-    UserMismatch { token_user: String, pam_user: String },
-    NotInAllowedGroup { want: String },
+    UserMismatch {
+        token_user: String,
+        pam_user: String,
+    },
+    NotInAllowedGroup {
+        want: String,
+    },
     InDeniedGroup(String),
+    // --- accounts
+    /// helperd refused the identity (code, reason): name taken, uid collision, local account...
+    AccountRefused {
+        code: String,
+        reason: String,
+    },
+    AccountsUnavailable(String),
     // --- environment
     Config(String),
     NoToken(String),
@@ -81,6 +135,8 @@ impl Rejection {
             UserMismatch { .. } => "user-mismatch",
             NotInAllowedGroup { .. } => "not-in-allowed-group",
             InDeniedGroup(_) => "in-denied-group",
+            AccountRefused { .. } => "account-refused",
+            AccountsUnavailable(_) => "accounts-unavailable",
             Config(_) => "config-error",
             NoToken(_) => "no-token",
         }
@@ -96,6 +152,7 @@ impl Rejection {
             UserMismatch { .. } => "OIDC login refused: token is for another user",
             NotInAllowedGroup { .. } | InDeniedGroup(_) => "OIDC login refused: access denied",
             Config(_) => "OIDC login unavailable: configuration error",
+            AccountRefused { .. } | AccountsUnavailable(_) => "OIDC login refused: account unavailable",
             NoToken(_) => "OIDC login refused: no token given",
             _ => "OIDC login refused: invalid token",
         }
@@ -160,6 +217,8 @@ impl std::fmt::Display for Rejection {
                 write!(f, "not in an allowed group (need one of {})", clean(want))
             }
             InDeniedGroup(g) => write!(f, "member of denied group {}", clean(g)),
+            AccountRefused { code, reason } => write!(f, "account refused ({code}): {}", clean_n(reason, MAX_CONTEXT)),
+            AccountsUnavailable(why) => write!(f, "account store unavailable: {}", clean_n(why, MAX_CONTEXT)),
             Config(why) => write!(f, "configuration error: {}", clean_n(why, MAX_CONTEXT)),
             NoToken(why) => write!(f, "no token: {}", clean(why)),
         }

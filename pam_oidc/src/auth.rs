@@ -13,7 +13,10 @@ use oidc_core::{Rejection, Secret};
 use pam::constants::PamResultCode;
 use std::time::Duration;
 
+/// The account logged into (the PAM user).
 pub const ENV_USER: &str = "OIDC_USER";
+/// The token's login name (differs from OIDC_USER for a role account).
+pub const ENV_IDENTITY: &str = "OIDC_IDENTITY";
 pub const ENV_ISSUER: &str = "OIDC_ISSUER";
 pub const ENV_SUB: &str = "OIDC_SUB";
 pub const ENV_GROUPS: &str = "OIDC_GROUPS";
@@ -24,7 +27,9 @@ pub const ENV_EXP: &str = "OIDC_EXP";
 /// everything else an authentication error. Both refuse.
 pub fn code_for(r: &Rejection) -> PamResultCode {
     match r {
-        Rejection::KeysUnavailable(_) | Rejection::Config(_) => PamResultCode::PAM_AUTHINFO_UNAVAIL,
+        Rejection::KeysUnavailable(_) | Rejection::Config(_) | Rejection::AccountsUnavailable(_) => {
+            PamResultCode::PAM_AUTHINFO_UNAVAIL
+        }
         _ => PamResultCode::PAM_AUTH_ERR,
     }
 }
@@ -129,18 +134,34 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCod
         Ok(v) => v,
         Err(r) => return deny(pam, ev, &r, reason),
     };
-    if v.username != user {
-        let r = Rejection::UserMismatch { token_user: v.username.clone(), pam_user: user };
-        return deny(pam, ev, &r, r.to_string());
-    }
+    // A role account (e.g. `deploy`) may be entered by a token whose groups grant it.
+    let role = if v.username == user {
+        None
+    } else {
+        match cfg.role_accounts.iter().find(|r| r.name == user && v.groups.contains(&r.group)) {
+            Some(r) => Some(r.group.clone()),
+            None => {
+                let r = Rejection::UserMismatch { token_user: v.username.clone(), pam_user: user };
+                return deny(pam, ev, &r, r.to_string());
+            }
+        }
+    };
     // Group policy here too, so a stack without our `account` line (or an
     // application that skips pam_acct_mgmt) cannot bypass denied_groups.
     if let Err(r) = oidc_core::policy::check_groups(&v.groups, &cfg.policy, &a.require_groups) {
         return deny(pam, ev, &r, r.to_string());
     }
+    let account = match &role {
+        Some(g) => format!("role account {user} via group {g} for identity {}", v.username),
+        None => match crate::admit::admit(&cfg, &v) {
+            Ok(d) => format!("account: {d}"),
+            Err(r) => return deny(pam, ev, &r, r.to_string()),
+        },
+    };
     let groups = v.groups.join(",");
     let env = [
-        (ENV_USER, v.username.as_str()),
+        (ENV_USER, user.as_str()),
+        (ENV_IDENTITY, v.username.as_str()),
         (ENV_ISSUER, v.issuer.as_str()),
         (ENV_SUB, v.sub.as_str()),
         (ENV_GROUPS, groups.as_str()),
@@ -156,7 +177,8 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCod
     ev.allow = true;
     ev.code = "ok".into();
     ev.reason = format!(
-        "{reason}; alg={} kid={} groups={}",
+        "{reason}; {}; alg={} kid={} groups={}",
+        oidc_core::audit::clean_n(&account, oidc_core::audit::MAX_CONTEXT),
         v.alg,
         v.kid.as_deref().unwrap_or("-"),
         oidc_core::audit::clean(&groups)

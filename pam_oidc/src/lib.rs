@@ -8,6 +8,7 @@
 //! helperd writes, and helperd is asked (with a deadline) to refresh them.
 
 pub mod account;
+pub mod admit;
 pub mod args;
 pub mod auth;
 mod ffi;

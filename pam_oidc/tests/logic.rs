@@ -80,7 +80,7 @@ fn setup(tag: &str) -> Setup {
     std::fs::write(
         &config,
         format!(
-            "version = 1\n[helperd]\nsocket = \"{0}/no.sock\"\ncache_dir = \"{0}\"\n[policy]\ndenied_groups = [\"contractors\"]\n\
+            "version = 1\n[helperd]\nsocket = \"{0}/no.sock\"\ncache_dir = \"{0}\"\nstate_dir = \"{0}\"\n[policy]\ndenied_groups = [\"contractors\"]\n\
              [[issuer]]\nurl = \"https://idp.test\"\naudiences = [\"host\"]\n",
             dir.display()
         ),
@@ -94,6 +94,10 @@ fn setup(tag: &str) -> Setup {
         expires_at: NOW + 3600,
         jwks: json!({"keys": [keys["rsa"]["jwk"]]}),
     };
+    // alice is a known identity in the account store (helperd is not running in these tests).
+    let store = json!({"v": 1, "groups": [], "users": [{"issuer": "https://idp.test", "sub": "s-1", "name": "alice",
+        "uid": 1_879_048_300u32, "gecos": "", "groups": [], "first_login": 1, "last_login": 1}]});
+    std::fs::write(dir.join("accounts.json"), store.to_string()).unwrap();
     let path = oidc_core::jwks::cache_path(&dir, "https://idp.test");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, serde_json::to_vec(&cache).unwrap()).unwrap();

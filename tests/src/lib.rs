@@ -264,7 +264,7 @@ impl Env {
         let d = &dir.0;
         let config = d.join("config.toml");
         let text = format!(
-            "version = 1\n[helperd]\nsocket = \"{0}/helperd.sock\"\ncache_dir = \"{0}/cache\"\nstate_dir = \"{0}/state\"\n\
+            "version = 1\n[helperd]\nsocket = \"{0}/helperd.sock\"\ncache_dir = \"{0}/cache\"\nstate_dir = \"{0}/state\"\nnss_snapshot = \"{0}/nss.snapshot\"\n\
              fetch_timeout_secs = 10\njwks_refresh_min_interval_secs = 1\n\n[pam]\nipc_timeout_ms = 1500\n\n{extra}\n{issuers_toml}\n",
             d.display()
         );
@@ -277,6 +277,22 @@ impl Env {
         format!(
             "[[issuer]]\nurl = \"{url}\"\naudiences = [\"host-login\", \"host-login-es\", \"host-login-ed\"]\nalgorithms = [{algs}]\nleeway_secs = 5\n"
         )
+    }
+
+    /// Append TOML (new tables) to the config; helperd reads it at start.
+    pub fn append(&self, toml: &str) {
+        let mut c = std::fs::read_to_string(&self.config).unwrap();
+        c.push('\n');
+        c.push_str(toml);
+        std::fs::write(&self.config, c).unwrap();
+    }
+
+    pub fn snapshot(&self) -> PathBuf {
+        self.dir.0.join("nss.snapshot")
+    }
+
+    pub fn store(&self) -> oidc_core::accounts::Store {
+        oidc_core::accounts::Store::load(&self.dir.0.join("state/accounts.json")).unwrap()
     }
 
     pub fn socket(&self) -> PathBuf {

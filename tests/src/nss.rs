@@ -14,6 +14,19 @@ pub struct NssNs {
 impl NssNs {
     /// `passwd`/`group` lines, e.g. "files oidc".
     pub fn new(passwd: &str, group: &str) -> NssNs {
+        let mut ns = NssNs::setup(passwd, group);
+        ns.snapshot = ns.dir.0.join("nss.snapshot");
+        ns
+    }
+
+    /// Serve the snapshot at `snapshot` (e.g. the one a test's helperd writes).
+    pub fn at(snapshot: &std::path::Path, passwd: &str, group: &str) -> NssNs {
+        let mut ns = NssNs::setup(passwd, group);
+        ns.snapshot = snapshot.to_path_buf();
+        ns
+    }
+
+    fn setup(passwd: &str, group: &str) -> NssNs {
         let dir = TempDir::new("nss");
         let d = &dir.0;
         let lib = d.join("lib");
@@ -38,8 +51,7 @@ impl NssNs {
             .status()
             .unwrap();
         assert!(st.success(), "ldconfig");
-        let snapshot = d.join("nss.snapshot");
-        NssNs { dir, snapshot }
+        NssNs { dir, snapshot: PathBuf::new() }
     }
 
     pub fn write(&self, users: &[nss_oidc::format::User], groups: &[nss_oidc::format::Group]) {

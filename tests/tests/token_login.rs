@@ -229,13 +229,19 @@ fn idp_hanging_and_no_cache_fails_within_the_deadline() {
 #[test]
 fn helperd_stopped_or_hung_login_uses_the_cache_and_never_hangs() {
     let (idp, env, mut h) = setup("", ALL_ALGS);
-    // Hung helperd (SIGSTOP): a known kid needs no helperd at all...
+    // alice logs in once: helperd admits her to the account store.
+    env.pam("alice", &idp.token("host-login", "alice")).assert_allowed();
+    // Hung helperd (SIGSTOP): a known kid and a known identity need no helperd...
     unsafe { libc::kill(h.pid() as i32, libc::SIGSTOP) };
     env.pam("alice", &idp.token("host-login", "alice")).assert_allowed();
     // ...an unknown kid waits at most the IPC deadline, then fails closed.
     let t = idp.sign(json!({"alg": "RS256", "kid": "unknown"}), idp.claims("alice", "host-login"));
     let r = env.pam("alice", &t);
     r.assert_denied("unknown-kid");
+    assert!(r.elapsed < std::time::Duration::from_millis(3000), "took {:?}", r.elapsed);
+    // ...but a never-seen identity does: refused within the deadline.
+    let r = env.pam("bob", &idp.token("host-login", "bob"));
+    r.assert_denied("accounts-unavailable");
     assert!(r.elapsed < std::time::Duration::from_millis(3000), "took {:?}", r.elapsed);
     unsafe { libc::kill(h.pid() as i32, libc::SIGCONT) };
     // Stopped helperd: the cache still serves logins; unknown kids fail fast.

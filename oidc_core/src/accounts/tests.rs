@@ -87,7 +87,14 @@ fn uid_claim_must_be_in_range() {
 fn groups_mapping_and_local_extension() {
     let c = cfg("[groups]\nprefix = \"unix-\"\nmap = { ops-admins = \"sudo\" }");
     let mut s = Store::default();
-    let a = s.admit(&ev("s-a", "alice", &["unix-devs", "unix-ops-admins", "unix-docker", "sales", "unix-9lives"]), &c, &local(), 1).unwrap();
+    let a = s
+        .admit(
+            &ev("s-a", "alice", &["unix-devs", "unix-ops-admins", "unix-docker", "sales", "unix-9lives"]),
+            &c,
+            &local(),
+            1,
+        )
+        .unwrap();
     let names: Vec<_> = a.groups.iter().map(|(n, g)| (n.as_str(), *g)).collect();
     assert!(names.contains(&("sudo", 27)), "explicit map extends the local group: {names:?}");
     assert!(names.iter().any(|(n, _)| *n == "devs"));

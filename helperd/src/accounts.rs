@@ -1,0 +1,167 @@
+//! The account service: the only writer of the account store and the NSS
+//! snapshot. A login is admitted on a copy of the store; the copy is written
+//! (atomic rename, 0600) and the snapshot rebuilt before it becomes current,
+//! so a crash at any point leaves the previous, consistent state.
+
+use crate::atomic;
+use crate::keys::unix_now;
+use crate::log::{error, info, warning};
+use oidc_core::accounts::{LocalDb, LoginEvent, Store, StoredUser, STORE_FILE};
+use oidc_core::config::Config;
+use oidc_core::ipc::Response;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+pub struct AccountService {
+    cfg: Config,
+    store: Mutex<Store>,
+    store_path: PathBuf,
+    /// mtimes of passwd, group and roster at the last snapshot.
+    inputs: Mutex<Vec<Option<SystemTime>>>,
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+impl AccountService {
+    pub fn open(cfg: Config) -> Result<AccountService, String> {
+        let dir = &cfg.helperd.state_dir;
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let store_path = dir.join(STORE_FILE);
+        let store = Store::load(&store_path)?;
+        Ok(AccountService { cfg, store: Mutex::new(store), store_path, inputs: Mutex::new(vec![]) })
+    }
+
+    fn input_times(&self) -> Vec<Option<SystemTime>> {
+        let a = &self.cfg.accounts;
+        let mut v = vec![mtime(&a.passwd_file), mtime(&a.group_file)];
+        if let Some(r) = &a.roster_file {
+            v.push(mtime(r));
+        }
+        v
+    }
+
+    fn local(&self) -> LocalDb {
+        let a = &self.cfg.accounts;
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).unwrap_or_else(|e| {
+                warning!("reading {}: {e}", p.display());
+                String::new()
+            })
+        };
+        LocalDb::parse(&read(&a.passwd_file), &read(&a.group_file))
+    }
+
+    fn roster(&self) -> Vec<String> {
+        let Some(p) = &self.cfg.accounts.roster_file else { return vec![] };
+        match std::fs::read_to_string(p) {
+            Ok(t) => {
+                t.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect()
+            }
+            Err(e) => {
+                warning!("reading roster {}: {e}", p.display());
+                vec![]
+            }
+        }
+    }
+
+    fn write_snapshot(&self, store: &Store, local: &LocalDb) -> Result<(), String> {
+        let (users, groups, rule, warnings) = store.snapshot_parts(&self.cfg, local, &self.roster());
+        for w in warnings {
+            warning!("nss snapshot: {w}");
+        }
+        let generation = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let bytes = nss_oidc::format::build_with(&users, &groups, rule.as_ref(), generation)?;
+        crate::snapshot::replace(&self.cfg.helperd.nss_snapshot, &bytes)
+            .map_err(|e| format!("writing {}: {e}", self.cfg.helperd.nss_snapshot.display()))?;
+        info!("nss snapshot written: {} users, {} groups", users.len(), groups.len());
+        Ok(())
+    }
+
+    /// Write the snapshot now (at start), and remember the inputs it reflects.
+    pub fn rebuild(&self) -> Result<(), String> {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let times = self.input_times();
+        self.write_snapshot(&store, &self.local())?;
+        *self.inputs.lock().unwrap_or_else(|p| p.into_inner()) = times;
+        Ok(())
+    }
+
+    /// Rebuild when /etc/passwd, /etc/group or the roster changed.
+    pub fn rebuild_if_inputs_changed(&self) {
+        let changed = *self.inputs.lock().unwrap_or_else(|p| p.into_inner()) != self.input_times();
+        if changed {
+            if let Err(e) = self.rebuild() {
+                error!("nss snapshot rebuild failed: {e}");
+            }
+        }
+    }
+
+    /// A verified login reported by pam_oidc. Only root may report.
+    pub fn login(&self, ev: &LoginEvent, peer_uid: u32) -> Response {
+        if peer_uid != 0 {
+            warning!("login report refused: peer uid {peer_uid} is not root");
+            return Response::Refused {
+                code: "permission-denied".into(),
+                reason: "only root may report logins".into(),
+            };
+        }
+        let mut current = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = current.clone();
+        let local = self.local();
+        let who = format!("issuer={} sub={} name={}", ev.issuer, oidc_core::audit::clean(&ev.sub), ev.name);
+        let admitted = match next.admit(ev, &self.cfg, &local, unix_now()) {
+            Ok(a) => a,
+            Err(r) => {
+                warning!("account refused code={} {who}: {}", r.code, r.reason);
+                return Response::Refused { code: r.code.into(), reason: r.reason };
+            }
+        };
+        for w in &admitted.warnings {
+            warning!("account {who}: {w}");
+        }
+        if next != *current {
+            let bytes = match serde_json::to_vec_pretty(&next) {
+                Ok(b) => b,
+                Err(e) => return Response::Refused { code: "accounts-unavailable".into(), reason: e.to_string() },
+            };
+            if let Err(e) = atomic::write(&self.store_path, &bytes, 0o600) {
+                error!("writing {}: {e}", self.store_path.display());
+                return Response::Refused {
+                    code: "accounts-unavailable".into(),
+                    reason: format!("cannot write the account store: {e}"),
+                };
+            }
+            if let Err(e) = self.write_snapshot(&next, &local) {
+                error!("{e}");
+                return Response::Refused {
+                    code: "accounts-unavailable".into(),
+                    reason: format!("cannot write the NSS snapshot: {e}"),
+                };
+            }
+            *current = next;
+        }
+        let groups: Vec<String> = admitted.groups.iter().map(|(n, g)| format!("{n}({g})")).collect();
+        info!(
+            "account {} {who} uid={} groups={}",
+            if admitted.new { "created" } else { "confirmed" },
+            admitted.uid,
+            groups.join(",")
+        );
+        Response::Admitted {
+            uid: admitted.uid,
+            gid: admitted.gid,
+            detail: format!("uid {} groups {}", admitted.uid, groups.join(",")),
+        }
+    }
+
+    pub fn users(&self) -> Vec<StoredUser> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner()).users.clone()
+    }
+}
