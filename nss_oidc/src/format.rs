@@ -39,6 +39,22 @@ pub fn fnv32(b: &[u8]) -> u32 {
     b.iter().fold(0x811c_9dc5u32, |h, &x| (h ^ u32::from(x)).wrapping_mul(0x0100_0193))
 }
 
+/// Record checksum: word-at-a-time (8 bytes per step), each step a bijection
+/// of the state, so any change of one word always changes the 64-bit state.
+pub fn sum32(b: &[u8]) -> u32 {
+    let mut h: u64 = 0x9E37_79B9_7F4A_7C15 ^ b.len() as u64;
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(<[u8; 8]>::try_from(c).unwrap_or_default());
+        h = (h ^ w).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 32;
+    }
+    for &x in chunks.remainder() {
+        h = (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h ^ (h >> 29)) as u32
+}
+
 fn fnv64(parts: &[&[u8]]) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     for (i, p) in parts.iter().enumerate() {
@@ -173,7 +189,7 @@ fn len16(s: &str) -> u16 {
 fn seal(rec: &mut [u8]) {
     let len = u32::try_from(rec.len()).unwrap_or(u32::MAX);
     rec[0..4].copy_from_slice(&len.to_le_bytes());
-    let sum = fnv32(&rec[8..]);
+    let sum = sum32(&rec[8..]);
     rec[4..8].copy_from_slice(&sum.to_le_bytes());
 }
 

@@ -162,14 +162,26 @@ impl<'a> Snapshot<'a> {
         if len < 16 || !len.is_multiple_of(4) || rend > end {
             return Err(Corrupt);
         }
-        let rec = &self.buf[off..rend];
-        if u32_at(rec, 4)? != fnv32(&rec[8..]) {
+        Ok((&self.buf[off..rend], rend))
+    }
+
+    /// The record's checksum; checked before any field of a record is returned.
+    fn verify(rec: &[u8]) -> R<()> {
+        if u32_at(rec, 4)? != sum32(rec.get(8..).ok_or(Corrupt)?) {
             return Err(Corrupt);
         }
-        Ok((rec, rend))
+        Ok(())
     }
 
     fn user_at(&self, off: usize) -> R<(UserRef<'a>, usize)> {
+        let (u, next, rec) = self.user_unverified(off)?;
+        Self::verify(rec)?;
+        Ok((u, next))
+    }
+
+    /// Parse a user record with bounds checks but without its checksum: only
+    /// to compare the key; the match is verified before use.
+    fn user_unverified(&self, off: usize) -> R<(UserRef<'a>, usize, &'a [u8])> {
         let (rec, next) = self.record(self.users, off)?;
         let ngroups = u32_at(rec, 16)? as usize;
         if ngroups > MAX_GROUPS_PER_USER {
@@ -195,10 +207,16 @@ impl<'a> Snapshot<'a> {
             shell: s[3],
             gids,
         };
-        Ok((u, next))
+        Ok((u, next, rec))
     }
 
     fn group_at(&self, off: usize) -> R<(GroupRef<'a>, usize)> {
+        let (g, next, rec) = self.group_unverified(off)?;
+        Self::verify(rec)?;
+        Ok((g, next))
+    }
+
+    fn group_unverified(&self, off: usize) -> R<(GroupRef<'a>, usize, &'a [u8])> {
         let (rec, next) = self.record(self.groups, off)?;
         let nmem = u32_at(rec, 12)? as usize;
         if nmem > MAX_MEMBERS {
@@ -215,7 +233,7 @@ impl<'a> Snapshot<'a> {
         if name.is_empty() {
             return Err(Corrupt);
         }
-        Ok((GroupRef { gid: u32_at(rec, 8)?, name, nmem, lens, members }, next))
+        Ok((GroupRef { gid: u32_at(rec, 8)?, name, nmem, lens, members }, next, rec))
     }
 
     /// Probe a table: call `check` on each candidate until it says yes; bounded by the slot count.
@@ -237,29 +255,45 @@ impl<'a> Snapshot<'a> {
 
     pub fn user_by_name(&self, name: &[u8]) -> R<Option<UserRef<'a>>> {
         self.probe(self.t_uname, fnv32(name), |off| {
-            let (u, _) = self.user_at(off)?;
-            Ok((u.name == name).then_some(u))
+            let (u, _, rec) = self.user_unverified(off)?;
+            if u.name == name {
+                Self::verify(rec)?;
+                return Ok(Some(u));
+            }
+            Ok(None)
         })
     }
 
     pub fn user_by_uid(&self, uid: u32) -> R<Option<UserRef<'a>>> {
         self.probe(self.t_uid, hash_id(uid), |off| {
-            let (u, _) = self.user_at(off)?;
-            Ok((u.uid == uid).then_some(u))
+            let (u, _, rec) = self.user_unverified(off)?;
+            if u.uid == uid {
+                Self::verify(rec)?;
+                return Ok(Some(u));
+            }
+            Ok(None)
         })
     }
 
     pub fn group_by_name(&self, name: &[u8]) -> R<Option<GroupRef<'a>>> {
         self.probe(self.t_gname, fnv32(name), |off| {
-            let (g, _) = self.group_at(off)?;
-            Ok((g.name == name).then_some(g))
+            let (g, _, rec) = self.group_unverified(off)?;
+            if g.name == name {
+                Self::verify(rec)?;
+                return Ok(Some(g));
+            }
+            Ok(None)
         })
     }
 
     pub fn group_by_gid(&self, gid: u32) -> R<Option<GroupRef<'a>>> {
         self.probe(self.t_gid, hash_id(gid), |off| {
-            let (g, _) = self.group_at(off)?;
-            Ok((g.gid == gid).then_some(g))
+            let (g, _, rec) = self.group_unverified(off)?;
+            if g.gid == gid {
+                Self::verify(rec)?;
+                return Ok(Some(g));
+            }
+            Ok(None)
         })
     }
 

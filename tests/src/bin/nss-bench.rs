@@ -1,0 +1,107 @@
+//! NSS lookup benchmark driver (run by scripts/bench inside a private mount
+//! namespace whose nsswitch.conf selects the module under test).
+//!
+//!   nss-bench gen N DIR            write DIR/passwd, DIR/group (N users + /etc's) and DIR/nss.snapshot
+//!   nss-bench OP N COUNT           COUNT lookups over user0..user{N-1}; OP = pwnam | pwuid | initgroups
+//!                                  through glibc, or direct-pwnam | direct-pwuid: the module's
+//!                                  entry point called in-process (dlopen), without glibc's dispatch
+//!
+//! Prints `ns_per_op=… found=…`. User i has uid BASE+i and is in groups team{i%10}.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench tool
+
+use std::ffi::CString;
+use std::time::Instant;
+
+const BASE: u32 = 1_879_048_192;
+const GBASE: u32 = 2_013_265_920;
+
+fn gen(n: u32, dir: &str) {
+    use nss_oidc::format::{build, Group, User};
+    let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let mut group = std::fs::read_to_string("/etc/group").unwrap();
+    let mut users = Vec::with_capacity(n as usize);
+    let mut members: Vec<Vec<String>> = vec![vec![]; 10];
+    for i in 0..n {
+        let name = format!("user{i}");
+        passwd.push_str(&format!("{name}:x:{}:{}:User {i}:/home/{name}:/bin/bash\n", BASE + i, BASE + i));
+        members[(i % 10) as usize].push(name.clone());
+        users.push(User {
+            name,
+            uid: BASE + i,
+            gid: BASE + i,
+            gecos: format!("User {i}"),
+            dir: format!("/home/user{i}"),
+            shell: "/bin/bash".into(),
+            groups: vec![GBASE + i % 10],
+        });
+    }
+    let mut groups = vec![];
+    for (t, m) in members.into_iter().enumerate() {
+        group.push_str(&format!("team{t}:x:{}:{}\n", GBASE + t as u32, m.join(",")));
+        groups.push(Group { name: format!("team{t}"), gid: GBASE + t as u32, members: m });
+    }
+    std::fs::write(format!("{dir}/passwd"), passwd).unwrap();
+    std::fs::write(format!("{dir}/group"), group).unwrap();
+    std::fs::write(format!("{dir}/nss.snapshot"), build(&users, &groups, 1).unwrap()).unwrap();
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    if a.get(1).map(String::as_str) == Some("gen") {
+        return gen(a[2].parse().unwrap(), &a[3]);
+    }
+    let (op, n, count): (&str, u32, u32) = (&a[1], a[2].parse().unwrap(), a[3].parse().unwrap());
+    // One name per user (not per lookup), so building them cancels out of the callgrind difference.
+    let names: Vec<CString> = (0..n).map(|i| CString::new(format!("user{i}")).unwrap()).collect();
+    type PwFn =
+        unsafe extern "C" fn(*const libc::c_char, *mut libc::passwd, *mut libc::c_char, usize, *mut libc::c_int) -> i32;
+    type UidFn =
+        unsafe extern "C" fn(libc::uid_t, *mut libc::passwd, *mut libc::c_char, usize, *mut libc::c_int) -> i32;
+    let (mut direct_nam, mut direct_uid): (Option<PwFn>, Option<UidFn>) = (None, None);
+    if op.starts_with("direct") {
+        let h = unsafe { libc::dlopen(c"libnss_oidc.so.2".as_ptr(), libc::RTLD_NOW) };
+        assert!(!h.is_null(), "dlopen libnss_oidc.so.2");
+        unsafe {
+            direct_nam =
+                Some(std::mem::transmute::<*mut libc::c_void, PwFn>(libc::dlsym(h, c"_nss_oidc_getpwnam_r".as_ptr())));
+            direct_uid =
+                Some(std::mem::transmute::<*mut libc::c_void, UidFn>(libc::dlsym(h, c"_nss_oidc_getpwuid_r".as_ptr())));
+        }
+    }
+    let mut errno = 0;
+    let mut buf = vec![0u8; 4096];
+    let mut found = 0u32;
+    let t = Instant::now();
+    for k in 0..count {
+        let i = ((u64::from(k) * 7919) % u64::from(n)) as u32;
+        let name = &names[i as usize];
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut res: *mut libc::passwd = std::ptr::null_mut();
+        let ok = match op {
+            "pwnam" => unsafe {
+                libc::getpwnam_r(name.as_ptr(), &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res) == 0
+                    && !res.is_null()
+            },
+            "pwuid" => unsafe {
+                libc::getpwuid_r(BASE + i, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res) == 0 && !res.is_null()
+            },
+            "direct-pwnam" => unsafe {
+                direct_nam.unwrap()(name.as_ptr(), &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut errno) == 1
+            },
+            "direct-pwuid" => unsafe {
+                direct_uid.unwrap()(BASE + i, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut errno) == 1
+            },
+            "initgroups" => {
+                let mut groups = [0 as libc::gid_t; 64];
+                let mut ng: libc::c_int = 64;
+                let r = unsafe { libc::getgrouplist(name.as_ptr(), BASE + i, groups.as_mut_ptr(), &mut ng) };
+                r >= 0 && ng >= 2
+            }
+            _ => panic!("unknown op {op}"),
+        };
+        found += u32::from(ok);
+    }
+    let ns = t.elapsed().as_nanos() as f64 / f64::from(count.max(1));
+    println!("ns_per_op={ns:.1} found={found}");
+}
