@@ -179,14 +179,32 @@ fn cstr<'a>(p: *const c_char) -> Option<&'a [u8]> {
     Some(unsafe { CStr::from_ptr(p) }.to_bytes())
 }
 
-macro_rules! out {
-    ($p:expr) => {
-        // SAFETY: glibc passes valid result pointers; checked non-null.
-        match unsafe { $p.as_mut() } {
-            Some(r) => r,
-            None => return Res::Unavail,
+type Snap = crate::reader::Snapshot<'static>;
+type Found = Result<Option<Res>, crate::reader::Corrupt>;
+
+/// One keyed lookup: `catch_unwind`, null checks, the caller's buffer, then
+/// `f` on the snapshot (`Ok(None)`: not found).
+///
+/// # Safety
+/// `out` is null or valid for writes; `b` holds `len` writable bytes.
+unsafe fn entry<T>(
+    out: *mut T,
+    b: *mut c_char,
+    len: size_t,
+    errnop: *mut c_int,
+    f: impl FnOnce(&Snap, &mut T, &mut Buf<'_>) -> Found,
+) -> nss_status {
+    guard(errnop, || {
+        // SAFETY: glibc passes a valid result pointer; checked non-null.
+        let Some(out) = (unsafe { out.as_mut() }) else { return Res::Unavail };
+        // SAFETY: per the function contract.
+        let Some(mut b) = (unsafe { buf(b, len) }) else { return Res::Range };
+        match lookup(|s| f(s, out, &mut b)) {
+            Ok(Some(r)) => r,
+            Ok(None) => Res::NotFound,
+            Err(r) => r,
         }
-    };
+    })
 }
 
 /// # Safety
@@ -199,24 +217,14 @@ pub unsafe extern "C" fn _nss_oidc_getpwnam_r(
     len: size_t,
     errnop: *mut c_int,
 ) -> nss_status {
-    guard(errnop, || {
-        let (Some(name), pw) = (cstr(name), out!(pw)) else {
-            return Res::NotFound;
-        };
-        // SAFETY: glibc gives `len` writable bytes at `b`.
-        let Some(mut b) = (unsafe { buf(b, len) }) else {
-            return Res::Range;
-        };
-        let r = lookup(|s| match s.user_by_name(name)? {
-            Some(u) => Ok(Some(fill_passwd(&u, pw, &mut b))),
-            None => Ok(s.prelogin_user(name)?.map(|p| fill_prelogin(name, &p, pw, &mut b))),
-        });
-        match r {
-            Ok(Some(r)) => r,
-            Ok(None) => Res::NotFound,
-            Err(r) => r,
-        }
-    })
+    let Some(name) = cstr(name) else { return finish(Res::NotFound, errnop) };
+    // SAFETY: glibc NSS calling convention.
+    unsafe {
+        entry(pw, b, len, errnop, |s, pw, b| match s.user_by_name(name)? {
+            Some(u) => Ok(Some(fill_passwd(&u, pw, b))),
+            None => Ok(s.prelogin_user(name)?.map(|p| fill_prelogin(name, &p, pw, b))),
+        })
+    }
 }
 
 /// # Safety
@@ -229,18 +237,8 @@ pub unsafe extern "C" fn _nss_oidc_getpwuid_r(
     len: size_t,
     errnop: *mut c_int,
 ) -> nss_status {
-    guard(errnop, || {
-        let pw = out!(pw);
-        // SAFETY: glibc gives `len` writable bytes at `b`.
-        let Some(mut b) = (unsafe { buf(b, len) }) else {
-            return Res::Range;
-        };
-        match lookup(|s| s.user_by_uid(uid).map(|u| u.map(|u| fill_passwd(&u, pw, &mut b)))) {
-            Ok(Some(r)) => r,
-            Ok(None) => Res::NotFound,
-            Err(r) => r,
-        }
-    })
+    // SAFETY: glibc NSS calling convention.
+    unsafe { entry(pw, b, len, errnop, |s, pw, b| Ok(s.user_by_uid(uid)?.map(|u| fill_passwd(&u, pw, b)))) }
 }
 
 /// # Safety
@@ -253,20 +251,9 @@ pub unsafe extern "C" fn _nss_oidc_getgrnam_r(
     len: size_t,
     errnop: *mut c_int,
 ) -> nss_status {
-    guard(errnop, || {
-        let (Some(name), gr) = (cstr(name), out!(gr)) else {
-            return Res::NotFound;
-        };
-        // SAFETY: glibc gives `len` writable bytes at `b`.
-        let Some(mut b) = (unsafe { buf(b, len) }) else {
-            return Res::Range;
-        };
-        match lookup(|s| s.group_by_name(name).map(|g| g.map(|g| fill_group(&g, gr, &mut b)))) {
-            Ok(Some(r)) => r,
-            Ok(None) => Res::NotFound,
-            Err(r) => r,
-        }
-    })
+    let Some(name) = cstr(name) else { return finish(Res::NotFound, errnop) };
+    // SAFETY: glibc NSS calling convention.
+    unsafe { entry(gr, b, len, errnop, |s, gr, b| Ok(s.group_by_name(name)?.map(|g| fill_group(&g, gr, b)))) }
 }
 
 /// # Safety
@@ -279,18 +266,8 @@ pub unsafe extern "C" fn _nss_oidc_getgrgid_r(
     len: size_t,
     errnop: *mut c_int,
 ) -> nss_status {
-    guard(errnop, || {
-        let gr = out!(gr);
-        // SAFETY: glibc gives `len` writable bytes at `b`.
-        let Some(mut b) = (unsafe { buf(b, len) }) else {
-            return Res::Range;
-        };
-        match lookup(|s| s.group_by_gid(gid).map(|g| g.map(|g| fill_group(&g, gr, &mut b)))) {
-            Ok(Some(r)) => r,
-            Ok(None) => Res::NotFound,
-            Err(r) => r,
-        }
-    })
+    // SAFETY: glibc NSS calling convention.
+    unsafe { entry(gr, b, len, errnop, |s, gr, b| Ok(s.group_by_gid(gid)?.map(|g| fill_group(&g, gr, b)))) }
 }
 
 /// Supplementary groups of `user` (glibc's `initgroups`, `id`, sshd, sudo).
@@ -437,6 +414,33 @@ pub extern "C" fn _nss_oidc_endgrent() -> nss_status {
     NSS_STATUS_SUCCESS
 }
 
+/// The next entry of an enumeration; the cursor only advances when the entry
+/// fit the buffer (after ERANGE glibc retries the same entry with more room).
+///
+/// # Safety
+/// As [`entry`].
+unsafe fn next_entry<T>(
+    cursor: &Mutex<usize>,
+    out: *mut T,
+    b: *mut c_char,
+    len: size_t,
+    errnop: *mut c_int,
+    next: impl FnOnce(&Snap, usize, &mut T, &mut Buf<'_>) -> Result<Option<(Res, usize)>, crate::reader::Corrupt>,
+) -> nss_status {
+    let mut cur = cursor.lock().unwrap_or_else(|p| p.into_inner());
+    // SAFETY: per the function contract.
+    unsafe {
+        entry(out, b, len, errnop, |s, out, b| {
+            Ok(next(s, *cur, out, b)?.map(|(r, n)| {
+                if matches!(r, Res::Found) {
+                    *cur = n;
+                }
+                r
+            }))
+        })
+    }
+}
+
 /// # Safety
 /// glibc NSS calling convention.
 #[unsafe(no_mangle)]
@@ -446,31 +450,12 @@ pub unsafe extern "C" fn _nss_oidc_getpwent_r(
     len: size_t,
     errnop: *mut c_int,
 ) -> nss_status {
-    guard(errnop, || {
-        let pw = out!(pw);
-        // SAFETY: glibc gives `len` writable bytes at `b`.
-        let Some(mut b) = (unsafe { buf(b, len) }) else {
-            return Res::Range;
-        };
-        let mut cur = PW_CURSOR.lock().unwrap_or_else(|p| p.into_inner());
-        let r = lookup(|s| {
-            s.user_next(*cur).map(|x| {
-                x.map(|(u, next)| {
-                    let r = fill_passwd(&u, pw, &mut b);
-                    (r, next)
-                })
-            })
-        });
-        match r {
-            Ok(Some((Res::Found, next))) => {
-                *cur = next;
-                Res::Found
-            }
-            Ok(Some((other, _))) => other, // ERANGE: same entry next time
-            Ok(None) => Res::NotFound,
-            Err(r) => r,
-        }
-    })
+    // SAFETY: glibc NSS calling convention.
+    unsafe {
+        next_entry(&PW_CURSOR, pw, b, len, errnop, |s, cur, pw, b| {
+            Ok(s.user_next(cur)?.map(|(u, n)| (fill_passwd(&u, pw, b), n)))
+        })
+    }
 }
 
 /// # Safety
@@ -482,29 +467,10 @@ pub unsafe extern "C" fn _nss_oidc_getgrent_r(
     len: size_t,
     errnop: *mut c_int,
 ) -> nss_status {
-    guard(errnop, || {
-        let gr = out!(gr);
-        // SAFETY: glibc gives `len` writable bytes at `b`.
-        let Some(mut b) = (unsafe { buf(b, len) }) else {
-            return Res::Range;
-        };
-        let mut cur = GR_CURSOR.lock().unwrap_or_else(|p| p.into_inner());
-        let r = lookup(|s| {
-            s.group_next(*cur).map(|x| {
-                x.map(|(g, next)| {
-                    let r = fill_group(&g, gr, &mut b);
-                    (r, next)
-                })
-            })
-        });
-        match r {
-            Ok(Some((Res::Found, next))) => {
-                *cur = next;
-                Res::Found
-            }
-            Ok(Some((other, _))) => other,
-            Ok(None) => Res::NotFound,
-            Err(r) => r,
-        }
-    })
+    // SAFETY: glibc NSS calling convention.
+    unsafe {
+        next_entry(&GR_CURSOR, gr, b, len, errnop, |s, cur, gr, b| {
+            Ok(s.group_next(cur)?.map(|(g, n)| (fill_group(&g, gr, b), n)))
+        })
+    }
 }
