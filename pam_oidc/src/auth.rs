@@ -76,11 +76,40 @@ fn get_token(pam: &mut dyn Pam, a: &Args, cfg: &Config) -> Result<Secret, Reject
         }
         TokenSource::Prompt => {}
     }
-    match pam.prompt_secret(&cfg.pam.prompt) {
-        Ok(Some(t)) if !t.expose().trim().is_empty() => Ok(t),
-        Ok(_) => Err(Rejection::NoToken("empty reply".into())),
-        Err(rc) => Err(Rejection::NoToken(format!("conversation failed ({rc:?})"))),
+    read_token(pam, &cfg.pam.prompt, cfg.pam.max_token_bytes)
+}
+
+/// Most parts a token may come in (64 × 1000 bytes > any size cap we accept).
+pub const MAX_PARTS: usize = 64;
+
+/// Prompt for a token, following the continuation protocol: a reply that ends
+/// in `\` means more follows, and part N is asked for with
+/// "OIDC token (part N): " (what `pam-oidc-askpass` answers). This carries
+/// tokens of any size through sudo (1023-byte replies), ssh askpass (1023) and
+/// terminals (4095-byte lines).
+pub fn read_token(pam: &mut dyn Pam, first_prompt: &str, max_bytes: usize) -> Result<Secret, Rejection> {
+    let mut token = Secret::default();
+    for part in 1..=MAX_PARTS {
+        let prompt = if part == 1 { first_prompt.to_string() } else { format!("OIDC token (part {part}): ") };
+        let reply = match pam.prompt_secret(&prompt) {
+            Ok(Some(t)) => t,
+            Ok(None) => Secret::default(),
+            Err(rc) => return Err(Rejection::NoToken(format!("conversation failed at part {part} ({rc:?})"))),
+        };
+        let piece = reply.expose().trim();
+        let (piece, more) = match piece.strip_suffix('\\') {
+            Some(p) => (p.trim_end(), true),
+            None => (piece, false),
+        };
+        if token.len() + piece.len() > max_bytes {
+            return Err(Rejection::Oversize { len: token.len() + piece.len(), max: max_bytes });
+        }
+        token = Secret::new(format!("{}{piece}", token.expose()));
+        if !more {
+            return if token.is_empty() { Err(Rejection::NoToken("empty reply".into())) } else { Ok(token) };
+        }
     }
+    Err(Rejection::NoToken(format!("more than {MAX_PARTS} parts")))
 }
 
 pub fn authenticate(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCode {

@@ -42,6 +42,7 @@ pub fn nss_so() -> PathBuf {
 }
 
 pub mod nss;
+pub mod sshd;
 
 pub fn helperd_bin() -> PathBuf {
     artifact("debug/helperd")

@@ -1,0 +1,194 @@
+//! TESTING.md layer 3: real sshd, real sudo, real /bin/login, real glibc NSS
+//! and real libpam in a private mount namespace; the host is untouched.
+//!
+//! Inside the namespace: tmpfs on /run, /var/log, /var/lib/sudo, /home and
+//! /var/cache (with the test env bound at /var/cache/pam-oidc, so the default
+//! NSS snapshot path works for setuid sudo too); a rebuilt /dev whose /dev/log
+//! is a datagram socket this harness reads (the captured syslog); copies of
+//! /etc/pam.d, nsswitch.conf, ld.so.cache and sudoers bound over the host's.
+//! sshd runs with `-D` and is killed by PID.
+
+use crate::{free_port, Env, TempDir};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct SshHost {
+    pub dir: TempDir,
+    pub port: u16,
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    _log_sock: Arc<UnixDatagram>,
+}
+
+/// PAM stacks for the namespace (file name → content); `{MODULE}` and
+/// `{CONFIG}` are replaced.
+pub struct Stacks(pub Vec<(&'static str, String)>);
+
+impl Stacks {
+    pub fn standard(extra_sudo_args: &str) -> Stacks {
+        let m = "{MODULE} config={CONFIG}";
+        Stacks(vec![
+            (
+                "sshd",
+                format!(
+                    "auth required {m}\naccount required {m}\nsession required pam_mkhomedir.so skel=/etc/skel umask=0077\nsession required {m}\n"
+                ),
+            ),
+            ("sudo", format!("auth required {m} {extra_sudo_args}\naccount required {m} {extra_sudo_args}\n")),
+            ("login", format!("auth required {m}\naccount required {m}\nsession required {m}\n")),
+        ])
+    }
+}
+
+fn sh(cmd: &str) {
+    let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
+    assert!(st.success(), "{cmd}");
+}
+
+impl SshHost {
+    pub fn start(env: &Env, stacks: &Stacks, sudoers: &str) -> SshHost {
+        let dir = TempDir::new("sshd");
+        let d = dir.0.clone();
+        let port = free_port();
+        // Config files for the namespace.
+        sh(&format!("cp -a /etc/pam.d {0}/pam.d && ssh-keygen -q -t ed25519 -N '' -f {0}/hostkey", d.display()));
+        let module = crate::module_so();
+        for (name, text) in &stacks.0 {
+            let t = text.replace("{MODULE}", &module.display().to_string()).replace("{CONFIG}", &env.config.display().to_string());
+            std::fs::write(d.join("pam.d").join(name), t).unwrap();
+        }
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {0}/hostkey\nPidFile none\nUsePAM yes\nKbdInteractiveAuthentication yes\n\
+                 PasswordAuthentication no\nPubkeyAuthentication no\nPermitRootLogin no\nAuthenticationMethods keyboard-interactive\n\
+                 LogLevel VERBOSE\nStrictModes no\nUseDNS no\nPrintMotd no\nLoginGraceTime 60\nMaxStartups 100\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(d.join("sudoers"), format!("Defaults !lecture\nDefaults !fqdn\n{sudoers}\n")).unwrap();
+        let nss = crate::nss::NssNs::new("files oidc", "files [SUCCESS=merge] oidc");
+        for f in ["nsswitch.conf", "ld.so.cache"] {
+            std::fs::copy(nss.dir.0.join(f), d.join(f)).unwrap();
+        }
+        std::fs::create_dir_all(d.join("lib")).unwrap();
+        // The snapshot library path inside ld.so.cache points into `nss.dir`; keep a copy alive.
+        sh(&format!("cp -a {}/lib/. {}/lib/", nss.dir.0.display(), d.display()));
+        let cache = d.join("ld.so.conf");
+        std::fs::write(&cache, format!("{}/lib\n/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n/lib\n/usr/lib\n", d.display())).unwrap();
+        sh(&format!("ldconfig -X -C {0}/ld.so.cache -f {0}/ld.so.conf", d.display()));
+        // The captured syslog.
+        let log_path = d.join("log.sock");
+        let sock = Arc::new(UnixDatagram::bind(&log_path).unwrap());
+        let logs = Arc::new(Mutex::new(vec![]));
+        {
+            let (sock, logs) = (sock.clone(), logs.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while let Ok(n) = sock.recv(&mut buf) {
+                    logs.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+            });
+        }
+        let script = format!(
+            r#"set -e
+D={d}
+mkdir -p $D/olddev && mount -n --bind /dev $D/olddev
+mount -n -t tmpfs -o mode=755 tmpfs /dev
+for n in null zero full random urandom tty; do touch /dev/$n; mount -n --bind $D/olddev/$n /dev/$n; done
+mkdir /dev/pts /dev/shm && mount -n -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts /dev/pts && ln -s pts/ptmx /dev/ptmx
+mount -n -t tmpfs tmpfs /dev/shm
+ln -s /proc/self/fd /dev/fd && ln -s /proc/self/fd/0 /dev/stdin && ln -s /proc/self/fd/1 /dev/stdout && ln -s /proc/self/fd/2 /dev/stderr
+touch /dev/log && mount -n --bind $D/log.sock /dev/log
+mount -n -t tmpfs tmpfs /run && mkdir -p /run/sshd && chmod 755 /run/sshd
+mount -n -t tmpfs tmpfs /var/log
+mkdir -p /var/lib/sudo && mount -n -t tmpfs -o mode=711 tmpfs /var/lib/sudo
+mount -n -t tmpfs tmpfs /home
+mount -n -t tmpfs tmpfs /var/cache && mkdir -p /var/cache/pam-oidc && mount -n --bind {env} /var/cache/pam-oidc
+mount -n --bind $D/pam.d /etc/pam.d
+mount -n --bind $D/nsswitch.conf /etc/nsswitch.conf
+mount -n --bind $D/ld.so.cache /etc/ld.so.cache
+mount -n --bind $D/sudoers /etc/sudoers
+exec /usr/sbin/sshd -D -e -f $D/sshd_config
+"#,
+            d = d.display(),
+            env = env.dir.0.display()
+        );
+        let child = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(10), "sshd did not start: {}", std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        drop(nss);
+        SshHost { dir, port, child, logs, _log_sock: sock }
+    }
+
+    /// Everything logged to syslog inside the namespace so far.
+    pub fn syslog(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn sshd_log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("sshd.log")).unwrap_or_default()
+    }
+
+    /// Wait until a syslog line contains `needle`.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let t = Instant::now();
+        loop {
+            if let Some(l) = self.syslog().into_iter().find(|l| l.contains(needle)) {
+                return l;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "no syslog line with {needle:?} in:\n{}", self.syslog().join("\n"));
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Run a command inside the namespace (nsenter into sshd's mount namespace).
+    pub fn exec(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &self.child.id().to_string(), "-m", "--"]).args(argv);
+        c
+    }
+
+    /// `ssh user@host -- command`, answering keyboard-interactive prompts with
+    /// the askpass helper (SSH_ASKPASS) reading the token from `token_file`.
+    pub fn ssh(&self, user: &str, token_file: &Path, command: &str) -> Output {
+        Command::new("ssh")
+            .args(["-F", "/dev/null", "-p", &self.port.to_string()])
+            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+            .args(["-o", "PreferredAuthentications=keyboard-interactive", "-o", "NumberOfPasswordPrompts=1"])
+            .args(["-o", "ConnectTimeout=10", "-o", "BatchMode=no"])
+            .arg(format!("{user}@127.0.0.1"))
+            .arg(command)
+            .env("SSH_ASKPASS", askpass())
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .env("OIDC_TOKEN_FILE", token_file)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for SshHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The client-side helper shipped in packaging/.
+pub fn askpass() -> PathBuf {
+    crate::root().join("packaging/pam-oidc-askpass")
+}
