@@ -103,15 +103,9 @@ impl AccountService {
         }
     }
 
-    /// A verified login reported by pam_oidc. Only root may report.
-    pub fn login(&self, ev: &LoginEvent, peer_uid: u32) -> Response {
-        if peer_uid != 0 {
-            warning!("login report refused: peer uid {peer_uid} is not root");
-            return Response::Refused {
-                code: "permission-denied".into(),
-                reason: "only root may report logins".into(),
-            };
-        }
+    /// A verified login reported by pam_oidc (the server lets only root peers
+    /// here): admit the identity, or say why not.
+    pub fn admit(&self, ev: &LoginEvent) -> Result<String, Response> {
         let mut current = self.store.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = current.clone();
         let local = self.local();
@@ -120,7 +114,7 @@ impl AccountService {
             Ok(a) => a,
             Err(r) => {
                 warning!("account refused code={} {who}: {}", r.code, r.reason);
-                return Response::Refused { code: r.code.into(), reason: r.reason };
+                return Err(Response::Refused { code: r.code.into(), reason: r.reason });
             }
         };
         for w in &admitted.warnings {
@@ -129,21 +123,21 @@ impl AccountService {
         if next != *current {
             let bytes = match serde_json::to_vec_pretty(&next) {
                 Ok(b) => b,
-                Err(e) => return Response::Refused { code: "accounts-unavailable".into(), reason: e.to_string() },
+                Err(e) => return Err(Response::Refused { code: "accounts-unavailable".into(), reason: e.to_string() }),
             };
             if let Err(e) = atomic::write(&self.store_path, &bytes, 0o600) {
                 error!("writing {}: {e}", self.store_path.display());
-                return Response::Refused {
+                return Err(Response::Refused {
                     code: "accounts-unavailable".into(),
                     reason: format!("cannot write the account store: {e}"),
-                };
+                });
             }
             if let Err(e) = self.write_snapshot(&next, &local) {
                 error!("{e}");
-                return Response::Refused {
+                return Err(Response::Refused {
                     code: "accounts-unavailable".into(),
                     reason: format!("cannot write the NSS snapshot: {e}"),
-                };
+                });
             }
             *current = next;
         }
@@ -154,11 +148,13 @@ impl AccountService {
             admitted.uid,
             groups.join(",")
         );
-        Response::Admitted {
-            uid: admitted.uid,
-            gid: admitted.gid,
-            detail: format!("uid {} groups {}", admitted.uid, groups.join(",")),
-        }
+        Ok(format!("uid {} groups {}", admitted.uid, groups.join(",")))
+    }
+
+    /// The uid of an account name: an OIDC account, else a local one.
+    pub fn uid_of(&self, name: &str) -> Option<u32> {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        store.users.iter().find(|u| u.name == name).map(|u| u.uid).or_else(|| self.local().users.get(name).copied())
     }
 
     pub fn users(&self) -> Vec<StoredUser> {

@@ -26,10 +26,10 @@ pub fn run(cfg: &Config, o: &Opts, now: i64) -> i32 {
         return 1;
     }
     let token = raw.trim();
-    let timeout = Duration::from_millis(cfg.pam.ipc_timeout_ms);
+    let client = oidc_core::ipc::Client::new(&cfg.helperd.socket, Duration::from_millis(cfg.pam.ipc_timeout_ms));
     let mut refresh = |iss: &str| {
         if o.refresh {
-            oidc_core::ipc::refresh_jwks(&cfg.helperd.socket, iss, timeout)
+            client.refresh_jwks(iss)
         } else {
             Err("refresh disabled (--no-refresh)".into())
         }

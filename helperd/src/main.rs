@@ -7,6 +7,7 @@ mod fetch;
 mod keys;
 mod log;
 mod server;
+mod sessions;
 mod snapshot;
 
 use oidc_core::config::{Config, DEFAULT_PATH};
@@ -68,16 +69,18 @@ fn main() -> ExitCode {
         "status" => status(&cfg),
         "users" => users(&cfg),
         "refresh" => match args.get(1) {
-            Some(iss) => match oidc_core::ipc::refresh_jwks(&cfg.helperd.socket, iss, Duration::from_secs(30)) {
-                Ok(d) => {
-                    println!("{d}");
-                    0
+            Some(iss) => {
+                match oidc_core::ipc::Client::new(&cfg.helperd.socket, Duration::from_secs(30)).refresh_jwks(iss) {
+                    Ok(d) => {
+                        println!("{d}");
+                        0
+                    }
+                    Err(e) => {
+                        eprintln!("helperd: refresh failed: {e}");
+                        1
+                    }
                 }
-                Err(e) => {
-                    eprintln!("helperd: refresh failed: {e}");
-                    1
-                }
-            },
+            }
             None => {
                 eprintln!("{USAGE}");
                 2
@@ -130,11 +133,12 @@ fn run(cfg: Config) -> i32 {
         return 1;
     }
     let keys = keys::KeyCache::new(cfg, Box::new(fetch::Http::new(timeout)));
-    let svc = Arc::new(server::Services { keys, accounts });
+    let svc = Arc::new(server::Services { keys, accounts, sessions: sessions::Sessions::default() });
     let bg = Arc::clone(&svc);
     let spawned = std::thread::Builder::new().name("helperd-refresh".into()).spawn(move || loop {
         bg.keys.refresh_due();
         bg.accounts.rebuild_if_inputs_changed();
+        bg.sessions.reap();
         std::thread::sleep(bg.keys.next_due_in().min(Duration::from_secs(5)));
     });
     if let Err(e) = spawned {

@@ -42,6 +42,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
 pub struct Services {
     pub keys: KeyCache,
     pub accounts: AccountService,
+    pub sessions: crate::sessions::Sessions,
 }
 
 pub fn serve(listener: UnixListener, svc: Arc<Services>) {
@@ -72,6 +73,26 @@ pub fn serve(listener: UnixListener, svc: Arc<Services>) {
     }
 }
 
+fn login(
+    svc: &Services,
+    event: Option<&oidc_core::accounts::LoginEvent>,
+    claims: &oidc_core::session::SessionClaims,
+) -> Response {
+    let detail = match event {
+        Some(ev) => match svc.accounts.admit(ev) {
+            Ok(d) => d,
+            Err(refused) => return refused,
+        },
+        None => format!("role account {} for identity {}", claims.account, claims.identity),
+    };
+    match svc.sessions.add_pending(claims.clone()) {
+        Some(login_id) => Response::Admitted { detail, login_id },
+        None => {
+            Response::Refused { code: "accounts-unavailable".into(), reason: "no randomness for a login id".into() }
+        }
+    }
+}
+
 fn handle(mut s: UnixStream, svc: &Services) {
     let peer = match getsockopt(&s, PeerCredentials) {
         Ok(c) => c,
@@ -96,7 +117,26 @@ fn handle(mut s: UnixStream, svc: &Services) {
             info!("jwks refresh requested by uid={uid} pid={pid} issuer={}", oidc_core::audit::clean(issuer));
             svc.keys.refresh_on_demand(issuer)
         }
-        Request::Login { event } => svc.accounts.login(event, uid),
+        _ if uid != 0 && req.root_only() => {
+            warning!("refused {} from uid={uid} pid={pid}: root only", req.name());
+            Response::Refused { code: "permission-denied".into(), reason: "only root may do this".into() }
+        }
+        Request::Login { event, claims } => login(svc, event.as_ref(), claims),
+        Request::OpenSession { login_id, pid: spid, tty, rhost } => {
+            match svc.sessions.pending_account(login_id).and_then(|a| svc.accounts.uid_of(&a)) {
+                None => Response::Error { message: "unknown or expired login id, or unknown account".into() },
+                Some(account_uid) => match svc.sessions.open(login_id, account_uid, *spid, tty, rhost) {
+                    Ok(id) => Response::SessionOpened { id },
+                    Err(e) => Response::Error { message: e },
+                },
+            }
+        }
+        Request::CloseSession { pid: spid } => Response::SessionClosed { closed: svc.sessions.close(*spid) },
+        Request::SessionClaims => {
+            let (claims, detail) = svc.sessions.claims_for(pid);
+            Response::Claims { claims, detail }
+        }
+        Request::Sessions => Response::Sessions { sessions: svc.sessions.list() },
         Request::Users => Response::Users { users: svc.accounts.users() },
     };
     if let Err(e) = write_frame(&mut s, &resp, Instant::now() + FRAME_DEADLINE) {

@@ -14,6 +14,7 @@ pub const MAX_FRAME: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[allow(clippy::large_enum_variant)] // one short-lived message per connection
 pub enum Request {
     Ping,
     /// A token carried a kid the cache does not have (or there is no cache):
@@ -22,12 +23,58 @@ pub enum Request {
         issuer: String,
     },
     Status,
-    /// A verified login (root peers only): admit the identity, allocate its ids.
+    /// A verified login (root peers only): admit the identity (`event`; none
+    /// for a role account) and keep its claims until the session opens.
     Login {
-        event: crate::accounts::LoginEvent,
+        event: Option<crate::accounts::LoginEvent>,
+        claims: crate::session::SessionClaims,
     },
     /// The account store (public fields: names, ids, groups, issuer, sub).
     Users,
+    /// Bind a verified login to the session opened by process `pid` (root only).
+    OpenSession {
+        login_id: String,
+        pid: i32,
+        tty: String,
+        rhost: String,
+    },
+    /// The session opened by `pid` ended (root only).
+    CloseSession {
+        pid: i32,
+    },
+    /// The verified claims of the session the calling process belongs to
+    /// (root only; helperd finds the session from the peer's process tree and real uid).
+    SessionClaims,
+    /// Live sessions (root only).
+    Sessions,
+}
+
+impl Request {
+    /// Requests only root peers may make (the rest are public or rate-limited).
+    pub fn root_only(&self) -> bool {
+        matches!(
+            self,
+            Request::Login { .. }
+                | Request::OpenSession { .. }
+                | Request::CloseSession { .. }
+                | Request::SessionClaims
+                | Request::Sessions
+        )
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Ping => "ping",
+            Request::RefreshJwks { .. } => "refresh_jwks",
+            Request::Status => "status",
+            Request::Login { .. } => "login",
+            Request::Users => "users",
+            Request::OpenSession { .. } => "open_session",
+            Request::CloseSession { .. } => "close_session",
+            Request::SessionClaims => "session_claims",
+            Request::Sessions => "sessions",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,9 +93,8 @@ pub enum Response {
         issuers: Vec<IssuerStatus>,
     },
     Admitted {
-        uid: u32,
-        gid: u32,
         detail: String,
+        login_id: String,
     },
     Refused {
         code: String,
@@ -56,6 +102,19 @@ pub enum Response {
     },
     Users {
         users: Vec<crate::accounts::StoredUser>,
+    },
+    SessionOpened {
+        id: u64,
+    },
+    SessionClosed {
+        closed: usize,
+    },
+    Claims {
+        claims: Option<crate::session::SessionClaims>,
+        detail: String,
+    },
+    Sessions {
+        sessions: Vec<crate::session::SessionInfo>,
     },
     Error {
         message: String,
@@ -87,6 +146,8 @@ pub enum IpcError {
     Io(std::io::Error),
     TooLarge(usize),
     Protocol(String),
+    /// An earlier call of this transaction found helperd unreachable.
+    Down(String),
 }
 
 impl std::fmt::Display for IpcError {
@@ -97,6 +158,7 @@ impl std::fmt::Display for IpcError {
             IpcError::Io(e) => write!(f, "helperd I/O error: {e}"),
             IpcError::TooLarge(n) => write!(f, "frame of {n} bytes exceeds {MAX_FRAME}"),
             IpcError::Protocol(m) => write!(f, "helperd protocol error: {m}"),
+            IpcError::Down(m) => write!(f, "{m} (not retried in this login)"),
         }
     }
 }
@@ -188,17 +250,43 @@ pub fn call(socket: &Path, req: &Request, timeout: Duration) -> Result<Response,
     read_frame(&mut s, deadline)
 }
 
-/// Ask helperd to refetch an issuer's keys; `Ok` describes what it did.
-pub fn refresh_jwks(socket: &Path, issuer: &str, timeout: Duration) -> Result<String, String> {
-    let req = Request::RefreshJwks { issuer: issuer.to_string() };
-    match call(socket, &req, timeout) {
-        Ok(Response::Refreshed { fetched, ok: true, detail }) => {
-            Ok(format!("{}: {detail}", if fetched { "fetched" } else { "not fetched" }))
+/// A helperd client for one PAM transaction (or one CLI command): every call
+/// has the deadline, and once helperd has timed out or refused the
+/// connection, later calls fail at once — a hung helperd costs one deadline
+/// per login, not one per call.
+pub struct Client {
+    socket: std::path::PathBuf,
+    timeout: Duration,
+    down: std::cell::RefCell<Option<String>>,
+}
+
+impl Client {
+    pub fn new(socket: &Path, timeout: Duration) -> Client {
+        Client { socket: socket.to_path_buf(), timeout, down: std::cell::RefCell::new(None) }
+    }
+
+    pub fn call(&self, req: &Request) -> Result<Response, IpcError> {
+        if let Some(why) = self.down.borrow().clone() {
+            return Err(IpcError::Down(why));
         }
-        Ok(Response::Refreshed { detail, .. }) => Err(detail),
-        Ok(Response::Error { message }) => Err(message),
-        Ok(other) => Err(format!("unexpected answer {other:?}")),
-        Err(e) => Err(e.to_string()),
+        let r = call(&self.socket, req, self.timeout);
+        if let Err(e @ (IpcError::Timeout | IpcError::Connect(_))) = &r {
+            *self.down.borrow_mut() = Some(e.to_string());
+        }
+        r
+    }
+
+    /// Ask helperd to refetch an issuer's keys; `Ok` describes what it did.
+    pub fn refresh_jwks(&self, issuer: &str) -> Result<String, String> {
+        match self.call(&Request::RefreshJwks { issuer: issuer.to_string() }) {
+            Ok(Response::Refreshed { fetched, ok: true, detail }) => {
+                Ok(format!("{}: {detail}", if fetched { "fetched" } else { "not fetched" }))
+            }
+            Ok(Response::Refreshed { detail, .. }) => Err(detail),
+            Ok(Response::Error { message }) => Err(message),
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 

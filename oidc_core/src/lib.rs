@@ -21,6 +21,7 @@ pub mod login;
 pub mod policy;
 pub mod reason;
 pub mod secret;
+pub mod session;
 pub mod strict_json;
 pub mod token;
 pub mod verify;

@@ -95,6 +95,8 @@ pub enum Rejection {
         reason: String,
     },
     AccountsUnavailable(String),
+    /// A fresh token that does not meet the stack's max_age / acr demands.
+    StepUpFailed(String),
     // --- environment
     Config(String),
     NoToken(String),
@@ -137,6 +139,7 @@ impl Rejection {
             InDeniedGroup(_) => "in-denied-group",
             AccountRefused { .. } => "account-refused",
             AccountsUnavailable(_) => "accounts-unavailable",
+            StepUpFailed(_) => "step-up-failed",
             Config(_) => "config-error",
             NoToken(_) => "no-token",
         }
@@ -153,6 +156,7 @@ impl Rejection {
             NotInAllowedGroup { .. } | InDeniedGroup(_) => "OIDC login refused: access denied",
             Config(_) => "OIDC login unavailable: configuration error",
             AccountRefused { .. } | AccountsUnavailable(_) => "OIDC login refused: account unavailable",
+            StepUpFailed(_) => "OIDC login refused: a more recent or stronger login is required",
             NoToken(_) => "OIDC login refused: no token given",
             _ => "OIDC login refused: invalid token",
         }
@@ -219,6 +223,7 @@ impl std::fmt::Display for Rejection {
             InDeniedGroup(g) => write!(f, "member of denied group {}", clean(g)),
             AccountRefused { code, reason } => write!(f, "account refused ({code}): {}", clean_n(reason, MAX_CONTEXT)),
             AccountsUnavailable(why) => write!(f, "account store unavailable: {}", clean_n(why, MAX_CONTEXT)),
+            StepUpFailed(why) => write!(f, "token does not meet this stack's demands: {}", clean_n(why, MAX_CONTEXT)),
             Config(why) => write!(f, "configuration error: {}", clean_n(why, MAX_CONTEXT)),
             NoToken(why) => write!(f, "no token: {}", clean(why)),
         }

@@ -5,11 +5,10 @@
 
 use oidc_core::accounts::{LoginEvent, Store, STORE_FILE};
 use oidc_core::config::Config;
-use oidc_core::ipc::{self, Request, Response};
+use oidc_core::ipc::{Client, Request, Response};
 use oidc_core::verify::Verified;
 use oidc_core::Rejection;
 use serde_json::Value;
-use std::time::Duration;
 
 fn uid_claim(cfg: &Config, v: &Verified) -> Option<u32> {
     let c = v.claims.get(cfg.accounts.uid_claim.as_deref()?)?;
@@ -25,8 +24,23 @@ fn gecos(cfg: &Config, v: &Verified) -> String {
     raw.chars().filter(|c| !c.is_control() && *c != ':' && *c != ',').take(128).collect()
 }
 
-/// `Ok(detail)` when the account may log in.
-pub fn admit(cfg: &Config, v: &Verified) -> Result<String, Rejection> {
+/// `Ok((detail, login id))` when the account may log in. `role`: the PAM user
+/// is a role account (no admission; only the claims are kept for the session).
+pub fn admit(
+    cfg: &Config,
+    client: &Client,
+    v: &Verified,
+    account: &str,
+    role: bool,
+) -> Result<(String, Option<String>), Rejection> {
+    let claims = oidc_core::session::SessionClaims::from_verified(v, account);
+    if role {
+        return Ok(match client.call(&Request::Login { event: None, claims }) {
+            Ok(Response::Admitted { detail, login_id }) => (detail, Some(login_id)),
+            Ok(other) => (format!("helperd: {other:?}"), None),
+            Err(e) => (format!("{e}; the session will have no stored claims"), None),
+        });
+    }
     if cfg.accounts.uid_claim.is_some() && uid_claim(cfg, v).is_none() {
         return Err(Rejection::BadClaim {
             claim: cfg.accounts.uid_claim.clone().unwrap_or_default(),
@@ -41,16 +55,15 @@ pub fn admit(cfg: &Config, v: &Verified) -> Result<String, Rejection> {
         uid_claim: uid_claim(cfg, v),
         gecos: gecos(cfg, v),
     };
-    let timeout = Duration::from_millis(cfg.pam.ipc_timeout_ms);
-    match ipc::call(&cfg.helperd.socket, &Request::Login { event }, timeout) {
-        Ok(Response::Admitted { detail, .. }) => Ok(detail),
+    match client.call(&Request::Login { event: Some(event), claims }) {
+        Ok(Response::Admitted { detail, login_id }) => Ok((detail, Some(login_id))),
         Ok(Response::Refused { code, reason }) => Err(Rejection::AccountRefused { code, reason }),
         Ok(other) => Err(Rejection::AccountsUnavailable(format!("unexpected answer {other:?}"))),
         Err(e) => {
             let path = cfg.helperd.state_dir.join(STORE_FILE);
             match Store::load(&path) {
                 Ok(store) if store.find(&v.issuer, &v.sub).is_some_and(|u| u.name == v.username) => {
-                    Ok(format!("{e}; known identity from {}", path.display()))
+                    Ok((format!("{e}; known identity from {}", path.display()), None))
                 }
                 Ok(_) => Err(Rejection::AccountsUnavailable(format!("{e}; a new identity needs helperd"))),
                 Err(le) => Err(Rejection::AccountsUnavailable(format!("{e}; {le}"))),

@@ -19,6 +19,12 @@ pub struct Args {
     pub source: TokenSource,
     /// The user must be in at least one of these groups (acct_mgmt).
     pub require_groups: Vec<String>,
+    /// Claims must come from an IdP authentication at most this many seconds old.
+    pub max_age: Option<u64>,
+    /// `acr` must be one of these.
+    pub acr: Vec<String>,
+    /// Never reuse the session's verified claims: always ask for a fresh token.
+    pub step_up: bool,
     pub debug: bool,
     #[cfg(feature = "fault-injection")]
     pub fault: Option<String>,
@@ -33,6 +39,9 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         config: oidc_core::config::DEFAULT_PATH.into(),
         source: TokenSource::Prompt,
         require_groups: vec![],
+        max_age: None,
+        acr: vec![],
+        step_up: false,
         debug: false,
         #[cfg(feature = "fault-injection")]
         fault: None,
@@ -47,6 +56,9 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
             ("use_first_pass", None) => a.source = TokenSource::UseFirstPass,
             ("try_first_pass", None) => a.source = TokenSource::TryFirstPass,
             ("require_group", Some(g)) if !g.is_empty() => a.require_groups.push(g.to_string()),
+            ("max_age", Some(n)) if n.parse::<u64>().is_ok() => a.max_age = n.parse().ok(),
+            ("acr", Some(v)) if !v.is_empty() => a.acr.extend(v.split(',').map(str::to_string)),
+            ("step_up", None) => a.step_up = true,
             ("debug", None) => a.debug = true,
             #[cfg(feature = "fault-injection")]
             ("fault", Some(f)) => a.fault = Some(f.to_string()),
@@ -54,4 +66,11 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         }
     }
     Ok(a)
+}
+
+impl Args {
+    /// What this stack demands of the claims it accepts.
+    pub fn demand(&self) -> oidc_core::session::Demand {
+        oidc_core::session::Demand { groups: self.require_groups.clone(), max_age: self.max_age, acr: self.acr.clone() }
+    }
 }

@@ -9,6 +9,7 @@ use oidc_core::audit::AuditEvent;
 use oidc_core::config::Config;
 use oidc_core::ipc;
 use oidc_core::login::{verify_token, Outcome};
+use oidc_core::session::SessionClaims;
 use oidc_core::{Rejection, Secret};
 use pam::constants::PamResultCode;
 use std::time::Duration;
@@ -22,6 +23,8 @@ pub const ENV_SUB: &str = "OIDC_SUB";
 pub const ENV_GROUPS: &str = "OIDC_GROUPS";
 pub const ENV_JTI: &str = "OIDC_JTI";
 pub const ENV_EXP: &str = "OIDC_EXP";
+/// Refers open_session to the verified login helperd holds (useless to anyone but root).
+pub const ENV_LOGIN_ID: &str = "OIDC_LOGIN_ID";
 
 /// The PAM code for a rejection: keys/config trouble is "info unavailable",
 /// everything else an authentication error. Both refuse.
@@ -138,12 +141,37 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCod
         rhost: pam.rhost(),
         ..Default::default()
     };
+    // Inside a live OIDC session (e.g. sudo): its verified claims may do, if
+    // they still satisfy what this stack demands. Otherwise: a fresh token.
+    let client = ipc::Client::new(&cfg.helperd.socket, Duration::from_millis(cfg.pam.ipc_timeout_ms));
+    let mut why_not_session = String::new();
+    if !a.step_up {
+        match crate::reuse::session_claims(&client, &user, &a.demand(), now) {
+            Ok((c, detail)) => {
+                ev.issuer = c.issuer.clone();
+                ev.sub = c.sub.clone();
+                ev.jti = c.jti.clone().unwrap_or_default();
+                if let Err(r) = oidc_core::policy::check_groups(&c.groups, &cfg.policy, &a.require_groups) {
+                    return deny(pam, ev, &r, r.to_string());
+                }
+                if let Err(r) = publish(pam, &c, None) {
+                    return deny(pam, ev, &r, r.to_string());
+                }
+                ev.allow = true;
+                ev.code = "ok".into();
+                ev.reason =
+                    format!("claims of {detail} reused; groups={}", oidc_core::audit::clean(&c.groups.join(",")));
+                pam.log(Prio::Notice, &ev.to_string());
+                return PamResultCode::PAM_SUCCESS;
+            }
+            Err(why) => why_not_session = why,
+        }
+    }
     let token = match get_token(pam, &a, &cfg) {
         Ok(t) => t,
         Err(r) => return deny(pam, ev, &r, r.to_string()),
     };
-    let timeout = Duration::from_millis(cfg.pam.ipc_timeout_ms);
-    let mut refresh = |iss: &str| ipc::refresh_jwks(&cfg.helperd.socket, iss, timeout);
+    let mut refresh = |iss: &str| client.refresh_jwks(iss);
     let out: Outcome = verify_token(&cfg, token.expose().trim(), now, &mut refresh);
     drop(token);
     if a.debug {
@@ -180,40 +208,57 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCod
     if let Err(r) = oidc_core::policy::check_groups(&v.groups, &cfg.policy, &a.require_groups) {
         return deny(pam, ev, &r, r.to_string());
     }
-    let account = match &role {
-        Some(g) => format!("role account {user} via group {g} for identity {}", v.username),
-        None => match crate::admit::admit(&cfg, &v) {
-            Ok(d) => format!("account: {d}"),
-            Err(r) => return deny(pam, ev, &r, r.to_string()),
+    let claims = SessionClaims::from_verified(&v, &user);
+    let fresh = oidc_core::session::Demand { groups: vec![], ..a.demand() };
+    if let Err(why) = oidc_core::session::satisfies(&claims, &fresh, now) {
+        let r = Rejection::StepUpFailed(why);
+        return deny(pam, ev, &r, r.to_string());
+    }
+    let (account, login_id) = match crate::admit::admit(&cfg, &client, &v, &user, role.is_some()) {
+        Ok((d, id)) => match &role {
+            Some(g) => (format!("role account {user} via group {g} for identity {}; {d}", v.username), id),
+            None => (format!("account: {d}"), id),
         },
+        Err(r) => return deny(pam, ev, &r, r.to_string()),
     };
-    let groups = v.groups.join(",");
-    let env = [
-        (ENV_USER, user.as_str()),
-        (ENV_IDENTITY, v.username.as_str()),
-        (ENV_ISSUER, v.issuer.as_str()),
-        (ENV_SUB, v.sub.as_str()),
-        (ENV_GROUPS, groups.as_str()),
-        (ENV_JTI, v.jti.as_deref().unwrap_or("")),
-        (ENV_EXP, &v.exp.to_string()),
-    ];
-    for (k, val) in env {
-        if let Err(rc) = pam.putenv(k, val) {
-            let r = Rejection::Config(format!("pam_putenv {k} failed ({rc:?})"));
-            return deny(pam, ev, &r, r.to_string());
-        }
+    if let Err(r) = publish(pam, &claims, login_id.as_deref()) {
+        return deny(pam, ev, &r, r.to_string());
     }
     ev.allow = true;
     ev.code = "ok".into();
+    let step =
+        if why_not_session.is_empty() { String::new() } else { format!("; fresh token because {why_not_session}") };
     ev.reason = format!(
-        "{reason}; {}; alg={} kid={} groups={}",
+        "{reason}{step}; {}; alg={} kid={} groups={}",
         oidc_core::audit::clean_n(&account, oidc_core::audit::MAX_CONTEXT),
         v.alg,
         v.kid.as_deref().unwrap_or("-"),
-        oidc_core::audit::clean(&groups)
+        oidc_core::audit::clean(&claims.groups.join(","))
     );
     pam.log(Prio::Notice, &ev.to_string());
     PamResultCode::PAM_SUCCESS
+}
+
+/// Hand the verified identity to later stages (and, through sshd, to the
+/// session's environment): non-secret values only. `OIDC_LOGIN_ID` lets
+/// open_session bind the claims helperd holds to the session.
+fn publish(pam: &mut dyn Pam, c: &SessionClaims, login_id: Option<&str>) -> Result<(), Rejection> {
+    let groups = c.groups.join(",");
+    let exp = c.exp.to_string();
+    let env = [
+        (ENV_USER, c.account.as_str()),
+        (ENV_IDENTITY, c.identity.as_str()),
+        (ENV_ISSUER, c.issuer.as_str()),
+        (ENV_SUB, c.sub.as_str()),
+        (ENV_GROUPS, groups.as_str()),
+        (ENV_JTI, c.jti.as_deref().unwrap_or("")),
+        (ENV_EXP, exp.as_str()),
+        (ENV_LOGIN_ID, login_id.unwrap_or("")),
+    ];
+    for (k, val) in env {
+        pam.putenv(k, val).map_err(|rc| Rejection::Config(format!("pam_putenv {k} failed ({rc:?})")))?;
+    }
+    Ok(())
 }
 
 fn deny(pam: &mut dyn Pam, mut ev: AuditEvent, r: &Rejection, reason: String) -> PamResultCode {

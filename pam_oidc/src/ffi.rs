@@ -6,7 +6,7 @@ use crate::handle::{Pam, Prio};
 use oidc_core::Secret;
 use pam::constants::{PamFlag, PamResultCode, PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_SILENT};
 use pam::conv::Conv;
-use pam::items::{AuthTok, RHost, Service};
+use pam::items::{AuthTok, RHost, Service, Tty};
 use pam::module::PamHandle;
 use std::ffi::{c_char, c_int, CStr, CString};
 
@@ -47,6 +47,13 @@ impl Pam for RealPam<'_> {
 
     fn rhost(&self) -> String {
         match self.h.get_item::<RHost>() {
+            Ok(Some(s)) => s.0.to_string_lossy().into_owned(),
+            _ => String::new(),
+        }
+    }
+
+    fn tty(&self) -> String {
+        match self.h.get_item::<Tty>() {
             Ok(Some(s)) => s.0.to_string_lossy().into_owned(),
             _ => String::new(),
         }

@@ -17,6 +17,7 @@ pub trait Pam {
     fn user(&mut self) -> Result<String, PamResultCode>;
     fn service(&self) -> String;
     fn rhost(&self) -> String;
+    fn tty(&self) -> String;
     fn authtok(&self) -> Option<Secret>;
     /// An echo-off prompt; `None` if the application returned no text.
     fn prompt_secret(&mut self, msg: &str) -> Result<Option<Secret>, PamResultCode>;

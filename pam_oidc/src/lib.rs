@@ -13,6 +13,8 @@ pub mod args;
 pub mod auth;
 mod ffi;
 pub mod handle;
+pub mod reuse;
+pub mod session;
 
 use pam::constants::{PamFlag, PamResultCode};
 use pam::module::{PamHandle, PamHooks};
@@ -30,6 +32,16 @@ impl PamHooks for PamOidc {
     fn acct_mgmt(h: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
         let mut pam = ffi::RealPam::new(h, flags);
         account::acct_mgmt(&mut pam, &args::to_strings(&args))
+    }
+
+    fn sm_open_session(h: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        let mut pam = ffi::RealPam::new(h, flags);
+        session::open_session(&mut pam, &args::to_strings(&args))
+    }
+
+    fn sm_close_session(h: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        let mut pam = ffi::RealPam::new(h, flags);
+        session::close_session(&mut pam, &args::to_strings(&args))
     }
 
     fn sm_setcred(_h: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {

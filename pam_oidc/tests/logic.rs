@@ -36,6 +36,9 @@ impl Pam for Fake {
     fn rhost(&self) -> String {
         "192.0.2.1".into()
     }
+    fn tty(&self) -> String {
+        String::new()
+    }
     fn authtok(&self) -> Option<Secret> {
         self.authtok.clone().map(Secret::new)
     }

@@ -57,7 +57,9 @@ impl SshHost {
         sh(&format!("cp -a /etc/pam.d {0}/pam.d && ssh-keygen -q -t ed25519 -N '' -f {0}/hostkey", d.display()));
         let module = crate::module_so();
         for (name, text) in &stacks.0 {
-            let t = text.replace("{MODULE}", &module.display().to_string()).replace("{CONFIG}", &env.config.display().to_string());
+            let t = text
+                .replace("{MODULE}", &module.display().to_string())
+                .replace("{CONFIG}", &env.config.display().to_string());
             std::fs::write(d.join("pam.d").join(name), t).unwrap();
         }
         std::fs::write(
@@ -79,7 +81,11 @@ impl SshHost {
         // The snapshot library path inside ld.so.cache points into `nss.dir`; keep a copy alive.
         sh(&format!("cp -a {}/lib/. {}/lib/", nss.dir.0.display(), d.display()));
         let cache = d.join("ld.so.conf");
-        std::fs::write(&cache, format!("{}/lib\n/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n/lib\n/usr/lib\n", d.display())).unwrap();
+        std::fs::write(
+            &cache,
+            format!("{}/lib\n/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n/lib\n/usr/lib\n", d.display()),
+        )
+        .unwrap();
         sh(&format!("ldconfig -X -C {0}/ld.so.cache -f {0}/ld.so.conf", d.display()));
         // The captured syslog.
         let log_path = d.join("log.sock");
@@ -126,7 +132,11 @@ exec /usr/sbin/sshd -D -e -f $D/sshd_config
             .unwrap();
         let t = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(10), "sshd did not start: {}", std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default());
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "sshd did not start: {}",
+                std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(25));
         }
         drop(nss);
@@ -149,7 +159,11 @@ exec /usr/sbin/sshd -D -e -f $D/sshd_config
             if let Some(l) = self.syslog().into_iter().find(|l| l.contains(needle)) {
                 return l;
             }
-            assert!(t.elapsed() < Duration::from_secs(10), "no syslog line with {needle:?} in:\n{}", self.syslog().join("\n"));
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "no syslog line with {needle:?} in:\n{}",
+                self.syslog().join("\n")
+            );
             std::thread::sleep(Duration::from_millis(25));
         }
     }

@@ -141,8 +141,7 @@ fn only_root_may_report_logins() {
     let idp = Idp::start();
     let env = env_for(&idp, "");
     let _h = env.start_helperd();
-    let frame =
-        r#"{"v":1,"op":"login","event":{"issuer":"x","sub":"s","name":"eve","groups":[],"uid_claim":null,"gecos":""}}"#;
+    let frame = r#"{"v":1,"op":"login","event":{"issuer":"x","sub":"s","name":"eve","groups":[],"uid_claim":null,"gecos":""},"claims":{"issuer":"x","sub":"s","account":"eve","identity":"eve","groups":[],"jti":null,"exp":9999999999,"iat":1,"auth_time":null,"acr":null}}"#;
     let py = format!(
         "import socket,struct;s=socket.socket(socket.AF_UNIX);s.connect('{}');b=b'{}';s.sendall(struct.pack('>I',len(b))+b);print(s.recv(65536)[4:].decode())",
         env.socket().display(),
@@ -180,7 +179,19 @@ fn sigkill_at_any_moment_leaves_a_consistent_store_and_snapshot() {
                 uid_claim: None,
                 gecos: String::new(),
             };
-            match call(&env.socket(), &Request::Login { event }, Duration::from_secs(2)) {
+            let claims = oidc_core::session::SessionClaims {
+                issuer: event.issuer.clone(),
+                sub: event.sub.clone(),
+                account: event.name.clone(),
+                identity: event.name.clone(),
+                groups: event.groups.clone(),
+                jti: None,
+                exp: now() + 60,
+                iat: now(),
+                auth_time: None,
+                acr: None,
+            };
+            match call(&env.socket(), &Request::Login { event: Some(event), claims }, Duration::from_secs(2)) {
                 Ok(Response::Admitted { .. }) => admitted += 1,
                 _ => break,
             }

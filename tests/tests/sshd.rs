@@ -27,8 +27,17 @@ fn first_login_of_a_never_seen_user_gets_claim_groups() {
     let t = token_file(&env, "alice", &idp.token("host-login", "alice"));
     let out = host.ssh("alice", &t, "id; echo HOME=$HOME; echo USER=$OIDC_USER SUB=$OIDC_SUB");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "ssh failed: {}\n{}\n{}", String::from_utf8_lossy(&out.stderr), host.sshd_log(), host.syslog().join("\n"));
-    assert!(stdout.contains("(alice) gid=") && stdout.contains("(devs)") && stdout.contains("(ops-admins)"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "ssh failed: {}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        host.sshd_log(),
+        host.syslog().join("\n")
+    );
+    assert!(
+        stdout.contains("(alice) gid=") && stdout.contains("(devs)") && stdout.contains("(ops-admins)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("HOME=/home/alice"), "{stdout}");
     host.wait_log("auth result=allow code=ok service=sshd user=alice");
     eprintln!("{stdout}");

@@ -1,0 +1,154 @@
+//! Live login sessions and their verified claims (in memory: a restart of
+//! helperd ends claim reuse — sudo then asks for a fresh token, never more).
+//!
+//! A verified login is kept as "pending" under a random login id until the
+//! PAM session opens (sshd authenticates in another process than the one that
+//! opens the session; the id travels in the PAM environment). A session is
+//! bound to the process that opened it and the account's uid; claims are only
+//! given to a process that descends from that process *and* runs as that uid.
+
+use crate::keys::unix_now;
+use crate::log::{info, warning};
+use oidc_core::session::{find_session, SessionClaims, SessionInfo};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A verified login not bound to a session within this time is dropped.
+const PENDING_TTL: Duration = Duration::from_secs(600);
+
+#[derive(Default)]
+pub struct Sessions {
+    pending: Mutex<HashMap<String, (SessionClaims, Instant)>>,
+    live: Mutex<Vec<SessionInfo>>,
+    next_id: Mutex<u64>,
+}
+
+/// 128 random bits, hex.
+fn random_id() -> Option<String> {
+    let mut b = [0u8; 16];
+    // SAFETY: valid buffer of b.len() bytes.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    (n == b.len() as isize).then(|| b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// (ppid, start time) of a process, from /proc/PID/stat (comm may hold spaces and parens).
+fn stat(pid: i32) -> Option<(i32, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // after comm: state(0) ppid(1) ... starttime is field 22 overall = index 19 here
+    Some((f.get(1)?.parse().ok()?, f.get(19)?.parse().ok()?))
+}
+
+/// The real uid of a process (the caller of setuid sudo, not root).
+fn real_uid(pid: i32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// (pid, start time) from `pid` up to init, bounded.
+fn ancestry(mut pid: i32) -> Vec<(i32, u64)> {
+    let mut out = vec![];
+    for _ in 0..256 {
+        let Some((ppid, start)) = stat(pid) else { break };
+        out.push((pid, start));
+        if pid <= 1 || ppid <= 0 {
+            break;
+        }
+        pid = ppid;
+    }
+    out
+}
+
+impl Sessions {
+    pub fn add_pending(&self, claims: SessionClaims) -> Option<String> {
+        let id = random_id()?;
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.retain(|_, (_, t)| t.elapsed() < PENDING_TTL);
+        p.insert(id.clone(), (claims, Instant::now()));
+        Some(id)
+    }
+
+    pub fn pending_account(&self, login_id: &str) -> Option<String> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).get(login_id).map(|(c, _)| c.account.clone())
+    }
+
+    pub fn open(&self, login_id: &str, uid: u32, pid: i32, tty: &str, rhost: &str) -> Result<u64, String> {
+        let (claims, _) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(login_id)
+            .ok_or("unknown or expired login id")?;
+        let (_, pid_start) = stat(pid).ok_or(format!("process {pid} is gone"))?;
+        let id = {
+            let mut n = self.next_id.lock().unwrap_or_else(|e| e.into_inner());
+            *n += 1;
+            *n
+        };
+        info!(
+            "session {id} opened: user={} uid={uid} pid={pid} tty={tty} rhost={rhost} issuer={} sub={} token expires in {}s",
+            claims.account,
+            claims.issuer,
+            oidc_core::audit::clean(&claims.sub),
+            claims.exp - unix_now()
+        );
+        let s =
+            SessionInfo { id, uid, pid, pid_start, tty: tty.into(), rhost: rhost.into(), opened: unix_now(), claims };
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+        Ok(id)
+    }
+
+    pub fn close(&self, pid: i32) -> usize {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let before = live.len();
+        live.retain(|s| {
+            let keep = s.pid != pid;
+            if !keep {
+                info!("session {} closed: user={} pid={pid}", s.id, s.claims.account);
+            }
+            keep
+        });
+        before - live.len()
+    }
+
+    /// Drop sessions whose opening process is gone (or whose pid was reused).
+    pub fn reap(&self) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|s| {
+            let alive = stat(s.pid).is_some_and(|(_, start)| start == s.pid_start);
+            if !alive {
+                info!("session {} ended: process {} is gone", s.id, s.pid);
+            }
+            alive
+        });
+    }
+
+    /// Claims for the session the peer process belongs to.
+    pub fn claims_for(&self, peer_pid: i32) -> (Option<SessionClaims>, String) {
+        self.reap();
+        let Some(uid) = real_uid(peer_pid) else { return (None, format!("cannot read process {peer_pid}")) };
+        let tree = ancestry(peer_pid);
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        match find_session(&live, &tree, uid) {
+            Some(s) => (Some(s.claims.clone()), format!("session {} (pid {}, uid {uid})", s.id, s.pid)),
+            None => {
+                if live.iter().any(|s| tree.iter().any(|(p, _)| *p == s.pid) && s.uid != uid) {
+                    warning!(
+                        "session claims refused: process {peer_pid} (real uid {uid}) is inside another uid's session"
+                    );
+                }
+                (None, format!("process {peer_pid} (uid {uid}) is in no OIDC session"))
+            }
+        }
+    }
+
+    pub fn list(&self) -> Vec<SessionInfo> {
+        self.reap();
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

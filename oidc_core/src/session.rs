@@ -1,0 +1,156 @@
+//! Verified claims of a live login session, as helperd holds them, and the
+//! pure rules for reusing them (sudo without a prompt) and for finding the
+//! session a process belongs to.
+
+use serde::{Deserialize, Serialize};
+
+/// The non-secret claims of a verified token, kept for the session's life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClaims {
+    pub issuer: String,
+    pub sub: String,
+    /// The account logged into (differs from `identity` for a role account).
+    pub account: String,
+    /// The token's login name.
+    pub identity: String,
+    /// Raw IdP groups from the token.
+    pub groups: Vec<String>,
+    pub jti: Option<String>,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: Option<i64>,
+    pub acr: Option<String>,
+}
+
+impl SessionClaims {
+    pub fn from_verified(v: &crate::verify::Verified, account: &str) -> SessionClaims {
+        SessionClaims {
+            issuer: v.issuer.clone(),
+            sub: v.sub.clone(),
+            account: account.to_string(),
+            identity: v.username.clone(),
+            groups: v.groups.clone(),
+            jti: v.jti.clone(),
+            exp: v.exp,
+            iat: v.iat,
+            auth_time: v.auth_time,
+            acr: v.acr.clone(),
+        }
+    }
+
+    /// When the user last authenticated at the IdP (auth_time, else iat).
+    pub fn authenticated_at(&self) -> i64 {
+        self.auth_time.unwrap_or(self.iat)
+    }
+}
+
+/// What a stack demands of claims (module arguments `require_group=`, `max_age=`, `acr=`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Demand {
+    pub groups: Vec<String>,
+    pub max_age: Option<u64>,
+    pub acr: Vec<String>,
+}
+
+/// Whether claims satisfy a demand at `now`; `Err` says why not (for the log).
+pub fn satisfies(c: &SessionClaims, d: &Demand, now: i64) -> Result<(), String> {
+    if c.exp <= now {
+        return Err(format!("the session's token expired {}s ago", now - c.exp));
+    }
+    if let Some(max) = d.max_age {
+        let age = now.saturating_sub(c.authenticated_at());
+        if age > i64::try_from(max).unwrap_or(i64::MAX) {
+            return Err(format!("authenticated {age}s ago, max_age={max}"));
+        }
+    }
+    if !d.groups.is_empty() && !c.groups.iter().any(|g| d.groups.contains(g)) {
+        return Err(format!("not in {}", d.groups.join(",")));
+    }
+    if !d.acr.is_empty() && !c.acr.as_ref().is_some_and(|a| d.acr.contains(a)) {
+        return Err(format!("acr {} not in {}", c.acr.as_deref().unwrap_or("(none)"), d.acr.join(",")));
+    }
+    Ok(())
+}
+
+/// A live session: the process that opened it and the account's uid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: u64,
+    pub uid: u32,
+    /// The PAM process that opened the session (sshd's per-connection monitor,
+    /// login, ...): every process of the session descends from it.
+    pub pid: i32,
+    /// Its start time (clock ticks since boot) — guards against pid reuse.
+    pub pid_start: u64,
+    pub tty: String,
+    pub rhost: String,
+    pub opened: i64,
+    pub claims: SessionClaims,
+}
+
+/// The session a process belongs to: the nearest ancestor (including itself)
+/// that opened a live session whose uid is the process's real uid. A process
+/// of another uid never gets the session's claims, even inside its tree.
+/// `ancestry` is (pid, start time) from the process up to pid 1.
+pub fn find_session<'a>(
+    sessions: &'a [SessionInfo],
+    ancestry: &[(i32, u64)],
+    real_uid: u32,
+) -> Option<&'a SessionInfo> {
+    ancestry
+        .iter()
+        .find_map(|(pid, start)| sessions.iter().find(|s| s.pid == *pid && s.pid_start == *start && s.uid == real_uid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(groups: &[&str], exp: i64, auth_time: Option<i64>) -> SessionClaims {
+        SessionClaims {
+            issuer: "i".into(),
+            sub: "s".into(),
+            account: "alice".into(),
+            identity: "alice".into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            jti: None,
+            exp,
+            iat: 900,
+            auth_time,
+            acr: Some("mfa".into()),
+        }
+    }
+
+    #[test]
+    fn demands() {
+        let d = Demand { groups: vec!["ops".into()], max_age: Some(300), acr: vec!["mfa".into()] };
+        assert!(satisfies(&claims(&["ops"], 2000, Some(950)), &d, 1000).is_ok());
+        assert!(satisfies(&claims(&["ops"], 999, Some(950)), &d, 1000).unwrap_err().contains("expired"));
+        assert!(satisfies(&claims(&["ops"], 2000, Some(600)), &d, 1000).unwrap_err().contains("max_age"));
+        assert!(satisfies(&claims(&["ops"], 2000, None), &d, 1000).is_ok(), "iat 900 is fresh");
+        assert!(satisfies(&claims(&["devs"], 2000, Some(950)), &d, 1000).unwrap_err().contains("not in ops"));
+        let mut c = claims(&["ops"], 2000, Some(950));
+        c.acr = None;
+        assert!(satisfies(&c, &d, 1000).is_err());
+    }
+
+    #[test]
+    fn sessions_are_bound_to_process_tree_and_uid() {
+        let s = |id, uid, pid| SessionInfo {
+            id,
+            uid,
+            pid,
+            pid_start: 7,
+            tty: String::new(),
+            rhost: String::new(),
+            opened: 0,
+            claims: claims(&["ops"], 2000, None),
+        };
+        let sessions = vec![s(1, 1000, 50), s(2, 2000, 60)];
+        let tree = [(99, 1), (70, 3), (50, 7), (1, 0)];
+        assert_eq!(find_session(&sessions, &tree, 1000).map(|s| s.id), Some(1));
+        assert_eq!(find_session(&sessions, &tree, 2000), None, "another uid inside alice's tree gets nothing");
+        assert_eq!(find_session(&sessions, &[(99, 1), (60, 8), (1, 0)], 2000), None, "reused pid (other start time)");
+        assert_eq!(find_session(&sessions, &[(99, 1), (1, 0)], 1000), None, "outside any session");
+    }
+}
