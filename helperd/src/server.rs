@@ -134,7 +134,7 @@ fn handle(mut s: UnixStream, svc: &Services) {
         Request::CloseSession { pid: spid } => Response::SessionClosed { closed: svc.sessions.close(*spid) },
         Request::SessionClaims => {
             let (claims, detail) = svc.sessions.claims_for(pid);
-            Response::Claims { claims, detail }
+            Response::Claims { claims: claims.map(Box::new), detail }
         }
         Request::Sessions => Response::Sessions { sessions: svc.sessions.list() },
         Request::Users => Response::Users { users: svc.accounts.users() },

@@ -110,7 +110,7 @@ pub enum Response {
         closed: usize,
     },
     Claims {
-        claims: Option<crate::session::SessionClaims>,
+        claims: Option<Box<crate::session::SessionClaims>>,
         detail: String,
     },
     Sessions {

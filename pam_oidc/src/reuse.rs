@@ -18,7 +18,7 @@ pub fn session_claims(
                 return Err(format!("{detail} is for {}, not {user}", c.account));
             }
             satisfies(&c, demand, now).map_err(|why| format!("{detail}: {why}"))?;
-            Ok((c, detail))
+            Ok((*c, detail))
         }
         Ok(Response::Claims { claims: None, detail }) => Err(detail),
         Ok(other) => Err(format!("helperd: {other:?}")),
