@@ -147,7 +147,7 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCod
     let mut why_not_session = String::new();
     if !a.step_up {
         match crate::reuse::session_claims(&client, &user, &a.demand(), now) {
-            Ok((c, detail)) => {
+            crate::reuse::Reuse::Usable(c, detail) => {
                 ev.issuer = c.issuer.clone();
                 ev.sub = c.sub.clone();
                 ev.jti = c.jti.clone().unwrap_or_default();
@@ -164,7 +164,7 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCod
                 pam.log(Prio::Notice, &ev.to_string());
                 return PamResultCode::PAM_SUCCESS;
             }
-            Err(why) => why_not_session = why,
+            other => why_not_session = other.why().to_string(),
         }
     }
     let token = match get_token(pam, &a, &cfg) {

@@ -31,7 +31,7 @@ impl PamHooks for PamOidc {
 
     fn acct_mgmt(h: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
         let mut pam = ffi::RealPam::new(h, flags);
-        account::acct_mgmt(&mut pam, &args::to_strings(&args))
+        account::acct_mgmt(&mut pam, &args::to_strings(&args), handle::unix_now())
     }
 
     fn sm_open_session(h: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {

@@ -5,23 +5,36 @@
 use oidc_core::ipc::{Client, Request, Response};
 use oidc_core::session::{satisfies, Demand, SessionClaims};
 
-/// `Ok((claims, which session))`, or why the session's claims cannot be used.
-pub fn session_claims(
-    client: &Client,
-    user: &str,
-    demand: &Demand,
-    now: i64,
-) -> Result<(SessionClaims, String), String> {
+pub enum Reuse {
+    /// The session's claims satisfy the demand: (claims, which session).
+    Usable(SessionClaims, String),
+    /// The caller is in an OIDC session whose claims do not satisfy the demand.
+    Unsatisfied(String),
+    /// The caller is in no OIDC session (or helperd cannot say).
+    NoSession(String),
+}
+
+impl Reuse {
+    pub fn why(&self) -> &str {
+        match self {
+            Reuse::Usable(_, d) | Reuse::Unsatisfied(d) | Reuse::NoSession(d) => d,
+        }
+    }
+}
+
+pub fn session_claims(client: &Client, user: &str, demand: &Demand, now: i64) -> Reuse {
     match client.call(&Request::SessionClaims) {
         Ok(Response::Claims { claims: Some(c), detail }) => {
             if c.account != user {
-                return Err(format!("{detail} is for {}, not {user}", c.account));
+                return Reuse::NoSession(format!("{detail} is for {}, not {user}", c.account));
             }
-            satisfies(&c, demand, now).map_err(|why| format!("{detail}: {why}"))?;
-            Ok((*c, detail))
+            match satisfies(&c, demand, now) {
+                Ok(()) => Reuse::Usable(*c, detail),
+                Err(why) => Reuse::Unsatisfied(format!("{detail}: {why}")),
+            }
         }
-        Ok(Response::Claims { claims: None, detail }) => Err(detail),
-        Ok(other) => Err(format!("helperd: {other:?}")),
-        Err(e) => Err(e.to_string()),
+        Ok(Response::Claims { claims: None, detail }) => Reuse::NoSession(detail),
+        Ok(other) => Reuse::NoSession(format!("helperd: {other:?}")),
+        Err(e) => Reuse::NoSession(e.to_string()),
     }
 }

@@ -130,8 +130,8 @@ fn prompt_verify_and_hand_identity_to_account() {
     assert_eq!(p.prompts, ["OIDC token: "]);
     assert_eq!(p.env[ENV_USER], "alice");
     assert_eq!(p.env[ENV_GROUPS], "devs,ops");
-    assert_eq!(acct_mgmt(&mut p, &args(&s, &["require_group=ops"])), PamResultCode::PAM_SUCCESS);
-    assert_eq!(acct_mgmt(&mut p, &args(&s, &["require_group=admins"])), PamResultCode::PAM_PERM_DENIED);
+    assert_eq!(acct_mgmt(&mut p, &args(&s, &["require_group=ops"]), NOW), PamResultCode::PAM_SUCCESS);
+    assert_eq!(acct_mgmt(&mut p, &args(&s, &["require_group=admins"]), NOW), PamResultCode::PAM_PERM_DENIED);
     let log = p.log.borrow().join("\n");
     assert!(log.contains("auth result=allow") && log.contains("rhost=192.0.2.1"), "{log}");
     assert!(!log.contains(&s.token), "token logged");
@@ -177,9 +177,9 @@ fn refusals_are_logged_and_shown_briefly() {
     assert_eq!(p.errors, ["OIDC login refused: issuer keys unavailable"]);
     // Account without an OIDC identity: ignored, unless a group is required.
     let mut p = Fake { user: "alice".into(), ..Default::default() };
-    assert_eq!(acct_mgmt(&mut p, &args(&s, &[])), PamResultCode::PAM_IGNORE);
-    assert_eq!(acct_mgmt(&mut p, &args(&s, &["require_group=ops"])), PamResultCode::PAM_PERM_DENIED);
+    assert_eq!(acct_mgmt(&mut p, &args(&s, &[]), NOW), PamResultCode::PAM_IGNORE);
+    assert_eq!(acct_mgmt(&mut p, &args(&s, &["require_group=ops"]), NOW), PamResultCode::PAM_PERM_DENIED);
     // Account: the env names another user.
     p.env.insert(ENV_USER.into(), "mallory".into());
-    assert_eq!(acct_mgmt(&mut p, &args(&s, &[])), PamResultCode::PAM_PERM_DENIED);
+    assert_eq!(acct_mgmt(&mut p, &args(&s, &[]), NOW), PamResultCode::PAM_PERM_DENIED);
 }

@@ -4,7 +4,8 @@
 // ES256 and EdDSA keys generated at start (a restart rotates them). Tokens are
 // issued through a real grant: CIBA in poll mode, auto-approved for the
 // `login_hint` user. A few /test/* routes make tests scriptable:
-//   GET  /test/token?client=ID&user=NAME[&acr=..&amr=a,b]  -> {"id_token": ...} (runs CIBA against itself)
+//   GET  /test/token?client=ID&user=NAME[&acr=..&amr=a,b&pad=N] -> {"id_token": ...} (runs CIBA against itself;
+//                                                          pad adds an N-byte claim, for big-token tests)
 //   POST /test/sign {"header":{...},"payload":{...}}       -> {"token": ...} signed with this IdP's key for header.alg
 //   GET  /test/stats                                       -> {"jwks_hits": N, "discovery_hits": N}
 //
@@ -65,7 +66,7 @@ const provider = new Provider(issuer, {
   enabledJWA: { idTokenSigningAlgValues: ['RS256', 'ES256', 'EdDSA'] },
   conformIdTokenClaims: false,
   scopes: ['openid', 'profile', 'groups'],
-  claims: { openid: ['sub'], profile: ['preferred_username', 'name'], groups: ['groups'] },
+  claims: { openid: ['sub'], profile: ['preferred_username', 'name', 'x_pad'], groups: ['groups'] },
   ttl: {
     IdToken: (ctx, token, c) => (c?.clientId === 'short-lived' ? 1 : 600),
     BackchannelAuthenticationRequest: 60,
@@ -97,7 +98,8 @@ const provider = new Provider(issuer, {
     accountId: id,
     claims: async () => {
       const name = id.slice(2);
-      return { sub: id, preferred_username: name, name, groups: groupsOf(name) };
+      const pad = pending.get(name)?.pad;
+      return { sub: id, preferred_username: name, name, groups: groupsOf(name), ...(pad ? { x_pad: 'p'.repeat(pad) } : {}) };
     },
   }),
 });
@@ -120,7 +122,7 @@ const readBody = (req) =>
 async function mint(q) {
   const user = q.get('user');
   const clientId = q.get('client') ?? 'host-login';
-  pending.set(user, { acr: q.get('acr') ?? undefined, amr: q.get('amr')?.split(',') });
+  pending.set(user, { acr: q.get('acr') ?? undefined, amr: q.get('amr')?.split(','), pad: Number(q.get('pad') ?? 0) });
   const form = (o) => new URLSearchParams({ client_id: clientId, client_secret: SECRET, ...o });
   let r = await fetch(`${issuer}/backchannel`, { method: 'POST', body: form({ scope: 'openid profile groups', login_hint: user }) });
   const auth = await r.json();

@@ -67,6 +67,18 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// Children die with the test process, even if it is killed (no orphans).
+pub fn die_with_parent(c: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; called between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    }
+}
+
 fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
@@ -108,7 +120,7 @@ impl Idp {
     fn spawn(&mut self) {
         let dir = root().join("tests/idp");
         assert!(dir.join("node_modules/oidc-provider").exists(), "run `npm ci` in tests/idp (scripts/test does)");
-        let child = Command::new("node")
+        let child = die_with_parent(&mut Command::new("node"))
             .arg(dir.join("idp.mjs"))
             .args(["--port", &self.port.to_string()])
             .stdout(Stdio::null())
@@ -146,6 +158,14 @@ impl Idp {
     pub fn token(&self, client: &str, user: &str) -> String {
         let v = self.get_json(&format!("/test/token?client={client}&user={user}"));
         v["id_token"].as_str().unwrap_or_else(|| panic!("no id_token: {v}")).to_string()
+    }
+
+    /// An ID token of about `bytes` bytes (a padding claim stands in for many groups).
+    pub fn token_of_size(&self, client: &str, user: &str, bytes: usize) -> String {
+        let base = self.token(client, user).len();
+        let pad = (bytes.saturating_sub(base) * 3 / 4).max(1);
+        let v = self.get_json(&format!("/test/token?client={client}&user={user}&pad={pad}"));
+        v["id_token"].as_str().unwrap().to_string()
     }
 
     /// A token with arbitrary header/claims, signed with this IdP's key for `header.alg`.
@@ -306,7 +326,7 @@ impl Env {
 
     pub fn start_helperd(&self) -> Helperd {
         let log = self.dir.0.join(format!("helperd-{}.log", now()));
-        let child = Command::new(helperd_bin())
+        let child = die_with_parent(&mut Command::new(helperd_bin()))
             .args(["--config".as_ref(), self.config.as_os_str(), "run".as_ref()])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -67,12 +67,16 @@ impl SshHost {
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {0}/hostkey\nPidFile none\nUsePAM yes\nKbdInteractiveAuthentication yes\n\
                  PasswordAuthentication no\nPubkeyAuthentication no\nPermitRootLogin no\nAuthenticationMethods keyboard-interactive\n\
-                 LogLevel VERBOSE\nStrictModes no\nUseDNS no\nPrintMotd no\nLoginGraceTime 60\nMaxStartups 100\n",
+                 LogLevel VERBOSE\nSyslogFacility AUTH\nStrictModes no\nUseDNS no\nPrintMotd no\nLoginGraceTime 60\nMaxStartups 100\n",
                 d.display()
             ),
         )
         .unwrap();
-        std::fs::write(d.join("sudoers"), format!("Defaults !lecture\nDefaults !fqdn\n{sudoers}\n")).unwrap();
+        std::fs::write(
+            d.join("sudoers"),
+            format!("Defaults !lecture\nDefaults !fqdn\nDefaults timestamp_timeout=0\n{sudoers}\n"),
+        )
+        .unwrap();
         let nss = crate::nss::NssNs::new("files oidc", "files [SUCCESS=merge] oidc");
         for f in ["nsswitch.conf", "ld.so.cache"] {
             std::fs::copy(nss.dir.0.join(f), d.join(f)).unwrap();
@@ -119,12 +123,12 @@ mount -n --bind $D/pam.d /etc/pam.d
 mount -n --bind $D/nsswitch.conf /etc/nsswitch.conf
 mount -n --bind $D/ld.so.cache /etc/ld.so.cache
 mount -n --bind $D/sudoers /etc/sudoers
-exec /usr/sbin/sshd -D -e -f $D/sshd_config
+exec /usr/sbin/sshd -D -f $D/sshd_config
 "#,
             d = d.display(),
             env = env.dir.0.display()
         );
-        let child = Command::new("unshare")
+        let child = crate::die_with_parent(&mut Command::new("unshare"))
             .args(["-m", "--propagation", "private", "sh", "-c", &script])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
@@ -173,6 +177,25 @@ exec /usr/sbin/sshd -D -e -f $D/sshd_config
         let mut c = Command::new("nsenter");
         c.args(["-t", &self.child.id().to_string(), "-m", "--"]).args(argv);
         c
+    }
+
+    /// /bin/login on a pseudo-terminal inside the namespace, answering the
+    /// token prompts with the askpass helper's parts; returns the terminal text.
+    pub fn console_login(&self, user: &str, token_file: &Path) -> String {
+        let driver = crate::root().join("tests/fixtures/login_pty.py");
+        let out = self
+            .exec(&[
+                "timeout",
+                "60",
+                "/usr/bin/python3",
+                &driver.display().to_string(),
+                user,
+                &askpass().display().to_string(),
+            ])
+            .env("OIDC_TOKEN_FILE", token_file)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// `ssh user@host -- command`, answering keyboard-interactive prompts with

@@ -1,44 +1,150 @@
-//! Issue 4: real sshd (and sudo, /bin/login) in a private mount namespace.
+//! Issue 4: real sshd, sudo and /bin/login in a private mount namespace, with
+//! the captured syslog as the witness.
 
-use integration::sshd::{SshHost, Stacks};
+use integration::sshd::{askpass, SshHost, Stacks};
 use integration::*;
+use serde_json::json;
+use std::path::PathBuf;
 
 const ALGS: &str = "\"RS256\", \"ES256\"";
 
-fn setup(policy: &str) -> (Idp, Env, Helperd, SshHost) {
+fn setup(policy: &str, patterns: &str, sudo_args: &str, sudoers: &str) -> (Idp, Env, Helperd, SshHost) {
     let idp = Idp::start();
     let env = Env::new(policy, &Env::issuer_toml(&idp.issuer(), ALGS));
-    env.append("[accounts]\nprelogin_patterns = [\"*\"]\n");
+    env.append(&format!("[accounts]\nprelogin_patterns = [{patterns}]\n"));
     let h = env.start_helperd();
     env.wait_cached(&idp.issuer());
-    let host = SshHost::start(&env, &Stacks::standard(""), "%ops-admins ALL=(ALL:ALL) ALL\n");
+    let host = SshHost::start(&env, &Stacks::standard(sudo_args), sudoers);
     (idp, env, h, host)
 }
 
-fn token_file(env: &Env, name: &str, token: &str) -> std::path::PathBuf {
+fn token_file(env: &Env, name: &str, token: &str) -> PathBuf {
     let p = env.dir.0.join(format!("{name}.token"));
     std::fs::write(&p, token).unwrap();
     p
 }
 
+fn text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
 #[test]
-fn first_login_of_a_never_seen_user_gets_claim_groups() {
-    let (idp, env, _h, host) = setup("");
+fn first_login_of_a_never_seen_user_gets_claim_groups_home_and_session() {
+    let (idp, env, h, host) = setup("", "\"*\"", "", "");
     let t = token_file(&env, "alice", &idp.token("host-login", "alice"));
-    let out = host.ssh("alice", &t, "id; echo HOME=$HOME; echo USER=$OIDC_USER SUB=$OIDC_SUB");
+    let out =
+        host.ssh("alice", &t, "id; echo HOME=$HOME; stat -c '%a %U' $HOME; echo ENV=$OIDC_USER,$OIDC_SUB,$OIDC_ISSUER");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "ssh failed: {}\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        host.sshd_log(),
-        host.syslog().join("\n")
-    );
+    assert!(out.status.success(), "ssh failed: {}\n{}", text(&out), host.syslog().join("\n"));
     assert!(
         stdout.contains("(alice) gid=") && stdout.contains("(devs)") && stdout.contains("(ops-admins)"),
         "{stdout}"
     );
-    assert!(stdout.contains("HOME=/home/alice"), "{stdout}");
+    assert!(stdout.contains("HOME=/home/alice\n700 alice\n"), "pam_mkhomedir made a private home: {stdout}");
+    assert!(stdout.contains(&format!("ENV=alice,u-alice,{}", idp.issuer())), "{stdout}");
     host.wait_log("auth result=allow code=ok service=sshd user=alice");
-    eprintln!("{stdout}");
+    let log = || std::fs::read_to_string(&h.log).unwrap();
+    assert!(log().contains("session 1 opened: user=alice"), "{}", log());
+    let t0 = std::time::Instant::now();
+    while !log().contains("session 1 closed") && t0.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(log().contains("session 1 closed"), "{}", log());
+}
+
+#[test]
+fn refusals_over_sshd_are_logged_with_their_reason() {
+    let (idp, env, _h, host) =
+        setup("[policy]\nallowed_groups = [\"devs\"]\n", "\"alice\", \"bob\", \"carol\", \"dev-*\"", "", "");
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("alice", "not-a-token".into(), "code=malformed"),
+        (
+            "alice",
+            {
+                let mut c = idp.claims("alice", "host-login");
+                c["exp"] = json!(now() - 600);
+                idp.sign(json!({"alg": "RS256"}), c)
+            },
+            "code=expired",
+        ),
+        ("alice", idp.token("host-login", "bob"), "code=user-mismatch"),
+        ("carol", idp.token("host-login", "carol"), "code=not-in-allowed-group"),
+    ];
+    for (user, token, needle) in cases {
+        let out = host.ssh(user, &token_file(&env, "t", &token), "echo LOGGED-IN");
+        assert!(!out.status.success() && !text(&out).contains("LOGGED-IN"), "{user} {needle}: {}", text(&out));
+        let line = host.wait_log(needle);
+        assert!(line.contains(&format!("user={user}")) && line.contains("result=deny"), "{line}");
+    }
+    // A name outside the namespace never reaches a shell; sshd says why.
+    let out = host.ssh("zed", &token_file(&env, "z", &idp.token("host-login", "zed")), "echo LOGGED-IN");
+    assert!(!out.status.success());
+    host.wait_log("Invalid user zed");
+}
+
+#[test]
+fn tokens_of_1k_4k_12k_over_sshd_sudo_and_console_login() {
+    let (idp, env, _h, host) = setup("", "\"*\"", "step_up", "%devs ALL=(ALL:ALL) ALL\n");
+    for size in [1024usize, 4096, 12 * 1024] {
+        let tok = idp.token_of_size("host-login", "alice", size);
+        assert!(tok.len() >= size - 64 && tok.len() <= size + 512, "{} for {size}", tok.len());
+        let f = token_file(&env, &format!("alice-{size}"), &tok);
+        // sshd keyboard-interactive through ssh's askpass (1023-byte replies).
+        let cmd = format!(
+            "echo SSH-OK; OIDC_TOKEN_FILE={f} {a} --lines | sudo -S -p 'PROMPT ' id -u && echo SUDO-S-OK; \
+             OIDC_TOKEN_FILE={f} SUDO_ASKPASS={a} sudo -A id -un && echo SUDO-A-OK",
+            f = f.display(),
+            a = askpass().display()
+        );
+        let out = host.ssh("alice", &f, &cmd);
+        let t = text(&out);
+        assert!(t.contains("SSH-OK"), "{size}: ssh: {t}\n{}", host.syslog().join("\n"));
+        assert!(t.contains("0\nSUDO-S-OK"), "{size}: sudo -S: {t}\n{}", host.syslog().join("\n"));
+        assert!(t.contains("root\nSUDO-A-OK"), "{size}: sudo -A: {t}\n{}", host.syslog().join("\n"));
+        // The real /bin/login on a pseudo-terminal (4095-byte lines).
+        let console = host.console_login("alice", &f);
+        assert!(console.contains("LOGIN-OK") && console.contains("uid="), "{size}: login: {console}");
+    }
+    let parts =
+        host.syslog().iter().filter(|l| l.contains("service=sudo user=alice") && l.contains("result=allow")).count();
+    assert!(parts >= 6, "{parts} sudo logins");
+}
+
+#[test]
+fn sudo_reuses_fresh_session_claims_else_steps_up_and_checks_the_group() {
+    let (idp, env, _h, host) = setup("", "\"*\"", "require_group=ops-admins max_age=3", "%devs ALL=(ALL:ALL) ALL\n");
+    let fresh = |user: &str| {
+        format!(
+            "curl -s 'http://127.0.0.1:{}/test/token?client=host-login&user={user}' | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id_token\"])' > /tmp/$$.tok; \
+             OIDC_TOKEN_FILE=/tmp/$$.tok {} --lines | sudo -S -p 'PROMPT ' true",
+            idp.port,
+            askpass().display()
+        )
+    };
+    // alice (ops-admins): no prompt while the login is fresh; step-up once it is older than max_age.
+    let cmd = format!(
+        "sudo -S -p 'FIRST-PROMPT ' true </dev/null && echo NO-PROMPT-OK; sleep 4; \
+         sudo -S -p 'SECOND-PROMPT ' true </dev/null 2>/dev/null || echo STEP-UP-NEEDED; {} && echo STEP-UP-OK",
+        fresh("alice")
+    );
+    let out = host.ssh("alice", &token_file(&env, "alice", &idp.token("host-login", "alice")), &cmd);
+    let t = text(&out);
+    assert!(t.contains("NO-PROMPT-OK") && !t.contains("FIRST-PROMPT"), "{t}\n{}", host.syslog().join("\n"));
+    assert!(t.contains("STEP-UP-NEEDED") && t.contains("STEP-UP-OK"), "{t}\n{}", host.syslog().join("\n"));
+    host.wait_log("service=sudo user=alice rhost=- issuer");
+    assert!(host.syslog().iter().any(|l| l.contains("service=sudo user=alice") && l.contains("claims of session")));
+    assert!(host.syslog().iter().any(|l| l.contains("service=sudo user=alice")
+        && l.contains("fresh token because")
+        && l.contains("max_age=3")));
+    // bob (devs only): his own session's claims do not have the group, nor does a fresh token;
+    // alice's live session is no help to him.
+    let cmd = format!("sudo -S true </dev/null 2>/dev/null || echo REFUSED; {} || echo REFUSED-FRESH", fresh("bob"));
+    let out = host.ssh("bob", &token_file(&env, "bob", &idp.token("host-login", "bob")), &cmd);
+    let t = text(&out);
+    assert!(t.contains("REFUSED\n") && t.contains("REFUSED-FRESH"), "{t}");
+    let line = host.wait_log("service=sudo user=bob");
+    assert!(
+        host.syslog().iter().any(|l| l.contains("service=sudo user=bob") && l.contains("code=not-in-allowed-group")),
+        "{line}"
+    );
 }
