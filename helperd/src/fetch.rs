@@ -15,6 +15,11 @@ pub struct Fetched {
 
 pub trait Transport: Send + Sync {
     fn get(&self, url: &str) -> Result<Fetched, String>;
+    /// POST a form; any HTTP status is returned (OAuth errors come as 400 + JSON).
+    fn post_form(&self, url: &str, form: &[(&str, &str)]) -> Result<(u16, Vec<u8>), String> {
+        let _ = (url, form);
+        Err("POST not supported by this transport".into())
+    }
 }
 
 /// ureq over rustls with the system's trust roots; one hard deadline covers
@@ -47,6 +52,26 @@ pub fn parse_max_age(cache_control: &str) -> Option<u64> {
 }
 
 impl Transport for Http {
+    fn post_form(&self, url: &str, form: &[(&str, &str)]) -> Result<(u16, Vec<u8>), String> {
+        let mut resp = self
+            .agent
+            .post(url)
+            .header("Accept", "application/json")
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send_form(form.iter().copied())
+            .map_err(|e| format!("POST {url}: {e}"))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(|e| format!("POST {url}: reading body: {e}"))?;
+        Ok((status, body))
+    }
+
     fn get(&self, url: &str) -> Result<Fetched, String> {
         let mut resp =
             self.agent.get(url).header("Accept", "application/json").call().map_err(|e| format!("GET {url}: {e}"))?;

@@ -3,6 +3,7 @@
 mod accounts;
 mod atomic;
 mod check_token;
+mod device;
 mod fetch;
 mod keys;
 mod log;
@@ -132,8 +133,9 @@ fn run(cfg: Config) -> i32 {
         log::error!("nss snapshot: {e}");
         return 1;
     }
+    let device = Arc::new(device::DeviceFlows::new(cfg.clone(), Arc::new(fetch::Http::new(timeout))));
     let keys = keys::KeyCache::new(cfg, Box::new(fetch::Http::new(timeout)));
-    let svc = Arc::new(server::Services { keys, accounts, sessions: sessions::Sessions::default() });
+    let svc = Arc::new(server::Services { keys, accounts, sessions: sessions::Sessions::default(), device });
     let bg = Arc::clone(&svc);
     let spawned = std::thread::Builder::new().name("helperd-refresh".into()).spawn(move || loop {
         bg.keys.refresh_due();

@@ -43,6 +43,7 @@ pub struct Services {
     pub keys: KeyCache,
     pub accounts: AccountService,
     pub sessions: crate::sessions::Sessions,
+    pub device: Arc<crate::device::DeviceFlows>,
 }
 
 pub fn serve(listener: UnixListener, svc: Arc<Services>) {
@@ -137,6 +138,10 @@ fn handle(mut s: UnixStream, svc: &Services) {
             Response::Claims { claims: claims.map(Box::new), detail }
         }
         Request::Sessions => Response::Sessions { sessions: svc.sessions.list() },
+        Request::DeviceStart { issuer } => svc.device.start(issuer),
+        Request::DeviceWait { flow_id, timeout_secs } => {
+            svc.device.wait(flow_id, Duration::from_secs((*timeout_secs).min(3600)))
+        }
         Request::Users => Response::Users { users: svc.accounts.users() },
     };
     if let Err(e) = write_frame(&mut s, &resp, Instant::now() + FRAME_DEADLINE) {

@@ -25,7 +25,7 @@ pub struct Sessions {
 }
 
 /// 128 random bits, hex.
-fn random_id() -> Option<String> {
+pub fn random_id() -> Option<String> {
     let mut b = [0u8; 16];
     // SAFETY: valid buffer of b.len() bytes.
     let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };

@@ -83,11 +83,18 @@ pub struct Pam {
     pub prompt: String,
     /// Tokens longer than this are refused before any parsing.
     pub max_token_bytes: usize,
+    /// How long a device-code login may take (keep it below sshd's LoginGraceTime).
+    pub device_timeout_secs: u64,
 }
 
 impl Default for Pam {
     fn default() -> Self {
-        Pam { ipc_timeout_ms: 3000, prompt: "OIDC token: ".into(), max_token_bytes: 16 * 1024 }
+        Pam {
+            ipc_timeout_ms: 3000,
+            prompt: "OIDC token: ".into(),
+            max_token_bytes: 16 * 1024,
+            device_timeout_secs: 100,
+        }
     }
 }
 
@@ -135,6 +142,18 @@ pub struct Issuer {
     /// Skip discovery and fetch keys from here.
     #[serde(default)]
     pub jwks_uri: Option<String>,
+    /// Public client for device-code login (RFC 8628); must be one of `audiences`.
+    #[serde(default)]
+    pub device_client_id: Option<String>,
+    #[serde(default = "default_device_scope")]
+    pub device_scope: String,
+    /// Stacks without `token`/`device_code` arguments use device-code login with this issuer.
+    #[serde(default)]
+    pub device_login: bool,
+}
+
+fn default_device_scope() -> String {
+    "openid profile".into()
 }
 
 fn default_algorithms() -> Vec<Alg> {
@@ -265,6 +284,16 @@ impl Config {
             }
             if iss.username_claim.is_empty() || iss.groups_claim.is_empty() {
                 return err(&k("username_claim"), "claim names must not be empty".into());
+            }
+            if let Some(d) = &iss.device_client_id {
+                if !iss.audiences.contains(d) {
+                    return err(
+                        &k("device_client_id"),
+                        format!("{d:?} must also be in audiences (it is the ID token's aud)"),
+                    );
+                }
+            } else if iss.device_login {
+                return err(&k("device_login"), "needs device_client_id".into());
             }
             if iss.max_token_lifetime_secs == 0 {
                 return err(&k("max_token_lifetime_secs"), "must be at least 1".into());

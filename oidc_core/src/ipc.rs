@@ -47,6 +47,15 @@ pub enum Request {
     SessionClaims,
     /// Live sessions (root only).
     Sessions,
+    /// Start a device-code login with an issuer (root only).
+    DeviceStart {
+        issuer: String,
+    },
+    /// Wait up to `timeout_secs` for a device-code login to finish (root only).
+    DeviceWait {
+        flow_id: String,
+        timeout_secs: u64,
+    },
 }
 
 impl Request {
@@ -59,6 +68,8 @@ impl Request {
                 | Request::CloseSession { .. }
                 | Request::SessionClaims
                 | Request::Sessions
+                | Request::DeviceStart { .. }
+                | Request::DeviceWait { .. }
         )
     }
 
@@ -73,6 +84,8 @@ impl Request {
             Request::CloseSession { .. } => "close_session",
             Request::SessionClaims => "session_claims",
             Request::Sessions => "sessions",
+            Request::DeviceStart { .. } => "device_start",
+            Request::DeviceWait { .. } => "device_wait",
         }
     }
 }
@@ -115,6 +128,22 @@ pub enum Response {
     },
     Sessions {
         sessions: Vec<crate::session::SessionInfo>,
+    },
+    DeviceStarted {
+        flow_id: String,
+        verification_uri: String,
+        verification_uri_complete: Option<String>,
+        user_code: String,
+        expires_in: u64,
+    },
+    /// The ID token of a finished device-code login (verified by the module like any token).
+    DeviceToken {
+        id_token: crate::Secret,
+    },
+    /// `code`: denied, expired, timeout or error.
+    DeviceFailed {
+        code: String,
+        reason: String,
     },
     Error {
         message: String,

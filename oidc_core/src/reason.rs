@@ -97,6 +97,11 @@ pub enum Rejection {
     AccountsUnavailable(String),
     /// A fresh token that does not meet the stack's max_age / acr demands.
     StepUpFailed(String),
+    // --- device-code login
+    DeviceDenied(String),
+    DeviceExpired(String),
+    DeviceTimeout(String),
+    DeviceError(String),
     // --- environment
     Config(String),
     NoToken(String),
@@ -140,6 +145,10 @@ impl Rejection {
             AccountRefused { .. } => "account-refused",
             AccountsUnavailable(_) => "accounts-unavailable",
             StepUpFailed(_) => "step-up-failed",
+            DeviceDenied(_) => "device-denied",
+            DeviceExpired(_) => "device-expired",
+            DeviceTimeout(_) => "device-timeout",
+            DeviceError(_) => "device-error",
             Config(_) => "config-error",
             NoToken(_) => "no-token",
         }
@@ -157,6 +166,9 @@ impl Rejection {
             Config(_) => "OIDC login unavailable: configuration error",
             AccountRefused { .. } | AccountsUnavailable(_) => "OIDC login refused: account unavailable",
             StepUpFailed(_) => "OIDC login refused: a more recent or stronger login is required",
+            DeviceDenied(_) => "OIDC login refused: the login was denied",
+            DeviceExpired(_) | DeviceTimeout(_) => "OIDC login refused: the login was not completed in time",
+            DeviceError(_) => "OIDC login unavailable: device login failed",
             NoToken(_) => "OIDC login refused: no token given",
             _ => "OIDC login refused: invalid token",
         }
@@ -224,6 +236,10 @@ impl std::fmt::Display for Rejection {
             AccountRefused { code, reason } => write!(f, "account refused ({code}): {}", clean_n(reason, MAX_CONTEXT)),
             AccountsUnavailable(why) => write!(f, "account store unavailable: {}", clean_n(why, MAX_CONTEXT)),
             StepUpFailed(why) => write!(f, "token does not meet this stack's demands: {}", clean_n(why, MAX_CONTEXT)),
+            DeviceDenied(why) => write!(f, "device login denied: {}", clean_n(why, MAX_CONTEXT)),
+            DeviceExpired(why) => write!(f, "device login expired: {}", clean_n(why, MAX_CONTEXT)),
+            DeviceTimeout(why) => write!(f, "device login timed out: {}", clean_n(why, MAX_CONTEXT)),
+            DeviceError(why) => write!(f, "device login failed: {}", clean_n(why, MAX_CONTEXT)),
             Config(why) => write!(f, "configuration error: {}", clean_n(why, MAX_CONTEXT)),
             NoToken(why) => write!(f, "no token: {}", clean(why)),
         }

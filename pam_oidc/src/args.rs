@@ -25,6 +25,11 @@ pub struct Args {
     pub acr: Vec<String>,
     /// Never reuse the session's verified claims: always ask for a fresh token.
     pub step_up: bool,
+    /// Device-code login: `Some(None)` = the first issuer with a device client,
+    /// `Some(Some(url))` = that issuer; `None` = per issuer config (`device_login`).
+    pub device: Option<Option<String>>,
+    /// `token`: always prompt for a token, even if an issuer sets `device_login`.
+    pub token_only: bool,
     pub debug: bool,
     #[cfg(feature = "fault-injection")]
     pub fault: Option<String>,
@@ -42,6 +47,8 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         max_age: None,
         acr: vec![],
         step_up: false,
+        device: None,
+        token_only: false,
         debug: false,
         #[cfg(feature = "fault-injection")]
         fault: None,
@@ -59,6 +66,9 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
             ("max_age", Some(n)) if n.parse::<u64>().is_ok() => a.max_age = n.parse().ok(),
             ("acr", Some(v)) if !v.is_empty() => a.acr.extend(v.split(',').map(str::to_string)),
             ("step_up", None) => a.step_up = true,
+            ("device_code", None) => a.device = Some(None),
+            ("device_code", Some(u)) if !u.is_empty() => a.device = Some(Some(u.to_string())),
+            ("token", None) => a.token_only = true,
             ("debug", None) => a.debug = true,
             #[cfg(feature = "fault-injection")]
             ("fault", Some(f)) => a.fault = Some(f.to_string()),
@@ -72,5 +82,19 @@ impl Args {
     /// What this stack demands of the claims it accepts.
     pub fn demand(&self) -> oidc_core::session::Demand {
         oidc_core::session::Demand { groups: self.require_groups.clone(), max_age: self.max_age, acr: self.acr.clone() }
+    }
+}
+
+impl Args {
+    /// The issuer to run a device-code login with, if this stack uses one.
+    pub fn device_issuer<'c>(&self, cfg: &'c oidc_core::config::Config) -> Option<&'c oidc_core::config::Issuer> {
+        if self.token_only {
+            return None;
+        }
+        match &self.device {
+            Some(Some(url)) => cfg.issuer(url),
+            Some(None) => cfg.issuers.iter().find(|i| i.device_client_id.is_some()),
+            None => cfg.issuers.iter().find(|i| i.device_login),
+        }
     }
 }

@@ -30,9 +30,10 @@ pub const ENV_LOGIN_ID: &str = "OIDC_LOGIN_ID";
 /// everything else an authentication error. Both refuse.
 pub fn code_for(r: &Rejection) -> PamResultCode {
     match r {
-        Rejection::KeysUnavailable(_) | Rejection::Config(_) | Rejection::AccountsUnavailable(_) => {
-            PamResultCode::PAM_AUTHINFO_UNAVAIL
-        }
+        Rejection::KeysUnavailable(_)
+        | Rejection::Config(_)
+        | Rejection::AccountsUnavailable(_)
+        | Rejection::DeviceError(_) => PamResultCode::PAM_AUTHINFO_UNAVAIL,
         _ => PamResultCode::PAM_AUTH_ERR,
     }
 }
@@ -167,7 +168,11 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCod
             other => why_not_session = other.why().to_string(),
         }
     }
-    let token = match get_token(pam, &a, &cfg) {
+    let token = match a.device_issuer(&cfg) {
+        Some(issuer) => crate::device::login(pam, &cfg, &client, issuer),
+        None => get_token(pam, &a, &cfg),
+    };
+    let token = match token {
         Ok(t) => t,
         Err(r) => return deny(pam, ev, &r, r.to_string()),
     };

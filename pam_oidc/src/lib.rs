@@ -11,6 +11,7 @@ pub mod account;
 pub mod admit;
 pub mod args;
 pub mod auth;
+pub mod device;
 mod ffi;
 pub mod handle;
 pub mod reuse;

@@ -8,6 +8,9 @@
 //                                                          pad adds an N-byte claim, for big-token tests)
 //   POST /test/sign {"header":{...},"payload":{...}}       -> {"token": ...} signed with this IdP's key for header.alg
 //   GET  /test/stats                                       -> {"jwks_hits": N, "discovery_hits": N}
+//   GET  /test/device?user_code=C&user=NAME&action=approve|deny
+//        completes a device-code login by driving the provider's own pages
+//        (/device, the login and consent interactions) like a browser would
 //
 // usage: node idp.mjs --port PORT [--host 127.0.0.1]
 
@@ -61,6 +64,15 @@ const provider = new Provider(issuer, {
     client('host-login-ed', 'EdDSA'),
     client('other-app', 'RS256'),
     client('short-lived', 'RS256'),
+    // Device-code login (RFC 8628): a public client, as on a host.
+    {
+      client_id: 'host-device',
+      token_endpoint_auth_method: 'none',
+      grant_types: ['urn:ietf:params:oauth:grant-type:device_code'],
+      response_types: [],
+      redirect_uris: [],
+      id_token_signed_response_alg: 'RS256',
+    },
   ],
   jwks: { keys },
   enabledJWA: { idTokenSigningAlgValues: ['RS256', 'ES256', 'EdDSA'] },
@@ -72,7 +84,9 @@ const provider = new Provider(issuer, {
     BackchannelAuthenticationRequest: 60,
   },
   features: {
-    devInteractions: { enabled: false },
+    // The provider's own development login/consent pages, driven by /test/device.
+    devInteractions: { enabled: true },
+    deviceFlow: { enabled: true },
     ciba: {
       enabled: true,
       deliveryModes: ['poll'],
@@ -151,6 +165,47 @@ async function sign(body) {
   return { token };
 }
 
+// A browser, minimally: a cookie jar and manual redirects.
+async function browse(start, action, user, userCode) {
+  const jar = new Map();
+  const cookie = () => [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
+  const go = async (url, form) => {
+    const r = await fetch(new URL(url, issuer), {
+      method: form ? 'POST' : 'GET',
+      redirect: 'manual',
+      headers: { cookie: cookie(), ...(form ? { 'content-type': 'application/x-www-form-urlencoded' } : {}) },
+      body: form ? new URLSearchParams(form) : undefined,
+    });
+    for (const c of r.headers.getSetCookie()) {
+      const [kv] = c.split(';');
+      const i = kv.indexOf('=');
+      jar.set(kv.slice(0, i), kv.slice(i + 1));
+    }
+    return { status: r.status, location: r.headers.get('location'), body: await r.text(), url };
+  };
+  const xsrf = (body) => body.match(/name="xsrf" value="([^"]+)"/)?.[1];
+  let page = await go(start);
+  page = await go('/device', { xsrf: xsrf(page.body), user_code: userCode });
+  if (!/deviceConfirmForm/.test(page.body)) throw new Error(`no confirm page: ${page.body.slice(0, 300)}`);
+  const confirm = { xsrf: xsrf(page.body), user_code: userCode, confirm: 'yes', ...(action === 'deny' ? { abort: 'yes' } : {}) };
+  page = await go('/device', confirm);
+  for (let i = 0; i < 12; i++) {
+    if (page.location) {
+      page = await go(page.location);
+      continue;
+    }
+    const m = page.url.toString().match(/\/interaction\/([^/?]+)$/);
+    if (m && /name="prompt" value="login"/.test(page.body)) {
+      page = await go(page.url, { prompt: 'login', login: `u-${user}`, password: 'any' });
+    } else if (m && /name="prompt" value="consent"/.test(page.body)) {
+      page = await go(page.url, { prompt: 'consent' });
+    } else {
+      return { status: page.status, done: true, page: page.body.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 200) };
+    }
+  }
+  throw new Error('device flow: too many steps');
+}
+
 const callback = provider.callback();
 const server = http.createServer(async (req, res) => {
   const url = new URL(req.url, issuer);
@@ -158,6 +213,10 @@ const server = http.createServer(async (req, res) => {
     if (url.pathname === '/test/token') return json(res, 200, await mint(url.searchParams));
     if (url.pathname === '/test/sign' && req.method === 'POST') return json(res, 200, await sign(await readBody(req)));
     if (url.pathname === '/test/stats') return json(res, 200, stats);
+    if (url.pathname === '/test/device') {
+      const q = url.searchParams;
+      return json(res, 200, await browse('/device', q.get('action') ?? 'approve', q.get('user'), q.get('user_code')));
+    }
   } catch (e) {
     return json(res, 500, { error: String(e) });
   }

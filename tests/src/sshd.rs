@@ -28,6 +28,17 @@ pub struct SshHost {
 pub struct Stacks(pub Vec<(&'static str, String)>);
 
 impl Stacks {
+    /// sshd with a device-code login, sudo and login as in `standard`.
+    pub fn device() -> Stacks {
+        let mut s = Stacks::standard("");
+        s.0[0].1 = s.0[0].1.replacen(
+            "auth required {MODULE} config={CONFIG}",
+            "auth required {MODULE} config={CONFIG} device_code",
+            1,
+        );
+        s
+    }
+
     pub fn standard(extra_sudo_args: &str) -> Stacks {
         let m = "{MODULE} config={CONFIG}";
         Stacks(vec![
@@ -201,6 +212,11 @@ exec /usr/sbin/sshd -D -f $D/sshd_config
     /// `ssh user@host -- command`, answering keyboard-interactive prompts with
     /// the askpass helper (SSH_ASKPASS) reading the token from `token_file`.
     pub fn ssh(&self, user: &str, token_file: &Path, command: &str) -> Output {
+        self.ssh_with(user, token_file, command, &askpass())
+    }
+
+    /// [`SshHost::ssh`] with another askpass program.
+    pub fn ssh_with(&self, user: &str, token_file: &Path, command: &str, askpass: &Path) -> Output {
         Command::new("ssh")
             .args(["-F", "/dev/null", "-p", &self.port.to_string()])
             .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
@@ -208,7 +224,7 @@ exec /usr/sbin/sshd -D -f $D/sshd_config
             .args(["-o", "ConnectTimeout=10", "-o", "BatchMode=no"])
             .arg(format!("{user}@127.0.0.1"))
             .arg(command)
-            .env("SSH_ASKPASS", askpass())
+            .env("SSH_ASKPASS", askpass)
             .env("SSH_ASKPASS_REQUIRE", "force")
             .env("DISPLAY", ":0")
             .env("OIDC_TOKEN_FILE", token_file)

@@ -148,3 +148,78 @@ fn sudo_reuses_fresh_session_claims_else_steps_up_and_checks_the_group() {
         "{line}"
     );
 }
+
+#[test]
+fn device_code_login_over_sshd_approved_denied_and_abandoned() {
+    let idp = Idp::start();
+    let issuer = Env::issuer_toml(&idp.issuer(), ALGS).replace(
+        "audiences = [\"host-login\", \"host-login-es\", \"host-login-ed\"]",
+        "audiences = [\"host-login\", \"host-device\"]\ndevice_client_id = \"host-device\"\ndevice_scope = \"openid profile groups\"",
+    );
+    let env = Env::new("", &issuer);
+    let cfg = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("ipc_timeout_ms = 1500", "ipc_timeout_ms = 1500\ndevice_timeout_secs = 8");
+    std::fs::write(&env.config, cfg).unwrap();
+    env.append("[accounts]\nprelogin_patterns = [\"*\"]\n");
+    let _h = env.start_helperd();
+    env.wait_cached(&idp.issuer());
+    let host = SshHost::start(&env, &Stacks::device(), "");
+    // An askpass that records the prompt (the verification URL and code are in it) and presses Enter.
+    let prompts = env.dir.0.join("prompts");
+    let recorder = env.dir.0.join("record-askpass");
+    std::fs::write(&recorder, format!("#!/bin/sh\nprintf '%s\\n' \"$1\" >> {}\necho\n", prompts.display())).unwrap();
+    std::process::Command::new("chmod").args(["+x", &recorder.display().to_string()]).status().unwrap();
+    let none = env.dir.0.join("no.token");
+    std::fs::write(&none, "").unwrap();
+    let user_code = |before: usize| -> String {
+        let t = std::time::Instant::now();
+        loop {
+            let all = std::fs::read_to_string(&prompts).unwrap_or_default();
+            if let Some(l) = all.lines().skip(before).find(|l| l.contains("confirm the code")) {
+                assert!(l.contains(&format!("open {}/device?user_code=", idp.issuer())), "{l}");
+                return l.split("confirm the code ").nth(1).unwrap().split(',').next().unwrap().to_string();
+            }
+            assert!(t.elapsed().as_secs() < 20, "no device prompt: {all}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    for (n, action) in ["approve", "deny", "never"].into_iter().enumerate() {
+        let t0 = std::time::Instant::now();
+        let out = std::thread::scope(|s| {
+            let ssh = s.spawn(|| host.ssh_with("alice", &none, "id; echo DEVICE-LOGIN-OK", &recorder));
+            let code = user_code(n);
+            if action != "never" {
+                let r = ureq::get(&format!("{}/test/device?user_code={code}&user=alice&action={action}", idp.issuer()))
+                    .call()
+                    .unwrap()
+                    .body_mut()
+                    .read_to_string()
+                    .unwrap();
+                assert!(r.contains("\"done\":true"), "{r}");
+            }
+            ssh.join().unwrap()
+        });
+        let t = text(&out);
+        match action {
+            "approve" => {
+                assert!(
+                    t.contains("DEVICE-LOGIN-OK") && t.contains("(ops-admins)"),
+                    "{t}\n{}",
+                    host.syslog().join("\n")
+                );
+                host.wait_log("auth result=allow code=ok service=sshd user=alice");
+            }
+            "deny" => {
+                assert!(!t.contains("DEVICE-LOGIN-OK"), "{t}");
+                host.wait_log("code=device-denied");
+            }
+            _ => {
+                assert!(!t.contains("DEVICE-LOGIN-OK"), "{t}");
+                host.wait_log("code=device-timeout");
+                let took = t0.elapsed().as_secs();
+                assert!((8..=20).contains(&took), "refused after {took}s with device_timeout_secs = 8");
+            }
+        }
+    }
+}

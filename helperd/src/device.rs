@@ -1,0 +1,193 @@
+//! Device-code login (RFC 8628) on behalf of pam_oidc: start the flow at the
+//! IdP, poll its token endpoint in the background (honouring `interval`, 5 s
+//! when absent, and `slow_down`), and hand the ID token to the module, which
+//! verifies it like any presented token. Denied, expired and timed-out flows
+//! end with their own reason.
+
+use crate::fetch::Transport;
+use crate::log::{info, warning};
+use oidc_core::config::{Config, Issuer};
+use oidc_core::ipc::Response;
+use oidc_core::Secret;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+const GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+#[derive(Debug, Clone)]
+enum State {
+    Pending,
+    Done(Secret),
+    Failed(&'static str, String),
+}
+
+struct Flow {
+    state: Mutex<State>,
+    cv: Condvar,
+    created: Instant,
+}
+
+pub struct DeviceFlows {
+    cfg: Config,
+    http: Arc<dyn Transport>,
+    flows: Mutex<HashMap<String, Arc<Flow>>>,
+}
+
+fn json(body: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))
+}
+
+fn str_field(v: &Value, k: &str) -> Option<String> {
+    v.get(k).and_then(Value::as_str).map(str::to_string)
+}
+
+impl DeviceFlows {
+    pub fn new(cfg: Config, http: Arc<dyn Transport>) -> DeviceFlows {
+        DeviceFlows { cfg, http, flows: Mutex::new(HashMap::new()) }
+    }
+
+    fn endpoints(&self, icfg: &Issuer) -> Result<(String, String), String> {
+        let url = format!("{}/.well-known/openid-configuration", icfg.url.trim_end_matches('/'));
+        let f = self.http.get(&url)?;
+        let doc = json(&f.body)?;
+        if str_field(&doc, "issuer").as_deref() != Some(icfg.url.as_str()) {
+            return Err("discovery issuer mismatch".into());
+        }
+        let dev =
+            str_field(&doc, "device_authorization_endpoint").ok_or("the IdP has no device_authorization_endpoint")?;
+        let tok = str_field(&doc, "token_endpoint").ok_or("the IdP has no token_endpoint")?;
+        for u in [&dev, &tok] {
+            oidc_core::config::check_url(u)?;
+        }
+        Ok((dev, tok))
+    }
+
+    pub fn start(self: &Arc<Self>, issuer: &str) -> Response {
+        let fail = |reason: String| Response::DeviceFailed { code: "error".into(), reason };
+        let Some(icfg) = self.cfg.issuer(issuer) else { return fail(format!("issuer not configured: {issuer}")) };
+        let Some(client_id) = icfg.device_client_id.clone() else {
+            return fail(format!("{issuer} has no device_client_id"));
+        };
+        let (dev_ep, tok_ep) = match self.endpoints(icfg) {
+            Ok(x) => x,
+            Err(e) => return fail(e),
+        };
+        let resp = match self.http.post_form(&dev_ep, &[("client_id", &client_id), ("scope", &icfg.device_scope)]) {
+            Ok((200, body)) => match json(&body) {
+                Ok(v) => v,
+                Err(e) => return fail(format!("{dev_ep}: {e}")),
+            },
+            Ok((status, body)) => return fail(format!("{dev_ep}: HTTP {status}: {}", String::from_utf8_lossy(&body))),
+            Err(e) => return fail(e),
+        };
+        let (Some(device_code), Some(user_code), Some(uri)) =
+            (str_field(&resp, "device_code"), str_field(&resp, "user_code"), str_field(&resp, "verification_uri"))
+        else {
+            return fail("device authorization response lacks device_code, user_code or verification_uri".into());
+        };
+        let expires_in = resp.get("expires_in").and_then(Value::as_u64).unwrap_or(300).min(3600);
+        let interval = resp.get("interval").and_then(Value::as_u64).unwrap_or(5).clamp(1, 60);
+        let Some(flow_id) = crate::sessions::random_id() else { return fail("no randomness".into()) };
+        let flow = Arc::new(Flow { state: Mutex::new(State::Pending), cv: Condvar::new(), created: Instant::now() });
+        {
+            let mut flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
+            flows.retain(|_, f| f.created.elapsed() < Duration::from_secs(3600));
+            flows.insert(flow_id.clone(), flow.clone());
+        }
+        // Poll no longer than the code lives, nor much past the module's wait.
+        let limit = Duration::from_secs(expires_in.min(self.cfg.pam.device_timeout_secs + 30));
+        let me = Arc::clone(self);
+        let id = flow_id.clone();
+        let (tok_ep2, client_id2) = (tok_ep.clone(), client_id.clone());
+        let spawned = std::thread::Builder::new().name("helperd-device".into()).spawn(move || {
+            let end = me.poll(&tok_ep2, &client_id2, &device_code, interval, limit);
+            info!(
+                "device flow {} ended: {}",
+                &id[..8],
+                match &end {
+                    State::Done(_) => "token received".to_string(),
+                    State::Failed(c, r) => format!("{c}: {r}"),
+                    State::Pending => "pending".into(),
+                }
+            );
+            *flow.state.lock().unwrap_or_else(|e| e.into_inner()) = end;
+            flow.cv.notify_all();
+        });
+        if let Err(e) = spawned {
+            return fail(format!("cannot start the poller: {e}"));
+        }
+        info!("device flow {} started issuer={issuer} user_code={user_code}", &flow_id[..8]);
+        Response::DeviceStarted {
+            flow_id,
+            verification_uri: uri,
+            verification_uri_complete: str_field(&resp, "verification_uri_complete"),
+            user_code,
+            expires_in,
+        }
+    }
+
+    fn poll(&self, token_ep: &str, client_id: &str, device_code: &str, mut interval: u64, limit: Duration) -> State {
+        let start = Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_secs(interval));
+            if start.elapsed() >= limit {
+                return State::Failed("timeout", format!("not completed within {}s", limit.as_secs()));
+            }
+            let form = [("grant_type", GRANT), ("device_code", device_code), ("client_id", client_id)];
+            let (status, body) = match self.http.post_form(token_ep, &form) {
+                Ok(x) => x,
+                Err(e) => {
+                    warning!("device flow poll: {e}");
+                    continue;
+                }
+            };
+            let v = match json(&body) {
+                Ok(v) => v,
+                Err(e) => return State::Failed("error", format!("{token_ep}: HTTP {status}: {e}")),
+            };
+            if status == 200 {
+                return match str_field(&v, "id_token") {
+                    Some(t) => State::Done(Secret::new(t)),
+                    None => {
+                        State::Failed("error", "token response has no id_token (is `openid` in device_scope?)".into())
+                    }
+                };
+            }
+            let desc = str_field(&v, "error_description").unwrap_or_default();
+            match str_field(&v, "error").as_deref() {
+                Some("authorization_pending") => {}
+                Some("slow_down") => interval += 5,
+                Some("access_denied") => return State::Failed("denied", format!("the user denied the login {desc}")),
+                Some("expired_token") => return State::Failed("expired", format!("the device code expired {desc}")),
+                Some(e) => return State::Failed("error", format!("{e} {desc}")),
+                None => return State::Failed("error", format!("HTTP {status} without an error code")),
+            }
+        }
+    }
+
+    /// Wait for a flow to end, at most `timeout`.
+    pub fn wait(&self, flow_id: &str, timeout: Duration) -> Response {
+        let Some(flow) = self.flows.lock().unwrap_or_else(|e| e.into_inner()).get(flow_id).cloned() else {
+            return Response::DeviceFailed { code: "error".into(), reason: "unknown device flow".into() };
+        };
+        let guard = flow.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (state, _) = flow
+            .cv
+            .wait_timeout_while(guard, timeout, |s| matches!(s, State::Pending))
+            .unwrap_or_else(|e| e.into_inner());
+        match state.clone() {
+            State::Done(t) => {
+                drop(state);
+                self.flows.lock().unwrap_or_else(|e| e.into_inner()).remove(flow_id);
+                Response::DeviceToken { id_token: t }
+            }
+            State::Failed(code, reason) => Response::DeviceFailed { code: code.into(), reason },
+            State::Pending => Response::DeviceFailed {
+                code: "timeout".into(),
+                reason: format!("the user did not complete the login within {}s", timeout.as_secs()),
+            },
+        }
+    }
+}
