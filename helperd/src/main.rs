@@ -26,6 +26,7 @@ commands:
   status                     show each issuer's key cache (asks the running daemon)
   refresh ISSUER             ask the running daemon to refetch an issuer's keys now
   users                      list the OIDC accounts (name, uid, groups, identity, last login)
+  sessions                   list live OIDC login sessions (user, pid, tty, rhost, token expiry)
   version";
 
 fn main() -> ExitCode {
@@ -69,6 +70,7 @@ fn main() -> ExitCode {
         },
         "status" => status(&cfg),
         "users" => users(&cfg),
+        "sessions" => sessions(&cfg),
         "refresh" => match args.get(1) {
             Some(iss) => {
                 match oidc_core::ipc::Client::new(&cfg.helperd.socket, Duration::from_secs(30)).refresh_jwks(iss) {
@@ -196,6 +198,41 @@ fn users(cfg: &Config) -> i32 {
                     format!("{}s ago", now - u.last_login),
                     u.issuer,
                     oidc_core::audit::clean(&u.sub)
+                );
+            }
+            0
+        }
+        Ok(other) => {
+            eprintln!("helperd: unexpected answer {other:?}");
+            1
+        }
+        Err(e) => {
+            eprintln!("helperd: {e}");
+            1
+        }
+    }
+}
+
+fn sessions(cfg: &Config) -> i32 {
+    match call(&cfg.helperd.socket, &Request::Sessions, Duration::from_secs(5)) {
+        Ok(Response::Sessions { sessions }) => {
+            let now = keys::unix_now();
+            println!(
+                "{:>4} {:<16} {:>10} {:>8} {:<10} {:<16} {:<12} identity",
+                "id", "user", "uid", "pid", "tty", "rhost", "token exp"
+            );
+            for s in sessions {
+                println!(
+                    "{:>4} {:<16} {:>10} {:>8} {:<10} {:<16} {:<12} {} {}",
+                    s.id,
+                    s.claims.account,
+                    s.uid,
+                    s.pid,
+                    if s.tty.is_empty() { "-" } else { &s.tty },
+                    if s.rhost.is_empty() { "-" } else { &s.rhost },
+                    format!("{}s", s.claims.exp - now),
+                    s.claims.issuer,
+                    oidc_core::audit::clean(&s.claims.sub)
                 );
             }
             0

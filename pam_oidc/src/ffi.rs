@@ -81,11 +81,13 @@ impl Pam for RealPam<'_> {
     }
 
     fn putenv(&mut self, name: &str, value: &str) -> Result<(), PamResultCode> {
-        let nv = cstring(&format!("{name}={value}"));
+        // An empty value removes the variable (pam_putenv("NAME") deletes it).
+        let nv = if value.is_empty() { cstring(name) } else { cstring(&format!("{name}={value}")) };
         // SAFETY: `self.h` is the live handle PAM passed to this hook; `nv` is a
         // valid NUL-terminated string that libpam copies before returning.
         let rc = unsafe { pam_putenv(self.h, nv.as_ptr()) };
-        if rc == PamResultCode::PAM_SUCCESS as c_int {
+        if rc == PamResultCode::PAM_SUCCESS as c_int || (value.is_empty() && rc == PamResultCode::PAM_BAD_ITEM as c_int)
+        {
             Ok(())
         } else {
             Err(PamResultCode::PAM_BUF_ERR)
