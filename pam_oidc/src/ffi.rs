@@ -81,7 +81,11 @@ impl Pam for RealPam<'_> {
     }
 
     fn putenv(&mut self, name: &str, value: &str) -> Result<(), PamResultCode> {
-        // An empty value removes the variable (pam_putenv("NAME") deletes it).
+        // An empty value removes the variable (pam_putenv("NAME") deletes it);
+        // libpam logs an error for deleting a missing one, so skip that.
+        if value.is_empty() && self.getenv(name).is_none() {
+            return Ok(());
+        }
         let nv = if value.is_empty() { cstring(name) } else { cstring(&format!("{name}={value}")) };
         // SAFETY: `self.h` is the live handle PAM passed to this hook; `nv` is a
         // valid NUL-terminated string that libpam copies before returning.

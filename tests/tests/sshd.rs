@@ -112,7 +112,7 @@ fn tokens_of_1k_4k_12k_over_sshd_sudo_and_console_login() {
 
 #[test]
 fn sudo_reuses_fresh_session_claims_else_steps_up_and_checks_the_group() {
-    let (idp, env, _h, host) = setup("", "\"*\"", "require_group=ops-admins max_age=3", "%devs ALL=(ALL:ALL) ALL\n");
+    let (idp, env, h, host) = setup("", "\"*\"", "require_group=ops-admins max_age=3", "ALL ALL=(ALL:ALL) ALL\n");
     let fresh = |user: &str| {
         format!(
             "curl -s 'http://127.0.0.1:{}/test/token?client=host-login&user={user}' | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id_token\"])' > /tmp/$$.tok; \
@@ -121,21 +121,6 @@ fn sudo_reuses_fresh_session_claims_else_steps_up_and_checks_the_group() {
             askpass().display()
         )
     };
-    // alice (ops-admins): no prompt while the login is fresh; step-up once it is older than max_age.
-    let cmd = format!(
-        "sudo -S -p 'FIRST-PROMPT ' true </dev/null && echo NO-PROMPT-OK; sleep 4; \
-         sudo -S -p 'SECOND-PROMPT ' true </dev/null 2>/dev/null || echo STEP-UP-NEEDED; {} && echo STEP-UP-OK",
-        fresh("alice")
-    );
-    let out = host.ssh("alice", &token_file(&env, "alice", &idp.token("host-login", "alice")), &cmd);
-    let t = text(&out);
-    assert!(t.contains("NO-PROMPT-OK") && !t.contains("FIRST-PROMPT"), "{t}\n{}", host.syslog().join("\n"));
-    assert!(t.contains("STEP-UP-NEEDED") && t.contains("STEP-UP-OK"), "{t}\n{}", host.syslog().join("\n"));
-    host.wait_log("service=sudo user=alice rhost=- issuer");
-    assert!(host.syslog().iter().any(|l| l.contains("service=sudo user=alice") && l.contains("claims of session")));
-    assert!(host.syslog().iter().any(|l| l.contains("service=sudo user=alice")
-        && l.contains("fresh token because")
-        && l.contains("max_age=3")));
     // bob (devs only): his own session's claims do not have the group, nor does a fresh token;
     // alice's live session is no help to him.
     let cmd = format!("sudo -S true </dev/null 2>/dev/null || echo REFUSED; {} || echo REFUSED-FRESH", fresh("bob"));
@@ -147,6 +132,26 @@ fn sudo_reuses_fresh_session_claims_else_steps_up_and_checks_the_group() {
         host.syslog().iter().any(|l| l.contains("service=sudo user=bob") && l.contains("code=not-in-allowed-group")),
         "{line}"
     );
+    // alice (ops-admins): no prompt while the login is fresh; step-up once it is older than max_age.
+    let cmd = format!(
+        "sudo -S -p 'FIRST-PROMPT ' true </dev/null && echo NO-PROMPT-OK; \
+         sudo -S -p '' -u bob sudo -S -p 'INNER ' true </dev/null || echo BORROW-REFUSED; sleep 4; \
+         sudo -S -p 'SECOND-PROMPT ' true </dev/null 2>/dev/null || echo STEP-UP-NEEDED; {} && echo STEP-UP-OK",
+        fresh("alice")
+    );
+    let out = host.ssh("alice", &token_file(&env, "alice", &idp.token("host-login", "alice")), &cmd);
+    let t = text(&out);
+    assert!(t.contains("NO-PROMPT-OK") && !t.contains("FIRST-PROMPT"), "{t}\n{}", host.syslog().join("\n"));
+    assert!(t.contains("STEP-UP-NEEDED") && t.contains("STEP-UP-OK"), "{t}\n{}", host.syslog().join("\n"));
+    // A process of another uid inside alice's session (sudo -u bob) gets none of her claims.
+    assert!(t.contains("BORROW-REFUSED"), "{t}");
+    let hlog = std::fs::read_to_string(&h.log).unwrap();
+    assert!(hlog.contains("is inside another uid's session"), "{t}\n{hlog}\n{}", host.syslog().join("\n"));
+    host.wait_log("service=sudo user=alice rhost=- issuer");
+    assert!(host.syslog().iter().any(|l| l.contains("service=sudo user=alice") && l.contains("claims of session")));
+    assert!(host.syslog().iter().any(|l| l.contains("service=sudo user=alice")
+        && l.contains("fresh token because")
+        && l.contains("max_age=3")));
 }
 
 #[test]
