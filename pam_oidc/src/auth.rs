@@ -116,7 +116,8 @@ pub fn read_token(pam: &mut dyn Pam, first_prompt: &str, max_bytes: usize) -> Re
     Err(Rejection::NoToken(format!("more than {MAX_PARTS} parts")))
 }
 
-pub fn authenticate(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCode {
+/// `clock` is read when a decision is made (a device-code login may take minutes).
+pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) -> PamResultCode {
     let (a, cfg) = match setup(pam, raw, "auth") {
         Ok(x) => x,
         Err(rc) => return rc,
@@ -147,7 +148,7 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCod
     let client = ipc::Client::new(&cfg.helperd.socket, Duration::from_millis(cfg.pam.ipc_timeout_ms));
     let mut why_not_session = String::new();
     if !a.step_up {
-        match crate::reuse::session_claims(&client, &user, &a.demand(), now) {
+        match crate::reuse::session_claims(&client, &user, &a.demand(), clock()) {
             crate::reuse::Reuse::Usable(c, detail) => {
                 ev.issuer = c.issuer.clone();
                 ev.sub = c.sub.clone();
@@ -177,6 +178,7 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCod
         Err(r) => return deny(pam, ev, &r, r.to_string()),
     };
     let mut refresh = |iss: &str| client.refresh_jwks(iss);
+    let now = clock();
     let out: Outcome = verify_token(&cfg, token.expose().trim(), now, &mut refresh);
     drop(token);
     if a.debug {

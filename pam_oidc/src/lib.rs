@@ -27,7 +27,7 @@ pam::pam_hooks!(PamOidc);
 impl PamHooks for PamOidc {
     fn sm_authenticate(h: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
         let mut pam = ffi::RealPam::new(h, flags);
-        auth::authenticate(&mut pam, &args::to_strings(&args), handle::unix_now())
+        auth::authenticate(&mut pam, &args::to_strings(&args), &handle::unix_now)
     }
 
     fn acct_mgmt(h: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {

@@ -126,7 +126,7 @@ fn args(s: &Setup, extra: &[&str]) -> Vec<String> {
 fn prompt_verify_and_hand_identity_to_account() {
     let s = setup("ok");
     let mut p = Fake { user: "alice".into(), reply: Some(format!("{}\n", s.token)), ..Default::default() };
-    assert_eq!(authenticate(&mut p, &args(&s, &[]), NOW), PamResultCode::PAM_SUCCESS);
+    assert_eq!(authenticate(&mut p, &args(&s, &[]), &|| NOW), PamResultCode::PAM_SUCCESS);
     assert_eq!(p.prompts, ["OIDC token: "]);
     assert_eq!(p.env[ENV_USER], "alice");
     assert_eq!(p.env[ENV_GROUPS], "devs,ops");
@@ -147,15 +147,15 @@ fn first_pass_modes() {
         reply: Some(s.token.clone()),
         ..Default::default()
     };
-    assert_eq!(authenticate(&mut p, &args(&s, &["try_first_pass"]), NOW), PamResultCode::PAM_SUCCESS);
+    assert_eq!(authenticate(&mut p, &args(&s, &["try_first_pass"]), &|| NOW), PamResultCode::PAM_SUCCESS);
     assert_eq!(p.prompts.len(), 1);
     // try_first_pass with a token in PAM_AUTHTOK: no prompt.
     let mut p = Fake { user: "alice".into(), authtok: Some(s.token.clone()), ..Default::default() };
-    assert_eq!(authenticate(&mut p, &args(&s, &["try_first_pass"]), NOW), PamResultCode::PAM_SUCCESS);
+    assert_eq!(authenticate(&mut p, &args(&s, &["try_first_pass"]), &|| NOW), PamResultCode::PAM_SUCCESS);
     assert!(p.prompts.is_empty());
     // use_first_pass never prompts.
     let mut p = Fake { user: "alice".into(), reply: Some(s.token.clone()), ..Default::default() };
-    assert_eq!(authenticate(&mut p, &args(&s, &["use_first_pass"]), NOW), PamResultCode::PAM_AUTH_ERR);
+    assert_eq!(authenticate(&mut p, &args(&s, &["use_first_pass"]), &|| NOW), PamResultCode::PAM_AUTH_ERR);
     assert!(p.prompts.is_empty());
 }
 
@@ -163,17 +163,17 @@ fn first_pass_modes() {
 fn refusals_are_logged_and_shown_briefly() {
     let s = setup("deny");
     let mut p = Fake { user: "bob".into(), reply: Some(s.token.clone()), ..Default::default() };
-    assert_eq!(authenticate(&mut p, &args(&s, &[]), NOW), PamResultCode::PAM_AUTH_ERR);
+    assert_eq!(authenticate(&mut p, &args(&s, &[]), &|| NOW), PamResultCode::PAM_AUTH_ERR);
     assert_eq!(p.errors, ["OIDC login refused: token is for another user"]);
     assert!(p.env.is_empty(), "nothing handed on after a refusal");
     // Expired: the clock is passed in.
     let mut p = Fake { user: "alice".into(), reply: Some(s.token.clone()), ..Default::default() };
-    assert_eq!(authenticate(&mut p, &args(&s, &[]), NOW + 3600), PamResultCode::PAM_AUTH_ERR);
+    assert_eq!(authenticate(&mut p, &args(&s, &[]), &|| NOW + 3600), PamResultCode::PAM_AUTH_ERR);
     assert!(p.log.borrow()[0].contains("code=expired"));
     // No helperd and an unknown issuer key: keys unavailable => AUTHINFO_UNAVAIL.
     std::fs::remove_dir_all(s.dir.join("jwks")).unwrap();
     let mut p = Fake { user: "alice".into(), reply: Some(s.token.clone()), ..Default::default() };
-    assert_eq!(authenticate(&mut p, &args(&s, &[]), NOW), PamResultCode::PAM_AUTHINFO_UNAVAIL);
+    assert_eq!(authenticate(&mut p, &args(&s, &[]), &|| NOW), PamResultCode::PAM_AUTHINFO_UNAVAIL);
     assert_eq!(p.errors, ["OIDC login refused: issuer keys unavailable"]);
     // Account without an OIDC identity: ignored, unless a group is required.
     let mut p = Fake { user: "alice".into(), ..Default::default() };
