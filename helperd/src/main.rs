@@ -3,6 +3,7 @@
 mod accounts;
 mod atomic;
 mod check_token;
+mod cli;
 mod device;
 mod fetch;
 mod keys;
@@ -12,7 +13,6 @@ mod sessions;
 mod snapshot;
 
 use oidc_core::config::{Config, DEFAULT_PATH};
-use oidc_core::ipc::{call, Request, Response};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -68,9 +68,9 @@ fn main() -> ExitCode {
                 2
             }
         },
-        "status" => status(&cfg),
-        "users" => users(&cfg),
-        "sessions" => sessions(&cfg),
+        "status" => cli::status(&cfg),
+        "users" => cli::users(&cfg),
+        "sessions" => cli::sessions(&cfg),
         "refresh" => match args.get(1) {
             Some(iss) => {
                 match oidc_core::ipc::Client::new(&cfg.helperd.socket, Duration::from_secs(30)).refresh_jwks(iss) {
@@ -152,98 +152,4 @@ fn run(cfg: Config) -> i32 {
     log::info!("helperd {} listening on {}", env!("CARGO_PKG_VERSION"), socket.display());
     server::serve(listener, svc);
     0
-}
-
-fn status(cfg: &Config) -> i32 {
-    match call(&cfg.helperd.socket, &Request::Status, Duration::from_secs(5)) {
-        Ok(Response::Status { issuers }) => {
-            let now = keys::unix_now();
-            for i in issuers {
-                let age = |t: Option<i64>| t.map_or("never".to_string(), |t| format!("{}s", t - now));
-                println!(
-                    "{}\n  keys: {}  fetched: {}  expires in: {}  fetches: {}  rate-limited: {}  last error: {}",
-                    i.issuer,
-                    i.keys,
-                    i.fetched_at.map_or("never".to_string(), |t| format!("{}s ago", now - t)),
-                    age(i.expires_at),
-                    i.fetches,
-                    i.rate_limited,
-                    i.last_error.as_deref().unwrap_or("-")
-                );
-            }
-            0
-        }
-        Ok(other) => {
-            eprintln!("helperd: unexpected answer {other:?}");
-            1
-        }
-        Err(e) => {
-            eprintln!("helperd: {e}");
-            1
-        }
-    }
-}
-
-fn users(cfg: &Config) -> i32 {
-    match call(&cfg.helperd.socket, &Request::Users, Duration::from_secs(5)) {
-        Ok(Response::Users { users }) => {
-            println!("{:<20} {:>10}  {:<30} {:<12} identity", "name", "uid", "groups", "last login");
-            let now = keys::unix_now();
-            for u in users {
-                println!(
-                    "{:<20} {:>10}  {:<30} {:<12} {} {}",
-                    u.name,
-                    u.uid,
-                    u.groups.join(","),
-                    format!("{}s ago", now - u.last_login),
-                    u.issuer,
-                    oidc_core::audit::clean(&u.sub)
-                );
-            }
-            0
-        }
-        Ok(other) => {
-            eprintln!("helperd: unexpected answer {other:?}");
-            1
-        }
-        Err(e) => {
-            eprintln!("helperd: {e}");
-            1
-        }
-    }
-}
-
-fn sessions(cfg: &Config) -> i32 {
-    match call(&cfg.helperd.socket, &Request::Sessions, Duration::from_secs(5)) {
-        Ok(Response::Sessions { sessions }) => {
-            let now = keys::unix_now();
-            println!(
-                "{:>4} {:<16} {:>10} {:>8} {:<10} {:<16} {:<12} identity",
-                "id", "user", "uid", "pid", "tty", "rhost", "token exp"
-            );
-            for s in sessions {
-                println!(
-                    "{:>4} {:<16} {:>10} {:>8} {:<10} {:<16} {:<12} {} {}",
-                    s.id,
-                    s.claims.account,
-                    s.uid,
-                    s.pid,
-                    if s.tty.is_empty() { "-" } else { &s.tty },
-                    if s.rhost.is_empty() { "-" } else { &s.rhost },
-                    format!("{}s", s.claims.exp - now),
-                    s.claims.issuer,
-                    oidc_core::audit::clean(&s.claims.sub)
-                );
-            }
-            0
-        }
-        Ok(other) => {
-            eprintln!("helperd: unexpected answer {other:?}");
-            1
-        }
-        Err(e) => {
-            eprintln!("helperd: {e}");
-            1
-        }
-    }
 }

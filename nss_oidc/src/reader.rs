@@ -349,6 +349,3 @@ impl<'a> Snapshot<'a> {
         self.group_at(off).map(Some)
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,5 +1,10 @@
-use super::*;
-use crate::format::{build, build_with, glob, id_hash, Group, Prelogin, User};
+//! The snapshot reader over in-memory bytes: round trips, the pre-login rule,
+//! and corruption (every truncation, 20,000 random flips).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use nss_oidc::format::{build, build_with, glob, id_hash, Group, Prelogin, User};
+use nss_oidc::reader::Snapshot;
 
 fn sample(n: u32) -> (Vec<User>, Vec<Group>) {
     let users: Vec<User> = (0..n)
