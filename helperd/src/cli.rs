@@ -8,7 +8,11 @@ use std::time::Duration;
 
 /// One request to the daemon; errors are printed, the Err is the exit code.
 fn ask(cfg: &Config, req: Request) -> Result<Response, i32> {
-    match call(&cfg.helperd.socket, &req, Duration::from_secs(5)) {
+    ask_within(cfg, req, Duration::from_secs(5))
+}
+
+fn ask_within(cfg: &Config, req: Request, timeout: Duration) -> Result<Response, i32> {
+    match call(&cfg.helperd.socket, &req, timeout) {
         Ok(Response::Error { message }) => {
             eprintln!("helperd: {message}");
             Err(1)
@@ -96,6 +100,31 @@ pub fn sessions(cfg: &Config) -> i32 {
             s.claims.issuer,
             clean(&s.claims.sub)
         );
+        if let Some(aws) = &s.aws {
+            println!("     aws: {aws}");
+        }
     }
     0
+}
+
+/// `credential_process` for the AWS CLI and SDKs: this session's credentials
+/// as JSON (Version 1). helperd serves them only to the session's own uid (and
+/// root), checked on the socket; nothing is written to disk.
+pub fn credentials(cfg: &Config) -> i32 {
+    let wait = Duration::from_secs(cfg.aws.timeout_secs + 5);
+    match ask_within(cfg, Request::AwsCredentials, wait) {
+        Ok(Response::AwsCredentials { access_key_id, secret_access_key, session_token, expiration }) => {
+            let out = serde_json::json!({
+                "Version": 1,
+                "AccessKeyId": access_key_id,
+                "SecretAccessKey": secret_access_key.expose(),
+                "SessionToken": session_token.expose(),
+                "Expiration": expiration,
+            });
+            println!("{out}");
+            0
+        }
+        Ok(r) => unexpected(r),
+        Err(code) => code,
+    }
 }

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod atomic;
+mod aws;
 mod check_token;
 mod cli;
 mod device;
@@ -26,7 +27,9 @@ commands:
   status                     show each issuer's key cache (asks the running daemon)
   refresh ISSUER             ask the running daemon to refetch an issuer's keys now
   users                      list the OIDC accounts (name, uid, groups, identity, last login)
-  sessions                   list live OIDC login sessions (user, pid, tty, rhost, token expiry)
+    sessions                   list live OIDC login sessions (user, pid, tty, rhost, token expiry, AWS role)
+  credentials                this session's AWS credentials as credential_process JSON
+                             (what the session's AWS config runs; only the session's uid or root)
   version";
 
 fn main() -> ExitCode {
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         "status" => cli::status(&cfg),
         "users" => cli::users(&cfg),
         "sessions" => cli::sessions(&cfg),
+        "credentials" => cli::credentials(&cfg),
         "refresh" => match args.get(1) {
             Some(iss) => {
                 match oidc_core::ipc::Client::new(&cfg.helperd.socket, Duration::from_secs(30)).refresh_jwks(iss) {
@@ -136,13 +140,20 @@ fn run(cfg: Config) -> i32 {
         return 1;
     }
     let device = Arc::new(device::DeviceFlows::new(cfg.clone(), Arc::new(fetch::Http::new(timeout))));
+    let cfg_aws = cfg.aws.clone();
     let keys = keys::KeyCache::new(cfg, Box::new(fetch::Http::new(timeout)));
-    let svc = Arc::new(server::Services { keys, accounts, sessions: sessions::Sessions::default(), device });
+    let aws = aws::Broker::new(cfg_aws);
+    if let Err(e) = aws.write_config_file() {
+        log::error!("writing the AWS config file: {e}");
+        return 1;
+    }
+    let svc = Arc::new(server::Services { keys, accounts, sessions: sessions::Sessions::default(), device, aws });
     let bg = Arc::clone(&svc);
     let spawned = std::thread::Builder::new().name("helperd-refresh".into()).spawn(move || loop {
         bg.keys.refresh_due();
         bg.accounts.rebuild_if_inputs_changed();
         bg.sessions.reap();
+        bg.aws.forget(&bg.sessions.ids());
         std::thread::sleep(bg.keys.next_due_in().min(Duration::from_secs(5)));
     });
     if let Err(e) = spawned {

@@ -44,6 +44,20 @@ pub struct Services {
     pub accounts: AccountService,
     pub sessions: crate::sessions::Sessions,
     pub device: Arc<crate::device::DeviceFlows>,
+    pub aws: crate::aws::Broker,
+}
+
+fn aws_status(o: crate::aws::Outcome) -> Option<oidc_core::ipc::AwsStatus> {
+    use crate::aws::Outcome;
+    match o {
+        Outcome::NoRole => None,
+        Outcome::Granted(message) => Some(oidc_core::ipc::AwsStatus { granted: true, required_failed: false, message }),
+        Outcome::Failed { required, code, reason } => Some(oidc_core::ipc::AwsStatus {
+            granted: false,
+            required_failed: required,
+            message: format!("AWS credentials unavailable ({code}): {reason}"),
+        }),
+    }
 }
 
 pub fn serve(listener: UnixListener, svc: Arc<Services>) {
@@ -78,6 +92,7 @@ fn login(
     svc: &Services,
     event: Option<&oidc_core::accounts::LoginEvent>,
     claims: &oidc_core::session::SessionClaims,
+    web_token: Option<&oidc_core::Secret>,
 ) -> Response {
     let detail = match event {
         Some(ev) => match svc.accounts.admit(ev) {
@@ -86,7 +101,9 @@ fn login(
         },
         None => format!("role account {} for identity {}", claims.account, claims.identity),
     };
-    match svc.sessions.add_pending(claims.clone()) {
+    // Keep the token only if the account's AWS role will need it (web identity).
+    let keep = svc.aws.wants_web_token(&claims.groups);
+    match svc.sessions.add_pending(claims.clone(), web_token.filter(|_| keep).cloned()) {
         Some(login_id) => Response::Admitted { detail, login_id },
         None => {
             Response::Refused { code: "accounts-unavailable".into(), reason: "no randomness for a login id".into() }
@@ -122,22 +139,46 @@ fn handle(mut s: UnixStream, svc: &Services) {
             warning!("refused {} from uid={uid} pid={pid}: root only", req.name());
             Response::Refused { code: "permission-denied".into(), reason: "only root may do this".into() }
         }
-        Request::Login { event, claims } => login(svc, event.as_ref(), claims),
+        Request::Login { event, claims, web_token } => login(svc, event.as_ref(), claims, web_token.as_ref()),
         Request::OpenSession { login_id, pid: spid, tty, rhost } => {
             match svc.sessions.pending_account(login_id).and_then(|a| svc.accounts.uid_of(&a)) {
                 None => Response::Error { message: "unknown or expired login id, or unknown account".into() },
                 Some(account_uid) => match svc.sessions.open(login_id, account_uid, *spid, tty, rhost) {
-                    Ok(id) => Response::SessionOpened { id },
+                    Ok((id, claims, token)) => {
+                        Response::SessionOpened { id, aws: aws_status(svc.aws.open(id, &claims, token)) }
+                    }
                     Err(e) => Response::Error { message: e },
                 },
             }
         }
-        Request::CloseSession { pid: spid } => Response::SessionClosed { closed: svc.sessions.close(*spid) },
+        Request::CloseSession { pid: spid } => {
+            let closed = svc.sessions.close(*spid);
+            svc.aws.forget(&svc.sessions.ids());
+            Response::SessionClosed { closed }
+        }
         Request::SessionClaims => {
             let (claims, detail) = svc.sessions.claims_for(pid);
             Response::Claims { claims: claims.map(Box::new), detail }
         }
-        Request::Sessions => Response::Sessions { sessions: svc.sessions.list() },
+        Request::Sessions => {
+            let mut sessions = svc.sessions.list();
+            for s in &mut sessions {
+                s.aws = svc.aws.describe(s.id);
+            }
+            Response::Sessions { sessions }
+        }
+        Request::AwsCredentials => match svc.sessions.for_credentials(pid, uid) {
+            None => Response::Error { message: format!("process {pid} (uid {uid}) is in no OIDC session of its uid") },
+            Some(id) => match svc.aws.credentials(id, crate::keys::unix_now()) {
+                Ok(c) => Response::AwsCredentials {
+                    access_key_id: c.access_key_id,
+                    secret_access_key: c.secret,
+                    session_token: c.token,
+                    expiration: c.expiration,
+                },
+                Err(e) => Response::Error { message: e },
+            },
+        },
         Request::DeviceStart { issuer } => svc.device.start(issuer),
         Request::DeviceWait { flow_id, timeout_secs } => {
             svc.device.wait(flow_id, Duration::from_secs((*timeout_secs).min(3600)))

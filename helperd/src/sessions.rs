@@ -10,6 +10,7 @@
 use crate::keys::unix_now;
 use crate::log::{info, warning};
 use oidc_core::session::{find_session, SessionClaims, SessionInfo};
+use oidc_core::Secret;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -17,9 +18,13 @@ use std::time::{Duration, Instant};
 /// A verified login not bound to a session within this time is dropped.
 const PENDING_TTL: Duration = Duration::from_secs(600);
 
+/// A verified login waiting for its session: claims, the token kept for web
+/// identity (if any), and when it was verified.
+type Pending = (SessionClaims, Option<Secret>, Instant);
+
 #[derive(Default)]
 pub struct Sessions {
-    pending: Mutex<HashMap<String, (SessionClaims, Instant)>>,
+    pending: Mutex<HashMap<String, Pending>>,
     live: Mutex<Vec<SessionInfo>>,
     next_id: Mutex<u64>,
 }
@@ -65,20 +70,28 @@ fn ancestry(mut pid: i32) -> Vec<(i32, u64)> {
 }
 
 impl Sessions {
-    pub fn add_pending(&self, claims: SessionClaims) -> Option<String> {
+    pub fn add_pending(&self, claims: SessionClaims, web_token: Option<Secret>) -> Option<String> {
         let id = random_id()?;
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        p.retain(|_, (_, t)| t.elapsed() < PENDING_TTL);
-        p.insert(id.clone(), (claims, Instant::now()));
+        p.retain(|_, (_, _, t)| t.elapsed() < PENDING_TTL);
+        p.insert(id.clone(), (claims, web_token, Instant::now()));
         Some(id)
     }
 
     pub fn pending_account(&self, login_id: &str) -> Option<String> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).get(login_id).map(|(c, _)| c.account.clone())
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).get(login_id).map(|(c, _, _)| c.account.clone())
     }
 
-    pub fn open(&self, login_id: &str, uid: u32, pid: i32, tty: &str, rhost: &str) -> Result<u64, String> {
-        let (claims, _) = self
+    /// Bind a pending login to the session opened by `pid`: its id, claims and kept token.
+    pub fn open(
+        &self,
+        login_id: &str,
+        uid: u32,
+        pid: i32,
+        tty: &str,
+        rhost: &str,
+    ) -> Result<(u64, SessionClaims, Option<Secret>), String> {
+        let (claims, web_token, _) = self
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -97,10 +110,19 @@ impl Sessions {
             oidc_core::audit::clean(&claims.sub),
             claims.exp - unix_now()
         );
-        let s =
-            SessionInfo { id, uid, pid, pid_start, tty: tty.into(), rhost: rhost.into(), opened: unix_now(), claims };
+        let s = SessionInfo {
+            id,
+            uid,
+            pid,
+            pid_start,
+            tty: tty.into(),
+            rhost: rhost.into(),
+            opened: unix_now(),
+            claims: claims.clone(),
+            aws: None,
+        };
         self.live.lock().unwrap_or_else(|e| e.into_inner()).push(s);
-        Ok(id)
+        Ok((id, claims, web_token))
     }
 
     pub fn close(&self, pid: i32) -> usize {
@@ -145,6 +167,25 @@ impl Sessions {
                 (None, format!("process {peer_pid} (uid {uid}) is in no OIDC session"))
             }
         }
+    }
+
+    /// The session whose AWS credentials a peer may have: the nearest session
+    /// in its ancestry whose uid is the peer's (effective) uid — or any, for root.
+    pub fn for_credentials(&self, peer_pid: i32, peer_uid: u32) -> Option<u64> {
+        self.reap();
+        let tree = ancestry(peer_pid);
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let found = tree.iter().find_map(|(pid, start)| {
+            live.iter().find(|s| s.pid == *pid && s.pid_start == *start && (peer_uid == 0 || s.uid == peer_uid))
+        });
+        if found.is_none() && live.iter().any(|s| tree.iter().any(|(p, _)| *p == s.pid)) {
+            warning!("aws credentials refused: process {peer_pid} (uid {peer_uid}) is inside another uid's session");
+        }
+        found.map(|s| s.id)
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|s| s.id).collect()
     }
 
     pub fn list(&self) -> Vec<SessionInfo> {

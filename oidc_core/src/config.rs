@@ -5,9 +5,11 @@
 //! transaction and by helperd at start.
 
 mod accounts;
+mod aws;
 
 use crate::alg::Alg;
 pub use accounts::{Accounts, Groups, RoleAccount};
+pub use aws::{Aws, Role as AwsRole, Source as AwsSource};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +36,8 @@ pub struct Config {
     pub groups: Groups,
     #[serde(rename = "role_account", default)]
     pub role_accounts: Vec<RoleAccount>,
+    #[serde(default)]
+    pub aws: Aws,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -299,7 +303,8 @@ impl Config {
                 return err(&k("max_token_lifetime_secs"), "must be at least 1".into());
             }
         }
-        accounts::validate(&self.accounts, &self.groups, &self.role_accounts)
+        accounts::validate(&self.accounts, &self.groups, &self.role_accounts)?;
+        aws::validate(&self.aws)
     }
 
     pub fn issuer(&self, iss: &str) -> Option<&Issuer> {

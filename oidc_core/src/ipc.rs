@@ -28,6 +28,9 @@ pub enum Request {
     Login {
         event: Option<crate::accounts::LoginEvent>,
         claims: crate::session::SessionClaims,
+        /// The verified token, kept only if the session's AWS role uses web identity.
+        #[serde(default)]
+        web_token: Option<crate::Secret>,
     },
     /// The account store (public fields: names, ids, groups, issuer, sub).
     Users,
@@ -56,6 +59,8 @@ pub enum Request {
         flow_id: String,
         timeout_secs: u64,
     },
+    /// AWS credentials of the caller's session (the session's uid, or root).
+    AwsCredentials,
 }
 
 impl Request {
@@ -86,6 +91,7 @@ impl Request {
             Request::Sessions => "sessions",
             Request::DeviceStart { .. } => "device_start",
             Request::DeviceWait { .. } => "device_wait",
+            Request::AwsCredentials => "aws_credentials",
         }
     }
 }
@@ -118,6 +124,8 @@ pub enum Response {
     },
     SessionOpened {
         id: u64,
+        /// AWS credentials for the session: what happened (no secrets).
+        aws: Option<AwsStatus>,
     },
     SessionClosed {
         closed: usize,
@@ -145,9 +153,25 @@ pub enum Response {
         code: String,
         reason: String,
     },
+    AwsCredentials {
+        access_key_id: String,
+        secret_access_key: crate::Secret,
+        session_token: crate::Secret,
+        /// RFC 3339.
+        expiration: String,
+    },
     Error {
         message: String,
     },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsStatus {
+    pub granted: bool,
+    /// The role's credentials could not be obtained and the role is `required`
+    /// (or no role matched and `aws.require_credentials` is set): the login fails.
+    pub required_failed: bool,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

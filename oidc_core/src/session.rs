@@ -86,6 +86,9 @@ pub struct SessionInfo {
     pub rhost: String,
     pub opened: i64,
     pub claims: SessionClaims,
+    /// AWS role, source and credential expiry (never secrets).
+    #[serde(default)]
+    pub aws: Option<String>,
 }
 
 /// The session a process belongs to: the nearest ancestor (including itself)
@@ -145,6 +148,7 @@ mod tests {
             rhost: String::new(),
             opened: 0,
             claims: claims(&["ops"], 2000, None),
+            aws: None,
         };
         let sessions = vec![s(1, 1000, 50), s(2, 2000, 60)];
         let tree = [(99, 1), (70, 3), (50, 7), (1, 0)];

@@ -32,10 +32,11 @@ pub fn admit(
     v: &Verified,
     account: &str,
     role: bool,
+    token: Option<&oidc_core::Secret>,
 ) -> Result<(String, Option<String>), Rejection> {
     let claims = oidc_core::session::SessionClaims::from_verified(v, account);
     if role {
-        return Ok(match client.call(&Request::Login { event: None, claims }) {
+        return Ok(match client.call(&Request::Login { event: None, claims, web_token: None }) {
             Ok(Response::Admitted { detail, login_id }) => (detail, Some(login_id)),
             Ok(other) => (format!("helperd: {other:?}"), None),
             Err(e) => (format!("{e}; the session will have no stored claims"), None),
@@ -55,7 +56,7 @@ pub fn admit(
         uid_claim: uid_claim(cfg, v),
         gecos: gecos(cfg, v),
     };
-    match client.call(&Request::Login { event: Some(event), claims }) {
+    match client.call(&Request::Login { event: Some(event), claims, web_token: token.cloned() }) {
         Ok(Response::Admitted { detail, login_id }) => Ok((detail, Some(login_id))),
         Ok(Response::Refused { code, reason }) => Err(Rejection::AccountRefused { code, reason }),
         Ok(other) => Err(Rejection::AccountsUnavailable(format!("unexpected answer {other:?}"))),

@@ -179,8 +179,8 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
     };
     let mut refresh = |iss: &str| client.refresh_jwks(iss);
     let now = clock();
-    let out: Outcome = verify_token(&cfg, token.expose().trim(), now, &mut refresh);
-    drop(token);
+    let token = Secret::new(token.expose().trim().to_string());
+    let out: Outcome = verify_token(&cfg, token.expose(), now, &mut refresh);
     if a.debug {
         for c in &out.report.checks {
             let r = match &c.result {
@@ -221,7 +221,7 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
         let r = Rejection::StepUpFailed(why);
         return deny(pam, ev, &r, r.to_string());
     }
-    let (account, login_id) = match crate::admit::admit(&cfg, &client, &v, &user, role.is_some()) {
+    let (account, login_id) = match crate::admit::admit(&cfg, &client, &v, &user, role.is_some(), Some(&token)) {
         Ok((d, id)) => match &role {
             Some(g) => (format!("role account {user} via group {g} for identity {}; {d}", v.username), id),
             None => (format!("account: {d}"), id),

@@ -191,7 +191,11 @@ fn sigkill_at_any_moment_leaves_a_consistent_store_and_snapshot() {
                 auth_time: None,
                 acr: None,
             };
-            match call(&env.socket(), &Request::Login { event: Some(event), claims }, Duration::from_secs(2)) {
+            match call(
+                &env.socket(),
+                &Request::Login { event: Some(event), claims, web_token: None },
+                Duration::from_secs(2),
+            ) {
                 Ok(Response::Admitted { .. }) => admitted += 1,
                 _ => break,
             }

@@ -1,0 +1,333 @@
+//! Session credentials: for each login session whose groups map to a role,
+//! helperd obtains short-lived AWS credentials (instance role → AssumeRole, or
+//! AssumeRoleWithWebIdentity with the user's token), serves them only to the
+//! session's processes of its uid (and root), renews them before they expire
+//! while the session lives, and forgets them when it ends. Never logged.
+
+mod imds;
+mod sts;
+
+use crate::fetch::Http;
+use crate::log::{info, warning};
+use oidc_core::config::{Aws, AwsRole, AwsSource};
+use oidc_core::session::SessionClaims;
+use oidc_core::Secret;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Temporary credentials. `Debug` shows the key id only.
+#[derive(Clone)]
+pub struct Creds {
+    pub access_key_id: String,
+    pub secret: Secret,
+    pub token: Secret,
+    /// As AWS wrote it (RFC 3339).
+    pub expiration: String,
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for Creds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Creds({}, expires {}, [redacted])", self.access_key_id, self.expiration)
+    }
+}
+
+impl Creds {
+    fn new(access_key_id: String, secret: String, token: String, expiration: &str) -> Result<Creds, Failure> {
+        let expires_at = parse_rfc3339(expiration)
+            .ok_or_else(|| Failure::new("sts-error", format!("unreadable expiration {expiration:?}")))?;
+        Ok(Creds {
+            access_key_id,
+            secret: Secret::new(secret),
+            token: Secret::new(token),
+            expiration: expiration.into(),
+            expires_at,
+        })
+    }
+}
+
+/// A failure with a stable code (`imds-unreachable`, `imdsv2-refused`,
+/// `sts-access-denied`, `sts-throttled`, `clock-skew`, ...) and a reason.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub code: &'static str,
+    pub reason: String,
+}
+
+impl Failure {
+    fn new(code: &'static str, reason: String) -> Failure {
+        Failure { code, reason }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` → unix seconds.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b' ') {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    if let Some(r) = rest.strip_prefix('.') {
+        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) => {
+            let sign = if r.starts_with('-') { -1 } else { 1 };
+            sign * (r.get(1..3)?.parse::<i64>().ok()? * 3600 + r.get(4..6)?.parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
+}
+
+/// `[\w+=,.@-]`, 2..=64 — the charset of RoleSessionName and SourceIdentity.
+pub fn sts_name(s: &str) -> String {
+    let mut out: String =
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) { c } else { '-' }).take(64).collect();
+    while out.len() < 2 {
+        out.push('-');
+    }
+    out
+}
+
+fn claim_value(c: &SessionClaims, name: &str) -> Option<String> {
+    let v = match name {
+        "sub" => c.sub.clone(),
+        "iss" | "issuer" => c.issuer.clone(),
+        "preferred_username" | "identity" => c.identity.clone(),
+        "account" | "user" => c.account.clone(),
+        "groups" => c.groups.join(":"),
+        "jti" => c.jti.clone()?,
+        "acr" => c.acr.clone()?,
+        _ => return None,
+    };
+    Some(v.chars().take(256).collect())
+}
+
+struct SessionAws {
+    role: AwsRole,
+    claims: SessionClaims,
+    web_token: Option<Secret>,
+    creds: Option<Creds>,
+    last_error: Option<String>,
+}
+
+pub struct Broker {
+    cfg: Aws,
+    http: Http,
+    sessions: Mutex<HashMap<u64, SessionAws>>,
+}
+
+/// What open_session learns: credentials for a role, none (no rule), or a failure.
+pub enum Outcome {
+    Granted(String),
+    NoRole,
+    Failed { required: bool, code: &'static str, reason: String },
+}
+
+impl Broker {
+    pub fn new(cfg: Aws) -> Broker {
+        let http = Http::new(Duration::from_secs(cfg.timeout_secs));
+        Broker { cfg, http, sessions: Mutex::new(HashMap::new()) }
+    }
+
+    fn obtain(&self, role: &AwsRole, claims: &SessionClaims, web_token: Option<&Secret>) -> Result<Creds, Failure> {
+        let deadline = Instant::now() + Duration::from_secs(self.cfg.timeout_secs);
+        let mut p: Vec<(String, String)> = vec![
+            ("Version".into(), "2011-06-15".into()),
+            ("RoleArn".into(), role.role_arn.clone()),
+            ("RoleSessionName".into(), sts_name(&claims.account)),
+            ("DurationSeconds".into(), role.duration_secs.to_string()),
+        ];
+        let xml = match role.source {
+            AwsSource::Instance => {
+                let instance = imds::instance_credentials(&self.http, &self.cfg.imds_endpoint)?;
+                p.push(("Action".into(), "AssumeRole".into()));
+                p.push(("SourceIdentity".into(), sts_name(&claims.sub)));
+                if let Some(pol) = &role.policy {
+                    p.push(("Policy".into(), pol.clone()));
+                }
+                let mut n = 0;
+                for (key, claim) in &role.tags {
+                    match claim_value(claims, claim) {
+                        Some(v) => {
+                            n += 1;
+                            p.push((format!("Tags.member.{n}.Key"), key.clone()));
+                            p.push((format!("Tags.member.{n}.Value"), v));
+                        }
+                        None => warning!("aws: session tag {key}: claim {claim} not available"),
+                    }
+                }
+                sts::call(
+                    &self.http,
+                    &self.cfg.sts(),
+                    &self.cfg.region,
+                    &sts::form(&p),
+                    Some(&instance),
+                    deadline,
+                    self.cfg.max_attempts,
+                )?
+            }
+            AwsSource::WebIdentity => {
+                let token =
+                    web_token.ok_or_else(|| Failure::new("sts-error", "no token kept for web identity".into()))?;
+                p.push(("Action".into(), "AssumeRoleWithWebIdentity".into()));
+                p.push(("WebIdentityToken".into(), token.expose().to_string()));
+                sts::call(
+                    &self.http,
+                    &self.cfg.sts(),
+                    &self.cfg.region,
+                    &sts::form(&p),
+                    None,
+                    deadline,
+                    self.cfg.max_attempts,
+                )?
+            }
+        };
+        sts::parse_credentials(&xml)
+    }
+
+    /// Does the role for these groups use the user's token (web identity)?
+    pub fn wants_web_token(&self, groups: &[String]) -> bool {
+        self.cfg.role_for(groups).is_some_and(|r| r.source == AwsSource::WebIdentity)
+    }
+
+    /// At session open: the role for the session's groups, and its first credentials.
+    pub fn open(&self, session: u64, claims: &SessionClaims, web_token: Option<Secret>) -> Outcome {
+        let Some(role) = self.cfg.role_for(&claims.groups).cloned() else {
+            info!("aws: session {session} ({}): no role matches groups {}", claims.account, claims.groups.join(","));
+            return if self.cfg.require_credentials {
+                Outcome::Failed { required: true, code: "no-role", reason: "no AWS role matches your groups".into() }
+            } else {
+                Outcome::NoRole
+            };
+        };
+        let web_token = if role.source == AwsSource::WebIdentity { web_token } else { None };
+        let result = self.obtain(&role, claims, web_token.as_ref());
+        let outcome = match &result {
+            Ok(c) => {
+                info!(
+                    "aws: session {session} ({}): credentials for {} via {:?}, key {}, expire {}",
+                    claims.account, role.role_arn, role.source, c.access_key_id, c.expiration
+                );
+                Outcome::Granted(format!("AWS credentials for {} until {}", role.role_arn, c.expiration))
+            }
+            Err(f) => {
+                warning!("aws: session {session} ({}): {} for {}: {}", claims.account, f.code, role.role_arn, f.reason);
+                Outcome::Failed { required: role.required, code: f.code, reason: f.reason.clone() }
+            }
+        };
+        let (creds, last_error) = match result {
+            Ok(c) => (Some(c), None),
+            Err(f) => (None, Some(format!("{}: {}", f.code, f.reason))),
+        };
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(session, SessionAws { role, claims: claims.clone(), web_token, creds, last_error });
+        outcome
+    }
+
+    /// Credentials for a live session, renewed if they expire soon.
+    pub fn credentials(&self, session: u64, now: i64) -> Result<Creds, String> {
+        let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let s = map.get_mut(&session).ok_or("this session has no AWS role")?;
+        let fresh =
+            s.creds.as_ref().filter(|c| c.expires_at - now > i64::try_from(self.cfg.refresh_before_secs).unwrap_or(0));
+        if let Some(c) = fresh {
+            return Ok(c.clone());
+        }
+        if s.role.source == AwsSource::WebIdentity && s.claims.exp <= now {
+            return Err("the IdP token of this session has expired; log in again for new AWS credentials".into());
+        }
+        match self.obtain(&s.role, &s.claims, s.web_token.as_ref()) {
+            Ok(c) => {
+                info!(
+                    "aws: session {session} ({}): credentials renewed, key {}, expire {}",
+                    s.claims.account, c.access_key_id, c.expiration
+                );
+                s.creds = Some(c.clone());
+                s.last_error = None;
+                Ok(c)
+            }
+            Err(f) => {
+                warning!("aws: session {session} ({}): renewal failed: {}: {}", s.claims.account, f.code, f.reason);
+                s.last_error = Some(format!("{}: {}", f.code, f.reason));
+                // Still-valid credentials beat none.
+                s.creds.clone().filter(|c| c.expires_at > now).ok_or(format!("{}: {}", f.code, f.reason))
+            }
+        }
+    }
+
+    /// Forget the credentials (and the kept token) of ended sessions.
+    pub fn forget(&self, live: &[u64]) {
+        let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|id, s| {
+            let keep = live.contains(id);
+            if !keep {
+                info!("aws: session {id} ({}) ended: credentials dropped", s.claims.account);
+            }
+            keep
+        });
+    }
+
+    /// Role, source and expiry of a session's credentials (never secrets).
+    pub fn describe(&self, session: u64) -> Option<String> {
+        let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let s = map.get(&session)?;
+        Some(match (&s.creds, &s.last_error) {
+            (Some(c), _) => format!("{} ({:?}) until {}", s.role.role_arn, s.role.source, c.expiration),
+            (None, Some(e)) => format!("{} ({:?}) unavailable: {e}", s.role.role_arn, s.role.source),
+            (None, None) => format!("{} ({:?})", s.role.role_arn, s.role.source),
+        })
+    }
+
+    /// The AWS config file sessions point AWS_CONFIG_FILE at: no secrets, just how to get them.
+    pub fn write_config_file(&self) -> std::io::Result<()> {
+        if self.cfg.roles.is_empty() {
+            return Ok(());
+        }
+        let text =
+            format!("[default]\ncredential_process = {}\nregion = {}\n", self.cfg.credential_process, self.cfg.region);
+        crate::atomic::write(&self.cfg.config_file, text.as_bytes(), 0o644)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2026-11-22T14:30:00Z"), Some(1_795_357_800));
+        assert_eq!(parse_rfc3339("2026-11-22T14:30:00.123Z"), Some(1_795_357_800));
+        assert_eq!(parse_rfc3339("2026-11-22T15:30:00+01:00"), Some(1_795_357_800));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn sts_names_and_forms() {
+        assert_eq!(sts_name("alice"), "alice");
+        assert_eq!(sts_name("a b/c"), "a-b-c");
+        assert_eq!(sts_name("x"), "x-");
+        assert_eq!(sts_name(&"y".repeat(100)).len(), 64);
+        assert_eq!(sts::form(&[("a b".into(), "x/y=z".into())]), "a%20b=x%2Fy%3Dz");
+        let xml = "<R><Error><Code>AccessDenied</Code><Message>no</Message></Error></R>";
+        assert_eq!(sts::xml_text(xml, "Code").as_deref(), Some("AccessDenied"));
+        assert_eq!(sts::xml_text(xml, "Nope"), None);
+    }
+}
