@@ -41,6 +41,7 @@ pub fn nss_so() -> PathBuf {
     artifact("debug/libnss_oidc.so")
 }
 
+pub mod aws;
 pub mod nss;
 pub mod sshd;
 

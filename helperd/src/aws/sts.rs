@@ -73,7 +73,7 @@ pub fn call(
             let identity: Identity = Credentials::new(
                 &c.access_key_id,
                 c.secret.expose(),
-                Some(c.token.expose().to_string()),
+                Some(c.token.expose().to_string()).filter(|t| !t.is_empty()),
                 None,
                 "pam-oidc",
             )

@@ -1,0 +1,167 @@
+//! Issue 5: session credentials brokered by helperd, through real sshd, with
+//! the real AWS CLI (PyPI awscli) in the session, moto as STS (signature and
+//! IAM checking on for AssumeRole) and a strict IMDSv2 test server.
+
+use integration::aws::{aws_cli, Imds, Moto};
+use integration::sshd::{SshHost, Stacks};
+use integration::*;
+use std::path::PathBuf;
+
+const ALGS: &str = "\"RS256\", \"ES256\"";
+const OPS: &str = "arn:aws:iam::123456789012:role/ops";
+const DEVS: &str = "arn:aws:iam::123456789012:role/devs-web";
+const POLICY: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListBucket","Resource":"*"}]}"#;
+
+struct World {
+    idp: Idp,
+    env: Env,
+    h: Helperd,
+    host: SshHost,
+}
+
+/// `roles`: the `[[aws.role]]` tables; `extra`: more `[aws]` keys.
+fn world(sts: &str, imds: &str, extra: &str, roles: &str) -> World {
+    let idp = Idp::start();
+    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    env.append(&format!(
+        "[accounts]\nprelogin_patterns = [\"*\"]\n\n[aws]\nregion = \"us-east-1\"\nsts_endpoint = \"{sts}\"\nimds_endpoint = \"{imds}\"\n\
+         config_file = \"{dir}/aws-config\"\ncredential_process = \"{helperd} --config {cfg} credentials\"\ntimeout_secs = 5\n{extra}\n{roles}",
+        dir = env.dir.0.display(),
+        helperd = helperd_bin().display(),
+        cfg = env.config.display(),
+    ));
+    let h = env.start_helperd();
+    env.wait_cached(&idp.issuer());
+    let host = SshHost::start(&env, &Stacks::standard(""), "ALL ALL=(ALL:ALL) ALL\n");
+    World { idp, env, h, host }
+}
+
+fn role(group: &str, arn: &str, source: &str, more: &str) -> String {
+    format!(
+        "[[aws.role]]\ngroup = \"{group}\"\nrole_arn = \"{arn}\"\nsource = \"{source}\"\nduration_secs = 900\n{more}\n"
+    )
+}
+
+impl World {
+    fn token_file(&self, user: &str) -> PathBuf {
+        let p = self.env.dir.0.join(format!("{user}.token"));
+        std::fs::write(&p, self.idp.token("host-login", user)).unwrap();
+        p
+    }
+
+    /// ssh in as `user` and run `cmd`; `aws` there is the real AWS CLI talking to `sts`.
+    fn ssh(&self, user: &str, sts: &str, cmd: &str) -> String {
+        let cmd = cmd.replace("aws ", &format!("AWS_ENDPOINT_URL={sts} {} ", aws_cli().display()));
+        let out = self.host.ssh(user, &self.token_file(user), &cmd);
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.h.log).unwrap()
+    }
+}
+
+#[test]
+fn instance_role_assume_role_in_the_session_with_source_identity_tags_policy_duration() {
+    let moto = Moto::start(true);
+    let imds = Imds::start(&moto.instance_key, "v2");
+    let w = world(
+        &moto.url(),
+        &imds.url(),
+        "refresh_before_secs = 895",
+        &role(
+            "ops-admins",
+            OPS,
+            "instance",
+            &format!("policy = '{POLICY}'\ntags = {{ idp_sub = \"sub\", login = \"account\" }}"),
+        ),
+    );
+    // bob logs in first (so his uid resolves), then alice.
+    let bob = w.ssh("bob", &moto.url(), "echo BOB; echo CFG=$AWS_CONFIG_FILE");
+    assert!(bob.contains("BOB\nCFG=\n"), "bob has no matching role, so no AWS config: {bob}");
+    let t = w.ssh(
+        "alice",
+        &moto.url(),
+        "echo CFG=$AWS_CONFIG_FILE; aws sts get-caller-identity --query Arn --output text; sleep 6; \
+         aws sts get-caller-identity --query Arn --output text; \
+         sudo -u bob HOME=/tmp sh -c 'AWS_CONFIG_FILE=$0 aws sts get-caller-identity' \"$AWS_CONFIG_FILE\" 2>&1 || echo BOB-REFUSED",
+    );
+    assert!(t.contains(&format!("CFG={}/aws-config", w.env.dir.0.display())), "{t}\n{}", w.log());
+    let arn = "arn:aws:sts::123456789012:assumed-role/ops/alice";
+    assert_eq!(t.matches(arn).count(), 2, "get-caller-identity twice (the second after a renewal): {t}\n{}", w.log());
+    assert!(w.log().contains("credentials renewed"), "{}", w.log());
+    // Another local uid inside alice's session gets nothing.
+    assert!(t.contains("BOB-REFUSED") && t.contains("no OIDC session of its uid"), "{t}");
+    assert!(w.log().contains("aws credentials refused: process"), "{}", w.log());
+    // What STS received.
+    let reqs = moto.sts_requests();
+    let first =
+        reqs.iter().find(|b| b.contains("Action=AssumeRole&") || b.ends_with("Action=AssumeRole")).unwrap_or(&reqs[0]);
+    for needle in [
+        "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fops",
+        "RoleSessionName=alice",
+        "SourceIdentity=u-alice",
+        "DurationSeconds=900",
+        "Tags.member.1.Key=idp_sub",
+        "Tags.member.1.Value=u-alice",
+        "Tags.member.2.Key=login",
+        "Tags.member.2.Value=alice",
+        "Policy=%7B%22Version%22",
+    ] {
+        assert!(first.contains(needle), "{needle} not in {first}");
+    }
+    // Secrets never reach a log.
+    assert!(!w.log().contains("SecretAccessKey") && !w.host.syslog().join("\n").contains("SessionToken"));
+    // After logout the session and its credentials are gone.
+    let t0 = std::time::Instant::now();
+    while !w.log().contains("credentials dropped") && t0.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(w.log().contains("credentials dropped"), "{}", w.log());
+    let out = std::process::Command::new(helperd_bin())
+        .args(["--config", &w.env.config.display().to_string(), "credentials"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "no session, no credentials");
+}
+
+#[test]
+fn web_identity_role_in_the_session() {
+    let moto = Moto::start(false); // moto cannot check unsigned AssumeRoleWithWebIdentity with auth on
+    let w = world(&moto.url(), "http://127.0.0.1:9", "", &role("devs", DEVS, "web_identity", ""));
+    let t = w.ssh("bob", &moto.url(), "aws sts get-caller-identity --query Arn --output text");
+    assert!(t.contains("arn:aws:sts::123456789012:assumed-role/devs-web/bob"), "{t}\n{}", w.log());
+    let reqs = moto.sts_requests();
+    assert!(
+        reqs.iter().any(|b| b.contains("Action=AssumeRoleWithWebIdentity") && b.contains("WebIdentityToken=eyJ")),
+        "{reqs:?}"
+    );
+}
+
+#[test]
+fn failures_behave_as_configured_and_are_logged() {
+    let moto = Moto::start(true);
+    let v1 = Imds::start(&moto.instance_key, "v1only");
+    let v2 = Imds::start(&moto.instance_key, "v2");
+    let cases = [
+        // (imds, role arn, required, expected code)
+        (v1.url(), OPS, false, "imdsv2-refused"),
+        ("http://127.0.0.1:9".to_string(), OPS, false, "imds-unreachable"),
+        (v2.url(), "arn:aws:iam::123456789012:role/forbidden", false, "sts-access-denied"),
+        (v1.url(), OPS, true, "imdsv2-refused"),
+    ];
+    for (imds, arn, required, code) in cases {
+        let w = world(&moto.url(), &imds, "", &role("ops-admins", arn, "instance", &format!("required = {required}")));
+        let t = w.ssh("alice", &moto.url(), "echo SHELL-OK");
+        assert!(w.log().contains(&format!("aws: session 1 (alice): {code}")), "{code}: {}", w.log());
+        // The user is told through the PAM conversation (sshd shows session messages on
+        // interactive logins, not to `ssh host command`); the syslog always has it.
+        if required {
+            assert!(!t.contains("SHELL-OK"), "required credentials: the login fails: {t}");
+        } else {
+            assert!(t.contains("SHELL-OK"), "optional credentials: the login goes on: {t}");
+        }
+        w.host.wait_log(&format!("AWS credentials unavailable ({code})"));
+    }
+}
