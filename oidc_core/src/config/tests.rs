@@ -63,3 +63,18 @@ fn errors_name_file_line_and_key() {
     let e = Config::load(Path::new("/nonexistent/pam-oidc.toml")).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/pam-oidc.toml: cannot read"), "{e}");
 }
+
+#[test]
+fn aws_roles_parse_and_validate() {
+    let aws = "\n[aws]\nregion = \"eu-west-1\"\n[[aws.role]]\ngroup = \"ops\"\nrole_arn = \"arn:aws:iam::1:role/ops\"\nsource = \"instance\"\ntags = { s = \"sub\" }\n";
+    let c = parse(&format!("{MIN}{aws}")).unwrap();
+    assert_eq!(c.aws.sts(), "https://sts.eu-west-1.amazonaws.com");
+    assert_eq!(c.aws.role_for(&["x".into(), "ops".into()]).unwrap().duration_secs, 3600);
+    assert!(c.aws.role_for(&["x".into()]).is_none());
+    let e = parse(&format!("{MIN}{}", aws.replace("arn:aws:iam::1:role/ops", "ops"))).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("aws.role[0].role_arn"), "{e}");
+    let e = parse(&format!("{MIN}{}duration_secs = 60\n", aws)).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("aws.role[0].duration_secs"), "{e}");
+    let e = parse(&format!("{MIN}{}", aws.replace("\"instance\"", "\"web_identity\""))).unwrap_err();
+    assert!(e.message.contains("only sent with source"), "{e}");
+}
