@@ -11,6 +11,8 @@ pub struct Fetched {
     pub body: Vec<u8>,
     /// `Cache-Control: max-age` in seconds, if the response had one.
     pub max_age: Option<u64>,
+    /// The `Date` header (for clock-skew checks).
+    pub date: Option<String>,
 }
 
 pub trait Transport: Send + Sync {
@@ -103,13 +105,14 @@ impl Transport for Http {
         let mut resp =
             self.agent.get(url).header("Accept", "application/json").call().map_err(|e| format!("GET {url}: {e}"))?;
         let max_age = resp.headers().get("cache-control").and_then(|v| v.to_str().ok()).and_then(parse_max_age);
+        let date = resp.headers().get("date").and_then(|v| v.to_str().ok()).map(String::from);
         let body = resp
             .body_mut()
             .with_config()
             .limit(MAX_BODY)
             .read_to_vec()
             .map_err(|e| format!("GET {url}: reading body: {e}"))?;
-        Ok(Fetched { body, max_age })
+        Ok(Fetched { body, max_age, date })
     }
 }
 

@@ -6,6 +6,7 @@ mod aws;
 mod check_token;
 mod cli;
 mod device;
+mod doctor;
 mod fetch;
 mod keys;
 mod log;
@@ -26,6 +27,9 @@ commands:
                              read a token on stdin, print every check and the verdict
   status                     show each issuer's key cache (asks the running daemon)
   refresh ISSUER             ask the running daemon to refetch an issuer's keys now
+    doctor [--sshd-config F] [--nsswitch F] [--pam-dir D] [--service S]...
+                             check config, IdP reachability and clock, sshd, nsswitch, PAM
+                             stacks, helperd and its socket, the NSS snapshot; explain fixes
   users                      list the OIDC accounts (name, uid, groups, identity, last login)
     sessions                   list live OIDC login sessions (user, pid, tty, rhost, token expiry, AWS role)
   credentials                this session's AWS credentials as credential_process JSON
@@ -54,6 +58,15 @@ fn main() -> ExitCode {
     if cmd == "help" || cmd == "--help" {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
+    }
+    if cmd == "doctor" {
+        return match doctor_opts(&args[1..]) {
+            Ok(o) => ExitCode::from(u8::try_from(doctor::run(&config, Config::load(&config), &o)).unwrap_or(1)),
+            Err(e) => {
+                eprintln!("helperd: {e}\n{USAGE}");
+                ExitCode::from(2)
+            }
+        };
     }
     let cfg = match Config::load(&config) {
         Ok(c) => c,
@@ -99,6 +112,26 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn doctor_opts(args: &[String]) -> Result<doctor::Opts, String> {
+    let mut o = doctor::Opts::default();
+    let mut services = vec![];
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--sshd-config" => o.sshd_config = val()?.into(),
+            "--nsswitch" => o.nsswitch = val()?.into(),
+            "--pam-dir" => o.pam_dir = val()?.into(),
+            "--service" => services.push(val()?),
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    if !services.is_empty() {
+        o.services = services;
+    }
+    Ok(o)
 }
 
 fn check_token_opts(args: &[String]) -> Result<check_token::Opts, String> {

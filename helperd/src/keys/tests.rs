@@ -17,10 +17,10 @@ impl Transport for Fake {
     fn get(&self, url: &str) -> Result<Fetched, String> {
         if url.ends_with("/.well-known/openid-configuration") {
             let doc = serde_json::json!({"issuer": self.issuer, "jwks_uri": format!("{}/jwks", self.issuer)});
-            return Ok(Fetched { body: doc.to_string().into_bytes(), max_age: None });
+            return Ok(Fetched { body: doc.to_string().into_bytes(), max_age: None, date: None });
         }
         self.hits.fetch_add(1, Ordering::SeqCst);
-        Ok(Fetched { body: self.jwks.lock().unwrap().clone().into_bytes(), max_age: self.max_age })
+        Ok(Fetched { body: self.jwks.lock().unwrap().clone().into_bytes(), max_age: self.max_age, date: None })
     }
 }
 

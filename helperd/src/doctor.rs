@@ -1,0 +1,347 @@
+//! `helperd doctor`: one command an operator runs when logins fail. Every
+//! check says PASS or FAIL, why, and for a failure how to fix it; the exit
+//! code is non-zero if anything failed.
+
+use crate::fetch::{Http, Transport};
+use oidc_core::config::{Config, ConfigError};
+use oidc_core::ipc::{call, Request, Response};
+use oidc_core::jwks::Jwks;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub struct Opts {
+    pub sshd_config: PathBuf,
+    pub nsswitch: PathBuf,
+    pub pam_dir: PathBuf,
+    pub services: Vec<String>,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            sshd_config: "/etc/ssh/sshd_config".into(),
+            nsswitch: "/etc/nsswitch.conf".into(),
+            pam_dir: "/etc/pam.d".into(),
+            services: vec!["sshd".into(), "sudo".into()],
+        }
+    }
+}
+
+struct Report {
+    failed: usize,
+}
+
+impl Report {
+    fn pass(&mut self, name: &str, detail: &str) {
+        println!("[PASS] {name}: {detail}");
+    }
+    fn fail(&mut self, name: &str, detail: &str, fix: &str) {
+        self.failed += 1;
+        println!("[FAIL] {name}: {detail}\n       fix: {fix}");
+    }
+    fn check(&mut self, name: &str, r: Result<String, (String, String)>) {
+        match r {
+            Ok(d) => self.pass(name, &d),
+            Err((d, fix)) => self.fail(name, &d, &fix),
+        }
+    }
+}
+
+type Outcome = Result<String, (String, String)>;
+
+fn fail(detail: impl Into<String>, fix: impl Into<String>) -> Outcome {
+    Err((detail.into(), fix.into()))
+}
+
+pub fn run(config: &Path, cfg: Result<Config, ConfigError>, o: &Opts) -> i32 {
+    let mut r = Report { failed: 0 };
+    let cfg = match cfg {
+        Ok(c) => {
+            r.pass("config", &format!("{} parses ({} issuer(s))", config.display(), c.issuers.len()));
+            Some(c)
+        }
+        Err(e) => {
+            r.fail(
+                "config",
+                &e.to_string(),
+                "edit the file at the line and key named above (README: Configuration reference)",
+            );
+            None
+        }
+    };
+    if let Some(cfg) = &cfg {
+        let http = Http::new(Duration::from_secs(cfg.helperd.fetch_timeout_secs));
+        for iss in &cfg.issuers {
+            issuer_checks(&mut r, &http, iss);
+        }
+    }
+    r.check("sshd", sshd(&o.sshd_config));
+    r.check("nsswitch", nsswitch(&o.nsswitch));
+    for svc in &o.services {
+        r.check(&format!("pam.d/{svc}"), pam_stack(&o.pam_dir, svc));
+    }
+    if let Some(cfg) = &cfg {
+        r.check("helperd", running(cfg));
+        r.check("socket", socket(&cfg.helperd.socket));
+        r.check("snapshot", snapshot(cfg));
+    }
+    if r.failed == 0 {
+        println!("all checks passed");
+        0
+    } else {
+        println!("{} check(s) failed", r.failed);
+        1
+    }
+}
+
+fn issuer_checks(r: &mut Report, http: &Http, iss: &oidc_core::config::Issuer) {
+    let name = format!("issuer {}", iss.url);
+    let url = format!("{}/.well-known/openid-configuration", iss.url.trim_end_matches('/'));
+    let fetched = match http.get(&url) {
+        Ok(f) => f,
+        Err(e) => {
+            r.fail(
+                &name,
+                &format!("discovery unreachable: {e}"),
+                "check DNS, the route or proxy to the IdP, and the issuer URL",
+            );
+            return;
+        }
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&fetched.body).unwrap_or_default();
+    let got = doc.get("issuer").and_then(|v| v.as_str()).unwrap_or("");
+    if got != iss.url {
+        r.fail(
+            &name,
+            &format!("discovery says issuer {got:?}, config says {:?}", iss.url),
+            "set url to exactly the discovery document's issuer (watch the trailing slash)",
+        );
+        return;
+    }
+    r.pass(&name, "discovery reachable, issuer matches");
+    let jwks_uri = iss.jwks_uri.clone().or_else(|| doc.get("jwks_uri").and_then(|v| v.as_str()).map(String::from));
+    r.check(
+        &format!("{name} jwks"),
+        match jwks_uri.map(|u| (http.get(&u), u)) {
+            None => fail("no jwks_uri in discovery", "set jwks_uri for this issuer"),
+            Some((Err(e), _)) => fail(format!("JWKS unreachable: {e}"), "check the route to the IdP's jwks_uri"),
+            Some((Ok(f), u)) => match Jwks::from_slice(&f.body) {
+                Ok(j) if !j.keys.is_empty() => Ok(format!("{} usable key(s) at {u}", j.keys.len())),
+                Ok(j) => fail(
+                    format!("no usable signing key at {u} ({})", j.skipped.join("; ")),
+                    "the IdP must publish RSA/EC/Ed25519 signing keys",
+                ),
+                Err(e) => fail(format!("{u}: {e}"), "the jwks_uri must serve a JSON Web Key Set"),
+            },
+        },
+    );
+    r.check(
+        &format!("{name} clock"),
+        match fetched.date.as_deref().and_then(parse_http_date) {
+            None => Ok("the IdP sent no Date header; clock not compared".into()),
+            Some(idp) => {
+                let skew = crate::keys::unix_now() - idp;
+                if skew.unsigned_abs() > iss.leeway_secs {
+                    fail(
+                        format!("this host's clock is {skew}s off the IdP's (leeway {}s): tokens will look expired or not yet valid", iss.leeway_secs),
+                        "enable time sync (systemd-timesyncd or chrony; on EC2 the Amazon Time Sync Service)",
+                    )
+                } else {
+                    Ok(format!("skew {skew}s within leeway {}s", iss.leeway_secs))
+                }
+            }
+        },
+    );
+}
+
+/// `Sun, 22 Nov 2026 14:45:00 GMT` → unix seconds.
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    let p: Vec<&str> = s.split_whitespace().collect();
+    let (d, mon, y, t) = (p.get(1)?, p.get(2)?, p.get(3)?, p.get(4)?);
+    let m = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        .iter()
+        .position(|x| x == mon)?
+        + 1;
+    crate::aws::parse_rfc3339(&format!("{y}-{m:02}-{:02}T{t}Z", d.parse::<u32>().ok()?))
+}
+
+/// Effective global sshd settings: first value wins (as in sshd), `Include`
+/// followed, `Match` blocks ignored.
+fn sshd_settings(path: &Path, out: &mut Vec<(String, String)>, depth: usize) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let Some((k, v)) = line.split_once(|c: char| c.is_whitespace() || c == '=') else { continue };
+        let (k, v) = (k.to_ascii_lowercase(), v.trim().trim_start_matches('=').trim().to_string());
+        if k == "match" {
+            break;
+        }
+        if k == "include" && depth < 4 {
+            for pat in v.split_whitespace() {
+                let pat = if pat.starts_with('/') { pat.to_string() } else { format!("/etc/ssh/{pat}") };
+                for f in glob_files(&pat) {
+                    let _ = sshd_settings(&f, out, depth + 1);
+                }
+            }
+            continue;
+        }
+        if !out.iter().any(|(ok, _)| *ok == k) {
+            out.push((k, v));
+        }
+    }
+    Ok(())
+}
+
+/// `dir/*.conf`-style globs (a `*` in the file name only), sorted.
+fn glob_files(pat: &str) -> Vec<PathBuf> {
+    let p = Path::new(pat);
+    let (Some(dir), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str())) else { return vec![] };
+    if !name.contains('*') {
+        return vec![p.to_path_buf()];
+    }
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|f| {
+                    f.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| nss_oidc::format::glob(name.as_bytes(), n.as_bytes()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn sshd(path: &Path) -> Outcome {
+    let mut s = vec![];
+    if let Err(e) = sshd_settings(path, &mut s, 0) {
+        return fail(format!("cannot read {}: {e}", path.display()), "install openssh-server or pass --sshd-config");
+    }
+    let get = |k: &str| s.iter().find(|(x, _)| x == k).map(|(_, v)| v.to_ascii_lowercase());
+    if get("usepam").as_deref() != Some("yes") {
+        return fail("UsePAM is not yes: sshd never asks pam_oidc", format!("set `UsePAM yes` in {}", path.display()));
+    }
+    let kbd = get("kbdinteractiveauthentication").or_else(|| get("challengeresponseauthentication"));
+    if kbd.as_deref() == Some("no") {
+        return fail(
+            "KbdInteractiveAuthentication no: the token prompt cannot be shown",
+            "set `KbdInteractiveAuthentication yes`",
+        );
+    }
+    if let Some(m) = get("authenticationmethods").filter(|m| m != "any" && !m.contains("keyboard-interactive")) {
+        return fail(
+            format!("AuthenticationMethods {m} has no keyboard-interactive"),
+            "add keyboard-interactive to AuthenticationMethods",
+        );
+    }
+    for k in ["allowusers", "allowgroups", "denyusers", "denygroups"] {
+        if let Some(v) = get(k) {
+            return fail(
+                format!("{k} {v} is set: OIDC users it does not list are refused before PAM runs"),
+                format!("remove {k}, or list the OIDC users/groups in it (groups from the groups claim resolve through nss_oidc)"),
+            );
+        }
+    }
+    Ok("UsePAM yes, keyboard-interactive allowed, no user/group filter".into())
+}
+
+fn nsswitch(path: &Path) -> Outcome {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| (format!("cannot read {}: {e}", path.display()), "restore /etc/nsswitch.conf".to_string()))?;
+    for db in ["passwd", "group"] {
+        let line = text.lines().find(|l| l.trim_start().starts_with(&format!("{db}:")));
+        let words: Vec<&str> = line.map(|l| l.split_whitespace().skip(1).collect()).unwrap_or_default();
+        let files = words.iter().position(|w| *w == "files");
+        match (files, words.iter().position(|w| *w == "oidc")) {
+            (_, None) => {
+                return fail(
+                    format!("{db}: has no oidc: OIDC users and groups do not resolve"),
+                    format!("add oidc after files on the {db}: line (the packages do this)"),
+                )
+            }
+            (Some(f), Some(o)) if f < o => {}
+            _ => {
+                return fail(
+                    format!("{db}: oidc comes before files: a local account could be shadowed"),
+                    format!("order the {db}: line `files oidc`"),
+                )
+            }
+        }
+    }
+    Ok("passwd and group: files first, then oidc".into())
+}
+
+fn pam_stack(dir: &Path, svc: &str) -> Outcome {
+    let read = |f: &Path| std::fs::read_to_string(f).unwrap_or_default();
+    let main = dir.join(svc);
+    let text = read(&main);
+    if text.is_empty() {
+        return fail(format!("{} is missing or empty", main.display()), "install the service's PAM stack");
+    }
+    let mut all = text.clone();
+    for inc in text.lines().filter_map(|l| l.trim().strip_prefix("@include")) {
+        all.push_str(&read(&dir.join(inc.trim())));
+    }
+    let uses = all.lines().any(|l| !l.trim_start().starts_with('#') && l.contains("pam_oidc.so"));
+    if uses {
+        Ok(format!("{} uses pam_oidc.so", main.display()))
+    } else {
+        fail(
+            format!("{} does not use pam_oidc.so", main.display()),
+            "add the auth/account/session lines from the README, or `pam-auth-update --enable oidc`",
+        )
+    }
+}
+
+fn running(cfg: &Config) -> Outcome {
+    match call(&cfg.helperd.socket, &Request::Ping, Duration::from_secs(2)) {
+        Ok(Response::Pong { version }) => Ok(format!("helperd {version} answers on {}", cfg.helperd.socket.display())),
+        Ok(other) => fail(format!("unexpected answer {other:?}"), "restart helperd"),
+        Err(e) => fail(e.to_string(), "systemctl enable --now pam-oidc-helperd; journalctl -u pam-oidc-helperd"),
+    }
+}
+
+fn socket(path: &Path) -> Outcome {
+    let m = std::fs::symlink_metadata(path)
+        .map_err(|e| (format!("{}: {e}", path.display()), "start helperd".to_string()))?;
+    if !m.file_type().is_socket() {
+        return fail(format!("{} is not a socket", path.display()), "remove it and restart helperd");
+    }
+    if m.uid() != 0 {
+        return fail(
+            format!("{} is owned by uid {}, not root", path.display(), m.uid()),
+            "only the helperd service (root) may create it: remove it and restart helperd",
+        );
+    }
+    if m.mode() & 0o777 != 0o666 {
+        return fail(
+            format!(
+                "{} has mode {:o}, want 666 (sudo's callers and credential_process connect as users)",
+                path.display(),
+                m.mode() & 0o777
+            ),
+            "restart helperd (it sets the mode)",
+        );
+    }
+    Ok(format!("{} root-owned, mode 666", path.display()))
+}
+
+fn snapshot(cfg: &Config) -> Outcome {
+    let p = &cfg.helperd.nss_snapshot;
+    let bytes = std::fs::read(p)
+        .map_err(|e| (format!("{}: {e}", p.display()), "start helperd: it writes the snapshot at start".to_string()))?;
+    let s = nss_oidc::reader::Snapshot::parse(&bytes)
+        .map_err(|_| (format!("{} is corrupt", p.display()), "restart helperd to rewrite it".to_string()))?;
+    let store = cfg.helperd.state_dir.join(oidc_core::accounts::STORE_FILE);
+    let older = |a: &Path, b: &Path| -> Option<bool> {
+        Some(std::fs::metadata(a).ok()?.modified().ok()? < std::fs::metadata(b).ok()?.modified().ok()?)
+    };
+    if older(p, &store) == Some(true) {
+        return fail(format!("{} is older than the account store", p.display()), "restart helperd to rewrite it");
+    }
+    Ok(format!("{} users, {} groups", s.n_users, s.n_groups))
+}

@@ -1,0 +1,202 @@
+//! Issue 6: `helperd doctor` — each check passes on a good setup and fails with
+//! the right explanation on a broken one.
+
+use integration::*;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+struct Setup {
+    idp: Idp,
+    env: Env,
+    h: Helperd,
+    sshd: PathBuf,
+    nss: PathBuf,
+    pam: PathBuf,
+}
+
+fn setup() -> Setup {
+    let idp = Idp::start();
+    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), "\"RS256\""));
+    let h = env.start_helperd();
+    env.wait_cached(&idp.issuer());
+    let d = &env.dir.0;
+    let sshd = d.join("sshd_config");
+    std::fs::write(&sshd, "# test\nUsePAM yes\nKbdInteractiveAuthentication yes\nInclude /nonexistent/*.conf\n")
+        .unwrap();
+    let nss = d.join("nsswitch.conf");
+    std::fs::write(&nss, "passwd: files oidc systemd\ngroup:  files [SUCCESS=merge] oidc\nhosts: files dns\n").unwrap();
+    let pam = d.join("pam.d");
+    std::fs::create_dir_all(&pam).unwrap();
+    std::fs::write(pam.join("sshd"), "auth required pam_oidc.so\naccount required pam_oidc.so\n").unwrap();
+    std::fs::write(pam.join("common-oidc"), "auth required pam_oidc.so\n").unwrap();
+    std::fs::write(pam.join("sudo"), "@include common-oidc\n").unwrap();
+    Setup { idp, env, h, sshd, nss, pam }
+}
+
+impl Setup {
+    fn doctor_with(&self, config: &Path) -> (i32, String) {
+        let out = std::process::Command::new(helperd_bin())
+            .args(["--config", &config.display().to_string(), "doctor"])
+            .args(["--sshd-config", &self.sshd.display().to_string()])
+            .args(["--nsswitch", &self.nss.display().to_string()])
+            .args(["--pam-dir", &self.pam.display().to_string()])
+            .output()
+            .unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn doctor(&self) -> (i32, String) {
+        self.doctor_with(&self.env.config)
+    }
+
+    /// Doctor fails, with `check` failing and its explanation containing `why`.
+    fn fails(&self, check: &str, why: &str) {
+        let (code, out) = self.doctor();
+        assert_eq!(code, 1, "{out}");
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("[FAIL] {check}")))
+            .unwrap_or_else(|| panic!("no FAIL {check}:\n{out}"));
+        assert!(line.contains(why), "{line}");
+        let fix = out.lines().skip_while(|l| *l != line).nth(1).unwrap_or("");
+        assert!(fix.trim_start().starts_with("fix: "), "a fix is given: {out}");
+    }
+
+    fn passes(&self) {
+        let (code, out) = self.doctor();
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("all checks passed") && !out.contains("[FAIL]"), "{out}");
+    }
+
+    fn edit(&self, p: &Path, from: &str, to: &str) {
+        let t = std::fs::read_to_string(p).unwrap();
+        std::fs::write(p, t.replace(from, to)).unwrap();
+    }
+}
+
+#[test]
+fn good_setup_passes_every_check() {
+    let s = setup();
+    let (_, out) = s.doctor();
+    for check in ["config", "issuer", "sshd", "nsswitch", "pam.d/sshd", "pam.d/sudo", "helperd", "socket", "snapshot"] {
+        assert!(out.lines().any(|l| l.starts_with(&format!("[PASS] {check}"))), "{check}:\n{out}");
+    }
+    assert!(out.contains("jwks: 3 usable key(s)") && out.contains("clock: skew"), "{out}");
+    s.passes();
+}
+
+#[test]
+fn config_errors_name_the_line() {
+    let s = setup();
+    let bad = s.env.dir.0.join("bad.toml");
+    std::fs::write(&bad, std::fs::read_to_string(&s.env.config).unwrap().replace("leeway_secs", "leeway")).unwrap();
+    let (code, out) = s.doctor_with(&bad);
+    assert_eq!(code, 1);
+    assert!(out.contains("[FAIL] config") && out.contains("key issuer.leeway: unknown field"), "{out}");
+}
+
+#[test]
+fn sshd_settings_that_block_oidc() {
+    let s = setup();
+    s.passes();
+    for (from, to, why) in [
+        ("UsePAM yes", "UsePAM no", "UsePAM is not yes"),
+        ("KbdInteractiveAuthentication yes", "KbdInteractiveAuthentication no", "KbdInteractiveAuthentication no"),
+        ("# test", "AuthenticationMethods publickey", "has no keyboard-interactive"),
+        ("# test", "AllowUsers admin", "allowusers admin is set"),
+        ("# test", "AllowGroups wheel", "allowgroups wheel is set"),
+    ] {
+        s.edit(&s.sshd, from, to);
+        s.fails("sshd", why);
+        s.edit(&s.sshd, to, from);
+    }
+    // First value wins and Match blocks do not count, as in sshd.
+    s.edit(&s.sshd, "# test", "UsePAM yes\nMatch User x\n  AllowUsers x");
+    s.passes();
+}
+
+#[test]
+fn nsswitch_and_pam_stacks() {
+    let s = setup();
+    s.edit(&s.nss, "passwd: files oidc systemd", "passwd: files systemd");
+    s.fails("nsswitch", "passwd: has no oidc");
+    s.edit(&s.nss, "passwd: files systemd", "passwd: oidc files");
+    s.fails("nsswitch", "oidc comes before files");
+    s.edit(&s.nss, "passwd: oidc files", "passwd: files oidc");
+    s.passes();
+    std::fs::write(s.pam.join("common-oidc"), "auth required pam_unix.so\n# pam_oidc.so (commented out)\n").unwrap();
+    s.fails("pam.d/sudo", "does not use pam_oidc.so");
+}
+
+#[test]
+fn helperd_socket_and_snapshot() {
+    let mut s = setup();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(s.env.socket(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    s.fails("socket", "mode 600, want 666");
+    std::fs::set_permissions(s.env.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let snap = s.env.snapshot();
+    let good = std::fs::read(&snap).unwrap();
+    std::fs::write(&snap, &good[..good.len() / 2]).unwrap();
+    s.fails("snapshot", "is corrupt");
+    std::fs::remove_file(&snap).unwrap();
+    s.fails("snapshot", "No such file");
+    std::fs::write(&snap, &good).unwrap();
+    s.passes();
+    s.h.stop();
+    s.fails("helperd", "helperd unreachable");
+}
+
+/// An IdP stand-in whose discovery issuer, JWKS and Date header are chosen by the test.
+fn fake_idp(issuer_in_doc: &str, date: &str) -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", l.local_addr().unwrap().port());
+    let keys: serde_json::Value =
+        serde_json::from_str(include_str!("../../oidc_core/tests/fixtures/test-keys.json")).unwrap();
+    let jwks = serde_json::json!({"keys": [keys["rsa"]["jwk"]]}).to_string();
+    let doc = serde_json::json!({"issuer": issuer_in_doc.replace("{url}", &url), "jwks_uri": format!("{url}/jwks")})
+        .to_string();
+    let date = date.to_string();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let mut c = c;
+            let mut buf = [0u8; 4096];
+            let n = c.read(&mut buf).unwrap_or(0);
+            let body = if String::from_utf8_lossy(&buf[..n]).starts_with("GET /jwks") { &jwks } else { &doc };
+            let _ = write!(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDate: {date}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    url
+}
+
+#[test]
+fn issuer_mismatch_unreachable_and_clock_skew() {
+    let s = setup();
+    let with_issuer = |url: &str| {
+        let p = s.env.dir.0.join("other.toml");
+        let t = std::fs::read_to_string(&s.env.config).unwrap().replace(&s.idp.issuer(), url);
+        std::fs::write(&p, t).unwrap();
+        s.doctor_with(&p).1
+    };
+    let out = with_issuer("http://127.0.0.1:9");
+    assert!(out.contains("[FAIL] issuer http://127.0.0.1:9: discovery unreachable"), "{out}");
+    let url = fake_idp("{url}/", &httpdate_now(0));
+    let out = with_issuer(&url);
+    assert!(out.contains("discovery says issuer") && out.contains("trailing slash"), "{out}");
+    let url = fake_idp("{url}", &httpdate_now(-3600));
+    let out = with_issuer(&url);
+    assert!(out.contains(&format!("[PASS] issuer {url} jwks: 1 usable key(s)")), "{out}");
+    assert!(out.contains(&format!("[FAIL] issuer {url} clock: this host's clock is 3600s off")), "{out}");
+    let url = fake_idp("{url}", &httpdate_now(0));
+    let out = with_issuer(&url);
+    assert!(out.contains(&format!("[PASS] issuer {url} clock: skew")), "{out}");
+}
+
+/// An HTTP date `offset` seconds from now.
+fn httpdate_now(offset: i64) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{}", now() + offset), "+%a, %d %b %Y %H:%M:%S GMT"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
