@@ -124,6 +124,10 @@ pub struct Issuer {
     pub username_claim: String,
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
+    /// The username claim is an email (`alice@example.com`): take the local part,
+    /// lower-cased — only for this domain; other domains are refused.
+    #[serde(default)]
+    pub username_domain: Option<String>,
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
     #[serde(default = "default_max_lifetime")]

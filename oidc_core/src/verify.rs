@@ -295,6 +295,14 @@ fn check_claims(p: &Parsed<'_>, iss: &Issuer, issuer: String, now: i64, r: &mut 
 
     let username = opt_str(c, &iss.username_claim).and_then(|u| {
         let u = u.ok_or_else(|| Rejection::BadClaim { claim: iss.username_claim.clone(), why: "missing".into() })?;
+        let u = match &iss.username_domain {
+            // `alice@example.com` -> `alice`, only for the pinned domain.
+            Some(d) => match u.rsplit_once('@') {
+                Some((local, dom)) if dom.eq_ignore_ascii_case(d) => local.to_ascii_lowercase(),
+                _ => return Err(Rejection::InvalidUsername(format!("{u:?} is not in the domain {d}"))),
+            },
+            None => u,
+        };
         check_login_name(&u).map_err(Rejection::InvalidUsername)?;
         Ok(u)
     });

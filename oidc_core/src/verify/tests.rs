@@ -199,3 +199,15 @@ fn report_lists_every_claim_check() {
     assert_eq!(failed, ["exp", "aud"]);
     assert!(r.checks.iter().any(|c| c.name == "signature" && c.result.is_ok()));
 }
+
+#[test]
+fn username_domain_maps_emails_of_one_domain() {
+    let rs = |c: Value| sign(json!({"alg":"RS256","kid":"rsa1"}), c, "rsa");
+    let mut i = issuer();
+    i.username_domain = Some("example.com".into());
+    let v = run(&rs(with(|c| c["preferred_username"] = json!("Alice@Example.com"))), &i).unwrap();
+    assert_eq!(v.username, "alice");
+    assert_eq!(code(&rs(with(|c| c["preferred_username"] = json!("alice@evil.com"))), &i), "invalid-username");
+    assert_eq!(code(&rs(with(|c| c["preferred_username"] = json!("alice"))), &i), "invalid-username");
+    assert_eq!(code(&rs(with(|c| c["preferred_username"] = json!("a:b@example.com"))), &i), "invalid-username");
+}
