@@ -53,10 +53,21 @@ fn deb_installs_serves_an_oidc_user_and_purges_cleanly() {
     let root = &r.0;
     let nss_before = std::fs::read_to_string(root.join("etc/nsswitch.conf")).unwrap();
     std::fs::copy(package("deb"), root.join("tmp/pam-oidc.deb")).unwrap();
-    for _ in 0..2 {
+    for round in 0..2 {
         let (ok, out) = chroot(root, "dpkg -i /tmp/pam-oidc.deb");
         assert!(ok, "dpkg -i: {out}");
+        if round == 0 {
+            // The operator edits the config and helperd has state: a reinstall/upgrade keeps both.
+            let cfg = root.join("etc/pam-oidc/config.toml");
+            let edited = format!("{}\n# local edit\n", std::fs::read_to_string(&cfg).unwrap());
+            std::fs::write(&cfg, edited).unwrap();
+            std::fs::create_dir_all(root.join("var/lib/pam-oidc")).unwrap();
+            std::fs::write(root.join("var/lib/pam-oidc/accounts.json"), "{\"v\":1,\"users\":[],\"groups\":[]}")
+                .unwrap();
+        }
     }
+    assert!(std::fs::read_to_string(root.join("etc/pam-oidc/config.toml")).unwrap().contains("# local edit"));
+    assert!(root.join("var/lib/pam-oidc/accounts.json").exists());
     // Files, paths and modes.
     for (p, m) in [
         ("usr/sbin/helperd", 0o755),
