@@ -1,0 +1,163 @@
+//! Issue 7 (faults): a byte-a-time IdP, helperd killed during a JWKS fetch, and a
+//! full disk under the state directory — bounded time, consistent state, clear logs.
+
+use integration::*;
+use oidc_core::ipc::{call, Client, Request, Response};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// An "IdP" that accepts, sends headers, then one byte every 200 ms.
+fn trickling_idp() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", l.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut c = c;
+                let _ =
+                    c.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n");
+                for _ in 0..100_000 {
+                    if c.write_all(b" ").is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn a_byte_a_time_idp_is_cut_off_at_the_fetch_deadline() {
+    let url = trickling_idp();
+    let env = Env::new("", &Env::issuer_toml(&url, "\"RS256\""));
+    let cfg =
+        std::fs::read_to_string(&env.config).unwrap().replace("fetch_timeout_secs = 10", "fetch_timeout_secs = 2");
+    std::fs::write(&env.config, cfg).unwrap();
+    let h = env.start_helperd();
+    std::thread::sleep(Duration::from_millis(2500)); // the start-up fetch runs into the deadline too
+    let t = Instant::now();
+    let r = Client::new(&env.socket(), Duration::from_secs(10)).refresh_jwks(&url);
+    let took = t.elapsed();
+    assert!(r.is_err(), "{r:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?} with fetch_timeout_secs = 2");
+    assert!(
+        matches!(call(&env.socket(), &Request::Ping, Duration::from_secs(2)), Ok(Response::Pong { .. })),
+        "helperd still serves"
+    );
+    let log = std::fs::read_to_string(&h.log).unwrap();
+    assert!(log.contains("jwks refresh failed") && log.contains("timeout"), "{log}");
+}
+
+#[test]
+fn sigkill_during_a_jwks_fetch_leaves_no_torn_cache_and_a_restart_recovers() {
+    let mut idp = Idp::start();
+    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), "\"RS256\""));
+    let h = env.start_helperd();
+    env.wait_cached(&idp.issuer());
+    let path = oidc_core::jwks::cache_path(&env.cache_dir(), &idp.issuer());
+    let before = std::fs::read(&path).unwrap();
+    // Rotate keys, ask for a refresh and kill helperd while it runs, many times.
+    for i in 0..8 {
+        let mut h = if i == 0 { None } else { Some(env.start_helperd()) };
+        idp.restart();
+        std::thread::sleep(Duration::from_millis(1100));
+        let socket = env.socket();
+        let iss = idp.issuer();
+        let asker = std::thread::spawn(move || Client::new(&socket, Duration::from_secs(3)).refresh_jwks(&iss));
+        std::thread::sleep(Duration::from_millis(3 * i));
+        if let Some(h) = h.as_mut() {
+            h.stop();
+        }
+        let _ = asker.join();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(oidc_core::jwks::read_cache(&env.cache_dir(), &idp.issuer()).is_ok(), "round {i}: torn cache");
+        assert!(!bytes.is_empty());
+        let leftovers: Vec<_> =
+            std::fs::read_dir(path.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(leftovers.len() <= 2, "round {i}: {leftovers:?}");
+    }
+    drop(h);
+    let _h = env.start_helperd();
+    let r = Client::new(&env.socket(), Duration::from_secs(5)).refresh_jwks(&idp.issuer());
+    assert!(r.is_ok() || r.as_ref().is_err_and(|e| e.contains("rate-limited")), "{r:?}");
+    env.pam("alice", &idp.token("host-login", "alice")).assert_allowed();
+    let _ = before;
+}
+
+#[test]
+fn a_full_state_disk_refuses_cleanly_and_keeps_the_last_good_store() {
+    let idp = Idp::start();
+    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), "\"RS256\""));
+    let state = env.dir.0.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // helperd in a private mount namespace whose state dir is a 48 KiB tmpfs.
+    let log = env.dir.0.join("helperd-full.log");
+    let mut child = die_with_parent(&mut std::process::Command::new("unshare"))
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount -n -t tmpfs -o size=48k tmpfs {} && exec {} --config {} run",
+            state.display(),
+            helperd_bin().display(),
+            env.config.display()
+        ))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while call(&env.socket(), &Request::Ping, Duration::from_secs(1)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(10), "helperd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut refused = None;
+    for i in 0..2000 {
+        let event = oidc_core::accounts::LoginEvent {
+            issuer: idp.issuer(),
+            sub: format!("s-{i}"),
+            name: format!("user{i}"),
+            groups: vec!["devs".into()],
+            uid_claim: None,
+            gecos: "x".repeat(100),
+        };
+        let claims = oidc_core::session::SessionClaims {
+            issuer: idp.issuer(),
+            sub: format!("s-{i}"),
+            account: format!("user{i}"),
+            identity: format!("user{i}"),
+            groups: vec![],
+            jti: None,
+            exp: now() + 60,
+            iat: now(),
+            auth_time: None,
+            acr: None,
+        };
+        match call(
+            &env.socket(),
+            &Request::Login { event: Some(event), claims, web_token: None },
+            Duration::from_secs(5),
+        ) {
+            Ok(Response::Admitted { .. }) => {}
+            Ok(Response::Refused { code, reason }) => {
+                refused = Some((i, code, reason));
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let (n, code, reason) = refused.expect("the 48 KiB disk fills up");
+    assert_eq!(code, "accounts-unavailable");
+    assert!(reason.contains("No space left"), "{reason}");
+    // The store on the full disk is read through the namespace's mount: check from inside.
+    let out = std::process::Command::new("nsenter")
+        .args(["-t", &child.id().to_string(), "-m", "cat"])
+        .arg(state.join("accounts.json"))
+        .output()
+        .unwrap();
+    let store: oidc_core::accounts::Store = serde_json::from_slice(&out.stdout).expect("the last good store parses");
+    assert_eq!(store.users.len(), n, "every admitted login is in it, the refused one is not");
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("No space left on device"), "{text}");
+}
