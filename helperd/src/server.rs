@@ -63,8 +63,13 @@ fn aws_status(o: crate::aws::Outcome) -> Option<oidc_core::ipc::AwsStatus> {
 pub fn serve(listener: UnixListener, svc: Arc<Services>) {
     let active = Arc::new(AtomicUsize::new(0));
     let max = svc.keys.config().helperd.max_connections.max(1);
-    for conn in listener.incoming() {
-        let stream = match conn {
+    loop {
+        // Back-pressure, not refusal: at the limit, stop accepting until a slot
+        // frees; new clients wait in the listen backlog within their own deadlines.
+        while active.load(Ordering::SeqCst) >= max {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let stream = match listener.accept().map(|(s, _)| s) {
             Ok(s) => s,
             Err(e) => {
                 error!("accept: {e}");
@@ -72,11 +77,7 @@ pub fn serve(listener: UnixListener, svc: Arc<Services>) {
                 continue;
             }
         };
-        if active.fetch_add(1, Ordering::SeqCst) >= max {
-            active.fetch_sub(1, Ordering::SeqCst);
-            warning!("refusing connection: {max} already active");
-            continue;
-        }
+        active.fetch_add(1, Ordering::SeqCst);
         let (svc, active) = (Arc::clone(&svc), Arc::clone(&active));
         let spawned = std::thread::Builder::new().name("helperd-conn".into()).spawn(move || {
             handle(stream, &svc);

@@ -273,6 +273,34 @@ impl PamRun {
     }
 }
 
+/// One pamtester run (authenticate + acct_mgmt) under pam_wrapper with `svc` as /etc/pam.d.
+fn pamtester(svc: &Path, user: &str, reply: &str) -> PamRun {
+    let t = Instant::now();
+    let mut child = Command::new("pamtester")
+        .args(["-v", "oidc-test", user, "authenticate", "acct_mgmt"])
+        .env("LD_PRELOAD", "libpam_wrapper.so")
+        .env("PAM_WRAPPER", "1")
+        .env("PAM_WRAPPER_SERVICE_DIR", svc)
+        .env("PAM_WRAPPER_DEBUGLEVEL", "3")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pamtester (apt-get install pamtester libpam-wrapper)");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(format!("{reply}\n").as_bytes());
+    }
+    let out = child.wait_with_output().unwrap();
+    PamRun {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: t.elapsed(),
+    }
+}
+
 /// A test environment: config, cache, socket and PAM service dir in a temp dir.
 pub struct Env {
     pub dir: TempDir,
@@ -353,31 +381,25 @@ impl Env {
         std::fs::create_dir_all(&svc).unwrap();
         let line =
             |kind: &str| format!("{kind} required {} config={} {args}\n", module.display(), self.config.display());
-        std::fs::write(svc.join("oidc-test"), format!("{}{}", line("auth"), line("account"))).unwrap();
-        std::fs::write(svc.join("other"), "auth required pam_deny.so\naccount required pam_deny.so\n").unwrap();
-        let t = Instant::now();
-        let mut child = Command::new("pamtester")
-            .args(["-v", "oidc-test", user, "authenticate", "acct_mgmt"])
-            .env("LD_PRELOAD", "libpam_wrapper.so")
-            .env("PAM_WRAPPER", "1")
-            .env("PAM_WRAPPER_SERVICE_DIR", &svc)
-            .env("PAM_WRAPPER_DEBUGLEVEL", "3")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("pamtester (apt-get install pamtester libpam-wrapper)");
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().unwrap();
-            let _ = stdin.write_all(format!("{reply}\n").as_bytes());
-        }
-        let out = child.wait_with_output().unwrap();
-        PamRun {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            elapsed: t.elapsed(),
+        // Replace by rename: concurrent runs must never see a half-written stack.
+        let put = |name: &str, text: String| {
+            let p = svc.join(name);
+            if std::fs::read_to_string(&p).ok().as_deref() != Some(text.as_str()) {
+                let tmp = svc.join(format!(".{name}.{}.{:?}", std::process::id(), std::thread::current().id()));
+                std::fs::write(&tmp, text).unwrap();
+                std::fs::rename(tmp, p).unwrap();
+            }
+        };
+        put("oidc-test", format!("{}{}", line("auth"), line("account")));
+        put("other", "auth required pam_deny.so\naccount required pam_deny.so\n".into());
+        loop {
+            let run = pamtester(&svc, user, reply);
+            // pam_wrapper names its per-process config dir /tmp/pam.X with one character;
+            // under heavy parallelism two processes can get the same one and one of them
+            // loses its config. That is the harness, not the module: run it again.
+            if !run.stderr.contains("Failed to create pam_wrapper config dir") {
+                return run;
+            }
         }
     }
 
