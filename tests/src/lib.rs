@@ -396,8 +396,11 @@ impl Env {
             let run = pamtester(&svc, user, reply);
             // pam_wrapper names its per-process config dir /tmp/pam.X with one character;
             // under heavy parallelism two processes can get the same one and one of them
-            // loses its config. That is the harness, not the module: run it again.
-            if !run.stderr.contains("Failed to create pam_wrapper config dir") {
+            // loses its config (before pam_start even loads the module). That is the
+            // harness, not the module: run it again.
+            let collided = run.stderr.contains("Failed to create pam_wrapper config dir")
+                || run.stderr.contains("pam_start: failed to initialize handlers");
+            if !collided {
                 return run;
             }
         }
