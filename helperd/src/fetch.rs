@@ -45,6 +45,19 @@ impl Http {
     }
 }
 
+/// application/x-www-form-urlencoded, RFC 3986 unreserved characters kept.
+pub fn form_encode(pairs: &[(String, String)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+}
+
 pub fn parse_max_age(cache_control: &str) -> Option<u64> {
     let directives: Vec<String> = cache_control.split(',').map(|d| d.trim().to_ascii_lowercase()).collect();
     if directives.iter().any(|d| d == "no-store" || d == "no-cache") {
@@ -82,23 +95,9 @@ impl Http {
 
 impl Transport for Http {
     fn post_form(&self, url: &str, form: &[(&str, &str)]) -> Result<(u16, Vec<u8>), String> {
-        let mut resp = self
-            .agent
-            .post(url)
-            .header("Accept", "application/json")
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .send_form(form.iter().copied())
-            .map_err(|e| format!("POST {url}: {e}"))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY)
-            .read_to_vec()
-            .map_err(|e| format!("POST {url}: reading body: {e}"))?;
-        Ok((status, body))
+        let pairs: Vec<(String, String)> = form.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let headers = [("accept", "application/json"), ("content-type", "application/x-www-form-urlencoded")];
+        self.send("POST", url, &headers, form_encode(&pairs).as_bytes())
     }
 
     fn get(&self, url: &str) -> Result<Fetched, String> {

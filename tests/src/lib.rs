@@ -427,3 +427,28 @@ impl Env {
         (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
+
+/// A Login request as pam_oidc sends it after verifying a token (for driving helperd directly).
+pub fn login_request(issuer: &str, sub: &str, name: &str, groups: &[String], gecos: &str) -> oidc_core::ipc::Request {
+    let event = oidc_core::accounts::LoginEvent {
+        issuer: issuer.into(),
+        sub: sub.into(),
+        name: name.into(),
+        groups: groups.to_vec(),
+        uid_claim: None,
+        gecos: gecos.into(),
+    };
+    let claims = oidc_core::session::SessionClaims {
+        issuer: issuer.into(),
+        sub: sub.into(),
+        account: name.into(),
+        identity: name.into(),
+        groups: groups.to_vec(),
+        jti: None,
+        exp: now() + 60,
+        iat: now(),
+        auth_time: None,
+        acr: None,
+    };
+    oidc_core::ipc::Request::Login { event: Some(event), claims, web_token: None }
+}

@@ -3,7 +3,6 @@
 
 use integration::nss::NssNs;
 use integration::*;
-use oidc_core::accounts::LoginEvent;
 use oidc_core::ipc::{call, Request, Response};
 use serde_json::json;
 use std::time::Duration;
@@ -171,31 +170,14 @@ fn sigkill_at_any_moment_leaves_a_consistent_store_and_snapshot() {
             })
         };
         for i in 0..400 {
-            let event = LoginEvent {
-                issuer: idp.issuer(),
-                sub: format!("s-{round}-{i}"),
-                name: format!("u{round}x{i}"),
-                groups: vec![format!("team{}", i % 7)],
-                uid_claim: None,
-                gecos: String::new(),
-            };
-            let claims = oidc_core::session::SessionClaims {
-                issuer: event.issuer.clone(),
-                sub: event.sub.clone(),
-                account: event.name.clone(),
-                identity: event.name.clone(),
-                groups: event.groups.clone(),
-                jti: None,
-                exp: now() + 60,
-                iat: now(),
-                auth_time: None,
-                acr: None,
-            };
-            match call(
-                &env.socket(),
-                &Request::Login { event: Some(event), claims, web_token: None },
-                Duration::from_secs(2),
-            ) {
+            let req = login_request(
+                &idp.issuer(),
+                &format!("s-{round}-{i}"),
+                &format!("u{round}x{i}"),
+                &[format!("team{}", i % 7)],
+                "",
+            );
+            match call(&env.socket(), &req, Duration::from_secs(2)) {
                 Ok(Response::Admitted { .. }) => admitted += 1,
                 _ => break,
             }

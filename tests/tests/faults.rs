@@ -112,31 +112,9 @@ fn a_full_state_disk_refuses_cleanly_and_keeps_the_last_good_store() {
     }
     let mut refused = None;
     for i in 0..2000 {
-        let event = oidc_core::accounts::LoginEvent {
-            issuer: idp.issuer(),
-            sub: format!("s-{i}"),
-            name: format!("user{i}"),
-            groups: vec!["devs".into()],
-            uid_claim: None,
-            gecos: "x".repeat(100),
-        };
-        let claims = oidc_core::session::SessionClaims {
-            issuer: idp.issuer(),
-            sub: format!("s-{i}"),
-            account: format!("user{i}"),
-            identity: format!("user{i}"),
-            groups: vec![],
-            jti: None,
-            exp: now() + 60,
-            iat: now(),
-            auth_time: None,
-            acr: None,
-        };
-        match call(
-            &env.socket(),
-            &Request::Login { event: Some(event), claims, web_token: None },
-            Duration::from_secs(5),
-        ) {
+        let req =
+            login_request(&idp.issuer(), &format!("s-{i}"), &format!("user{i}"), &["devs".into()], &"x".repeat(100));
+        match call(&env.socket(), &req, Duration::from_secs(5)) {
             Ok(Response::Admitted { .. }) => {}
             Ok(Response::Refused { code, reason }) => {
                 refused = Some((i, code, reason));

@@ -175,7 +175,7 @@ impl Broker {
                     &self.http,
                     &self.cfg.sts(),
                     &self.cfg.region,
-                    &sts::form(&p),
+                    &crate::fetch::form_encode(&p),
                     Some(&instance),
                     deadline,
                     self.cfg.max_attempts,
@@ -190,7 +190,7 @@ impl Broker {
                     &self.http,
                     &self.cfg.sts(),
                     &self.cfg.region,
-                    &sts::form(&p),
+                    &crate::fetch::form_encode(&p),
                     None,
                     deadline,
                     self.cfg.max_attempts,
@@ -325,7 +325,7 @@ mod tests {
         assert_eq!(sts_name("a b/c"), "a-b-c");
         assert_eq!(sts_name("x"), "x-");
         assert_eq!(sts_name(&"y".repeat(100)).len(), 64);
-        assert_eq!(sts::form(&[("a b".into(), "x/y=z".into())]), "a%20b=x%2Fy%3Dz");
+        assert_eq!(crate::fetch::form_encode(&[("a b".into(), "x/y=z".into())]), "a%20b=x%2Fy%3Dz");
         let xml = "<R><Error><Code>AccessDenied</Code><Message>no</Message></Error></R>";
         assert_eq!(sts::xml_text(xml, "Code").as_deref(), Some("AccessDenied"));
         assert_eq!(sts::xml_text(xml, "Nope"), None);

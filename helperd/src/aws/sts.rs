@@ -12,19 +12,6 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use quick_xml::events::Event;
 use std::time::{Duration, Instant, SystemTime};
 
-/// application/x-www-form-urlencoded with RFC 3986 unreserved characters kept.
-pub fn form(pairs: &[(String, String)]) -> String {
-    let enc = |s: &str| {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
-}
-
 /// The text of the first element named `tag`.
 pub fn xml_text(xml: &str, tag: &str) -> Option<String> {
     let mut r = quick_xml::Reader::from_str(xml);
