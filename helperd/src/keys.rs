@@ -72,11 +72,16 @@ impl KeyCache {
         };
         if let Some(t) = st.last_attempt.filter(|t| t.elapsed() < self.window()) {
             st.rate_limited += 1;
+            // Say what that last fetch found: "rate-limited" alone would hide an IdP outage.
+            let last = match &st.last_error {
+                Some(e) => format!(" (it failed: {e})"),
+                None => String::new(),
+            };
             return Response::Refreshed {
                 fetched: false,
-                ok: true,
+                ok: st.last_error.is_none(),
                 detail: format!(
-                    "rate-limited: last fetch {}s ago, at most one per {}s",
+                    "rate-limited: last fetch {}s ago{last}, at most one per {}s",
                     t.elapsed().as_secs(),
                     self.window().as_secs()
                 ),

@@ -130,10 +130,59 @@ fn parse_key(k: &Value) -> Result<Key, String> {
         Some(Value::String(x)) => Some(x.clone()),
         Some(_) => return Err("kid is not a string".into()),
     };
+    check_material(&material)?;
     let key = Key { kid, alg: s(k, "alg").map(str::to_string), material };
     // Decode once so garbage material is caught at fetch time, not at login.
     key.decoding_key().map_err(|e| e.to_string())?;
     Ok(key)
+}
+
+/// The key material must be well-formed for its type, so a JWKS of garbage
+/// keys counts as "no usable keys" (and never replaces a good cache): strict
+/// base64url, RSA moduli of 2048–8192 bits with a small odd exponent, EC and
+/// Ed25519 coordinates of exactly their curve's length.
+fn check_material(m: &Material) -> Result<(), String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let dec = |name: &str, v: &str| URL_SAFE_NO_PAD.decode(v).map_err(|_| format!("{name} is not base64url"));
+    let exact = |name: &str, v: &str, len: usize| -> Result<(), String> {
+        let b = dec(name, v)?;
+        if b.len() == len {
+            Ok(())
+        } else {
+            Err(format!("{name} is {} bytes, want {len}", b.len()))
+        }
+    };
+    match m {
+        Material::Rsa { n, e } => {
+            let n = dec("n", n)?;
+            let bits = n.iter().position(|&b| b != 0).map_or(0, |i| (n.len() - i) * 8 - n[i].leading_zeros() as usize);
+            if !(2048..=8192).contains(&bits) {
+                return Err(format!("RSA modulus of {bits} bits (want 2048 to 8192)"));
+            }
+            let e = dec("e", e)?;
+            let odd = e.last().is_some_and(|b| b & 1 == 1);
+            if e.len() > 4 || !odd || e.iter().all(|&b| b == 0) || e == [1] {
+                return Err("RSA exponent is not a small odd number".into());
+            }
+        }
+        Material::Ec { crv, x, y } => {
+            let len = match crv.as_str() {
+                "P-256" => 32,
+                "P-384" => 48,
+                other => return Err(format!("unsupported curve {other:?}")),
+            };
+            exact("x", x, len)?;
+            exact("y", y, len)?;
+        }
+        Material::Okp { crv, x } => {
+            if crv != "Ed25519" {
+                return Err(format!("unsupported curve {crv:?}"));
+            }
+            exact("x", x, 32)?;
+        }
+    }
+    Ok(())
 }
 
 /// The JWKS cache file written by helperd (atomic rename), read by the module.
@@ -213,6 +262,27 @@ mod tests {
         assert_eq!(j.select(None, Alg::RS256).unwrap().kid.as_deref(), Some("r1"));
         assert_eq!(j.select(None, Alg::ES256).unwrap_err().code(), "no-usable-key");
         assert!(Jwks::from_value(&json!({"nokeys":1})).is_err());
+    }
+
+    #[test]
+    fn garbage_key_material_is_skipped_at_parse_time() {
+        let ec = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU"; // 32 bytes
+        let v = json!({"keys":[
+            {"kty":"RSA","kid":"bad-b64","n":"!!!","e":"AQAB"},
+            {"kty":"RSA","kid":"short","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4","e":"AQAB"},
+            {"kty":"RSA","kid":"e-even","n":N,"e":"AQAA"},
+            {"kty":"RSA","kid":"e-one","n":N,"e":"AQ"},
+            {"kty":"EC","kid":"ec-short","crv":"P-256","x":"AA","y":"AA"},
+            {"kty":"EC","kid":"ec-curve","crv":"P-521","x":ec,"y":ec},
+            {"kty":"OKP","kid":"ed-short","crv":"Ed25519","x":"AAAA"},
+            {"kty":"OKP","kid":"x25519","crv":"X25519","x":ec},
+            {"kty":"EC","kid":"ec-ok","crv":"P-256","x":ec,"y":ec},
+            {"kty":"RSA","kid":"rsa-ok","n":N,"e":"AQAB"}
+        ]});
+        let j = Jwks::from_value(&v).unwrap();
+        let kids: Vec<_> = j.keys.iter().filter_map(|k| k.kid.as_deref()).collect();
+        assert_eq!(kids, ["ec-ok", "rsa-ok"], "skipped: {:?}", j.skipped);
+        assert_eq!(j.skipped.len(), 8);
     }
 
     #[test]

@@ -273,32 +273,68 @@ impl PamRun {
     }
 }
 
-/// One pamtester run (authenticate + acct_mgmt) under pam_wrapper with `svc` as /etc/pam.d.
-fn pamtester(svc: &Path, user: &str, reply: &str) -> PamRun {
-    let t = Instant::now();
-    let mut child = Command::new("pamtester")
-        .args(["-v", "oidc-test", user, "authenticate", "acct_mgmt"])
-        .env("LD_PRELOAD", "libpam_wrapper.so")
+/// pamtester (authenticate + acct_mgmt) under pam_wrapper with `svc` as /etc/pam.d,
+/// its reply read from stdin. With `private_tmp` it runs in its own mount namespace
+/// with a private /tmp (the temp dirs under /tmp bound back in): pam_wrapper gives
+/// each process a config dir /tmp/pam.X with a one-character X, so without it at
+/// most ~40 can run at once.
+pub fn pamtester_cmd(svc: &Path, user: &str, private_tmp: &[&Path]) -> Command {
+    let mut c = if private_tmp.is_empty() {
+        Command::new("pamtester")
+    } else {
+        let mut script = String::from("set -e; mkdir -p /run/pam-oidc-keep");
+        for (i, d) in private_tmp.iter().enumerate() {
+            script.push_str(&format!(
+                "; mkdir -p /run/pam-oidc-keep/{i}; mount -n --bind '{}' /run/pam-oidc-keep/{i}",
+                d.display()
+            ));
+        }
+        script.push_str("; mount -n -t tmpfs tmpfs /tmp");
+        for (i, d) in private_tmp.iter().enumerate() {
+            script.push_str(&format!("; mkdir -p '{0}'; mount -n --bind /run/pam-oidc-keep/{i} '{0}'", d.display()));
+        }
+        // Only pamtester gets pam_wrapper: preloaded into unshare/sh/mount it would
+        // clean other processes' /tmp/pam.X dirs on the host as "stale".
+        script.push_str("; exec env LD_PRELOAD=libpam_wrapper.so pamtester \"$@\"");
+        let mut c = Command::new("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c", &script, "sh"]);
+        c
+    };
+    if private_tmp.is_empty() {
+        c.env("LD_PRELOAD", "libpam_wrapper.so");
+    }
+    c.args(["-v", "oidc-test", user, "authenticate", "acct_mgmt"])
         .env("PAM_WRAPPER", "1")
         .env("PAM_WRAPPER_SERVICE_DIR", svc)
         .env("PAM_WRAPPER_DEBUGLEVEL", "3")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pamtester (apt-get install pamtester libpam-wrapper)");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        let _ = stdin.write_all(format!("{reply}\n").as_bytes());
-    }
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Wait for a pamtester started by [`pamtester_cmd`] whose reply was written.
+pub fn pam_finish(child: Child, started: Instant) -> PamRun {
     let out = child.wait_with_output().unwrap();
     PamRun {
         ok: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: t.elapsed(),
+        elapsed: started.elapsed(),
     }
+}
+
+/// One pamtester run under pam_wrapper with `svc` as /etc/pam.d.
+fn pamtester(svc: &Path, user: &str, reply: &str) -> PamRun {
+    let t = Instant::now();
+    let mut child =
+        pamtester_cmd(svc, user, &[]).spawn().expect("pamtester (apt-get install pamtester libpam-wrapper)");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(format!("{reply}\n").as_bytes());
+    }
+    pam_finish(child, t)
 }
 
 /// A test environment: config, cache, socket and PAM service dir in a temp dir.
@@ -377,6 +413,23 @@ impl Env {
     /// Run pamtester for `user` with `reply` on stdin through a stack of
     /// `auth` + `account` lines using `module` with `args`.
     pub fn pam_with(&self, module: &Path, args: &str, user: &str, reply: &str) -> PamRun {
+        let svc = self.service_dir(module, args);
+        loop {
+            let run = pamtester(&svc, user, reply);
+            // pam_wrapper names its per-process config dir /tmp/pam.X with one character;
+            // under heavy parallelism two processes can get the same one and one of them
+            // loses its config (before pam_start even loads the module). That is the
+            // harness, not the module: run it again.
+            let collided = run.stderr.contains("Failed to create pam_wrapper config dir")
+                || run.stderr.contains("pam_start: failed to initialize handlers");
+            if !collided {
+                return run;
+            }
+        }
+    }
+
+    /// The PAM service dir (`oidc-test`: auth + account lines using `module` with `args`).
+    pub fn service_dir(&self, module: &Path, args: &str) -> PathBuf {
         let svc = self.dir.0.join("pam.d");
         std::fs::create_dir_all(&svc).unwrap();
         let line =
@@ -392,18 +445,7 @@ impl Env {
         };
         put("oidc-test", format!("{}{}", line("auth"), line("account")));
         put("other", "auth required pam_deny.so\naccount required pam_deny.so\n".into());
-        loop {
-            let run = pamtester(&svc, user, reply);
-            // pam_wrapper names its per-process config dir /tmp/pam.X with one character;
-            // under heavy parallelism two processes can get the same one and one of them
-            // loses its config (before pam_start even loads the module). That is the
-            // harness, not the module: run it again.
-            let collided = run.stderr.contains("Failed to create pam_wrapper config dir")
-                || run.stderr.contains("pam_start: failed to initialize handlers");
-            if !collided {
-                return run;
-            }
-        }
+        svc
     }
 
     pub fn pam(&self, user: &str, token: &str) -> PamRun {

@@ -139,3 +139,92 @@ fn a_full_state_disk_refuses_cleanly_and_keeps_the_last_good_store() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("No space left on device"), "{text}");
 }
+
+/// An "IdP" whose JWKS endpoint misbehaves on demand; discovery always answers.
+/// Modes: 0 good (the real IdP's keys), 1 HTTP 500, 2 an HTML error page with
+/// status 200, 3 a JWKS whose keys are garbage, 4 truncated JSON.
+fn switchable_idp(good_jwks: String, mode: std::sync::Arc<std::sync::atomic::AtomicU8>) -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", l.local_addr().unwrap().port());
+    let base = url.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let (good, mode, base) = (good_jwks.clone(), mode.clone(), base.clone());
+            std::thread::spawn(move || {
+                use std::io::{BufRead, BufReader};
+                let mut c = c;
+                let mut line = String::new();
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let _ = r.read_line(&mut line);
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) <= 2 {
+                        break;
+                    }
+                }
+                let (status, ctype, body) = if line.contains("/.well-known/openid-configuration") {
+                    ("200 OK", "application/json", format!(r#"{{"issuer":"{base}","jwks_uri":"{base}/jwks"}}"#))
+                } else {
+                    match mode.load(std::sync::atomic::Ordering::SeqCst) {
+                        0 => ("200 OK", "application/json", good),
+                        1 => ("500 Internal Server Error", "text/plain", "upstream exploded".into()),
+                        2 => ("200 OK", "text/html", "<html><body><h1>Sign in to continue</h1></body></html>".into()),
+                        3 => ("200 OK", "application/json", r#"{"keys":[{"kty":"RSA","kid":"k","n":"!!!","e":"AQAB"},{"kty":"EC","crv":"P-256","x":"AA","y":"AA"},{"kty":"oct","k":"c2VjcmV0"}]}"#.into()),
+                        _ => ("200 OK", "application/json", r#"{"keys":[{"kty":"RSA","#.into()),
+                    }
+                };
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn an_idp_answering_500_html_or_garbage_keys_never_replaces_good_keys() {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    let idp = Idp::start();
+    let mode = std::sync::Arc::new(AtomicU8::new(0));
+    let url = switchable_idp(idp.jwks().to_string(), mode.clone());
+    let kid = idp.jwks()["keys"].as_array().unwrap().iter().find(|k| k["alg"] == "RS256").unwrap()["kid"].clone();
+    let token_for = |user: &str| {
+        let mut c = idp.claims(user, "host-login");
+        c["iss"] = url.clone().into();
+        idp.sign(serde_json::json!({"alg": "RS256", "kid": kid, "typ": "JWT"}), c)
+    };
+    let env = Env::new("", &Env::issuer_toml(&url, "\"RS256\""));
+    let h = env.start_helperd();
+    env.wait_cached(&url);
+    let cache = oidc_core::jwks::cache_path(&env.cache_dir(), &url);
+    let good = std::fs::read(&cache).unwrap();
+    env.pam("alice", &token_for("alice")).assert_allowed();
+    for (m, what, needle) in [
+        (1, "HTTP 500", "500"),
+        (2, "an HTML page", "not JSON"),
+        (3, "garbage keys", "no usable signing keys"),
+        (4, "truncated JSON", "not JSON"),
+    ] {
+        mode.store(m, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(1100)); // past jwks_refresh_min_interval_secs = 1
+        let r = Client::new(&env.socket(), Duration::from_secs(10)).refresh_jwks(&url);
+        let err = r.expect_err(what);
+        assert!(err.contains(needle), "{what}: {err}");
+        assert_eq!(std::fs::read(&cache).unwrap(), good, "{what} replaced the cached keys");
+        // Logins go on with the cached keys.
+        env.pam("alice", &token_for("alice")).assert_allowed();
+    }
+    let log = std::fs::read_to_string(&h.log).unwrap();
+    assert!(log.contains("500") && log.contains("not JSON") && log.contains("no usable signing keys"), "{log}");
+
+    // With no cache at all, the same faults refuse the login with the reason logged.
+    mode.store(1, Ordering::SeqCst);
+    let env2 = Env::new("", &Env::issuer_toml(&url, "\"RS256\""));
+    let _h2 = env2.start_helperd();
+    let r = env2.pam("alice", &token_for("alice"));
+    r.assert_denied("keys-unavailable");
+    assert!(r.log().iter().any(|l| l.contains("500")), "{}", r.stderr);
+}
