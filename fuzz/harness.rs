@@ -17,7 +17,7 @@ use oidc_core::verify::{verify, Keys, Report, Verified};
 use serde_json::{json, Value};
 use std::path::Path;
 
-pub const TARGETS: [&str; 5] = ["token", "token_claims", "snapshot", "ipc", "config"];
+pub const TARGETS: [&str; 6] = ["token", "token_claims", "jwks", "snapshot", "ipc", "config"];
 
 /// The clock every token harness runs at.
 pub const NOW: i64 = 1_800_000_000;
@@ -158,6 +158,26 @@ fn sign(header: &[u8], payload: &[u8], alg: Algorithm, key: &EncodingKey) -> Str
     match jsonwebtoken::crypto::sign(input.as_bytes(), key, alg) {
         Ok(sig) => format!("{input}.{sig}"),
         Err(e) => panic!("signing: {e}"),
+    }
+}
+
+/// Target `jwks`: the bytes as an IdP's JWKS document (helperd fetches it from
+/// the network). Every key that parses can be used: its material decodes, so a
+/// JWKS of garbage can never count as "usable keys" and replace a good cache.
+pub fn jwks(data: &[u8]) {
+    let Ok(j) = Jwks::from_slice(data) else { return };
+    for k in &j.keys {
+        assert!(k.decoding_key().is_ok(), "a parsed key does not decode: {k:?}");
+    }
+    for name in ["RS256", "PS256", "ES256", "ES384", "EdDSA", "HS256"] {
+        let Some(alg) = oidc_core::alg::Alg::parse(name) else { continue };
+        let _ = j.select(None, alg);
+        for k in &j.keys {
+            if let Ok(sel) = j.select(k.kid.as_deref(), alg) {
+                assert_eq!(sel.kid, k.kid, "select answered another kid");
+                assert!(!alg.is_hmac(), "an HMAC key was selected from a JWKS");
+            }
+        }
     }
 }
 
@@ -303,6 +323,7 @@ pub fn run(name: &str, data: &[u8]) {
     match name {
         "token" => token(data),
         "token_claims" => token_claims(data),
+        "jwks" => jwks(data),
         "snapshot" => snapshot(data),
         "ipc" => ipc(data),
         "config" => config(data),
@@ -355,6 +376,16 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
                 [&[0u8][..], claims.to_string().as_bytes()].concat(),
                 [&[1u8][..], c2.to_string().as_bytes()].concat(),
                 [&[0u8][..], br#"{"iss":"https://idp.test","sub":"x","aud":"host","exp":1800000100,"iat":1800000000,"preferred_username":"bob","groups":"one"}"#].concat(),
+            ]
+        }
+        "jwks" => {
+            let k: Value = serde_json::from_str(KEYS).unwrap_or(Value::Null);
+            let all = json!({"keys": [k["rsa"]["jwk"], k["ec"]["jwk"], k["ed"]["jwk"], k["rsa_other"]["jwk"]]});
+            vec![
+                all.to_string().into_bytes(),
+                json!({"keys": [k["ec"]["jwk"], {"kty": "oct", "k": "c2VjcmV0"}, {"kty": "RSA", "n": "AQAB", "e": "AQAB"}]})
+                    .to_string()
+                    .into_bytes(),
             ]
         }
         "snapshot" => {

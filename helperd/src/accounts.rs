@@ -132,6 +132,11 @@ impl AccountService {
                     reason: format!("cannot write the account store: {e}"),
                 });
             }
+            if next.same_nss_view(&current) {
+                // Only a login time moved: the NSS snapshot stays as it is.
+                *current = next;
+                return Ok(self.admitted_line(&admitted, &who));
+            }
             if let Err(e) = self.write_snapshot(&next, &local) {
                 error!("{e}");
                 return Err(Response::Refused {
@@ -141,6 +146,11 @@ impl AccountService {
             }
             *current = next;
         }
+        Ok(self.admitted_line(&admitted, &who))
+    }
+
+    /// Log the admission; the detail for the reply.
+    fn admitted_line(&self, admitted: &oidc_core::accounts::Admitted, who: &str) -> String {
         let groups: Vec<String> = admitted.groups.iter().map(|(n, g)| format!("{n}({g})")).collect();
         info!(
             "account {} {who} uid={} groups={}",
@@ -148,7 +158,7 @@ impl AccountService {
             admitted.uid,
             groups.join(",")
         );
-        Ok(format!("uid {} groups {}", admitted.uid, groups.join(",")))
+        format!("uid {} groups {}", admitted.uid, groups.join(","))
     }
 
     /// The uid of an account name: an OIDC account, else a local one.

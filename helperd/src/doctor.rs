@@ -336,12 +336,21 @@ fn snapshot(cfg: &Config) -> Outcome {
         .map_err(|e| (format!("{}: {e}", p.display()), "start helperd: it writes the snapshot at start".to_string()))?;
     let s = nss_oidc::reader::Snapshot::parse(&bytes)
         .map_err(|_| (format!("{} is corrupt", p.display()), "restart helperd to rewrite it".to_string()))?;
-    let store = cfg.helperd.state_dir.join(oidc_core::accounts::STORE_FILE);
-    let older = |a: &Path, b: &Path| -> Option<bool> {
-        Some(std::fs::metadata(a).ok()?.modified().ok()? < std::fs::metadata(b).ok()?.modified().ok()?)
-    };
-    if older(p, &store) == Some(true) {
-        return fail(format!("{} is older than the account store", p.display()), "restart helperd to rewrite it");
+    // Every account in the store resolves in the snapshot with its uid (login
+    // times may be newer in the store: they are not part of the snapshot).
+    let store_path = cfg.helperd.state_dir.join(oidc_core::accounts::STORE_FILE);
+    if let Ok(store) = oidc_core::accounts::Store::load(&store_path) {
+        let missing = store
+            .users
+            .iter()
+            .filter(|u| !matches!(s.user_by_name(u.name.as_bytes()), Ok(Some(x)) if x.uid == u.uid))
+            .count();
+        if missing > 0 {
+            return fail(
+                format!("{} lacks {missing} of the account store's {} users", p.display(), store.users.len()),
+                "restart helperd to rewrite it",
+            );
+        }
     }
     Ok(format!("{} users, {} groups", s.n_users, s.n_groups))
 }

@@ -17,14 +17,51 @@ use std::time::{Duration, Instant};
 
 /// A verified login not bound to a session within this time is dropped.
 const PENDING_TTL: Duration = Duration::from_secs(600);
+/// At most this many verified logins wait for their session; beyond it the
+/// oldest is dropped (its session would then open without claims, logged).
+const MAX_PENDING: usize = 10_000;
 
 /// A verified login waiting for its session: claims, the token kept for web
 /// identity (if any), and when it was verified.
 type Pending = (SessionClaims, Option<Secret>, Instant);
 
+/// Pending logins by id, and their ids in arrival order (expiry in O(1) per login).
+#[derive(Default)]
+struct PendingSet {
+    by_id: HashMap<String, Pending>,
+    order: std::collections::VecDeque<(Instant, String)>,
+}
+
+impl PendingSet {
+    fn insert(&mut self, id: String, p: Pending) {
+        while let Some((t, old)) = self.order.front() {
+            let full = self.by_id.len() >= MAX_PENDING;
+            if t.elapsed() < PENDING_TTL && !full && self.order.len() < 2 * MAX_PENDING {
+                break;
+            }
+            if full && t.elapsed() < PENDING_TTL && self.by_id.contains_key(old) {
+                warning!("{MAX_PENDING} verified logins wait for their session: dropping the oldest");
+            }
+            let old = old.clone();
+            self.order.pop_front();
+            self.by_id.remove(&old);
+        }
+        self.order.push_back((p.2, id.clone()));
+        self.by_id.insert(id, p);
+    }
+
+    fn get(&self, id: &str) -> Option<&Pending> {
+        self.by_id.get(id).filter(|p| p.2.elapsed() < PENDING_TTL)
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Pending> {
+        self.by_id.remove(id).filter(|p| p.2.elapsed() < PENDING_TTL)
+    }
+}
+
 #[derive(Default)]
 pub struct Sessions {
-    pending: Mutex<HashMap<String, Pending>>,
+    pending: Mutex<PendingSet>,
     live: Mutex<Vec<SessionInfo>>,
     next_id: Mutex<u64>,
 }
@@ -73,7 +110,6 @@ impl Sessions {
     pub fn add_pending(&self, claims: SessionClaims, web_token: Option<Secret>) -> Option<String> {
         let id = random_id()?;
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        p.retain(|_, (_, _, t)| t.elapsed() < PENDING_TTL);
         p.insert(id.clone(), (claims, web_token, Instant::now()));
         Some(id)
     }
@@ -154,6 +190,10 @@ impl Sessions {
     pub fn claims_for(&self, peer_pid: i32) -> (Option<SessionClaims>, String) {
         self.reap();
         let Some(uid) = real_uid(peer_pid) else { return (None, format!("cannot read process {peer_pid}")) };
+        if self.live.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            // No live session on the host: no process tree to walk.
+            return (None, format!("process {peer_pid} (uid {uid}) is in no OIDC session (none is open)"));
+        }
         let tree = ancestry(peer_pid);
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         match find_session(&live, &tree, uid) {
@@ -191,5 +231,37 @@ impl Sessions {
     pub fn list(&self) -> Vec<SessionInfo> {
         self.reap();
         self.live.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(n: usize) -> SessionClaims {
+        SessionClaims {
+            issuer: "https://idp".into(),
+            sub: format!("s{n}"),
+            account: format!("u{n}"),
+            identity: format!("u{n}"),
+            groups: vec![],
+            jti: None,
+            exp: 0,
+            iat: 0,
+            auth_time: None,
+            acr: None,
+        }
+    }
+
+    #[test]
+    fn pending_logins_are_capped_oldest_first() {
+        let s = Sessions::default();
+        let ids: Vec<String> = (0..MAX_PENDING + 5).map(|n| s.add_pending(claims(n), None).unwrap()).collect();
+        let p = s.pending.lock().unwrap();
+        assert_eq!(p.by_id.len(), MAX_PENDING);
+        assert!(p.get(&ids[4]).is_none() && p.get(&ids[5]).is_some());
+        assert!(p.get(&ids[MAX_PENDING + 4]).is_some());
+        drop(p);
+        assert_eq!(s.pending_account(&ids[MAX_PENDING + 4]).as_deref(), Some(format!("u{}", MAX_PENDING + 4).as_str()));
     }
 }

@@ -15,6 +15,10 @@ pub const STORE_VERSION: u32 = 1;
 /// The store file in `helperd.state_dir` (0600 root; helperd writes it, the
 /// module reads it only when helperd is unreachable).
 pub const STORE_FILE: &str = "accounts.json";
+/// `last_login` is recorded to this resolution: a returning user's login
+/// changes nothing on disk unless the recorded time is older than this, so the
+/// common login costs no fsync (helperd writes the store only on a change).
+pub const LAST_LOGIN_RESOLUTION_SECS: i64 = 300;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredUser {
@@ -42,6 +46,20 @@ pub struct Store {
     pub v: u32,
     pub users: Vec<StoredUser>,
     pub groups: Vec<StoredGroup>,
+}
+
+impl Store {
+    /// Do two stores give the same NSS answers? (Equal but for login times.)
+    pub fn same_nss_view(&self, other: &Store) -> bool {
+        let strip = |s: &Store| {
+            let mut c = s.clone();
+            for u in &mut c.users {
+                (u.first_login, u.last_login) = (0, 0);
+            }
+            c
+        };
+        self.groups == other.groups && strip(self) == strip(other)
+    }
 }
 
 impl Default for Store {
@@ -283,7 +301,9 @@ impl Store {
                 let u = &mut self.users[i];
                 u.groups = names;
                 u.gecos = ev.gecos.clone();
-                u.last_login = now;
+                if now.saturating_sub(u.last_login) >= LAST_LOGIN_RESOLUTION_SECS || now < u.last_login {
+                    u.last_login = now;
+                }
             }
             None => self.users.push(StoredUser {
                 issuer: ev.issuer.clone(),
