@@ -105,14 +105,21 @@ impl AccountService {
 
     /// A verified login reported by pam_oidc (the server lets only root peers
     /// here): admit the identity, or say why not.
+    ///
+    /// Admission runs in place on the store (no copy of every account per
+    /// login): it only appends accounts and groups and rewrites the identity's
+    /// own record, so an [`Undo`] restores the store if a write fails. A
+    /// returning user whose record did not change costs no disk write; one
+    /// whose login time alone moved rewrites the store but not the snapshot.
     pub fn admit(&self, ev: &LoginEvent) -> Result<String, Response> {
         let mut current = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = current.clone();
         let local = self.local();
         let who = format!("issuer={} sub={} name={}", ev.issuer, oidc_core::audit::clean(&ev.sub), ev.name);
-        let admitted = match next.admit(ev, &self.cfg, &local, unix_now()) {
+        let undo = Undo::take(&current, ev);
+        let admitted = match current.admit(ev, &self.cfg, &local, unix_now()) {
             Ok(a) => a,
             Err(r) => {
+                undo.restore(&mut current);
                 warning!("account refused code={} {who}: {}", r.code, r.reason);
                 return Err(Response::Refused { code: r.code.into(), reason: r.reason });
             }
@@ -120,31 +127,29 @@ impl AccountService {
         for w in &admitted.warnings {
             warning!("account {who}: {w}");
         }
-        if next != *current {
-            let bytes = match serde_json::to_vec_pretty(&next) {
-                Ok(b) => b,
-                Err(e) => return Err(Response::Refused { code: "accounts-unavailable".into(), reason: e.to_string() }),
-            };
-            if let Err(e) = atomic::write(&self.store_path, &bytes, 0o600) {
-                error!("writing {}: {e}", self.store_path.display());
-                return Err(Response::Refused {
-                    code: "accounts-unavailable".into(),
-                    reason: format!("cannot write the account store: {e}"),
+        let (changed, nss_changed) = undo.changes(&current);
+        if changed {
+            let written = serde_json::to_vec_pretty(&*current)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    atomic::write(&self.store_path, &bytes, 0o600).map_err(|e| {
+                        error!("writing {}: {e}", self.store_path.display());
+                        format!("cannot write the account store: {e}")
+                    })
+                })
+                .and_then(|()| {
+                    if !nss_changed {
+                        return Ok(()); // only a login time moved: the snapshot stays as it is
+                    }
+                    self.write_snapshot(&current, &local).map_err(|e| {
+                        error!("{e}");
+                        format!("cannot write the NSS snapshot: {e}")
+                    })
                 });
+            if let Err(reason) = written {
+                undo.restore(&mut current);
+                return Err(Response::Refused { code: "accounts-unavailable".into(), reason });
             }
-            if next.same_nss_view(&current) {
-                // Only a login time moved: the NSS snapshot stays as it is.
-                *current = next;
-                return Ok(self.admitted_line(&admitted, &who));
-            }
-            if let Err(e) = self.write_snapshot(&next, &local) {
-                error!("{e}");
-                return Err(Response::Refused {
-                    code: "accounts-unavailable".into(),
-                    reason: format!("cannot write the NSS snapshot: {e}"),
-                });
-            }
-            *current = next;
         }
         Ok(self.admitted_line(&admitted, &who))
     }
@@ -169,5 +174,53 @@ impl AccountService {
 
     pub fn users(&self) -> Vec<StoredUser> {
         self.store.lock().unwrap_or_else(|p| p.into_inner()).users.clone()
+    }
+}
+
+/// What an admission may change in the store, taken before it runs: the
+/// identity's own record and how many accounts and groups there were.
+struct Undo {
+    users: usize,
+    groups: usize,
+    record: Option<(usize, StoredUser)>,
+}
+
+impl Undo {
+    fn take(store: &Store, ev: &LoginEvent) -> Undo {
+        let record = store
+            .users
+            .iter()
+            .position(|u| u.issuer == ev.issuer && u.sub == ev.sub)
+            .map(|i| (i, store.users[i].clone()));
+        Undo { users: store.users.len(), groups: store.groups.len(), record }
+    }
+
+    /// (anything changed, anything NSS serves changed).
+    fn changes(&self, store: &Store) -> (bool, bool) {
+        if store.users.len() != self.users || store.groups.len() != self.groups {
+            return (true, true);
+        }
+        match &self.record {
+            Some((i, before)) => match store.users.get(*i) {
+                Some(now) if now == before => (false, false),
+                Some(now) => {
+                    let mut a = now.clone();
+                    (a.first_login, a.last_login) = (before.first_login, before.last_login);
+                    (true, a != *before)
+                }
+                None => (true, true),
+            },
+            None => (false, false),
+        }
+    }
+
+    fn restore(&self, store: &mut Store) {
+        store.users.truncate(self.users);
+        store.groups.truncate(self.groups);
+        if let Some((i, u)) = &self.record {
+            if let Some(slot) = store.users.get_mut(*i) {
+                *slot = u.clone();
+            }
+        }
     }
 }

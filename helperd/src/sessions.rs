@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 /// A verified login not bound to a session within this time is dropped.
 const PENDING_TTL: Duration = Duration::from_secs(600);
-/// At most this many verified logins wait for their session; beyond it the
-/// oldest is dropped (its session would then open without claims, logged).
-const MAX_PENDING: usize = 10_000;
+/// At most this many verified logins wait for their session (sshd's default
+/// MaxStartups lets 100 unauthenticated connections exist at once); beyond it
+/// the oldest is dropped (its session would then open without claims, logged).
+const MAX_PENDING: usize = 1024;
 
 /// A verified login waiting for its session: claims, the token kept for web
 /// identity (if any), and when it was verified.
@@ -30,6 +31,9 @@ type Pending = (SessionClaims, Option<Secret>, Instant);
 struct PendingSet {
     by_id: HashMap<String, Pending>,
     order: std::collections::VecDeque<(Instant, String)>,
+    /// Live logins dropped at the cap since the last warning, and when that was.
+    dropped: u64,
+    warned: Option<Instant>,
 }
 
 impl PendingSet {
@@ -39,12 +43,19 @@ impl PendingSet {
             if t.elapsed() < PENDING_TTL && !full && self.order.len() < 2 * MAX_PENDING {
                 break;
             }
-            if full && t.elapsed() < PENDING_TTL && self.by_id.contains_key(old) {
-                warning!("{MAX_PENDING} verified logins wait for their session: dropping the oldest");
-            }
             let old = old.clone();
             self.order.pop_front();
-            self.by_id.remove(&old);
+            if self.by_id.remove(&old).is_some_and(|p| p.2.elapsed() < PENDING_TTL) {
+                self.dropped += 1;
+            }
+        }
+        // One warning a minute at most, with the count.
+        if self.dropped > 0 && self.warned.is_none_or(|w| w.elapsed() >= Duration::from_secs(60)) {
+            warning!(
+                "{MAX_PENDING} verified logins wait for their session: dropped the {} oldest (they never opened one)",
+                self.dropped
+            );
+            (self.dropped, self.warned) = (0, Some(Instant::now()));
         }
         self.order.push_back((p.2, id.clone()));
         self.by_id.insert(id, p);

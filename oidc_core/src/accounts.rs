@@ -48,20 +48,6 @@ pub struct Store {
     pub groups: Vec<StoredGroup>,
 }
 
-impl Store {
-    /// Do two stores give the same NSS answers? (Equal but for login times.)
-    pub fn same_nss_view(&self, other: &Store) -> bool {
-        let strip = |s: &Store| {
-            let mut c = s.clone();
-            for u in &mut c.users {
-                (u.first_login, u.last_login) = (0, 0);
-            }
-            c
-        };
-        self.groups == other.groups && strip(self) == strip(other)
-    }
-}
-
 impl Default for Store {
     fn default() -> Self {
         Store { v: STORE_VERSION, users: vec![], groups: vec![] }

@@ -4,7 +4,9 @@
 //!
 //! KIND: `ping` (the cheapest request), `status` (reads every issuer's cache),
 //! `login` (a verified login of a known identity: admission + pending session,
-//! what every PAM authentication sends), or `baseline`: the same codec and one
+//! what every PAM authentication sends), `first-login` (a never-seen identity each
+//! time: a new account, the store and the NSS snapshot written with fsync),
+//! or `baseline`: the same codec and one
 //! connection per request against a minimal in-process server that answers
 //! Pong — the floor for any helperd on this machine, for the ratio.
 //! Prints `req_per_s=… errors=…`.
@@ -42,16 +44,28 @@ fn main() {
     let req = match kind {
         "ping" | "baseline" => Request::Ping,
         "status" => Request::Status,
-        "login" => integration::login_request(&a[5], "bench-sub", "benchuser", &["devs".into()], "Bench User"),
+        "login" | "first-login" => {
+            integration::login_request(&a[5], "bench-sub", "benchuser", &["devs".into()], "Bench User")
+        }
         other => panic!("unknown kind {other}"),
     };
     let (stop, done, errors) = (AtomicBool::new(false), AtomicU64::new(0), AtomicU64::new(0));
+    let first = AtomicU64::new(0);
+    let request = || {
+        if kind == "first-login" {
+            let n = first.fetch_add(1, Ordering::Relaxed);
+            let name = format!("first{}-{n}", std::process::id());
+            integration::login_request(&a[5], &format!("sub-{name}"), &name, &["devs".into()], "First Login")
+        } else {
+            req.clone()
+        }
+    };
     let t = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
-                    match call(&socket, &req, Duration::from_secs(10)) {
+                    match call(&socket, &request(), Duration::from_secs(10)) {
                         Ok(Response::Refused { .. } | Response::Error { .. }) | Err(_) => {
                             errors.fetch_add(1, Ordering::Relaxed);
                         }
