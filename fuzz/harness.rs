@@ -165,16 +165,32 @@ fn sign(header: &[u8], payload: &[u8], alg: Algorithm, key: &EncodingKey) -> Str
 /// the network). Every key that parses can be used: its material decodes, so a
 /// JWKS of garbage can never count as "usable keys" and replace a good cache.
 pub fn jwks(data: &[u8]) {
+    use base64::Engine as _;
+    use oidc_core::jwks::Material;
     let Ok(j) = Jwks::from_slice(data) else { return };
+    // An independent check of the material's shape (the oracle for "usable").
+    let len = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v).map(|b| b.len()).unwrap_or(0);
     for k in &j.keys {
         assert!(k.decoding_key().is_ok(), "a parsed key does not decode: {k:?}");
+        let ok = match &k.material {
+            Material::Rsa { n, e } => (256..=1025).contains(&len(n)) && (1..=4).contains(&len(e)),
+            Material::Ec { crv, x, y } => {
+                let want = if crv == "P-256" { 32 } else { 48 };
+                len(x) == want && len(y) == want
+            }
+            Material::Okp { x, .. } => len(x) == 32,
+        };
+        assert!(ok, "a key with malformed material counts as usable: {k:?}");
     }
     for name in ["RS256", "PS256", "ES256", "ES384", "EdDSA", "HS256"] {
         let Some(alg) = oidc_core::alg::Alg::parse(name) else { continue };
-        let _ = j.select(None, alg);
-        for k in &j.keys {
-            if let Ok(sel) = j.select(k.kid.as_deref(), alg) {
-                assert_eq!(sel.kid, k.kid, "select answered another kid");
+        // A token without a kid gets the one key that fits (never an HMAC key).
+        if j.select(None, alg).is_ok() {
+            assert!(!alg.is_hmac(), "an HMAC key was selected from a JWKS");
+        }
+        for kid in j.keys.iter().filter_map(|k| k.kid.as_deref()) {
+            if let Ok(sel) = j.select(Some(kid), alg) {
+                assert_eq!(sel.kid.as_deref(), Some(kid), "select answered another kid");
                 assert!(!alg.is_hmac(), "an HMAC key was selected from a JWKS");
             }
         }
