@@ -274,24 +274,24 @@ impl PamRun {
 }
 
 /// pamtester (authenticate + acct_mgmt) under pam_wrapper with `svc` as /etc/pam.d,
-/// its reply read from stdin. With `private_tmp` it runs in its own mount namespace
-/// with a private /tmp (the temp dirs under /tmp bound back in): pam_wrapper gives
-/// each process a config dir /tmp/pam.X with a one-character X, so without it at
-/// most ~40 can run at once.
+/// its reply read from stdin. With `private_tmp` (the paths it needs) it runs in its
+/// own mount namespace with a private /tmp: pam_wrapper gives each process a config
+/// dir /tmp/pam.X with a one-character X, so without it at most ~40 can run at
+/// once. Needed paths under /tmp are bound back in from the old /tmp (parked on
+/// /mnt inside the namespace; nothing on the host changes).
 pub fn pamtester_cmd(svc: &Path, user: &str, private_tmp: &[&Path]) -> Command {
     let mut c = if private_tmp.is_empty() {
         Command::new("pamtester")
     } else {
-        let mut script = String::from("set -e; mkdir -p /run/pam-oidc-keep");
-        for (i, d) in private_tmp.iter().enumerate() {
-            script.push_str(&format!(
-                "; mkdir -p /run/pam-oidc-keep/{i}; mount -n --bind '{}' /run/pam-oidc-keep/{i}",
-                d.display()
-            ));
-        }
-        script.push_str("; mount -n -t tmpfs tmpfs /tmp");
-        for (i, d) in private_tmp.iter().enumerate() {
-            script.push_str(&format!("; mkdir -p '{0}'; mount -n --bind /run/pam-oidc-keep/{i} '{0}'", d.display()));
+        let mut script = String::from("set -e; mount -n --bind /tmp /mnt; mount -n -t tmpfs tmpfs /tmp");
+        for p in private_tmp {
+            if let Ok(rel) = p.strip_prefix("/tmp") {
+                script.push_str(&format!(
+                    "; mkdir -p '{0}'; mount -n --bind '/mnt/{1}' '{0}'",
+                    p.display(),
+                    rel.display()
+                ));
+            }
         }
         // Only pamtester gets pam_wrapper: preloaded into unshare/sh/mount it would
         // clean other processes' /tmp/pam.X dirs on the host as "stale".

@@ -34,7 +34,8 @@ fn two_hundred_simultaneous_logins_and_no_fd_leak() {
     // 200 tokens are written at once, so the 200 verifications and admissions
     // run concurrently.
     let svc = env.service_dir(&module_so(), "");
-    let keep = [env.dir.0.as_path()];
+    let root = root();
+    let keep = [env.dir.0.as_path(), root.as_path()]; // the config and socket; the module
     let mut children: Vec<_> = (0..200)
         .map(|i| {
             let mut c = pamtester_cmd(&svc, &users[i % 20], &keep);
