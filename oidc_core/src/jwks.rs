@@ -167,19 +167,28 @@ fn check_material(m: &Material) -> Result<(), String> {
             }
         }
         Material::Ec { crv, x, y } => {
-            let len = match crv.as_str() {
-                "P-256" => 32,
-                "P-384" => 48,
+            use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED};
+            let (len, alg) = match crv.as_str() {
+                "P-256" => (32, &ECDSA_P256_SHA256_FIXED),
+                "P-384" => (48, &ECDSA_P384_SHA384_FIXED),
                 other => return Err(format!("unsupported curve {other:?}")),
             };
             exact("x", x, len)?;
             exact("y", y, len)?;
+            // The point must be on the curve (uncompressed SEC1: 0x04 || x || y).
+            let mut point = vec![4u8];
+            point.extend(dec("x", x)?);
+            point.extend(dec("y", y)?);
+            aws_lc_rs::signature::ParsedPublicKey::new(alg, &point)
+                .map_err(|_| format!("the {crv} point (x, y) is not on the curve"))?;
         }
         Material::Okp { crv, x } => {
             if crv != "Ed25519" {
                 return Err(format!("unsupported curve {crv:?}"));
             }
             exact("x", x, 32)?;
+            aws_lc_rs::signature::ParsedPublicKey::new(&aws_lc_rs::signature::ED25519, dec("x", x)?)
+                .map_err(|_| "x is not an Ed25519 public key".to_string())?;
         }
     }
     Ok(())
@@ -267,6 +276,8 @@ mod tests {
     #[test]
     fn garbage_key_material_is_skipped_at_parse_time() {
         let ec = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU"; // 32 bytes
+        let keys: Value = serde_json::from_str(include_str!("../tests/fixtures/test-keys.json")).unwrap();
+        let (gx, gy) = (keys["ec"]["jwk"]["x"].as_str().unwrap(), keys["ec"]["jwk"]["y"].as_str().unwrap());
         let v = json!({"keys":[
             {"kty":"RSA","kid":"bad-b64","n":"!!!","e":"AQAB"},
             {"kty":"RSA","kid":"short","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4","e":"AQAB"},
@@ -276,13 +287,15 @@ mod tests {
             {"kty":"EC","kid":"ec-curve","crv":"P-521","x":ec,"y":ec},
             {"kty":"OKP","kid":"ed-short","crv":"Ed25519","x":"AAAA"},
             {"kty":"OKP","kid":"x25519","crv":"X25519","x":ec},
-            {"kty":"EC","kid":"ec-ok","crv":"P-256","x":ec,"y":ec},
+            {"kty":"EC","kid":"ec-off-curve","crv":"P-256","x":ec,"y":ec},
+            {"kty":"EC","kid":"ec-ok","crv":"P-256","x":gx,"y":gy},
             {"kty":"RSA","kid":"rsa-ok","n":N,"e":"AQAB"}
         ]});
         let j = Jwks::from_value(&v).unwrap();
         let kids: Vec<_> = j.keys.iter().filter_map(|k| k.kid.as_deref()).collect();
         assert_eq!(kids, ["ec-ok", "rsa-ok"], "skipped: {:?}", j.skipped);
-        assert_eq!(j.skipped.len(), 8);
+        assert_eq!(j.skipped.len(), 9);
+        assert!(j.skipped.iter().any(|w| w.contains("not on the curve")), "{:?}", j.skipped);
     }
 
     #[test]
