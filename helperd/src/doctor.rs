@@ -126,7 +126,7 @@ fn issuer_checks(r: &mut Report, http: &Http, iss: &oidc_core::config::Issuer) {
         match jwks_uri.map(|u| (http.get(&u), u)) {
             None => fail("no jwks_uri in discovery", "set jwks_uri for this issuer"),
             Some((Err(e), _)) => fail(format!("JWKS unreachable: {e}"), "check the route to the IdP's jwks_uri"),
-            Some((Ok(f), u)) => match Jwks::from_slice(&f.body) {
+            Some((Ok(f), u)) => match Jwks::from_idp_body(&f.body) {
                 Ok(j) if !j.keys.is_empty() => Ok(format!("{} usable key(s) at {u}", j.keys.len())),
                 Ok(j) => fail(
                     format!("no usable signing key at {u} ({})", j.skipped.join("; ")),

@@ -173,7 +173,7 @@ impl KeyCache {
             }
         };
         let (jwks_value, max_age) = self.get_json(&jwks_uri)?;
-        let jwks = Jwks::from_value(&jwks_value).map_err(|e| format!("{jwks_uri}: {e}"))?;
+        let jwks = Jwks::from_idp(&jwks_value).map_err(|e| format!("{jwks_uri}: {e}"))?;
         for s in &jwks.skipped {
             warning!("jwks issuer={} skipped {s}", icfg.url);
         }

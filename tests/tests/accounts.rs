@@ -203,3 +203,34 @@ fn sigkill_at_any_moment_leaves_a_consistent_store_and_snapshot() {
     let _h = env.start_helperd();
     assert!(matches!(call(&env.socket(), &Request::Users, Duration::from_secs(2)), Ok(Response::Users { .. })));
 }
+
+/// A returning user's login writes nothing; a group change rewrites the store
+/// and the snapshot.
+#[test]
+fn only_a_change_is_written() {
+    use std::os::unix::fs::MetadataExt as _;
+    let idp = Idp::start();
+    let env = env_for(&idp, "");
+    let _h = env.start_helperd();
+    let store = env.dir.0.join("state/accounts.json");
+    let inode = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+    let login = |groups: &[&str]| {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let req = login_request(&idp.issuer(), "s-rita", "rita", &groups, "Rita");
+        match call(&env.socket(), &req, Duration::from_secs(5)) {
+            Ok(Response::Admitted { .. }) => {}
+            other => panic!("login: {other:?}"),
+        }
+    };
+    login(&["devs"]);
+    let (s1, n1) = (inode(&store), inode(&env.snapshot()));
+    std::thread::sleep(Duration::from_millis(1100)); // a later second: the login time would move
+    for _ in 0..3 {
+        login(&["devs"]);
+    }
+    assert_eq!((inode(&store), inode(&env.snapshot())), (s1, n1), "a returning user's login rewrote state");
+    login(&["devs", "ops"]);
+    assert_ne!(inode(&store), s1, "a group change must be stored");
+    assert_ne!(inode(&env.snapshot()), n1, "a group change must reach NSS");
+    assert_eq!(env.store().users[0].groups, ["devs", "ops"]);
+}
