@@ -184,13 +184,15 @@ pub fn jwks(data: &[u8]) {
     }
     for name in ["RS256", "PS256", "ES256", "ES384", "EdDSA", "HS256"] {
         let Some(alg) = oidc_core::alg::Alg::parse(name) else { continue };
-        // A token without a kid gets the one key that fits (never an HMAC key).
-        if j.select(None, alg).is_ok() {
+        // A token without a kid gets the keys that fit (never an HMAC key, never too many).
+        if let Ok(keys) = j.select(None, alg) {
             assert!(!alg.is_hmac(), "an HMAC key was selected from a JWKS");
+            assert!(!keys.is_empty() && keys.len() <= oidc_core::jwks::MAX_KIDLESS_KEYS);
         }
         for kid in j.keys.iter().filter_map(|k| k.kid.as_deref()) {
             if let Ok(sel) = j.select(Some(kid), alg) {
-                assert_eq!(sel.kid.as_deref(), Some(kid), "select answered another kid");
+                assert_eq!(sel.len(), 1, "a kid selects one key");
+                assert_eq!(sel[0].kid.as_deref(), Some(kid), "select answered another kid");
                 assert!(!alg.is_hmac(), "an HMAC key was selected from a JWKS");
             }
         }
@@ -251,8 +253,10 @@ fn read_snapshot(buf: &[u8]) {
         if let Ok(Some(g)) = s.group_by_name(n) {
             assert_eq!(g.name, n.as_slice(), "group_by_name answered for another name");
         }
-        if let Ok(Some(p)) = s.prelogin_user(n) {
+        let key = || Some(nss_oidc::format::IdKey::from_bytes(*b"fuzz-fleet-key!!"));
+        if let Ok(Some(p)) = s.prelogin_user(n, |_| key()) {
             assert!(nss_oidc::format::portable_name(n), "pre-login answer for a non-portable name");
+            assert!(!nss_oidc::format::is_reserved(n), "pre-login answer for a reserved name");
             let _ = (p.uid, p.home_template, p.shell);
         }
     }
@@ -421,7 +425,7 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
                 Group { name: "alice".into(), gid: 1_879_048_200, members: vec![] },
             ];
             let rule = Prelogin {
-                key: "fleet".into(),
+                key_file: "/etc/pam-oidc/id.key".into(),
                 uid_min: 1_879_048_192,
                 uid_max: 2_013_265_919,
                 home: "/home/{name}".into(),

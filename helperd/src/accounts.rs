@@ -6,7 +6,8 @@
 use crate::atomic;
 use crate::keys::unix_now;
 use crate::log::{error, info, warning};
-use oidc_core::accounts::{LocalDb, LoginEvent, Store, StoredUser, STORE_FILE};
+use nss_oidc::format::IdKey;
+use oidc_core::accounts::{LocalDb, LoginEvent, Store, StoredGroup, StoredUser, STORE_FILE};
 use oidc_core::config::Config;
 use oidc_core::ipc::Response;
 use std::path::{Path, PathBuf};
@@ -71,8 +72,55 @@ impl AccountService {
         }
     }
 
+    /// The fleet id key (root-only file). Read per use: installing or
+    /// replacing it needs no restart.
+    fn id_key(&self) -> Result<IdKey, String> {
+        IdKey::read(&self.cfg.accounts.id_key_file)
+            .map_err(|e| format!("no usable id key ({e}): run `helperd id-key generate` or install the fleet's key"))
+    }
+
+    /// Names a login brings that another NSS source (sss, ldap, systemd,
+    /// files via NSS ...) already answers for: they count as local. Our own
+    /// names (the store's, roster, pinned and pre-login names) are not foreign.
+    fn add_foreign_names(&self, store: &Store, local: &mut LocalDb, names: &[&str], groups: &[String]) {
+        let roster = self.roster();
+        let ours_user = |n: &str| {
+            store.users.iter().any(|u| u.name == n)
+                || roster.iter().any(|r| r == n)
+                || self.cfg.accounts.pinned_uids.contains_key(n)
+                || self
+                    .cfg
+                    .accounts
+                    .prelogin_patterns
+                    .iter()
+                    .any(|p| nss_oidc::format::glob(p.as_bytes(), n.as_bytes()))
+        };
+        for n in names {
+            if local.users.contains_key(*n) || ours_user(n) {
+                continue;
+            }
+            if let Ok(Some(u)) = nix::unistd::User::from_name(n) {
+                local.add_user(n, u.uid.as_raw());
+            }
+        }
+        for g in groups {
+            let ours = store.groups.iter().any(|sg| sg.name == *g && !sg.local) || ours_user(g);
+            if local.groups.contains_key(g) || ours {
+                continue;
+            }
+            if let Ok(Some(gr)) = nix::unistd::Group::from_name(g) {
+                local.add_group(g, gr.gid.as_raw());
+            }
+        }
+    }
+
     fn write_snapshot(&self, store: &Store, local: &LocalDb) -> Result<(), String> {
-        let (users, groups, rule, warnings) = store.snapshot_parts(&self.cfg, local, &self.roster());
+        let key = if self.cfg.accounts.prelogin_patterns.is_empty() && self.cfg.accounts.roster_file.is_none() {
+            None
+        } else {
+            self.id_key().map_err(|e| warning!("pre-login names not served: {e}")).ok()
+        };
+        let (users, groups, rule, warnings) = store.snapshot_parts(&self.cfg, local, &self.roster(), key.as_ref());
         for w in warnings {
             warning!("nss snapshot: {w}");
         }
@@ -111,12 +159,31 @@ impl AccountService {
     /// own record, so an [`Undo`] restores the store if a write fails. A
     /// returning user whose record did not change costs no disk write; one
     /// whose login time alone moved rewrites the store but not the snapshot.
-    pub fn admit(&self, ev: &LoginEvent) -> Result<String, Response> {
+    pub fn admit(&self, ev: &LoginEvent) -> Result<(String, Vec<String>), Response> {
         let mut current = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        let local = self.local();
-        let who = format!("issuer={} sub={} name={}", ev.issuer, oidc_core::audit::clean(&ev.sub), ev.name);
+        let mut local = self.local();
+        let who = format!(
+            "issuer={} sub={} name={}",
+            oidc_core::audit::clean(&ev.issuer),
+            oidc_core::audit::clean(&ev.sub),
+            oidc_core::audit::clean(&ev.name)
+        );
+        let key = match self.id_key() {
+            Ok(k) => k,
+            Err(e) => {
+                error!("account refused {who}: {e}");
+                return Err(Response::Refused { code: "accounts-unavailable".into(), reason: e });
+            }
+        };
+        let candidates: Vec<String> = match self.cfg.issuer(&ev.issuer) {
+            Some(i) => {
+                oidc_core::accounts::map_groups(&ev.groups, i, &self.cfg).0.into_iter().map(|h| h.name).collect()
+            }
+            None => vec![],
+        };
+        self.add_foreign_names(&current, &mut local, &[ev.name.as_str()], &candidates);
         let undo = Undo::take(&current, ev);
-        let admitted = match current.admit(ev, &self.cfg, &local, unix_now()) {
+        let admitted = match current.admit(ev, &self.cfg, &local, &key, unix_now()) {
             Ok(a) => a,
             Err(r) => {
                 undo.restore(&mut current);
@@ -151,7 +218,29 @@ impl AccountService {
                 return Err(Response::Refused { code: "accounts-unavailable".into(), reason });
             }
         }
-        Ok(self.admitted_line(&admitted, &who))
+        let groups = admitted.groups.iter().map(|(n, _)| n.clone()).collect();
+        Ok((self.admitted_line(&admitted, &who), groups))
+    }
+
+    /// `helperd rebind`: move a name to another identity of its issuer.
+    pub fn rebind(&self, name: &str, issuer: &str, sub: &str, by_uid: u32) -> Result<String, Response> {
+        let mut current = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let before = current.clone();
+        let refused = |code: &str, reason: String| Response::Refused { code: code.into(), reason };
+        let Some(iss) = self.cfg.issuer(issuer) else {
+            return Err(refused("untrusted-issuer", format!("{issuer} is not a configured issuer")));
+        };
+        if self.cfg.name_owner(name).map(|o| o.url.as_str()) != Some(iss.url.as_str()) {
+            return Err(refused("name-of-another-issuer", format!("{name} is not in the name space of {issuer}")));
+        }
+        let detail = current.rebind(name, &iss.url, sub).map_err(|r| refused(r.code, r.reason))?;
+        let bytes = serde_json::to_vec_pretty(&*current).map_err(|e| refused("accounts-unavailable", e.to_string()))?;
+        if let Err(e) = atomic::write(&self.store_path, &bytes, 0o600) {
+            *current = before;
+            return Err(refused("accounts-unavailable", format!("cannot write the account store: {e}")));
+        }
+        info!("account rebound by uid={by_uid}: {}", oidc_core::audit::clean(&detail));
+        Ok(detail)
     }
 
     /// Log the admission; the detail for the reply.
@@ -172,6 +261,12 @@ impl AccountService {
         store.users.iter().find(|u| u.name == name).map(|u| u.uid).or_else(|| self.local().users.get(name).copied())
     }
 
+    /// The identity holding an OIDC account name, if any ("issuer sub").
+    pub fn holder_of(&self, name: &str) -> Option<String> {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        store.users.iter().find(|u| u.name == name).map(|u| format!("{} {}", u.issuer, oidc_core::audit::clean(&u.sub)))
+    }
+
     pub fn users(&self) -> Vec<StoredUser> {
         self.store.lock().unwrap_or_else(|p| p.into_inner()).users.clone()
     }
@@ -181,7 +276,8 @@ impl AccountService {
 /// identity's own record and how many accounts and groups there were.
 struct Undo {
     users: usize,
-    groups: usize,
+    /// Groups as they were (admission may bind an old group to its issuer).
+    groups: Vec<StoredGroup>,
     record: Option<(usize, StoredUser)>,
 }
 
@@ -192,12 +288,12 @@ impl Undo {
             .iter()
             .position(|u| u.issuer == ev.issuer && u.sub == ev.sub)
             .map(|i| (i, store.users[i].clone()));
-        Undo { users: store.users.len(), groups: store.groups.len(), record }
+        Undo { users: store.users.len(), groups: store.groups.clone(), record }
     }
 
     /// (anything changed, anything NSS serves changed).
     fn changes(&self, store: &Store) -> (bool, bool) {
-        if store.users.len() != self.users || store.groups.len() != self.groups {
+        if store.users.len() != self.users || store.groups != self.groups {
             return (true, true);
         }
         match &self.record {
@@ -216,7 +312,7 @@ impl Undo {
 
     fn restore(&self, store: &mut Store) {
         store.users.truncate(self.users);
-        store.groups.truncate(self.groups);
+        store.groups.clone_from(&self.groups);
         if let Some((i, u)) = &self.record {
             if let Some(slot) = store.users.get_mut(*i) {
                 *slot = u.clone();

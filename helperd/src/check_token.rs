@@ -56,15 +56,29 @@ pub fn run(cfg: &Config, o: &Opts, now: i64) -> i32 {
     }
     let mut verdict = out.result.clone().map(|_| ());
     if let Ok(v) = &out.result {
+        for w in &v.warnings {
+            println!("note: {}", oidc_core::audit::clean(w));
+        }
+        let (host, warnings) = match cfg.issuer(&v.issuer) {
+            Some(i) => oidc_core::accounts::map_groups(&v.groups, i, cfg),
+            None => (vec![], vec![]),
+        };
+        for w in &warnings {
+            println!("note: {}", oidc_core::audit::clean(w));
+        }
+        let host: Vec<String> = host.into_iter().map(|h| h.name).collect();
+        line(true, "host groups", &if host.is_empty() { "(none)".into() } else { host.join(",") });
         if let Some(u) = &o.user {
-            let ok = &v.username == u;
-            line(ok, "identity", &format!("token user {} vs login user {u}", v.username));
-            if !ok {
-                verdict =
-                    Err(oidc_core::Rejection::UserMismatch { token_user: v.username.clone(), pam_user: u.clone() });
+            match oidc_core::accounts::account_for(cfg, v, u, &host) {
+                Ok(None) => line(true, "identity", &format!("{u} is the token's own name")),
+                Ok(Some(how)) => line(true, "identity", &how),
+                Err(e) => {
+                    line(false, "identity", &e.to_string());
+                    verdict = verdict.and(Err(e));
+                }
             }
         }
-        match check_groups(&v.groups, &cfg.policy, &o.require_groups) {
+        match check_groups(&host, &v.groups, &cfg.policy, &o.require_groups) {
             Ok(()) => line(true, "policy", "group policy satisfied"),
             Err(e) => {
                 line(false, "policy", &e.to_string());

@@ -128,3 +128,89 @@ pub fn credentials(cfg: &Config) -> i32 {
         Err(code) => code,
     }
 }
+
+/// `helperd id-key generate [--force]` / `helperd id-key check`.
+pub fn id_key(cfg: &Config, args: &[String]) -> i32 {
+    let path = &cfg.accounts.id_key_file;
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["check"] => match nss_oidc::format::IdKey::read(path) {
+            Ok(_) => {
+                println!("{}: ok (128-bit key, private to root)", path.display());
+                0
+            }
+            Err(e) => {
+                eprintln!("helperd: {e}");
+                1
+            }
+        },
+        ["generate", rest @ ..] if rest.is_empty() || rest == ["--force"] => {
+            if path.exists() && rest.is_empty() {
+                eprintln!(
+                    "helperd: {} exists; a new key changes the uid every new user gets (existing accounts keep \
+                     theirs). Use --force to replace it.",
+                    path.display()
+                );
+                return 1;
+            }
+            let mut b = [0u8; 16];
+            // SAFETY: getrandom writes at most b.len() bytes into b.
+            let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+            if usize::try_from(n).ok() != Some(b.len()) {
+                eprintln!("helperd: no randomness available");
+                return 1;
+            }
+            let mut hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            b.fill(0);
+            hex.push('\n');
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let r = crate::atomic::write(path, hex.as_bytes(), 0o600);
+            zeroize::Zeroize::zeroize(&mut hex);
+            match r {
+                Ok(()) => {
+                    println!("wrote {} (0600); copy this file to every host of the fleet", path.display());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("helperd: writing {}: {e}", path.display());
+                    1
+                }
+            }
+        }
+        _ => {
+            eprintln!("usage: helperd id-key generate [--force] | helperd id-key check");
+            2
+        }
+    }
+}
+
+/// `helperd rebind NAME --issuer URL --sub ID`.
+pub fn rebind(cfg: &Config, args: &[String]) -> i32 {
+    let (mut name, mut issuer, mut sub) = (None, None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--issuer" => issuer = it.next().cloned(),
+            "--sub" => sub = it.next().cloned(),
+            n if name.is_none() && !n.starts_with('-') => name = Some(n.to_string()),
+            _ => name = None,
+        }
+    }
+    let (Some(name), Some(issuer), Some(sub)) = (name, issuer, sub) else {
+        eprintln!("usage: helperd rebind NAME --issuer URL --sub ID");
+        return 2;
+    };
+    match ask(cfg, Request::Rebind { name, issuer, sub }) {
+        Ok(Response::Rebound { detail }) => {
+            println!("{}", clean(&detail));
+            0
+        }
+        Ok(Response::Refused { code, reason }) => {
+            eprintln!("helperd: refused ({code}): {}", clean(&reason));
+            1
+        }
+        Ok(r) => unexpected(r),
+        Err(code) => code,
+    }
+}

@@ -76,6 +76,9 @@ pub fn run(config: &Path, cfg: Result<Config, ConfigError>, o: &Opts) -> i32 {
             issuer_checks(&mut r, &http, iss);
         }
     }
+    if let Some(cfg) = &cfg {
+        r.check("id key", id_key(cfg));
+    }
     r.check("sshd", sshd(&o.sshd_config));
     r.check("nsswitch", nsswitch(&o.nsswitch));
     for svc in &o.services {
@@ -328,6 +331,22 @@ fn socket(path: &Path) -> Outcome {
         );
     }
     Ok(format!("{} root-owned, mode 666", path.display()))
+}
+
+/// The fleet id key: without it no new account can be admitted, and a
+/// readable one lets users aim at each other's uids.
+fn id_key(cfg: &Config) -> Outcome {
+    let p = &cfg.accounts.id_key_file;
+    nss_oidc::format::IdKey::read(p).map_err(|e| {
+        (
+            e,
+            format!(
+                "install the fleet's id key at {} (0600 root), or on a single host run `helperd id-key generate`",
+                p.display()
+            ),
+        )
+    })?;
+    Ok(format!("{} (128-bit, private to root)", p.display()))
 }
 
 fn snapshot(cfg: &Config) -> Outcome {

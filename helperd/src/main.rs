@@ -31,6 +31,12 @@ commands:
                              check config, IdP reachability and clock, sshd, nsswitch, PAM
                              stacks, helperd and its socket, the NSS snapshot; explain fixes
   users                      list the OIDC accounts (name, uid, groups, identity, last login)
+  id-key generate [--force]  write a new secret id key to accounts.id_key_file (0600 root);
+                             every host of a fleet needs the same key: copy it, don't regenerate
+  id-key check               check the id key file (exists, 0600, root, 128 bits)
+  rebind NAME --issuer URL --sub ID
+                             move an OIDC account name to another identity of its issuer
+                             (IdP app re-created, pairwise sub changed); uid and home stay
     sessions                   list live OIDC login sessions (user, pid, tty, rhost, token expiry, AWS role)
   credentials                this session's AWS credentials as credential_process JSON
                              (what the session's AWS config runs; only the session's uid or root)
@@ -88,6 +94,8 @@ fn main() -> ExitCode {
         "users" => cli::users(&cfg),
         "sessions" => cli::sessions(&cfg),
         "credentials" => cli::credentials(&cfg),
+        "id-key" => cli::id_key(&cfg, &args[1..]),
+        "rebind" => cli::rebind(&cfg, &args[1..]),
         "refresh" => match args.get(1) {
             Some(iss) => {
                 match oidc_core::ipc::Client::new(&cfg.helperd.socket, Duration::from_secs(30)).refresh_jwks(iss) {

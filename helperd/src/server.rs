@@ -95,17 +95,37 @@ fn login(
     claims: &oidc_core::session::SessionClaims,
     web_token: Option<&oidc_core::Secret>,
 ) -> Response {
-    let detail = match event {
+    let mut claims = claims.clone();
+    let (detail, groups) = match event {
         Some(ev) => match svc.accounts.admit(ev) {
-            Ok(d) => d,
+            Ok((d, groups)) => {
+                // The session's groups are the host groups admitted, not what the module guessed.
+                claims.groups = groups.clone();
+                (d, Some(groups))
+            }
             Err(refused) => return refused,
         },
-        None => format!("role account {} for identity {}", claims.account, claims.identity),
+        None => {
+            // A role account is a local account: never an OIDC user's account.
+            if let Some(holder) = svc.accounts.holder_of(&claims.account) {
+                warning!(
+                    "role account login refused: {} is the OIDC account of {holder}; issuer={} identity={}",
+                    claims.account,
+                    oidc_core::audit::clean(&claims.issuer),
+                    oidc_core::audit::clean(&claims.identity)
+                );
+                return Response::Refused {
+                    code: "name-of-another-issuer".into(),
+                    reason: format!("{} is an OIDC user's account, not a role account", claims.account),
+                };
+            }
+            (format!("role account {} for identity {}", claims.account, claims.identity), None)
+        }
     };
     // Keep the token only if the account's AWS role will need it (web identity).
     let keep = svc.aws.wants_web_token(&claims.groups);
-    match svc.sessions.add_pending(claims.clone(), web_token.filter(|_| keep).cloned()) {
-        Some(login_id) => Response::Admitted { detail, login_id },
+    match svc.sessions.add_pending(claims, web_token.filter(|_| keep).cloned()) {
+        Some(login_id) => Response::Admitted { detail, login_id, groups },
         None => {
             Response::Refused { code: "accounts-unavailable".into(), reason: "no randomness for a login id".into() }
         }
@@ -141,6 +161,10 @@ fn handle(mut s: UnixStream, svc: &Services) {
             Response::Refused { code: "permission-denied".into(), reason: "only root may do this".into() }
         }
         Request::Login { event, claims, web_token } => login(svc, event.as_ref(), claims, web_token.as_ref()),
+        Request::Rebind { name, issuer, sub } => match svc.accounts.rebind(name, issuer, sub, uid) {
+            Ok(detail) => Response::Rebound { detail },
+            Err(r) => r,
+        },
         Request::OpenSession { login_id, pid: spid, tty, rhost } => {
             match svc.sessions.pending_account(login_id).and_then(|a| svc.accounts.uid_of(&a)) {
                 None => Response::Error { message: "unknown or expired login id, or unknown account".into() },

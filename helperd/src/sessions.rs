@@ -256,6 +256,7 @@ mod tests {
             account: format!("u{n}"),
             identity: format!("u{n}"),
             groups: vec![],
+            idp_groups: vec![],
             jti: None,
             exp: 0,
             iat: 0,

@@ -23,7 +23,8 @@
 //! replacing it, so readers re-map without a syscall per lookup.
 
 pub const MAGIC: [u8; 8] = *b"OIDCNSS\x01";
-pub const VERSION: u32 = 1;
+/// 2: the pre-login rule names the root-only id key file instead of carrying a public key.
+pub const VERSION: u32 = 2;
 pub const HEADER_LEN: usize = 96;
 pub const EMPTY: u32 = u32::MAX;
 pub const STALE_OFFSET: usize = 24;
@@ -55,27 +56,110 @@ pub fn sum32(b: &[u8]) -> u32 {
     (h ^ (h >> 29)) as u32
 }
 
-fn fnv64(parts: &[&[u8]]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            h = (h ^ 0xff).wrapping_mul(0x0100_0000_01b3);
-        }
-        for &b in *p {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
+/// The deterministic id of a name: SipHash-2-4 keyed with the fleet's secret
+/// 128-bit id key over `kind 0xff name`, reduced into `[min, max]`. Stable across
+/// hosts, builds and Rust versions (SipHash-2-4 is fixed; a test pins it to the
+/// reference vector); this exact function is part of the fleet contract (helperd
+/// allocates with it, the NSS module resolves pre-login names with it as root).
+/// Without the key, nobody can compute which name lands on which id, so a
+/// user who picks their own name at the IdP cannot aim at another's uid.
+pub fn id_hash(key: &IdKey, kind: &[u8], name: &[u8], min: u32, max: u32) -> u32 {
+    #[allow(deprecated)] // core's SipHasher *is* SipHash-2-4; deprecated only as a HashMap default
+    let mut h = core::hash::SipHasher::new_with_keys(key.k0(), key.k1());
+    core::hash::Hasher::write(&mut h, kind);
+    core::hash::Hasher::write(&mut h, &[0xff]);
+    core::hash::Hasher::write(&mut h, name);
+    let span = u64::from(max.saturating_sub(min)) + 1;
+    let off = core::hash::Hasher::finish(&h) % span;
+    min.saturating_add(u32::try_from(off).unwrap_or(0))
 }
 
-/// The deterministic id of a name: FNV-1a-64 over `key 0xff kind 0xff name`,
-/// reduced into `[min, max]`. Stable across hosts, builds and Rust versions;
-/// this exact function is part of the fleet contract (helperd allocates with
-/// it, the NSS module resolves pre-login names with it).
-pub fn id_hash(key: &[u8], kind: &[u8], name: &[u8], min: u32, max: u32) -> u32 {
-    let span = u64::from(max.saturating_sub(min)) + 1;
-    let off = fnv64(&[key, kind, name]) % span;
-    min.saturating_add(u32::try_from(off).unwrap_or(0))
+/// The fleet's id key: 128 secret bits, kept in a root-only file as 32 hex digits.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdKey([u8; 16]);
+
+impl std::fmt::Debug for IdKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdKey(..)")
+    }
+}
+
+impl Drop for IdKey {
+    fn drop(&mut self) {
+        for b in self.0.iter_mut() {
+            // SAFETY: `b` is a valid, aligned, exclusive reference (a volatile write
+            // so the wipe is not optimised away).
+            unsafe { std::ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
+/// Default location of the id key file (0600 root).
+pub const DEFAULT_ID_KEY_FILE: &str = "/etc/pam-oidc/id.key";
+
+impl IdKey {
+    pub const fn from_bytes(b: [u8; 16]) -> IdKey {
+        IdKey(b)
+    }
+
+    fn k0(&self) -> u64 {
+        u64::from_le_bytes([self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5], self.0[6], self.0[7]])
+    }
+
+    fn k1(&self) -> u64 {
+        u64::from_le_bytes([
+            self.0[8], self.0[9], self.0[10], self.0[11], self.0[12], self.0[13], self.0[14], self.0[15],
+        ])
+    }
+
+    /// Parse the file's text: exactly 32 hex digits, surrounding whitespace ignored.
+    pub fn parse(text: &[u8]) -> Result<IdKey, String> {
+        let t = text.trim_ascii();
+        if t.len() != 32 {
+            return Err(format!("expected 32 hex digits (128 bits), found {} bytes", t.len()));
+        }
+        let mut k = [0u8; 16];
+        for (i, pair) in t.chunks_exact(2).enumerate() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            match (hex(pair[0]), hex(pair[1])) {
+                (Some(a), Some(b)) => k[i] = (a * 16 + b) as u8,
+                _ => return Err("not hex".into()),
+            }
+        }
+        if k.iter().all(|&b| b == 0) {
+            return Err("all zero".into());
+        }
+        Ok(IdKey(k))
+    }
+
+    /// Read the key file. It must be a regular file owned by root (or by the
+    /// caller, for tests run as another user) that group and others cannot
+    /// read or write: a readable key lets users aim at uids again.
+    pub fn read(path: &std::path::Path) -> Result<IdKey, String> {
+        use std::os::unix::fs::MetadataExt as _;
+        let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let m = f.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
+        if !m.is_file() {
+            return Err(format!("{}: not a regular file", path.display()));
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if m.uid() != 0 && m.uid() != me {
+            return Err(format!("{}: owned by uid {}, not root", path.display(), m.uid()));
+        }
+        if m.mode() & 0o077 != 0 {
+            return Err(format!(
+                "{}: group or others may access it (mode {:o}); chmod 600",
+                path.display(),
+                m.mode() & 0o777
+            ));
+        }
+        let mut buf = [0u8; 128];
+        let n = std::io::Read::read(&mut &f, &mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
+        let k = IdKey::parse(&buf[..n]).map_err(|e| format!("{}: {e}", path.display()));
+        buf.fill(0);
+        k
+    }
 }
 
 /// Glob match with `*` (any run) and `?` (one byte); iterative, O(len(p)·len(s)).
@@ -111,11 +195,185 @@ pub fn portable_name(n: &[u8]) -> bool {
         && n.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-'))
 }
 
+/// The comparison form of a name: ASCII letters and digits only, lower case.
+/// `Ad-Min`, `ADMIN` and `a.d.m.i.n` all become `admin`: two names with the
+/// same skeleton are the same name to a human reading sudoers or `ls -l`.
+pub fn skeleton(n: &[u8]) -> Vec<u8> {
+    n.iter().filter(|c| c.is_ascii_alphanumeric()).map(u8::to_ascii_lowercase).collect()
+}
+
+/// Names (compared by [`skeleton`]) a token may never produce as a user,
+/// private group or group: privileged or meaningful on Linux hosts whether or
+/// not the local account exists yet (sudoers, polkit and packages name them).
+pub const RESERVED: &[&str] = &[
+    "root",
+    "toor",
+    "admin",
+    "admins",
+    "administrator",
+    "administrators",
+    "wheel",
+    "sudo",
+    "sudoers",
+    "adm",
+    "docker",
+    "lxd",
+    "libvirt",
+    "libvirt-qemu",
+    "kvm",
+    "disk",
+    "shadow",
+    "staff",
+    "systemd",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "gnats",
+    "nobody",
+    "nogroup",
+    "nfsnobody",
+    "tty",
+    "dialout",
+    "fax",
+    "voice",
+    "cdrom",
+    "floppy",
+    "tape",
+    "audio",
+    "dip",
+    "video",
+    "plugdev",
+    "users",
+    "input",
+    "render",
+    "sgx",
+    "netdev",
+    "kmem",
+    "operator",
+    "src",
+    "utmp",
+    "sasl",
+    "ssh",
+    "sshd",
+    "messagebus",
+    "polkitd",
+    "polkituser",
+    "crontab",
+    "syslog",
+    "uuidd",
+    "tcpdump",
+    "tss",
+    "landscape",
+    "pollinate",
+    "chrony",
+    "_chrony",
+    "ntp",
+    "postfix",
+    "postdrop",
+    "dnsmasq",
+    "ec2-user",
+    "ubuntu",
+    "debian",
+    "centos",
+    "fedora",
+    "cloud-user",
+    "ssm-user",
+    "rocky",
+    "almalinux",
+    "ec2-instance-connect",
+    "lpadmin",
+    "sambashare",
+    "bluetooth",
+    "scanner",
+    "ftp",
+    "http",
+    "nginx",
+    "apache",
+    "postgres",
+    "mysql",
+    "redis",
+    "git",
+    "jenkins",
+    "pam-oidc",
+    "oidc",
+    "helperd",
+    "mlocate",
+    "plocate",
+    "dbus",
+    "avahi",
+    "rtkit",
+    "geoclue",
+    "colord",
+    "saned",
+    "usbmux",
+    "whoopsie",
+    "kernoops",
+    "pulse",
+    "lightdm",
+    "gdm",
+    "sddm",
+    "nm-openvpn",
+    "openvpn",
+    "unbound",
+    "named",
+    "bind",
+    "rpc",
+    "rpcuser",
+    "statd",
+    "_rpc",
+    "nslcd",
+    "sssd",
+    "ldap",
+    "openldap",
+    "kanidm",
+    "kanidmd",
+    "authd",
+    "himmelblau",
+    "cockpit-ws",
+    "cockpit-wsinstance",
+    "setroubleshoot",
+    "unprivileged",
+    "guest",
+    "test",
+    "user",
+];
+
+/// Skeleton prefixes that are reserved as a family (`systemd-*`, `nvidia-*`,
+/// `polkitd`); names starting with `_` (Debian's `_apt`, `_chrony`) are too.
+pub const RESERVED_PREFIXES: &[&str] = &["systemd", "nvidia", "polkit"];
+
+/// Is `name` (any case or punctuation) reserved on the host?
+pub fn is_reserved(name: &[u8]) -> bool {
+    if name.first() == Some(&b'_') {
+        return true; // Debian and BSD system users: _apt, _chrony, _rpc ...
+    }
+    let sk = skeleton(name);
+    if sk.is_empty() {
+        return true;
+    }
+    RESERVED.iter().any(|r| skeleton(r.as_bytes()) == sk)
+        || RESERVED_PREFIXES.iter().any(|p| sk.starts_with(p.as_bytes()))
+}
+
 /// Pre-login resolution: names matching a pattern resolve (by name) to the uid
 /// they will get at first login, before helperd has seen them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Prelogin {
-    pub key: String,
+    /// The id key file (root-only): only root callers (sshd, login) can
+    /// resolve pre-login names; everyone else sees logged-in users only.
+    pub key_file: String,
     pub uid_min: u32,
     pub uid_max: u32,
     /// `{name}` is replaced by the login name.
@@ -244,7 +502,7 @@ fn group_record(g: &Group) -> Result<Vec<u8>, String> {
 }
 
 fn prelogin_record(p: &Prelogin) -> Result<Vec<u8>, String> {
-    check_str("key", &p.key, false)?;
+    check_str("key file", &p.key_file, false)?;
     check_str("home", &p.home, false)?;
     check_str("shell", &p.shell, false)?;
     if p.patterns.len() > 256 {
@@ -253,7 +511,7 @@ fn prelogin_record(p: &Prelogin) -> Result<Vec<u8>, String> {
     let mut r = vec![0u8; 8];
     put32(&mut r, p.uid_min);
     put32(&mut r, p.uid_max);
-    for s in [&p.key, &p.home, &p.shell] {
+    for s in [&p.key_file, &p.home, &p.shell] {
         put16(&mut r, len16(s));
     }
     put16(&mut r, p.patterns.len() as u16);
@@ -262,7 +520,7 @@ fn prelogin_record(p: &Prelogin) -> Result<Vec<u8>, String> {
         put16(&mut r, len16(pat));
     }
     pad4(&mut r);
-    for s in [&p.key, &p.home, &p.shell] {
+    for s in [&p.key_file, &p.home, &p.shell] {
         r.extend_from_slice(s.as_bytes());
     }
     for pat in &p.patterns {

@@ -134,6 +134,13 @@ fn fill_passwd(u: &UserRef<'_>, pw: &mut passwd, b: &mut Buf<'_>) -> Res {
     Res::Found
 }
 
+/// The id key for pre-login names: readable by root only, so only root callers
+/// (sshd, login, su) resolve names before their first login.
+fn read_id_key(path: &[u8]) -> Option<crate::format::IdKey> {
+    use std::os::unix::ffi::OsStrExt as _;
+    crate::format::IdKey::read(std::path::Path::new(std::ffi::OsStr::from_bytes(path))).ok()
+}
+
 /// A pre-login user: the uid it will keep, its own uid as primary gid.
 fn fill_prelogin(name: &[u8], p: &crate::reader::PreloginUser<'_>, pw: &mut passwd, b: &mut Buf<'_>) -> Res {
     let (Some(n), Some(pass), Some(gecos), Some(dir), Some(shell)) =
@@ -222,7 +229,7 @@ pub unsafe extern "C" fn _nss_oidc_getpwnam_r(
     unsafe {
         entry(pw, b, len, errnop, |s, pw, b| match s.user_by_name(name)? {
             Some(u) => Ok(Some(fill_passwd(&u, pw, b))),
-            None => Ok(s.prelogin_user(name)?.map(|p| fill_prelogin(name, &p, pw, b))),
+            None => Ok(s.prelogin_user(name, read_id_key)?.map(|p| fill_prelogin(name, &p, pw, b))),
         })
     }
 }

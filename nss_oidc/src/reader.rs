@@ -298,10 +298,11 @@ impl<'a> Snapshot<'a> {
     }
 
     /// A name no record holds: does it resolve before first login? Only if it
-    /// is a portable name matching a pattern, and its uid is not held by another user.
-    pub fn prelogin_user(&self, name: &[u8]) -> R<Option<PreloginUser<'a>>> {
+    /// is a portable, unreserved name matching a pattern, the caller can read
+    /// the id key (`key(path)`: root only), and its uid is not held by another user.
+    pub fn prelogin_user(&self, name: &[u8], key: impl FnOnce(&[u8]) -> Option<IdKey>) -> R<Option<PreloginUser<'a>>> {
         let Some(region) = self.rule else { return Ok(None) };
-        if !portable_name(name) {
+        if !portable_name(name) || is_reserved(name) {
             return Ok(None);
         }
         let (rec, _) = self.record(region, region.off)?;
@@ -325,7 +326,8 @@ impl<'a> Snapshot<'a> {
         if !matched || uid_min > uid_max {
             return Ok(None);
         }
-        let uid = id_hash(f[0], b"user", name, uid_min, uid_max);
+        let Some(key) = key(f[0]) else { return Ok(None) };
+        let uid = id_hash(&key, b"user", name, uid_min, uid_max);
         if self.user_by_uid(uid)?.is_some_and(|u| u.name != name) {
             return Ok(None);
         }

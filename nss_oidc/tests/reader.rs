@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use nss_oidc::format::{build, build_with, glob, id_hash, Group, Prelogin, User};
+use nss_oidc::format::{build, build_with, glob, id_hash, is_reserved, skeleton, Group, IdKey, Prelogin, User};
 use nss_oidc::reader::Snapshot;
 
 fn sample(n: u32) -> (Vec<User>, Vec<Group>) {
@@ -130,23 +130,51 @@ fn corruption_never_crashes_or_lies() {
 fn prelogin_names_resolve_to_their_hash_uid() {
     let (u, g) = sample(3);
     let rule = Prelogin {
-        key: "fleet".into(),
-        uid_min: 1_879_048_192,
-        uid_max: 2_013_265_919,
+        key_file: "/etc/pam-oidc/id.key".into(),
+        uid_min: 1_073_741_824,
+        uid_max: 1_610_612_735,
         home: "/home/{name}".into(),
         shell: "/bin/bash".into(),
-        patterns: vec!["dev-*".into(), "ci?".into()],
+        patterns: vec!["dev-*".into(), "ci?".into(), "*".into()],
     };
     let snap = build_with(&u, &g, Some(&rule), 1).unwrap();
     let s = Snapshot::parse(&snap).unwrap();
-    let p = s.prelogin_user(b"dev-zoe").unwrap().unwrap();
-    assert_eq!(p.uid, id_hash(b"fleet", b"user", b"dev-zoe", 1_879_048_192, 2_013_265_919));
+    let key = || Some(IdKey::from_bytes(*b"fleet-key-16byte"));
+    let p = s.prelogin_user(b"dev-zoe", |path| {
+        assert_eq!(path, b"/etc/pam-oidc/id.key", "the key file the rule names");
+        key()
+    });
+    let p = p.unwrap().unwrap();
+    assert_eq!(
+        p.uid,
+        id_hash(&IdKey::from_bytes(*b"fleet-key-16byte"), b"user", b"dev-zoe", 1_073_741_824, 1_610_612_735)
+    );
     assert_eq!(p.home_template, b"/home/{name}");
-    assert!(s.prelogin_user(b"ci1").unwrap().is_some());
-    assert!(s.prelogin_user(b"ci12").unwrap().is_none());
-    assert!(s.prelogin_user(b"mallory").unwrap().is_none(), "outside the namespace");
-    assert!(s.prelogin_user(b"dev-Zoe").unwrap().is_none(), "not a portable name");
-    assert!(Snapshot::parse(&build(&u, &g, 1).unwrap()).unwrap().prelogin_user(b"dev-zoe").unwrap().is_none());
+    assert!(s.prelogin_user(b"ci1", |_| key()).unwrap().is_some());
+    assert!(s.prelogin_user(b"dev-Zoe", |_| key()).unwrap().is_none(), "not a portable name");
+    // Even a `*` pattern (config refuses it) never resolves a reserved name.
+    for n in ["admin", "wheel", "uuidd", "systemd-network", "_apt", "docker"] {
+        assert!(s.prelogin_user(n.as_bytes(), |_| key()).unwrap().is_none(), "{n}");
+    }
+    // A caller that cannot read the key (not root) resolves nothing before login.
+    assert!(s.prelogin_user(b"dev-zoe", |_| None).unwrap().is_none());
+    assert!(Snapshot::parse(&build(&u, &g, 1).unwrap())
+        .unwrap()
+        .prelogin_user(b"dev-zoe", |_| key())
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn reserved_names_in_any_case_or_punctuation() {
+    for n in ["admin", "Admin", "ADMIN", "ad-min", "a.d.m.i.n", "wheel", "Docker", "sudo", "root", "systemd-x", "_apt"]
+    {
+        assert!(is_reserved(n.as_bytes()), "{n}");
+    }
+    for n in ["alice", "ops-admins", "devs", "deploy"] {
+        assert!(!is_reserved(n.as_bytes()), "{n}");
+    }
+    assert_eq!(skeleton(b"OPS Admins"), b"opsadmins");
 }
 
 #[test]
@@ -156,7 +184,21 @@ fn glob_and_hash_are_stable() {
     assert!(!glob(b"a*b?d", b"axxbd"));
     assert!(glob(b"*.ext", b"jo.ext"));
     assert!(!glob(b"", b"x"));
-    // The fleet contract: these values must never change.
-    assert_eq!(id_hash(b"pam-oidc", b"user", b"alice", 0x7000_0000, 0x77FF_FFFF), 1889952294);
-    assert_eq!(id_hash(b"k", b"user", b"alice", 100, 100), 100);
+    // The fleet contract: SipHash-2-4 (the reference vector: key 00..0f,
+    // message 00..0e), and these values must never change.
+    let k = IdKey::from_bytes([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    let msg: Vec<u8> = (0u8..15).collect();
+    #[allow(deprecated)]
+    let mut h = core::hash::SipHasher::new_with_keys(
+        u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]),
+        u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]),
+    );
+    core::hash::Hasher::write(&mut h, &msg);
+    assert_eq!(core::hash::Hasher::finish(&h), 0xa129_ca61_49be_45e5, "SipHash-2-4 reference vector");
+    assert_eq!(id_hash(&k, b"user", b"alice", 0x4000_0000, 0x5FFF_FFFF), 1_249_110_331);
+    assert_eq!(id_hash(&k, b"user", b"alice", 100, 100), 100);
+    assert_ne!(id_hash(&k, b"user", b"alice", 0, u32::MAX - 1), id_hash(&k, b"group", b"alice", 0, u32::MAX - 1));
+    assert!(IdKey::parse(b"00").is_err());
+    assert!(IdKey::parse(&[b'0'; 32]).is_err(), "all zero");
+    assert!(IdKey::parse(b"000102030405060708090a0b0c0d0e0f\n").is_ok());
 }

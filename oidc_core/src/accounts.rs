@@ -1,13 +1,17 @@
 //! Accounts: verified identities → POSIX users and groups. Pure: the store,
 //! the local account database and `now` are passed in; helperd does the I/O.
 //!
-//! Rules (DESIGN.md "Accounts"): an identity is (issuer, sub) and keeps the
-//! first name it logged in with; the first identity to hold a name keeps it;
-//! uids come from a pin, a claim or the fleet-wide hash and never equal a
-//! local uid, 0, or another identity's uid — a collision refuses the later one.
+//! Rules (ARCHITECTURE.md "Identity model"): an identity is (issuer, value of
+//! the issuer's identity claim) and keeps the first name it logged in with; a
+//! name belongs to the issuer whose name space it is in, and to the first
+//! identity of that issuer to hold it; no name a token makes is reserved or
+//! known to the host already; uids come from a pin, a claim or the keyed fleet
+//! hash and never equal a local uid, 0, or another identity's uid — a
+//! collision refuses the later one. A host group is exactly one IdP group of
+//! one issuer (or an explicit map entry).
 
-use crate::config::{Accounts, Config, Groups};
-use nss_oidc::format::{id_hash, Group, Prelogin, User};
+use crate::config::{Accounts, Config, Issuer};
+use nss_oidc::format::{id_hash, is_reserved, skeleton, Group, IdKey, Prelogin, User};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -39,6 +43,10 @@ pub struct StoredGroup {
     pub gid: u32,
     /// An existing local group that OIDC members are added to (merge).
     pub local: bool,
+    /// The issuer whose group this host group is (empty in stores written
+    /// before issuer binding: bound by the next login that brings it).
+    #[serde(default)]
+    pub issuer: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,13 +62,17 @@ impl Default for Store {
     }
 }
 
-/// Local (files) accounts: never shadowed, their ids never reused.
+/// Names and ids the host already has (files, plus what other NSS sources
+/// answered for the names a login brings): never shadowed, never reused, and
+/// no OIDC name may share a skeleton (case/punctuation-blind form) with them.
 #[derive(Debug, Clone, Default)]
 pub struct LocalDb {
     pub users: HashMap<String, u32>,
     pub uids: HashSet<u32>,
     pub groups: HashMap<String, u32>,
     pub gids: HashSet<u32>,
+    /// Skeletons of every user and group name above.
+    pub skeletons: HashSet<Vec<u8>>,
 }
 
 impl LocalDb {
@@ -74,21 +86,51 @@ impl LocalDb {
             (!name.is_empty() && !name.starts_with('#') && !name.starts_with('+')).then(|| (name.to_string(), id))
         };
         for (n, id) in passwd.lines().filter_map(fields) {
-            db.uids.insert(id);
-            db.users.insert(n, id);
+            db.add_user(&n, id);
         }
         for (n, id) in group.lines().filter_map(fields) {
-            db.gids.insert(id);
-            db.groups.insert(n, id);
+            db.add_group(&n, id);
         }
         db
+    }
+
+    pub fn add_user(&mut self, name: &str, uid: u32) {
+        self.uids.insert(uid);
+        self.skeletons.insert(skeleton(name.as_bytes()));
+        self.users.insert(name.to_string(), uid);
+    }
+
+    pub fn add_group(&mut self, name: &str, gid: u32) {
+        self.gids.insert(gid);
+        self.skeletons.insert(skeleton(name.as_bytes()));
+        self.groups.insert(name.to_string(), gid);
+    }
+
+    /// Why `name` may not be made from a token here, if it may not: reserved,
+    /// or the same name as a host user or group in any case or punctuation.
+    pub fn name_clash(&self, name: &str) -> Option<String> {
+        if is_reserved(name.as_bytes()) {
+            return Some(format!("{name} is reserved on Linux hosts (any case or punctuation)"));
+        }
+        if self.users.contains_key(name) {
+            return Some(format!("{name} is a local user"));
+        }
+        if self.groups.contains_key(name) {
+            return Some(format!("{name} is a local group"));
+        }
+        if self.skeletons.contains(&skeleton(name.as_bytes())) {
+            return Some(format!("{name} differs from a local user or group only in case or punctuation"));
+        }
+        None
     }
 }
 
 /// What pam_oidc reports after a verified login.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginEvent {
+    /// The issuer's configured URL.
     pub issuer: String,
+    /// The identity: the value of the issuer's `identity_claim` (`sub` by default).
     pub sub: String,
     pub name: String,
     /// Raw IdP groups from the token.
@@ -118,57 +160,126 @@ fn refuse(code: &'static str, reason: String) -> Refusal {
     Refusal { code, reason }
 }
 
-/// Group names as NSS serves them: lower case, `[a-z0-9_.-]`, starting with a
-/// letter or `_` (else prefixed `g-`), at most 32 bytes.
-pub fn sanitize_group(raw: &str) -> Option<String> {
-    if !raw.chars().any(|c| c.is_ascii_alphanumeric()) {
-        return None;
-    }
-    let mut s: String = raw
-        .chars()
-        .map(|c| c.to_ascii_lowercase())
-        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c) { c } else { '-' })
-        .collect();
-    if !s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_') {
-        s = format!("g-{s}");
-    }
-    s.truncate(32);
-    let s = s.trim_end_matches('-').to_string();
-    nss_oidc::format::portable_name(s.as_bytes()).then_some(s)
+/// One IdP group as the host serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostGroup {
+    /// The host group name.
+    pub name: String,
+    /// The IdP group it comes from.
+    pub raw: String,
+    /// From an explicit `[issuer.groups] map` entry (only those may name a
+    /// local, reserved or privileged group).
+    pub explicit: bool,
 }
 
-/// IdP groups → NSS group names per `[groups]`: prefix filter/strip, allow-list,
-/// map, sanitise. The flag says the name came from an explicit `map` entry
-/// (only those may extend a local group).
-pub fn map_groups(raw: &[String], g: &Groups) -> Vec<(String, bool)> {
-    let mut out: Vec<(String, bool)> = vec![];
+/// IdP groups → host groups per the issuer's `[issuer.groups]`: prefix
+/// filter/strip, allow-list, explicit map; otherwise (with `auto`) the IdP
+/// group itself, behind the issuer's `name_prefix`, if that is a safe host
+/// name (`[a-z_][a-z0-9_.-]*`, ≤ 32 bytes, not reserved, in the issuer's own
+/// name space). Nothing is folded into
+/// another name: `OPS Admins` or `Contractors` never become `ops-admins` or
+/// `contractors` (map them explicitly), so two IdP groups never share a host
+/// group. Dropped groups are reported (warnings) and the login goes on.
+pub fn map_groups(raw: &[String], iss: &Issuer, cfg: &Config) -> (Vec<HostGroup>, Vec<String>) {
+    let g = &iss.groups;
+    let mut out: Vec<HostGroup> = vec![];
+    let mut warnings = vec![];
     for r in raw {
         let Some(stripped) = r.strip_prefix(g.prefix.as_str()) else { continue };
         if stripped.is_empty() || (!g.allow.is_empty() && !g.allow.iter().any(|a| a == stripped)) {
             continue;
         }
-        let name = match g.map.get(stripped).or_else(|| g.map.get(r)) {
-            Some(m) => Some((m.clone(), true)),
-            None => sanitize_group(stripped).map(|n| (n, false)),
+        let hg = match g.map.get(stripped).or_else(|| g.map.get(r)) {
+            Some(m) => HostGroup { name: m.clone(), raw: r.clone(), explicit: true },
+            None if !g.auto => continue,
+            None => {
+                let name = format!("{}{stripped}", iss.name_prefix);
+                if crate::policy::check_login_name(&name).is_err() {
+                    warnings.push(format!(
+                        "group {:?} dropped: not a host group name ([a-z_][a-z0-9_.-]*, at most 32 bytes); \
+                         map it in [issuer.groups] map",
+                        crate::audit::clean(r)
+                    ));
+                    continue;
+                }
+                if is_reserved(name.as_bytes()) {
+                    warnings.push(format!("group {name} dropped: reserved on Linux hosts (map it explicitly)"));
+                    continue;
+                }
+                if iss.user_accounts && cfg.name_owner(&name).is_some_and(|o| o.url != iss.url) {
+                    warnings.push(format!("group {name} dropped: in another issuer's name space"));
+                    continue;
+                }
+                HostGroup { name, raw: r.clone(), explicit: false }
+            }
         };
-        if let Some(n) = name.filter(|(n, _)| !out.iter().any(|(o, _)| o == n)) {
-            out.push(n);
+        if let Some(o) = out.iter().find(|o| o.name == hg.name) {
+            if o.raw != hg.raw && !(o.explicit && hg.explicit) {
+                warnings.push(format!(
+                    "group {:?} dropped: host group {} already comes from {:?}",
+                    crate::audit::clean(&hg.raw),
+                    hg.name,
+                    crate::audit::clean(&o.raw)
+                ));
+            }
+            continue;
+        }
+        out.push(hg);
+    }
+    (out, warnings)
+}
+
+/// The host group names of a token's groups (what policy compares).
+pub fn host_group_names(iss: &Issuer, cfg: &Config, raw: &[String]) -> Vec<String> {
+    map_groups(raw, iss, cfg).0.into_iter().map(|h| h.name).collect()
+}
+
+/// Which account a verified token may log in as, when the PAM user is `user`:
+/// `Ok(None)` its own (user accounts of its issuer), `Ok(Some(why))` a role
+/// account through a `[[role_account]]` rule of the token's issuer, or why not.
+pub fn account_for(
+    cfg: &Config,
+    v: &crate::verify::Verified,
+    user: &str,
+    host_groups: &[String],
+) -> Result<Option<String>, crate::Rejection> {
+    let own = cfg.issuer(&v.issuer).is_some_and(|i| i.user_accounts) && !v.username.is_empty();
+    if own && v.username == user {
+        return Ok(None);
+    }
+    let mut why = vec![];
+    for r in cfg.role_accounts.iter().filter(|r| r.name == user) {
+        match r.grants(&v.issuer, &v.claims, host_groups) {
+            Ok(()) => {
+                let how = match &r.group {
+                    Some(g) => format!("role account {user} via group {g} of {}", v.issuer),
+                    None => format!("role account {user} via a claim rule of {}", v.issuer),
+                };
+                return Ok(Some(how));
+            }
+            Err(e) => why.push(e),
         }
     }
-    out
+    if why.is_empty() && own {
+        return Err(crate::Rejection::UserMismatch { token_user: v.username.clone(), pam_user: user.to_string() });
+    }
+    if why.is_empty() {
+        why.push(format!("no [[role_account]] rule for {user}"));
+    }
+    Err(crate::Rejection::NoAccountRule { account: user.to_string(), why: why.join("; ") })
 }
 
-/// The uid a name gets with no claim: pinned, else the fleet hash. The NSS
-/// module computes the same for pre-login names.
-pub fn uid_for(a: &Accounts, name: &str) -> u32 {
+/// The uid a name gets with no claim: pinned, else the keyed fleet hash. The
+/// NSS module computes the same for pre-login names (as root: it needs the key).
+pub fn uid_for(a: &Accounts, key: &IdKey, name: &str) -> u32 {
     match a.pinned_uids.get(name) {
         Some(uid) => *uid,
-        None => id_hash(a.id_hash_key.as_bytes(), b"user", name.as_bytes(), a.uid_min, a.uid_max),
+        None => id_hash(key, b"user", name.as_bytes(), a.uid_min, a.uid_max),
     }
 }
 
-pub fn gid_for(a: &Accounts, group: &str) -> u32 {
-    id_hash(a.id_hash_key.as_bytes(), b"group", group.as_bytes(), a.gid_min, a.gid_max)
+pub fn gid_for(a: &Accounts, key: &IdKey, group: &str) -> u32 {
+    id_hash(key, b"group", group.as_bytes(), a.gid_min, a.gid_max)
 }
 
 impl Store {
@@ -192,10 +303,34 @@ impl Store {
     }
 
     /// Admit a verified login: allocate or confirm its uid and groups, or refuse.
-    pub fn admit(&mut self, ev: &LoginEvent, cfg: &Config, local: &LocalDb, now: i64) -> Result<Admitted, Refusal> {
+    pub fn admit(
+        &mut self,
+        ev: &LoginEvent,
+        cfg: &Config,
+        local: &LocalDb,
+        key: &IdKey,
+        now: i64,
+    ) -> Result<Admitted, Refusal> {
         let a = &cfg.accounts;
         if local.users.contains_key(&ev.name) {
             return Err(refuse("local-account", format!("{} is a local account; OIDC never shadows it", ev.name)));
+        }
+        let Some(issuer) = cfg.issuer(&ev.issuer) else {
+            return Err(refuse("untrusted-issuer", format!("{} is not a configured issuer", ev.issuer)));
+        };
+        match cfg.name_owner(&ev.name) {
+            Some(owner) if owner.url == issuer.url => {}
+            owner => {
+                return Err(refuse(
+                    "name-of-another-issuer",
+                    format!(
+                        "{} is in the name space of {}; refused for a token of {}",
+                        ev.name,
+                        owner.map_or("no issuer that makes user accounts", |o| o.url.as_str()),
+                        ev.issuer
+                    ),
+                ));
+            }
         }
         let existing = self.users.iter().position(|u| u.issuer == ev.issuer && u.sub == ev.sub);
         if let Some(i) = existing {
@@ -215,10 +350,18 @@ impl Store {
             return Err(refuse(
                 "name-taken",
                 format!(
-                    "{} belongs to identity {} of {}; refused for sub {}",
+                    "{} belongs to identity {} of {}; refused for {}; `helperd rebind` moves it",
                     ev.name, holder.sub, holder.issuer, ev.sub
                 ),
             ));
+        }
+        if existing.is_none() {
+            if let Some(why) = local.name_clash(&ev.name) {
+                return Err(refuse("reserved-name", why));
+            }
+            if self.groups.iter().any(|g| g.name == ev.name) {
+                return Err(refuse("reserved-name", format!("{} is a host group's name", ev.name)));
+            }
         }
         let uid = match existing {
             Some(i) => self.users[i].uid,
@@ -232,7 +375,7 @@ impl Store {
                         ));
                     }
                     (None, Some(c)) => c,
-                    (None, None) => uid_for(a, &ev.name),
+                    (None, None) => uid_for(a, key, &ev.name),
                 };
                 if uid == 0 || local.uids.contains(&uid) || local.gids.contains(&uid) {
                     return Err(refuse("uid-collision", format!("uid {uid} for {} is a local uid or gid", ev.name)));
@@ -249,35 +392,56 @@ impl Store {
                 uid
             }
         };
-        let mut warnings = vec![];
+        let (mapped, mut warnings) = map_groups(&ev.groups, issuer, cfg);
         let mut groups = vec![];
         let user_uids: HashSet<u32> = self.users.iter().map(|u| u.uid).chain([uid]).collect();
-        for (name, explicit) in map_groups(&ev.groups, &cfg.groups) {
+        for hg in mapped {
+            let name = hg.name;
             if let Some(&gid) = local.groups.get(&name) {
-                if !explicit {
+                if !hg.explicit {
                     warnings.push(format!("group {name} skipped: a local group of that name exists (extend it only with an explicit groups.map entry)"));
                     continue;
                 }
-                if !self.groups.iter().any(|g| g.name == name) {
-                    self.groups.push(StoredGroup { name: name.clone(), gid, local: true });
+                match self.groups.iter_mut().find(|g| g.name == name) {
+                    Some(g) if g.local => {}
+                    Some(g) => *g = StoredGroup { name: name.clone(), gid, local: true, issuer: String::new() },
+                    None => {
+                        self.groups.push(StoredGroup { name: name.clone(), gid, local: true, issuer: String::new() })
+                    }
                 }
                 groups.push((name, gid));
                 continue;
+            }
+            if !hg.explicit {
+                if let Some(why) = local.name_clash(&name) {
+                    warnings.push(format!("group {name} skipped: {why}"));
+                    continue;
+                }
             }
             if local.users.contains_key(&name) || (self.users.iter().any(|u| u.name == name) || name == ev.name) {
                 warnings.push(format!("group {name} skipped: the name is a user's (private group)"));
                 continue;
             }
-            if let Some(g) = self.groups.iter().find(|g| g.name == name) {
+            if let Some(g) = self.groups.iter_mut().find(|g| g.name == name) {
+                if !g.local && !g.issuer.is_empty() && g.issuer != ev.issuer {
+                    warnings.push(format!(
+                        "group {name} skipped: that host group is {}'s; a group of another issuer never joins it",
+                        g.issuer
+                    ));
+                    continue;
+                }
+                if g.issuer.is_empty() && !g.local {
+                    g.issuer = ev.issuer.clone();
+                }
                 groups.push((name, g.gid));
                 continue;
             }
-            let gid = gid_for(a, &name);
+            let gid = gid_for(a, key, &name);
             if local.gids.contains(&gid) || self.groups.iter().any(|g| g.gid == gid) || user_uids.contains(&gid) {
                 warnings.push(format!("group {name} skipped: gid {gid} collides with another group"));
                 continue;
             }
-            self.groups.push(StoredGroup { name: name.clone(), gid, local: false });
+            self.groups.push(StoredGroup { name: name.clone(), gid, local: false, issuer: ev.issuer.clone() });
             groups.push((name, gid));
         }
         let names: Vec<String> = groups.iter().map(|(n, _)| n.clone()).collect();
@@ -305,6 +469,24 @@ impl Store {
         Ok(Admitted { uid, gid: uid, groups, new, warnings })
     }
 
+    /// Move the name `name` to another identity (an IdP app re-created, a
+    /// pairwise `sub` changed): it keeps its uid, home and groups.
+    pub fn rebind(&mut self, name: &str, issuer: &str, sub: &str) -> Result<String, Refusal> {
+        if let Some(other) = self.users.iter().find(|u| u.issuer == issuer && u.sub == sub && u.name != name) {
+            return Err(refuse(
+                "identity-holds-another-name",
+                format!("identity {sub} of {issuer} holds {}", other.name),
+            ));
+        }
+        let Some(u) = self.users.iter_mut().find(|u| u.name == name) else {
+            return Err(refuse("no-such-account", format!("{name} is not an OIDC account here")));
+        };
+        let before = format!("{} {}", u.issuer, u.sub);
+        u.issuer = issuer.to_string();
+        u.sub = sub.to_string();
+        Ok(format!("{name} (uid {}) moved from identity {before} to {issuer} {sub}", u.uid))
+    }
+
     /// Everything the host serves: store users (with private groups), the
     /// roster and pinned names (pre-login records), and OIDC groups with members.
     /// Returns users, groups, the pre-login rule and warnings for the log.
@@ -313,6 +495,7 @@ impl Store {
         cfg: &Config,
         local: &LocalDb,
         roster: &[String],
+        key: Option<&IdKey>,
     ) -> (Vec<User>, Vec<Group>, Option<Prelogin>, Vec<String>) {
         let a = &cfg.accounts;
         let gid_of: HashMap<&str, u32> = self.groups.iter().map(|g| (g.name.as_str(), g.gid)).collect();
@@ -352,7 +535,18 @@ impl Store {
             {
                 continue;
             }
-            let uid = uid_for(a, &name);
+            if let Some(why) = local.name_clash(&name) {
+                warnings.push(format!("pre-login name {name} not served: {why}"));
+                continue;
+            }
+            let uid = match (a.pinned_uids.get(&name), key) {
+                (Some(p), _) => *p,
+                (None, Some(k)) => uid_for(a, k, &name),
+                (None, None) => {
+                    warnings.push(format!("pre-login name {name} not served: no id key"));
+                    continue;
+                }
+            };
             if local.uids.contains(&uid) || local.gids.contains(&uid) || taken_uid.contains(&uid) {
                 warnings.push(format!("pre-login name {name} not served: uid {uid} collides"));
                 continue;
@@ -392,7 +586,7 @@ impl Store {
             });
         }
         let prelogin = (!a.prelogin_patterns.is_empty()).then(|| Prelogin {
-            key: a.id_hash_key.clone(),
+            key_file: a.id_key_file.to_string_lossy().into_owned(),
             uid_min: a.uid_min,
             uid_max: a.uid_max,
             home: a.home.clone(),

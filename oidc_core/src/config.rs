@@ -8,6 +8,7 @@ mod accounts;
 mod aws;
 
 use crate::alg::Alg;
+use crate::claims::Conditions;
 pub use accounts::{Accounts, Groups, RoleAccount};
 pub use aws::{Aws, Role as AwsRole, Source as AwsSource};
 use serde::Deserialize;
@@ -32,8 +33,9 @@ pub struct Config {
     pub issuers: Vec<Issuer>,
     #[serde(default)]
     pub accounts: Accounts,
+    /// Moved to `[issuer.groups]` (group mapping is per issuer); kept only to say so.
     #[serde(default)]
-    pub groups: Groups,
+    pub groups: Option<toml::Value>,
     #[serde(rename = "role_account", default)]
     pub role_accounts: Vec<RoleAccount>,
     #[serde(default)]
@@ -116,18 +118,55 @@ pub struct Policy {
 pub struct Issuer {
     /// Exact `iss` value; discovery is fetched from `<url>/.well-known/openid-configuration`.
     pub url: String,
+    /// Other exact `iss` spellings this issuer signs with (Google: `accounts.google.com`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
     /// Accepted `aud` values (client IDs); at least one.
     pub audiences: Vec<String>,
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<Alg>,
+    /// The claim that names a person or workload for good (`sub`; Entra: `oid`).
+    /// An identity is (issuer, this claim's value).
+    #[serde(default = "default_identity_claim")]
+    pub identity_claim: String,
+    /// Claim path of the login name (ignored when `username_template` is set).
     #[serde(default = "default_username_claim")]
     pub username_claim: String,
-    #[serde(default = "default_groups_claim")]
-    pub groups_claim: String,
-    /// The username claim is an email (`alice@example.com`): take the local part,
-    /// lower-cased — only for this domain; other domains are refused.
+    /// The login name built from claims, e.g. `gh-{repository_owner}`.
+    #[serde(default)]
+    pub username_template: Option<String>,
+    /// The login name is an email (`alice@example.com`): take the local part —
+    /// only for this domain; other domains are refused.
     #[serde(default)]
     pub username_domain: Option<String>,
+    /// Fold the login name to lower case (`Alice` logs in as `alice`).
+    #[serde(default = "yes")]
+    pub username_lowercase: bool,
+    /// Prepended to every login name and every automatic group name of this
+    /// issuer: the issuer's own name space. Two issuers that make user
+    /// accounts never share a name space (one of them may have none).
+    #[serde(default)]
+    pub name_prefix: String,
+    /// Tokens log in as the name they carry (people). `false`: only through
+    /// `[[role_account]]` rules of this issuer (CI jobs, workloads).
+    #[serde(default = "yes")]
+    pub user_accounts: bool,
+    /// Claim path of the groups (a string or a list of strings).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Which IdP groups become host groups, and under which names.
+    #[serde(default)]
+    pub groups: Groups,
+    /// Conditions every token of this issuer must meet (claim path → value,
+    /// glob or list): `hd`, `tid`, `repository_owner`, `email_verified` ...
+    #[serde(default)]
+    pub require: Conditions,
+    /// When the login name comes from `email`, `email_verified` must be true.
+    #[serde(default = "yes")]
+    pub require_email_verified: bool,
+    /// Accept access tokens (`typ: at+jwt`) as login tokens. Off: only ID tokens.
+    #[serde(default)]
+    pub allow_access_tokens: bool,
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
     #[serde(default = "default_max_lifetime")]
@@ -158,6 +197,42 @@ pub struct Issuer {
     /// Stacks without `token`/`device_code` arguments use device-code login with this issuer.
     #[serde(default)]
     pub device_login: bool,
+}
+
+/// Issuers anyone can get a token from: a token of theirs proves nothing about
+/// your organisation until a condition binds the tenant (claim paths listed).
+pub const MULTI_TENANT: &[(&str, &[&str])] = &[
+    (
+        "https://token.actions.githubusercontent.com",
+        &["repository_owner", "repository_owner_id", "repository", "repository_id", "enterprise", "enterprise_id"],
+    ),
+    ("https://gitlab.com", &["namespace_path", "namespace_id", "project_path", "project_id"]),
+    ("https://accounts.google.com", &["hd"]),
+    ("https://login.microsoftonline.com/common/v2.0", &["tid"]),
+    ("https://login.microsoftonline.com/organizations/v2.0", &["tid"]),
+    ("https://login.microsoftonline.com/consumers/v2.0", &["tid"]),
+];
+
+impl Issuer {
+    /// Does this issuer sign with `iss` (its URL or an alias)?
+    pub fn is(&self, iss: &str) -> bool {
+        self.url == iss || self.aliases.iter().any(|a| a == iss)
+    }
+
+    /// Does the login name come from the `email` claim?
+    pub fn name_from_email(&self) -> bool {
+        match &self.username_template {
+            Some(t) => crate::claims::template_paths(t).contains(&"email"),
+            None => self.username_claim == "email",
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_identity_claim() -> String {
+    "sub".into()
 }
 
 fn default_device_scope() -> String {
@@ -290,9 +365,62 @@ impl Config {
             if !hmac && iss.hmac_secret_file.is_some() {
                 return err(&k("hmac_secret_file"), "set but no HS* algorithm is allowed".into());
             }
-            if iss.username_claim.is_empty() || iss.groups_claim.is_empty() {
+            if iss.username_claim.is_empty() || iss.groups_claim.is_empty() || iss.identity_claim.is_empty() {
                 return err(&k("username_claim"), "claim names must not be empty".into());
             }
+            for a in &iss.aliases {
+                if a.is_empty() || self.issuers.iter().enumerate().any(|(j, o)| o.url == *a || (j != i && o.is(a))) {
+                    return err(&k("aliases"), format!("{a:?} is empty or already another issuer's"));
+                }
+            }
+            if let Some(t) = &iss.username_template {
+                let probe = serde_json::Map::new();
+                if let Err(m) = crate::claims::render(t, &probe) {
+                    if m.contains("unbalanced") || crate::claims::template_paths(t).iter().any(|p| p.is_empty()) {
+                        return err(&k("username_template"), m);
+                    }
+                }
+            }
+            let p = &iss.name_prefix;
+            if !p.is_empty()
+                && (p.len() > 16
+                    || !p.starts_with(|c: char| c.is_ascii_lowercase())
+                    || !p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c)))
+            {
+                return err(&k("name_prefix"), format!("{p:?}: [a-z][a-z0-9_.-]*, at most 16 bytes"));
+            }
+            if iss.user_accounts {
+                let nested = |a: &str, b: &str| {
+                    a == b || (!a.is_empty() && !b.is_empty() && (a.starts_with(b) || b.starts_with(a)))
+                };
+                if let Some(o) =
+                    self.issuers[..i].iter().find(|o| o.user_accounts && nested(&o.name_prefix, &iss.name_prefix))
+                {
+                    return err(
+                        &k("name_prefix"),
+                        format!(
+                            "{} and {} would share login names: give each issuer that makes user accounts its own \
+                             name_prefix, none a prefix of another (one may be empty), or set user_accounts = false",
+                            o.url, iss.url
+                        ),
+                    );
+                }
+            }
+            crate::claims::validate(&iss.require).or_else(|m| err(&k("require"), m))?;
+            if let Some((_, tenant)) = MULTI_TENANT.iter().find(|(u, _)| iss.is(u)) {
+                if !tenant.iter().any(|c| iss.require.contains_key(*c)) {
+                    return err(
+                        &k("require"),
+                        format!(
+                            "{} issues tokens to anyone: require one of {} (e.g. require = {{ {} = \"your-org\" }})",
+                            iss.url,
+                            tenant.join(", "),
+                            tenant[0]
+                        ),
+                    );
+                }
+            }
+            accounts::validate_groups(&iss.groups).or_else(|(f, m)| err(&k(&format!("groups.{f}")), m))?;
             if let Some(d) = &iss.device_client_id {
                 if !iss.audiences.contains(d) {
                     return err(
@@ -307,12 +435,31 @@ impl Config {
                 return err(&k("max_token_lifetime_secs"), "must be at least 1".into());
             }
         }
-        accounts::validate(&self.accounts, &self.groups, &self.role_accounts)?;
+        if self.groups.is_some() {
+            return err(
+                "groups",
+                "[groups] moved into each issuer: write it as [issuer.groups] after that [[issuer]] \
+                 (a group of one issuer never grants another's)"
+                    .into(),
+            );
+        }
+        accounts::validate(&self.accounts, &self.role_accounts, &self.issuers)?;
         aws::validate(&self.aws)
     }
 
+    /// The issuer that owns a login name: of the issuers that make user
+    /// accounts, the one with the longest `name_prefix` the name starts
+    /// with. A name is only ever admitted for tokens of its owner.
+    pub fn name_owner(&self, name: &str) -> Option<&Issuer> {
+        self.issuers
+            .iter()
+            .filter(|i| i.user_accounts && name.starts_with(i.name_prefix.as_str()))
+            .max_by_key(|i| i.name_prefix.len())
+    }
+
+    /// The issuer that signs with `iss` (its URL or an alias).
     pub fn issuer(&self, iss: &str) -> Option<&Issuer> {
-        self.issuers.iter().find(|i| i.url == iss)
+        self.issuers.iter().find(|i| i.is(iss))
     }
 }
 

@@ -34,6 +34,13 @@ pub enum Request {
     },
     /// The account store (public fields: names, ids, groups, issuer, sub).
     Users,
+    /// Move an OIDC account name to another identity of its issuer (root only):
+    /// an IdP app re-created, a pairwise `sub` changed.
+    Rebind {
+        name: String,
+        issuer: String,
+        sub: String,
+    },
     /// Bind a verified login to the session opened by process `pid` (root only).
     OpenSession {
         login_id: String,
@@ -69,6 +76,7 @@ impl Request {
         matches!(
             self,
             Request::Login { .. }
+                | Request::Rebind { .. }
                 | Request::OpenSession { .. }
                 | Request::CloseSession { .. }
                 | Request::SessionClaims
@@ -85,6 +93,7 @@ impl Request {
             Request::Status => "status",
             Request::Login { .. } => "login",
             Request::Users => "users",
+            Request::Rebind { .. } => "rebind",
             Request::OpenSession { .. } => "open_session",
             Request::CloseSession { .. } => "close_session",
             Request::SessionClaims => "session_claims",
@@ -114,6 +123,13 @@ pub enum Response {
     Admitted {
         detail: String,
         login_id: String,
+        /// The host groups helperd admitted (policy is checked on these);
+        /// none for a role account.
+        #[serde(default)]
+        groups: Option<Vec<String>>,
+    },
+    Rebound {
+        detail: String,
     },
     Refused {
         code: String,

@@ -98,30 +98,36 @@ impl Jwks {
         Jwks::from_idp(&v)
     }
 
-    /// Choose the key for a token. With a `kid`, only that key (and only if it
-    /// fits `alg`); without one, the single key that fits `alg`.
-    pub fn select(&self, kid: Option<&str>, alg: Alg) -> Result<&Key, Rejection> {
+    /// The keys to try for a token. With a `kid`, only that key (and only if it
+    /// fits `alg`); without one, every key that fits `alg` (at most
+    /// [`MAX_KIDLESS_KEYS`]: the signature decides which, if any, signed it).
+    pub fn select(&self, kid: Option<&str>, alg: Alg) -> Result<Vec<&Key>, Rejection> {
         match kid {
             Some(kid) => {
                 let mut same_kid = self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)).peekable();
                 if same_kid.peek().is_none() {
                     return Err(Rejection::UnknownKid(kid.to_string()));
                 }
-                same_kid.find(|k| k.fits(alg)).ok_or_else(|| {
+                same_kid.find(|k| k.fits(alg)).map(|k| vec![k]).ok_or_else(|| {
                     Rejection::NoUsableKey(format!("key {kid} does not fit alg {alg} (type or curve mismatch)"))
                 })
             }
             None => {
-                let mut fit = self.keys.iter().filter(|k| k.fits(alg));
-                match (fit.next(), fit.next()) {
-                    (Some(k), None) => Ok(k),
-                    (None, _) => Err(Rejection::NoUsableKey(format!("no key fits alg {alg}"))),
-                    (Some(_), Some(_)) => Err(Rejection::NoUsableKey("token has no kid and several keys fit".into())),
+                let fit: Vec<&Key> = self.keys.iter().filter(|k| k.fits(alg)).collect();
+                match fit.len() {
+                    0 => Err(Rejection::NoUsableKey(format!("no key fits alg {alg}"))),
+                    n if n > MAX_KIDLESS_KEYS => Err(Rejection::NoUsableKey(format!(
+                        "token has no kid and {n} keys fit alg {alg} (at most {MAX_KIDLESS_KEYS} are tried)"
+                    ))),
+                    _ => Ok(fit),
                 }
             }
         }
     }
 }
+
+/// A `kid`-less token is tried against at most this many keys.
+pub const MAX_KIDLESS_KEYS: usize = 8;
 
 fn parse_key(k: &Value) -> Result<Key, String> {
     if let Some(u) = s(k, "use") {
@@ -281,11 +287,12 @@ mod tests {
         assert_eq!(j.keys.len(), 2);
         assert_eq!(j.skipped.len(), 3);
         assert!(j.select(Some("r1"), Alg::RS256).is_ok());
+        assert_eq!(j.select(Some("r1"), Alg::RS256).unwrap().len(), 1);
         assert_eq!(j.select(Some("zz"), Alg::RS256).unwrap_err().code(), "unknown-kid");
         assert_eq!(j.select(Some("r1"), Alg::ES256).unwrap_err().code(), "no-usable-key");
         assert_eq!(j.select(Some("pinned"), Alg::RS256).unwrap_err().code(), "no-usable-key");
         assert!(j.select(Some("pinned"), Alg::PS256).is_ok());
-        assert_eq!(j.select(None, Alg::RS256).unwrap().kid.as_deref(), Some("r1"));
+        assert_eq!(j.select(None, Alg::RS256).unwrap()[0].kid.as_deref(), Some("r1"));
         assert_eq!(j.select(None, Alg::ES256).unwrap_err().code(), "no-usable-key");
         assert!(Jwks::from_value(&json!({"nokeys":1})).is_err());
     }

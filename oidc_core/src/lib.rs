@@ -14,6 +14,7 @@
 pub mod accounts;
 pub mod alg;
 pub mod audit;
+pub mod claims;
 pub mod config;
 pub mod ipc;
 pub mod jwks;

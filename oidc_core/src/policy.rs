@@ -36,10 +36,25 @@ pub fn check_group_name(g: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Apply config policy plus per-stack `require_group` arguments (any one of them suffices).
-pub fn check_groups(groups: &[String], policy: &Policy, require_any: &[String]) -> Result<(), Rejection> {
+/// Apply config policy plus per-stack `require_group` arguments (any one of
+/// them suffices) to the host group names (`groups`, what NSS serves). A
+/// denied group also catches any of the token's own groups (`idp_groups`)
+/// that differs from it only in case or punctuation (`Contractors`,
+/// `CONTRACTORS`, `contr-actors`): a deny list fails closed.
+pub fn check_groups(
+    groups: &[String],
+    idp_groups: &[String],
+    policy: &Policy,
+    require_any: &[String],
+) -> Result<(), Rejection> {
     if let Some(g) = groups.iter().find(|g| policy.denied_groups.contains(g)) {
         return Err(Rejection::InDeniedGroup(g.clone()));
+    }
+    let sk = |s: &str| nss_oidc::format::skeleton(s.as_bytes());
+    for d in &policy.denied_groups {
+        if let Some(g) = idp_groups.iter().find(|g| sk(g) == sk(d)) {
+            return Err(Rejection::InDeniedGroup(format!("{d} (IdP group {g:?})")));
+        }
     }
     for (need, what) in [(&policy.allowed_groups, "policy.allowed_groups"), (&require_any.to_vec(), "require_group")] {
         if !need.is_empty() && !groups.iter().any(|g| need.contains(g)) {
@@ -67,12 +82,17 @@ mod tests {
     fn groups_policy() {
         let p = Policy { allowed_groups: vec!["devs".into(), "ops".into()], denied_groups: vec!["contractors".into()] };
         let g = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(check_groups(&g(&["devs"]), &p, &[]).is_ok());
-        assert_eq!(check_groups(&g(&["devs", "contractors"]), &p, &[]).unwrap_err().code(), "in-denied-group");
-        assert_eq!(check_groups(&g(&["sales"]), &p, &[]).unwrap_err().code(), "not-in-allowed-group");
-        assert_eq!(check_groups(&g(&["devs"]), &p, &["ops".into()]).unwrap_err().code(), "not-in-allowed-group");
-        assert!(check_groups(&g(&["devs", "ops"]), &p, &["ops".into()]).is_ok());
-        assert!(check_groups(&[], &Policy::default(), &[]).is_ok());
+        assert!(check_groups(&g(&["devs"]), &[], &p, &[]).is_ok());
+        assert_eq!(check_groups(&g(&["devs", "contractors"]), &[], &p, &[]).unwrap_err().code(), "in-denied-group");
+        assert_eq!(check_groups(&g(&["sales"]), &[], &p, &[]).unwrap_err().code(), "not-in-allowed-group");
+        assert_eq!(check_groups(&g(&["devs"]), &[], &p, &["ops".into()]).unwrap_err().code(), "not-in-allowed-group");
+        assert!(check_groups(&g(&["devs", "ops"]), &[], &p, &["ops".into()]).is_ok());
+        assert!(check_groups(&[], &[], &Policy::default(), &[]).is_ok());
+        // `Contractors` (not a host group) is still denied by `contractors`.
+        for idp in ["Contractors", "CONTRACTORS", "contr-actors"] {
+            let e = check_groups(&g(&["devs"]), &g(&[idp, "devs"]), &p, &[]).unwrap_err();
+            assert_eq!(e.code(), "in-denied-group", "{idp}");
+        }
         assert!(check_group_name("a:b").is_err());
         assert!(check_group_name("team ops").is_ok());
     }

@@ -78,8 +78,20 @@ pub enum Rejection {
         age: i64,
         max: u64,
     },
+    /// `typ: at+jwt` (RFC 9068): an access token is not a login token.
+    AccessToken,
+    /// An `[issuer.require]` condition failed.
+    ClaimCondition(String),
     // --- identity and policy
     InvalidUsername(String),
+    /// The name is reserved or already means something on this host.
+    ReservedName(String),
+    /// The PAM user is not the token's own name and no account rule of the
+    /// token's issuer grants it.
+    NoAccountRule {
+        account: String,
+        why: String,
+    },
     UserMismatch {
         token_user: String,
         pam_user: String,
@@ -138,7 +150,11 @@ impl Rejection {
             AcrNotAccepted { .. } => "acr-not-accepted",
             AmrMissing { .. } => "amr-missing",
             AuthTooOld { .. } => "auth-too-old",
+            AccessToken => "access-token",
+            ClaimCondition(_) => "claim-condition",
             InvalidUsername(_) => "invalid-username",
+            ReservedName(_) => "reserved-name",
+            NoAccountRule { .. } => "no-account-rule",
             UserMismatch { .. } => "user-mismatch",
             NotInAllowedGroup { .. } => "not-in-allowed-group",
             InDeniedGroup(_) => "in-denied-group",
@@ -161,7 +177,8 @@ impl Rejection {
             Expired { .. } => "OIDC login refused: token expired",
             NotYetValid { .. } | IssuedInFuture { .. } => "OIDC login refused: token not valid yet (check the clock)",
             KeysUnavailable(_) => "OIDC login refused: issuer keys unavailable",
-            UserMismatch { .. } => "OIDC login refused: token is for another user",
+            UserMismatch { .. } | NoAccountRule { .. } => "OIDC login refused: token is for another user",
+            ReservedName(_) => "OIDC login refused: this name cannot be used",
             NotInAllowedGroup { .. } | InDeniedGroup(_) => "OIDC login refused: access denied",
             Config(_) => "OIDC login unavailable: configuration error",
             AccountRefused { .. } | AccountsUnavailable(_) => "OIDC login refused: account unavailable",
@@ -225,7 +242,13 @@ impl std::fmt::Display for Rejection {
                 write!(f, "amr missing required values: got {} want all of {}", clean(got), clean(want))
             }
             AuthTooOld { age, max } => write!(f, "auth_time too old: {age}s ago, max {max}s"),
+            AccessToken => write!(f, "token typ is at+jwt: an access token is not a login token (allow_access_tokens)"),
+            ClaimCondition(why) => write!(f, "issuer condition not met: {}", clean_n(why, MAX_CONTEXT)),
             InvalidUsername(why) => write!(f, "username claim is not a valid login name: {}", clean(why)),
+            ReservedName(why) => write!(f, "reserved name: {}", clean_n(why, MAX_CONTEXT)),
+            NoAccountRule { account, why } => {
+                write!(f, "no account rule lets this token log in as {}: {}", clean(account), clean_n(why, MAX_CONTEXT))
+            }
             UserMismatch { token_user, pam_user } => {
                 write!(f, "identity mismatch: token is for {} but login is for {}", clean(token_user), clean(pam_user))
             }

@@ -13,8 +13,13 @@ pub struct SessionClaims {
     pub account: String,
     /// The token's login name.
     pub identity: String,
-    /// Raw IdP groups from the token.
+    /// Host group names (after the issuer's mapping): what policy, sudo
+    /// reuse and AWS role rules compare.
     pub groups: Vec<String>,
+    /// The token's own groups (a deny list also catches these in any case
+    /// or punctuation).
+    #[serde(default)]
+    pub idp_groups: Vec<String>,
     pub jti: Option<String>,
     pub exp: i64,
     pub iat: i64,
@@ -23,13 +28,15 @@ pub struct SessionClaims {
 }
 
 impl SessionClaims {
-    pub fn from_verified(v: &crate::verify::Verified, account: &str) -> SessionClaims {
+    /// `groups`: the host group names of the token's groups.
+    pub fn from_verified(v: &crate::verify::Verified, account: &str, groups: Vec<String>) -> SessionClaims {
         SessionClaims {
             issuer: v.issuer.clone(),
             sub: v.sub.clone(),
             account: account.to_string(),
-            identity: v.username.clone(),
-            groups: v.groups.clone(),
+            identity: if v.username.is_empty() { v.identity.clone() } else { v.username.clone() },
+            groups,
+            idp_groups: v.groups.clone(),
             jti: v.jti.clone(),
             exp: v.exp,
             iat: v.iat,
@@ -116,6 +123,7 @@ mod tests {
             account: "alice".into(),
             identity: "alice".into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            idp_groups: vec![],
             jti: None,
             exp,
             iat: 900,

@@ -14,10 +14,19 @@ use serde_json::Value;
 /// What a verified token says about its holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
+    /// The issuer's configured URL (also when the token used an alias).
     pub issuer: String,
     pub sub: String,
+    /// The value of the issuer's `identity_claim` (`sub` by default): with
+    /// `issuer`, what an account belongs to.
+    pub identity: String,
+    /// The login name the token makes (prefix, domain and case applied);
+    /// empty for an issuer with `user_accounts = false` whose tokens carry none.
     pub username: String,
+    /// Raw IdP groups (from `groups_claim`), unsafe ones already dropped.
     pub groups: Vec<String>,
+    /// What was dropped or missing and why (logged; the login goes on).
+    pub warnings: Vec<String>,
     pub jti: Option<String>,
     pub exp: i64,
     pub iat: i64,
@@ -84,6 +93,8 @@ pub fn verify(
         p.issuer().and_then(|got| {
             if got == iss.url {
                 Ok((got.to_string(), format!("{got} (exact match)")))
+            } else if iss.is(got) {
+                Ok((iss.url.clone(), format!("{got} (alias of {})", iss.url)))
             } else {
                 Err(Rejection::UntrustedIssuer(got.to_string()))
             }
@@ -100,25 +111,53 @@ pub fn verify(
             })
         },
     )?;
-    let key = report.rec("key", select_key(p, keys))?;
     report.rec(
-        "signature",
-        match jsonwebtoken::crypto::verify(p.signature, p.signing_input.as_bytes(), &key, p.alg.to_jwt()) {
-            Ok(true) => Ok(((), "valid".into())),
-            _ => Err(Rejection::BadSignature),
+        "token type",
+        match p.header.get("typ").and_then(Value::as_str).map(str::to_ascii_lowercase) {
+            Some(t) if (t == "at+jwt" || t == "application/at+jwt") && !iss.allow_access_tokens => {
+                Err(Rejection::AccessToken)
+            }
+            Some(t) => Ok(((), t)),
+            None => Ok(((), "(no typ)".into())),
         },
     )?;
+    let candidates = report.rec("key", select_keys(p, keys))?;
+    report.rec("signature", {
+        let mut found = Err(Rejection::BadSignature);
+        for (key, name) in &candidates {
+            if let Ok(true) = jsonwebtoken::crypto::verify(p.signature, p.signing_input.as_bytes(), key, p.alg.to_jwt())
+            {
+                found = Ok(((), format!("valid ({name})")));
+                break;
+            }
+        }
+        found
+    })?;
     check_claims(p, iss, issuer, now, report)
 }
 
-fn select_key(p: &Parsed<'_>, keys: Keys<'_>) -> Result<(jsonwebtoken::DecodingKey, String), Rejection> {
+/// The keys to try: the one named by `kid`, or every key that fits `alg`.
+fn select_keys(
+    p: &Parsed<'_>,
+    keys: Keys<'_>,
+) -> Result<(Vec<(jsonwebtoken::DecodingKey, String)>, String), Rejection> {
     if p.alg.is_hmac() {
         let secret = keys.hmac_secret.ok_or_else(|| Rejection::NoUsableKey("no HMAC secret configured".into()))?;
-        return Ok((jsonwebtoken::DecodingKey::from_secret(secret), "configured HMAC secret".into()));
+        return Ok((
+            vec![(jsonwebtoken::DecodingKey::from_secret(secret), "configured HMAC secret".into())],
+            "configured HMAC secret".into(),
+        ));
     }
     let jwks = keys.jwks.ok_or_else(|| Rejection::KeysUnavailable("no JWKS for this issuer".into()))?;
-    let k = jwks.select(p.kid.as_deref(), p.alg)?;
-    Ok((k.decoding_key()?, format!("kid {}", k.kid.as_deref().unwrap_or("(none)"))))
+    let mut out = vec![];
+    for k in jwks.select(p.kid.as_deref(), p.alg)? {
+        out.push((k.decoding_key()?, format!("kid {}", k.kid.as_deref().unwrap_or("(none)"))));
+    }
+    let detail = match (&p.kid, out.len()) {
+        (Some(_), _) => out.first().map(|(_, n)| n.clone()).unwrap_or_default(),
+        (None, n) => format!("no kid: {n} key(s) fit {}", p.alg),
+    };
+    Ok((out, detail))
 }
 
 /// NumericDate: an integer or a finite number of seconds; anything else is refused.
@@ -244,7 +283,9 @@ fn check_claims(p: &Parsed<'_>, iss: &Issuer, issuer: String, now: i64, r: &mut 
         (Some(want), got) => {
             Err(Rejection::AzpMismatch { got: got.unwrap_or_else(|| "(absent)".into()), want: want.clone() })
         }
-        (None, Some(got)) if aud.as_ref().is_ok_and(|a| a.len() > 1) && !iss.audiences.contains(&got) => {
+        // An ID token issued to another client of the same IdP names that
+        // client in azp: refused, whatever aud says.
+        (None, Some(got)) if !iss.audiences.contains(&got) => {
             Err(Rejection::AzpMismatch { got, want: iss.audiences.join(",") })
         }
         (None, Some(got)) => Ok(got),
@@ -293,27 +334,42 @@ fn check_claims(p: &Parsed<'_>, iss: &Issuer, issuer: String, now: i64, r: &mut 
         r.claim("auth_time", res, &mut first);
     }
 
-    let username = opt_str(c, &iss.username_claim).and_then(|u| {
-        let u = u.ok_or_else(|| Rejection::BadClaim { claim: iss.username_claim.clone(), why: "missing".into() })?;
-        let u = match &iss.username_domain {
-            // `alice@example.com` -> `alice`, only for the pinned domain.
-            Some(d) => match u.rsplit_once('@') {
-                Some((local, dom)) if dom.eq_ignore_ascii_case(d) => local.to_ascii_lowercase(),
-                _ => return Err(Rejection::InvalidUsername(format!("{u:?} is not in the domain {d}"))),
-            },
-            None => u,
+    let conds = crate::claims::check(&iss.require, &c.0).map_err(Rejection::ClaimCondition);
+    if !iss.require.is_empty() || conds.is_err() {
+        r.claim("require", conds.map(|()| format!("{} condition(s) met", iss.require.len())), &mut first);
+    }
+    if iss.name_from_email() && iss.require_email_verified {
+        let ev = match c.get("email_verified") {
+            Some(Value::Bool(true)) => Ok("true".to_string()),
+            Some(Value::String(s)) if s == "true" => Ok("true".to_string()),
+            other => Err(Rejection::ClaimCondition(format!(
+                "the login name comes from email but email_verified is {}",
+                other.map_or("absent".to_string(), |v| crate::audit::clean_n(&v.to_string(), 40))
+            ))),
         };
-        check_login_name(&u).map_err(Rejection::InvalidUsername)?;
-        Ok(u)
-    });
+        r.claim("email_verified", ev, &mut first);
+    }
+
+    let identity = match crate::claims::get(&c.0, &iss.identity_claim).and_then(crate::claims::as_text) {
+        Some(s) if !s.is_empty() && s.len() <= 255 => Ok(s),
+        Some(_) => {
+            Err(Rejection::BadClaim { claim: iss.identity_claim.clone(), why: "empty or longer than 255".into() })
+        }
+        None => Err(Rejection::BadClaim { claim: iss.identity_claim.clone(), why: "missing or not a string".into() }),
+    };
+    if iss.identity_claim != "sub" || identity.is_err() {
+        r.claim("identity", identity.clone(), &mut first);
+    }
+
+    let username = login_name(iss, &c.0);
+    let username = match username {
+        Err(_) if !iss.user_accounts => Ok(String::new()), // role accounts only: no name needed
+        u => u,
+    };
     r.claim("username", username.clone(), &mut first);
 
-    let groups = str_list(c, &iss.groups_claim).and_then(|gs| {
-        for g in &gs {
-            check_group_name(g).map_err(|why| Rejection::BadClaim { claim: iss.groups_claim.clone(), why })?;
-        }
-        Ok(gs)
-    });
+    let mut warnings = vec![];
+    let groups = groups_of(iss, &c.0, &mut warnings);
     r.claim("groups", groups.clone().map(|g| if g.is_empty() { "(none)".into() } else { g.join(",") }), &mut first);
 
     let jti = opt_str(c, "jti");
@@ -327,8 +383,10 @@ fn check_claims(p: &Parsed<'_>, iss: &Issuer, issuer: String, now: i64, r: &mut 
     Ok(Verified {
         issuer,
         sub: sub?,
+        identity: identity?,
         username: username?,
         groups: groups?,
+        warnings,
         jti: jti?,
         exp: exp?,
         iat: iat?,
@@ -339,6 +397,85 @@ fn check_claims(p: &Parsed<'_>, iss: &Issuer, issuer: String, now: i64, r: &mut 
         kid: p.kid.clone(),
         claims: c.0.clone(),
     })
+}
+
+/// The login name a token makes: template or claim, then `@domain`
+/// stripping, case folding and the issuer's prefix; it must be a portable
+/// login name and not a reserved one.
+pub fn login_name(iss: &Issuer, claims: &serde_json::Map<String, Value>) -> Result<String, Rejection> {
+    let raw = match &iss.username_template {
+        Some(t) => crate::claims::render(t, claims).map_err(Rejection::InvalidUsername)?,
+        None => match crate::claims::get(claims, &iss.username_claim) {
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => {
+                return Err(Rejection::BadClaim { claim: iss.username_claim.clone(), why: "not a string".into() })
+            }
+            None => return Err(Rejection::BadClaim { claim: iss.username_claim.clone(), why: "missing".into() }),
+        },
+    };
+    let mut u = match &iss.username_domain {
+        // `alice@example.com` -> `alice`, only for the pinned domain.
+        Some(d) => match raw.rsplit_once('@') {
+            Some((local, dom)) if dom.eq_ignore_ascii_case(d) => local.to_string(),
+            _ => return Err(Rejection::InvalidUsername(format!("{raw:?} is not in the domain {d}"))),
+        },
+        None => raw,
+    };
+    if iss.username_lowercase {
+        u = u.to_ascii_lowercase();
+    }
+    let u = format!("{}{u}", iss.name_prefix);
+    check_login_name(&u).map_err(Rejection::InvalidUsername)?;
+    if nss_oidc::format::is_reserved(u.as_bytes()) {
+        return Err(Rejection::ReservedName(format!("{u} is reserved on Linux hosts (any case or punctuation)")));
+    }
+    Ok(u)
+}
+
+/// Groups from `groups_claim` (a string or a list). Values that cannot be
+/// group names (not strings, control characters, `:`/`,`, too long) are
+/// dropped with a warning; the login goes on. Entra's group overage
+/// (`_claim_names.groups`, `hasgroups`) is reported, not silently empty.
+fn groups_of(
+    iss: &Issuer,
+    claims: &serde_json::Map<String, Value>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<String>, Rejection> {
+    let bad = |why: &str| Rejection::BadClaim { claim: iss.groups_claim.clone(), why: why.into() };
+    let values: Vec<&Value> = match crate::claims::get(claims, &iss.groups_claim) {
+        None | Some(Value::Null) => {
+            let overage =
+                claims.get("_claim_names").and_then(Value::as_object).is_some_and(|n| n.contains_key("groups"))
+                    || claims.get("hasgroups") == Some(&Value::Bool(true));
+            if overage {
+                warnings.push(format!(
+                    "groups not in token: overage (the IdP sent _claim_names/hasgroups instead of {}; \
+                     filter the groups it emits, e.g. Entra's \"groups assigned to the application\")",
+                    iss.groups_claim
+                ));
+            }
+            return Ok(vec![]);
+        }
+        Some(v @ Value::String(_)) => vec![v],
+        Some(Value::Array(a)) if a.len() > 1024 => return Err(bad("more than 1024 values")),
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(_) => {
+            warnings.push(format!("groups claim {} is not a string or a list: no groups", iss.groups_claim));
+            return Ok(vec![]);
+        }
+    };
+    let mut out = vec![];
+    for v in values {
+        match v.as_str() {
+            Some(g) => match check_group_name(g) {
+                Ok(()) if !out.iter().any(|o| o == g) => out.push(g.to_string()),
+                Ok(()) => {}
+                Err(why) => warnings.push(format!("group dropped: {why}")),
+            },
+            None => warnings.push("group dropped: a non-string value".into()),
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

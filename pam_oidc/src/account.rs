@@ -3,7 +3,7 @@
 //! or — when authentication was skipped (sudo's cached credentials) — on the
 //! claims of the caller's live OIDC session, which must still be valid.
 
-use crate::auth::{setup, ENV_GROUPS, ENV_ISSUER, ENV_JTI, ENV_SUB, ENV_USER};
+use crate::auth::{setup, ENV_GROUPS, ENV_IDP_GROUPS, ENV_ISSUER, ENV_JTI, ENV_SUB, ENV_USER};
 use crate::handle::{Pam, Prio};
 use crate::reuse::Reuse;
 use oidc_core::audit::AuditEvent;
@@ -37,7 +37,7 @@ pub fn acct_mgmt(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCode {
         let why = match crate::reuse::session_claims(&client, &user, &a.demand(), now) {
             Reuse::Usable(c, detail) => {
                 (ev.issuer, ev.sub, ev.jti) = (c.issuer.clone(), c.sub.clone(), c.jti.clone().unwrap_or_default());
-                if let Err(r) = check_groups(&c.groups, &cfg.policy, &a.require_groups) {
+                if let Err(r) = check_groups(&c.groups, &c.idp_groups, &cfg.policy, &a.require_groups) {
                     return deny(pam, ev, &r);
                 }
                 ev.allow = true;
@@ -62,9 +62,11 @@ pub fn acct_mgmt(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCode {
         let r = Rejection::UserMismatch { token_user: oidc_user, pam_user: user };
         return deny(pam, ev, &r);
     }
-    let groups: Vec<String> =
-        pam.getenv(ENV_GROUPS).unwrap_or_default().split(',').filter(|g| !g.is_empty()).map(str::to_string).collect();
-    if let Err(r) = check_groups(&groups, &cfg.policy, &a.require_groups) {
+    let list = |k| -> Vec<String> {
+        pam.getenv(k).unwrap_or_default().split(',').filter(|g| !g.is_empty()).map(str::to_string).collect()
+    };
+    let (groups, idp_groups) = (list(ENV_GROUPS), list(ENV_IDP_GROUPS));
+    if let Err(r) = check_groups(&groups, &idp_groups, &cfg.policy, &a.require_groups) {
         return deny(pam, ev, &r);
     }
     ev.allow = true;

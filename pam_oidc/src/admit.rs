@@ -24,20 +24,21 @@ fn gecos(cfg: &Config, v: &Verified) -> String {
     raw.chars().filter(|c| !c.is_control() && *c != ':' && *c != ',').take(128).collect()
 }
 
-/// `Ok((detail, login id))` when the account may log in. `role`: the PAM user
-/// is a role account (no admission; only the claims are kept for the session).
+/// `Ok((detail, login id))` when the account may log in; `claims.groups`
+/// becomes the host groups helperd admitted. `role`: the PAM user is a role
+/// account (no admission; only the claims are kept for the session).
 pub fn admit(
     cfg: &Config,
     client: &Client,
     v: &Verified,
-    account: &str,
+    claims: &mut oidc_core::session::SessionClaims,
     role: bool,
     token: Option<&oidc_core::Secret>,
 ) -> Result<(String, Option<String>), Rejection> {
-    let claims = oidc_core::session::SessionClaims::from_verified(v, account);
     if role {
-        return Ok(match client.call(&Request::Login { event: None, claims, web_token: None }) {
-            Ok(Response::Admitted { detail, login_id }) => (detail, Some(login_id)),
+        return Ok(match client.call(&Request::Login { event: None, claims: claims.clone(), web_token: None }) {
+            Ok(Response::Admitted { detail, login_id, .. }) => (detail, Some(login_id)),
+            Ok(Response::Refused { code, reason }) => return Err(Rejection::AccountRefused { code, reason }),
             Ok(other) => (format!("helperd: {other:?}"), None),
             Err(e) => (format!("{e}; the session will have no stored claims"), None),
         });
@@ -50,23 +51,32 @@ pub fn admit(
     }
     let event = LoginEvent {
         issuer: v.issuer.clone(),
-        sub: v.sub.clone(),
+        sub: v.identity.clone(),
         name: v.username.clone(),
         groups: v.groups.clone(),
         uid_claim: uid_claim(cfg, v),
         gecos: gecos(cfg, v),
     };
-    match client.call(&Request::Login { event: Some(event), claims, web_token: token.cloned() }) {
-        Ok(Response::Admitted { detail, login_id }) => Ok((detail, Some(login_id))),
+    match client.call(&Request::Login { event: Some(event), claims: claims.clone(), web_token: token.cloned() }) {
+        Ok(Response::Admitted { detail, login_id, groups }) => {
+            if let Some(g) = groups {
+                claims.groups = g;
+            }
+            Ok((detail, Some(login_id)))
+        }
         Ok(Response::Refused { code, reason }) => Err(Rejection::AccountRefused { code, reason }),
         Ok(other) => Err(Rejection::AccountsUnavailable(format!("unexpected answer {other:?}"))),
         Err(e) => {
             let path = cfg.helperd.state_dir.join(STORE_FILE);
             match Store::load(&path) {
-                Ok(store) if store.find(&v.issuer, &v.sub).is_some_and(|u| u.name == v.username) => {
-                    Ok((format!("{e}; known identity from {}", path.display()), None))
-                }
-                Ok(_) => Err(Rejection::AccountsUnavailable(format!("{e}; a new identity needs helperd"))),
+                Ok(store) => match store.find(&v.issuer, &v.identity).filter(|u| u.name == v.username) {
+                    Some(u) => {
+                        // Only the groups the host already serves for this account.
+                        claims.groups.retain(|g| u.groups.contains(g));
+                        Ok((format!("{e}; known identity from {}", path.display()), None))
+                    }
+                    None => Err(Rejection::AccountsUnavailable(format!("{e}; a new identity needs helperd"))),
+                },
                 Err(le) => Err(Rejection::AccountsUnavailable(format!("{e}; {le}"))),
             }
         }

@@ -20,7 +20,10 @@ pub const ENV_USER: &str = "OIDC_USER";
 pub const ENV_IDENTITY: &str = "OIDC_IDENTITY";
 pub const ENV_ISSUER: &str = "OIDC_ISSUER";
 pub const ENV_SUB: &str = "OIDC_SUB";
+/// Host group names (what NSS serves and policy compares).
 pub const ENV_GROUPS: &str = "OIDC_GROUPS";
+/// The token's own groups (a deny list also catches them in any case or punctuation).
+pub const ENV_IDP_GROUPS: &str = "OIDC_IDP_GROUPS";
 pub const ENV_JTI: &str = "OIDC_JTI";
 pub const ENV_EXP: &str = "OIDC_EXP";
 /// Refers open_session to the verified login helperd holds (useless to anyone but root).
@@ -153,7 +156,9 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
                 ev.issuer = c.issuer.clone();
                 ev.sub = c.sub.clone();
                 ev.jti = c.jti.clone().unwrap_or_default();
-                if let Err(r) = oidc_core::policy::check_groups(&c.groups, &cfg.policy, &a.require_groups) {
+                if let Err(r) =
+                    oidc_core::policy::check_groups(&c.groups, &c.idp_groups, &cfg.policy, &a.require_groups)
+                {
                     return deny(pam, ev, &r, r.to_string());
                 }
                 if let Err(r) = publish(pam, &c, None) {
@@ -198,36 +203,43 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
         Ok(v) => v,
         Err(r) => return deny(pam, ev, &r, reason),
     };
-    // A role account (e.g. `deploy`) may be entered by a token whose groups grant it.
-    let role = if v.username == user {
-        None
-    } else {
-        match cfg.role_accounts.iter().find(|r| r.name == user && v.groups.contains(&r.group)) {
-            Some(r) => Some(r.group.clone()),
-            None => {
-                let r = Rejection::UserMismatch { token_user: v.username.clone(), pam_user: user };
-                return deny(pam, ev, &r, r.to_string());
-            }
-        }
+    // What the token's groups are on this host (the issuer's mapping): policy,
+    // NSS and AWS rules all speak these names.
+    let icfg = cfg.issuer(&v.issuer);
+    let (host, mut warnings) = match icfg {
+        Some(i) => oidc_core::accounts::map_groups(&v.groups, i, &cfg),
+        None => (vec![], vec![]),
+    };
+    warnings.splice(0..0, v.warnings.iter().cloned());
+    let host_groups: Vec<String> = host.into_iter().map(|h| h.name).collect();
+    // Its own account, or a role account (e.g. `deploy`) a rule of its issuer grants.
+    let role = match oidc_core::accounts::account_for(&cfg, &v, &user, &host_groups) {
+        Ok(r) => r,
+        Err(r) => return deny(pam, ev, &r, format!("{r}{}", notes(&warnings))),
     };
     // Group policy here too, so a stack without our `account` line (or an
     // application that skips pam_acct_mgmt) cannot bypass denied_groups.
-    if let Err(r) = oidc_core::policy::check_groups(&v.groups, &cfg.policy, &a.require_groups) {
-        return deny(pam, ev, &r, r.to_string());
+    if let Err(r) = oidc_core::policy::check_groups(&host_groups, &v.groups, &cfg.policy, &a.require_groups) {
+        return deny(pam, ev, &r, format!("{r}{}", notes(&warnings)));
     }
-    let claims = SessionClaims::from_verified(&v, &user);
+    let mut claims = SessionClaims::from_verified(&v, &user, host_groups);
     let fresh = oidc_core::session::Demand { groups: vec![], ..a.demand() };
     if let Err(why) = oidc_core::session::satisfies(&claims, &fresh, now) {
         let r = Rejection::StepUpFailed(why);
         return deny(pam, ev, &r, r.to_string());
     }
-    let (account, login_id) = match crate::admit::admit(&cfg, &client, &v, &user, role.is_some(), Some(&token)) {
+    let (account, login_id) = match crate::admit::admit(&cfg, &client, &v, &mut claims, role.is_some(), Some(&token)) {
         Ok((d, id)) => match &role {
-            Some(g) => (format!("role account {user} via group {g} for identity {}; {d}", v.username), id),
+            Some(how) => (format!("{how} for identity {}; {d}", claims.identity), id),
             None => (format!("account: {d}"), id),
         },
-        Err(r) => return deny(pam, ev, &r, r.to_string()),
+        Err(r) => return deny(pam, ev, &r, format!("{r}{}", notes(&warnings))),
     };
+    // helperd may have dropped groups it could not serve (another issuer's,
+    // a name now local): policy holds on what the host really serves.
+    if let Err(r) = oidc_core::policy::check_groups(&claims.groups, &v.groups, &cfg.policy, &a.require_groups) {
+        return deny(pam, ev, &r, format!("{r}{}", notes(&warnings)));
+    }
     if let Err(r) = publish(pam, &claims, login_id.as_deref()) {
         return deny(pam, ev, &r, r.to_string());
     }
@@ -236,14 +248,23 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
     let step =
         if why_not_session.is_empty() { String::new() } else { format!("; fresh token because {why_not_session}") };
     ev.reason = format!(
-        "{reason}{step}; {}; alg={} kid={} groups={}",
+        "{reason}{step}; {}; alg={} kid={} groups={}{}",
         oidc_core::audit::clean_n(&account, oidc_core::audit::MAX_CONTEXT),
         v.alg,
         v.kid.as_deref().unwrap_or("-"),
-        oidc_core::audit::clean(&claims.groups.join(","))
+        oidc_core::audit::clean(&claims.groups.join(",")),
+        notes(&warnings)
     );
     pam.log(Prio::Notice, &ev.to_string());
     PamResultCode::PAM_SUCCESS
+}
+
+/// Dropped groups and other warnings, for the audit line (escaped, bounded).
+fn notes(w: &[String]) -> String {
+    if w.is_empty() {
+        return String::new();
+    }
+    format!("; warnings: {}", oidc_core::audit::clean_n(&w.join("; "), oidc_core::audit::MAX_CONTEXT))
 }
 
 /// Hand the verified identity to later stages (and, through sshd, to the
@@ -251,6 +272,7 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
 /// open_session bind the claims helperd holds to the session.
 fn publish(pam: &mut dyn Pam, c: &SessionClaims, login_id: Option<&str>) -> Result<(), Rejection> {
     let groups = c.groups.join(",");
+    let idp_groups = c.idp_groups.join(",");
     let exp = c.exp.to_string();
     let env = [
         (ENV_USER, c.account.as_str()),
@@ -258,6 +280,7 @@ fn publish(pam: &mut dyn Pam, c: &SessionClaims, login_id: Option<&str>) -> Resu
         (ENV_ISSUER, c.issuer.as_str()),
         (ENV_SUB, c.sub.as_str()),
         (ENV_GROUPS, groups.as_str()),
+        (ENV_IDP_GROUPS, idp_groups.as_str()),
         (ENV_JTI, c.jti.as_deref().unwrap_or("")),
         (ENV_EXP, exp.as_str()),
         (ENV_LOGIN_ID, login_id.unwrap_or("")),

@@ -7,7 +7,7 @@ use oidc_core::session::{satisfies, Demand, SessionClaims};
 
 pub enum Reuse {
     /// The session's claims satisfy the demand: (claims, which session).
-    Usable(SessionClaims, String),
+    Usable(Box<SessionClaims>, String),
     /// The caller is in an OIDC session whose claims do not satisfy the demand.
     Unsatisfied(String),
     /// The caller is in no OIDC session (or helperd cannot say).
@@ -29,7 +29,7 @@ pub fn session_claims(client: &Client, user: &str, demand: &Demand, now: i64) ->
                 return Reuse::NoSession(format!("{detail} is for {}, not {user}", c.account));
             }
             match satisfies(&c, demand, now) {
-                Ok(()) => Reuse::Usable(*c, detail),
+                Ok(()) => Reuse::Usable(c, detail),
                 Err(why) => Reuse::Unsatisfied(format!("{detail}: {why}")),
             }
         }

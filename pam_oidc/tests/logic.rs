@@ -98,8 +98,11 @@ fn setup(tag: &str) -> Setup {
         jwks: json!({"keys": [keys["rsa"]["jwk"]]}),
     };
     // alice is a known identity in the account store (helperd is not running in these tests).
-    let store = json!({"v": 1, "groups": [], "users": [{"issuer": "https://idp.test", "sub": "s-1", "name": "alice",
-        "uid": 1_879_048_300u32, "gecos": "", "groups": [], "first_login": 1, "last_login": 1}]});
+    // With helperd down only the groups the host already serves for her count.
+    let store = json!({"v": 1, "groups": [{"name": "devs", "gid": 1_610_612_800u32, "local": false},
+            {"name": "ops", "gid": 1_610_612_801u32, "local": false}],
+        "users": [{"issuer": "https://idp.test", "sub": "s-1", "name": "alice",
+        "uid": 1_073_742_300u32, "gecos": "", "groups": ["devs", "ops"], "first_login": 1, "last_login": 1}]});
     std::fs::write(dir.join("accounts.json"), store.to_string()).unwrap();
     let path = oidc_core::jwks::cache_path(&dir, "https://idp.test");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -14,7 +14,7 @@ fn env_for(idp: &Idp, accounts: &str) -> Env {
     let roster = env.dir.0.join("roster");
     std::fs::write(&roster, "# names that resolve before their first login\nzoe\n").unwrap();
     env.append(&format!(
-        "[accounts]\nprelogin_patterns = [\"dev-*\"]\nroster_file = \"{}\"\n{accounts}\n[groups]\nmap = {{ ops-admins = \"sudo\" }}\n",
+        "[accounts]\nprelogin_patterns = [\"dev-*\"]\nroster_file = \"{}\"\n{accounts}\n[issuer.groups]\nmap = {{ ops-admins = \"sudo\" }}\n",
         roster.display()
     ));
     env
@@ -45,7 +45,7 @@ fn logged_in_and_prelogin_users_resolve_through_glibc() {
     let (ok, pw) = ns.stdout(&["getent", "passwd", "alice"]);
     assert!(ok);
     let uid = uid_of(&pw);
-    assert_eq!(uid, oidc_core::accounts::uid_for(&oidc_core::config::Accounts::default(), "alice"));
+    assert_eq!(uid, oidc_core::accounts::uid_for(&oidc_core::config::Accounts::default(), &Env::id_key(), "alice"));
     assert_eq!(pw, format!("alice:*:{uid}:{uid}:alice:/home/alice:/bin/bash\n"));
     assert_eq!(ns.stdout(&["getent", "passwd", &uid.to_string()]).1, pw);
     let (_, devs) = ns.stdout(&["getent", "group", "devs"]);
@@ -92,13 +92,11 @@ fn two_independent_state_dirs_agree_on_ids() {
 #[test]
 fn collisions_and_local_accounts_are_refused_with_a_log_line() {
     let idp = Idp::start();
-    let alice_uid = oidc_core::accounts::uid_for(&oidc_core::config::Accounts::default(), "alice");
+    let alice_uid = oidc_core::accounts::uid_for(&oidc_core::config::Accounts::default(), &Env::id_key(), "alice");
     let env = env_for(&idp, &format!("pinned_uids = {{ erin = {alice_uid} }}"));
     let h = env.start_helperd();
-    // A local account's name (daemon is in /etc/passwd) is never taken over.
-    let r = env.pam("daemon", &idp.token("host-login", "daemon"));
-    r.assert_denied("account-refused");
-    assert!(r.stderr.contains("local-account"), "{}", r.stderr);
+    // A local (and reserved) account's name is never taken over: the module refuses it.
+    env.pam("daemon", &idp.token("host-login", "daemon")).assert_denied("reserved-name");
     env.pam("alice", &idp.token("host-login", "alice")).assert_allowed();
     // Another sub presenting alice's name.
     let mut c = idp.claims("alice", "host-login");
@@ -111,7 +109,7 @@ fn collisions_and_local_accounts_are_refused_with_a_log_line() {
     r.assert_denied("account-refused");
     assert!(r.stderr.contains("uid-collision") && r.stderr.contains("held by alice"), "{}", r.stderr);
     let log = std::fs::read_to_string(&h.log).unwrap();
-    for code in ["local-account", "name-taken", "uid-collision"] {
+    for code in ["name-taken", "uid-collision"] {
         assert!(log.contains(&format!("account refused code={code}")), "{code}: {log}");
     }
     // The refused identities were never written.
@@ -123,7 +121,8 @@ fn collisions_and_local_accounts_are_refused_with_a_log_line() {
 fn role_account_login_names_the_real_identity() {
     let idp = Idp::start();
     let env = env_for(&idp, "");
-    env.append("[[role_account]]\nname = \"deploy\"\ngroup = \"ops-admins\"\n");
+    // The rule names the host group (ops-admins is mapped to sudo here) and its issuer.
+    env.append(&format!("[[role_account]]\nname = \"deploy\"\nissuer = \"{}\"\ngroup = \"sudo\"\n", idp.issuer()));
     let _h = env.start_helperd();
     let r = env.pam("deploy", &idp.token("host-login", "alice"));
     r.assert_allowed();
@@ -132,7 +131,7 @@ fn role_account_login_names_the_real_identity() {
         line.contains("user=deploy") && line.contains("sub=u-alice") && line.contains("role account deploy"),
         "{line}"
     );
-    env.pam("deploy", &idp.token("host-login", "bob")).assert_denied("user-mismatch");
+    env.pam("deploy", &idp.token("host-login", "bob")).assert_denied("no-account-rule");
 }
 
 #[test]

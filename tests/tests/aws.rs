@@ -24,8 +24,9 @@ struct World {
 fn world(sts: &str, imds: &str, extra: &str, roles: &str) -> World {
     let idp = Idp::start();
     let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    env.prelogin(&["alice", "bob", "carol", "zed"], &[]);
     env.append(&format!(
-        "[accounts]\nprelogin_patterns = [\"*\"]\n\n[aws]\nregion = \"us-east-1\"\nsts_endpoint = \"{sts}\"\nimds_endpoint = \"{imds}\"\n\
+        "[aws]\nregion = \"us-east-1\"\nsts_endpoint = \"{sts}\"\nimds_endpoint = \"{imds}\"\n\
          config_file = \"{dir}/aws-config\"\ncredential_process = \"{helperd} --config {cfg} credentials\"\ntimeout_secs = 5\n{extra}\n{roles}",
         dir = env.dir.0.display(),
         helperd = helperd_bin().display(),

@@ -68,6 +68,13 @@ fn deb_installs_serves_an_oidc_user_and_purges_cleanly() {
     }
     assert!(std::fs::read_to_string(root.join("etc/pam-oidc/config.toml")).unwrap().contains("# local edit"));
     assert!(root.join("var/lib/pam-oidc/accounts.json").exists());
+    // The install made this host's id key (0600 root, 128 bits); a reinstall kept it.
+    let key = std::fs::read_to_string(root.join("etc/pam-oidc/id.key")).unwrap();
+    assert!(nss_oidc::format::IdKey::parse(key.as_bytes()).is_ok(), "{key:?}");
+    assert_eq!(mode(&root.join("etc/pam-oidc/id.key")), 0o600);
+    let (ok, out) = chroot(root, "/usr/lib/pam-oidc/id-key-init");
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read_to_string(root.join("etc/pam-oidc/id.key")).unwrap(), key, "never replaced");
     // Files, paths and modes.
     for (p, m) in [
         ("usr/sbin/helperd", 0o755),
@@ -127,6 +134,7 @@ fn deb_installs_serves_an_oidc_user_and_purges_cleanly() {
         "usr/sbin/helperd",
         "usr/lib/x86_64-linux-gnu/libnss_oidc.so.2",
         "etc/pam-oidc/config.toml",
+        "etc/pam-oidc/id.key",
         "var/lib/pam-oidc",
         "var/cache/pam-oidc",
     ] {
@@ -147,6 +155,7 @@ fn rpm_file_list_modes_and_scriptlets() {
         ("/etc/pam-oidc/config.toml", "-rw-r--r--"),
         ("/usr/lib/systemd/system/pam-oidc-helperd.service", "-rw-r--r--"),
         ("/usr/lib/pam-oidc/nsswitch", "-rwxr-xr-x"),
+        ("/usr/lib/pam-oidc/id-key-init", "-rwxr-xr-x"),
     ] {
         let line = list.lines().find(|l| l.ends_with(path)).unwrap_or_else(|| panic!("{path} not in\n{list}"));
         assert!(line.starts_with(perms), "{line}");
@@ -155,7 +164,9 @@ fn rpm_file_list_modes_and_scriptlets() {
     assert!(cfg.contains("/etc/pam-oidc/config.toml"), "config file: {cfg}");
     let (_, scripts) = sh(&format!("rpm -qp --scripts {} 2>/dev/null", rpm.display()));
     assert!(
-        scripts.contains("postinstall scriptlet") && scripts.contains("/usr/lib/pam-oidc/nsswitch add"),
+        scripts.contains("postinstall scriptlet")
+            && scripts.contains("/usr/lib/pam-oidc/nsswitch add")
+            && scripts.contains("/usr/lib/pam-oidc/id-key-init"),
         "{scripts}"
     );
     assert!(

@@ -8,10 +8,13 @@ use std::path::PathBuf;
 
 const ALGS: &str = "\"RS256\", \"ES256\"";
 
-fn setup(policy: &str, patterns: &str, sudo_args: &str, sudoers: &str) -> (Idp, Env, Helperd, SshHost) {
+/// The users these tests log in as resolve before their first login (roster).
+const USERS: &[&str] = &["alice", "bob", "carol"];
+
+fn setup(policy: &str, patterns: &[&str], sudo_args: &str, sudoers: &str) -> (Idp, Env, Helperd, SshHost) {
     let idp = Idp::start();
     let env = Env::new(policy, &Env::issuer_toml(&idp.issuer(), ALGS));
-    env.append(&format!("[accounts]\nprelogin_patterns = [{patterns}]\n"));
+    env.prelogin(USERS, patterns);
     let h = env.start_helperd();
     env.wait_cached(&idp.issuer());
     let host = SshHost::start(&env, &Stacks::standard(sudo_args), sudoers);
@@ -30,7 +33,7 @@ fn text(o: &std::process::Output) -> String {
 
 #[test]
 fn first_login_of_a_never_seen_user_gets_claim_groups_home_and_session() {
-    let (idp, env, h, host) = setup("", "\"*\"", "", "");
+    let (idp, env, h, host) = setup("", &[], "", "");
     let t = token_file(&env, "alice", &idp.token("host-login", "alice"));
     let out =
         host.ssh("alice", &t, "id; echo HOME=$HOME; stat -c '%a %U' $HOME; echo ENV=$OIDC_USER,$OIDC_SUB,$OIDC_ISSUER");
@@ -54,8 +57,7 @@ fn first_login_of_a_never_seen_user_gets_claim_groups_home_and_session() {
 
 #[test]
 fn refusals_over_sshd_are_logged_with_their_reason() {
-    let (idp, env, _h, host) =
-        setup("[policy]\nallowed_groups = [\"devs\"]\n", "\"alice\", \"bob\", \"carol\", \"dev-*\"", "", "");
+    let (idp, env, _h, host) = setup("[policy]\nallowed_groups = [\"devs\"]\n", &["dev-*"], "", "");
     let cases: Vec<(&str, String, &str)> = vec![
         ("alice", "not-a-token".into(), "code=malformed"),
         (
@@ -84,7 +86,7 @@ fn refusals_over_sshd_are_logged_with_their_reason() {
 
 #[test]
 fn tokens_of_1k_4k_12k_over_sshd_sudo_and_console_login() {
-    let (idp, env, _h, host) = setup("", "\"*\"", "step_up", "%devs ALL=(ALL:ALL) ALL\n");
+    let (idp, env, _h, host) = setup("", &[], "step_up", "%devs ALL=(ALL:ALL) ALL\n");
     for size in [1024usize, 4096, 12 * 1024] {
         let tok = idp.token_of_size("host-login", "alice", size);
         assert!(tok.len() >= size - 64 && tok.len() <= size + 512, "{} for {size}", tok.len());
@@ -112,7 +114,7 @@ fn tokens_of_1k_4k_12k_over_sshd_sudo_and_console_login() {
 
 #[test]
 fn sudo_reuses_fresh_session_claims_else_steps_up_and_checks_the_group() {
-    let (idp, env, h, host) = setup("", "\"*\"", "require_group=ops-admins max_age=3", "ALL ALL=(ALL:ALL) ALL\n");
+    let (idp, env, h, host) = setup("", &[], "require_group=ops-admins max_age=3", "ALL ALL=(ALL:ALL) ALL\n");
     let fresh = |user: &str| {
         format!(
             "curl -s 'http://127.0.0.1:{}/test/token?client=host-login&user={user}' | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id_token\"])' > /tmp/$$.tok; \
@@ -166,7 +168,7 @@ fn device_code_login_over_sshd_approved_denied_and_abandoned() {
         .unwrap()
         .replace("ipc_timeout_ms = 1500", "ipc_timeout_ms = 1500\ndevice_timeout_secs = 8");
     std::fs::write(&env.config, cfg).unwrap();
-    env.append("[accounts]\nprelogin_patterns = [\"*\"]\n");
+    env.prelogin(USERS, &[]);
     let _h = env.start_helperd();
     env.wait_cached(&idp.issuer());
     let host = SshHost::start(&env, &Stacks::device(), "");

@@ -78,3 +78,51 @@ fn aws_roles_parse_and_validate() {
     let e = parse(&format!("{MIN}{}", aws.replace("\"instance\"", "\"web_identity\""))).unwrap_err();
     assert!(e.message.contains("only sent with source"), "{e}");
 }
+
+/// Issue 11: configurations that would let a token land where it does not belong are refused.
+#[test]
+fn identity_model_validation() {
+    let err = |extra: &str| parse(&format!("{MIN}{extra}")).unwrap_err();
+    // Pre-login names only from a namespaced rule.
+    for p in ["*", "a*", "*x", "d*v-*", "de?-*", "systemd-*", "_x-*", "dev*"] {
+        let e = err(&format!("[accounts]\nprelogin_patterns = [\"{p}\"]\n"));
+        assert_eq!(e.key.as_deref(), Some("accounts.prelogin_patterns"), "{p}: {e}");
+    }
+    for p in ["dev-*", "*-oidc", "*.ext"] {
+        assert!(parse(&format!("{MIN}[accounts]\nprelogin_patterns = [\"{p}\"]\n")).is_ok(), "{p}");
+    }
+    // The public key of the old hash is gone; its replacement is a secret file.
+    let e = err("[accounts]\nid_hash_key = \"pam-oidc\"\n");
+    assert!(e.message.contains("id_key_file"), "{e}");
+    // Group mapping is per issuer.
+    let e = err("[groups]\nmap = { ops = \"sudo\" }\n");
+    assert!(e.message.contains("[issuer.groups]"), "{e}");
+    assert!(parse(&format!("{MIN}[issuer.groups]\nmap = {{ \"OPS Admins\" = \"ops-admins\" }}\n")).is_ok());
+    // Role accounts are scoped to one configured issuer and need a condition.
+    let e = err("[[role_account]]\nname = \"deploy\"\ngroup = \"deployers\"\n");
+    assert_eq!(e.key.as_deref(), Some("role_account[0].issuer"), "{e}");
+    let e = err("[[role_account]]\nname = \"deploy\"\nissuer = \"https://other\"\ngroup = \"d\"\n");
+    assert!(e.message.contains("not a configured"), "{e}");
+    let e = err("[[role_account]]\nname = \"deploy\"\nissuer = \"https://idp.example\"\n");
+    assert_eq!(e.key.as_deref(), Some("role_account[0].require"), "{e}");
+    assert!(parse(&format!(
+        "{MIN}[[role_account]]\nname = \"deploy\"\nissuer = \"https://idp.example\"\n[role_account.require]\nrepository = \"acme/*\"\n"
+    ))
+    .is_ok());
+    // Two issuers that make user accounts never share a name space.
+    let two = |p1: &str, p2: &str| {
+        format!("{MIN}name_prefix = \"{p1}\"\n[[issuer]]\nurl = \"https://two\"\naudiences = [\"a\"]\nname_prefix = \"{p2}\"\n")
+    };
+    assert!(parse(&two("", "")).unwrap_err().message.contains("share login names"));
+    assert!(parse(&two("ext-", "ext-gh-")).unwrap_err().message.contains("share login names"));
+    assert!(parse(&two("", "ext-")).is_ok());
+    assert!(parse(&two("a-", "b-")).is_ok());
+    let e = parse(&two("Bad", "")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("issuer[0].name_prefix"), "{e}");
+    // Aliases are unique across issuers.
+    let e = err("aliases = [\"https://idp.example\"]\n");
+    assert_eq!(e.key.as_deref(), Some("issuer[0].aliases"), "{e}");
+    // A template must be balanced.
+    let e = err("username_template = \"gh-{repository_owner\"\n");
+    assert_eq!(e.key.as_deref(), Some("issuer[0].username_template"), "{e}");
+}

@@ -93,10 +93,15 @@ fn claim_rejections() {
     assert_eq!(code(&rs(with(|c| drop(c.as_object_mut().unwrap().remove("exp")))), &i), "missing-claim");
     assert_eq!(code(&rs(with(|c| c["iat"] = json!(NOW - 200_000))), &i), "lifetime-too-long");
     assert_eq!(code(&rs(with(|c| c["preferred_username"] = json!("Root:x"))), &i), "invalid-username");
-    assert_eq!(code(&rs(with(|c| c["groups"] = json!([["nested"]]))), &i), "bad-claim");
-    assert_eq!(code(&rs(with(|c| c["groups"] = json!(["a:b"]))), &i), "bad-claim");
+    // Groups that cannot be served are dropped with a warning; the login goes on.
+    let v = run(&rs(with(|c| c["groups"] = json!([["nested"], "a:b", "Sales, EMEA", "devs"]))), &i).unwrap();
+    assert_eq!(v.groups, ["devs"]);
+    assert_eq!(v.warnings.len(), 3, "{:?}", v.warnings);
+    assert_eq!(code(&rs(with(|c| c["groups"] = json!(vec!["g"; 1025]))), &i), "bad-claim");
     // several audiences: azp must name one of ours
     assert_eq!(code(&rs(with(|c| c["aud"] = json!(["host-login", "x"]))), &i), "azp-mismatch");
+    // an ID token of another client of the same IdP (single aud, foreign azp)
+    assert_eq!(code(&rs(with(|c| c["azp"] = json!("other-client"))), &i), "azp-mismatch");
     assert!(run(
         &rs(with(|c| {
             c["aud"] = json!(["host-login", "x"]);
@@ -210,4 +215,111 @@ fn username_domain_maps_emails_of_one_domain() {
     assert_eq!(code(&rs(with(|c| c["preferred_username"] = json!("alice@evil.com"))), &i), "invalid-username");
     assert_eq!(code(&rs(with(|c| c["preferred_username"] = json!("alice"))), &i), "invalid-username");
     assert_eq!(code(&rs(with(|c| c["preferred_username"] = json!("a:b@example.com"))), &i), "invalid-username");
+}
+
+/// Issue 11: token type, kid-less tokens, aliases, conditions, names and groups by claim path.
+#[test]
+fn access_tokens_are_not_login_tokens() {
+    let mut i = issuer();
+    for typ in ["at+jwt", "application/at+jwt", "AT+JWT"] {
+        let t = sign(json!({"alg":"RS256","kid":"rsa1","typ":typ}), claims(), "rsa");
+        assert_eq!(code(&t, &i), "access-token", "{typ}");
+    }
+    i.allow_access_tokens = true;
+    assert!(run(&sign(json!({"alg":"RS256","kid":"rsa1","typ":"at+jwt"}), claims(), "rsa"), &i).is_ok());
+}
+
+#[test]
+fn kidless_token_tries_every_key_that_fits() {
+    let rsa2 = keys()["rsa_other"]["jwk"].clone();
+    let mut k2 = rsa2.as_object().unwrap().clone();
+    k2.insert("kid".into(), json!("rsa2"));
+    let k = keys();
+    let j = Jwks::from_value(&json!({"keys": [k["rsa"]["jwk"], Value::Object(k2), k["ec"]["jwk"]]})).unwrap();
+    for key in ["rsa", "rsa_other"] {
+        let t = sign(json!({"alg":"RS256"}), claims(), key);
+        let p = parse(&t, 16384).unwrap();
+        let v = verify(&p, &issuer(), Keys { jwks: Some(&j), hmac_secret: None }, NOW, &mut Report::default());
+        assert!(v.is_ok(), "{key}: {v:?}");
+    }
+    // Signed by a key the issuer does not have: every candidate fails.
+    assert_eq!(code(&sign(json!({"alg":"RS256"}), claims(), "rsa_other"), &issuer()), "bad-signature");
+}
+
+#[test]
+fn aliases_conditions_and_email_verified() {
+    let rs = |c: Value| sign(json!({"alg":"RS256","kid":"rsa1"}), c, "rsa");
+    let mut i = issuer();
+    i.aliases = vec!["idp.test".into()];
+    let v = run(&rs(with(|c| c["iss"] = json!("idp.test"))), &i).unwrap();
+    assert_eq!(v.issuer, "https://idp.test", "the canonical URL, whatever alias signed");
+    i.require = toml::from_str("hd = \"example.com\"\n").unwrap();
+    assert_eq!(code(&rs(claims()), &i), "claim-condition");
+    assert!(run(&rs(with(|c| c["hd"] = json!("example.com"))), &i).is_ok());
+    assert_eq!(code(&rs(with(|c| c["hd"] = json!("evil.com"))), &i), "claim-condition");
+    // A name from email needs email_verified = true.
+    let mut e = issuer();
+    e.username_claim = "email".into();
+    e.username_domain = Some("example.com".into());
+    let mail = |verified: Value| {
+        rs(with(|c| {
+            c["email"] = json!("Alice@EXAMPLE.com");
+            c["email_verified"] = verified;
+        }))
+    };
+    assert_eq!(run(&mail(json!(true)), &e).unwrap().username, "alice");
+    assert_eq!(code(&mail(json!(false)), &e), "claim-condition");
+    assert_eq!(code(&rs(with(|c| c["email"] = json!("alice@example.com"))), &e), "claim-condition");
+    e.require_email_verified = false;
+    assert!(run(&mail(json!(false)), &e).is_ok());
+}
+
+#[test]
+fn names_groups_and_identity_from_claim_paths() {
+    let rs = |c: Value| sign(json!({"alg":"RS256","kid":"rsa1"}), c, "rsa");
+    let mut i = issuer();
+    // Reserved names in any case or punctuation are refused as login names.
+    for bad in ["Admin", "ADMIN", "wheel", "Docker", "root", "systemd-coredump", "_apt", "uuidd"] {
+        assert_eq!(code(&rs(with(|c| c["preferred_username"] = json!(bad))), &i), "reserved-name", "{bad}");
+    }
+    // Case folding (default) and prefix.
+    i.name_prefix = "ext-".into();
+    assert_eq!(run(&rs(with(|c| c["preferred_username"] = json!("Alice"))), &i).unwrap().username, "ext-alice");
+    // Template over nested claims; identity from oid; groups from a nested path.
+    i.name_prefix.clear();
+    i.username_template = Some("gh-{repository_owner}".into());
+    i.identity_claim = "oid".into();
+    i.groups_claim = "realm_access.roles".into();
+    let v = run(
+        &rs(with(|c| {
+            c["repository_owner"] = json!("Acme");
+            c["oid"] = json!("0000-oid");
+            c["realm_access"] = json!({"roles": ["ops", "devs"]});
+        })),
+        &i,
+    )
+    .unwrap();
+    assert_eq!((v.username.as_str(), v.identity.as_str()), ("gh-acme", "0000-oid"));
+    assert_eq!(v.groups, ["ops", "devs"]);
+    assert_eq!(code(&rs(claims()), &i), "bad-claim", "no oid");
+    // Cognito's colon claim, a single string group.
+    let mut c2 = issuer();
+    c2.groups_claim = "cognito:groups".into();
+    assert_eq!(run(&rs(with(|c| c["cognito:groups"] = json!("admins-x"))), &c2).unwrap().groups, ["admins-x"]);
+    // Entra overage: reported, not silently empty.
+    let v = run(
+        &rs(with(|c| {
+            c.as_object_mut().unwrap().remove("groups");
+            c["_claim_names"] = json!({"groups": "src1"});
+        })),
+        &issuer(),
+    )
+    .unwrap();
+    assert!(v.groups.is_empty());
+    assert!(v.warnings.iter().any(|w| w.contains("groups not in token: overage")), "{:?}", v.warnings);
+    // An issuer without user accounts needs no login name.
+    let mut m = issuer();
+    m.user_accounts = false;
+    let v = run(&rs(with(|c| drop(c.as_object_mut().unwrap().remove("preferred_username")))), &m).unwrap();
+    assert_eq!(v.username, "");
 }

@@ -101,8 +101,7 @@ fn main() {
         let dk = if *alg == Algorithm::HS256 {
             DecodingKey::from_secret(&secret)
         } else {
-            jwks.select(Some(&format!("k-{name}")), oidc_core::alg::Alg::parse(name).unwrap())
-                .unwrap()
+            jwks.select(Some(&format!("k-{name}")), oidc_core::alg::Alg::parse(name).unwrap()).unwrap()[0]
                 .decoding_key()
                 .unwrap()
         };

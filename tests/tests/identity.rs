@@ -1,0 +1,391 @@
+//! Issue 11: what a verified token becomes on the host — through the real
+//! pam_oidc.so (pamtester under pam_wrapper), a real helperd, a real OpenID
+//! Provider and real glibc (libnss_oidc.so.2 in a private mount namespace).
+//! Each attack from the review, tried as an attacker would, refused or
+//! neutralised with its logged reason.
+
+use integration::nss::NssNs;
+use integration::*;
+use oidc_core::ipc::{call, Request, Response};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const ALGS: &str = "\"RS256\", \"ES256\"";
+
+fn start(env: &Env, idps: &[&Idp]) -> Helperd {
+    let h = env.start_helperd();
+    for i in idps {
+        env.wait_cached(&i.issuer());
+    }
+    h
+}
+
+fn rs(idp: &Idp, claims: Value) -> String {
+    idp.sign(json!({"alg": "RS256"}), claims)
+}
+
+fn claims_with(idp: &Idp, user: &str, f: impl FnOnce(&mut Value)) -> Value {
+    let mut c = idp.claims(user, "host-login");
+    f(&mut c);
+    c
+}
+
+fn helperd_log(h: &Helperd) -> String {
+    std::fs::read_to_string(&h.log).unwrap()
+}
+
+/// `Admin`, `ADMIN`, `wheel`, `Docker` ... as user names are refused; as groups
+/// they are dropped (logged) and the login goes on; NSS never serves them.
+#[test]
+fn reserved_names_never_become_users_or_groups() {
+    let idp = Idp::start();
+    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    let h = start(&env, &[&idp]);
+    for name in ["Admin", "ADMIN", "admin", "wheel", "Docker", "sudo", "root", "a.d.m.i.n", "systemd-network", "uuidd"]
+    {
+        let t = rs(&idp, claims_with(&idp, name, |c| c["sub"] = json!(format!("u-{name}"))));
+        let user = name.to_ascii_lowercase();
+        let r = env.pam(&user, &t);
+        r.assert_denied("reserved-name");
+        assert!(!r.stdout.contains("successfully"), "{name}");
+    }
+    let groups = [
+        "Admin",
+        "ADMIN",
+        "admin",
+        "wheel",
+        "Docker",
+        "docker",
+        "sudo",
+        "adm",
+        "Sales, EMEA",
+        "CN=Admins,OU=x",
+        "team:platform",
+        "OPS Admins",
+        "ops-admins",
+        "devs",
+    ];
+    let t = rs(&idp, claims_with(&idp, "alice", |c| c["groups"] = json!(groups)));
+    let r = env.pam("alice", &t);
+    r.assert_allowed();
+    let line = r.log().into_iter().find(|l| l.contains("auth result=allow")).unwrap().to_string();
+    assert!(line.contains("groups=ops-admins,devs"), "{line}");
+    assert!(line.contains("warnings:") && line.contains("dropped"), "{line}");
+    assert!(helperd_log(&h).contains("account created"), "{}", helperd_log(&h));
+
+    let ns = NssNs::at(&env.snapshot(), "files oidc", "files [SUCCESS=merge] oidc");
+    let (ok, id) = ns.stdout(&["id", "alice"]);
+    assert!(ok && id.contains("(ops-admins)") && id.contains("(devs)"), "{id}");
+    for g in ["admin", "wheel", "docker", "sudo", "adm", "sales", "g-sales--emea"] {
+        let (_, line) = ns.stdout(&["getent", "group", g]);
+        assert!(!line.contains("alice"), "alice must not be in {g}: {line}");
+        assert!(!id.contains(&format!("({g})")), "{g} in {id}");
+    }
+    for u in ["admin", "wheel", "docker"] {
+        let (_, line) = ns.stdout(&["getent", "passwd", u]);
+        assert!(!line.contains(":*:"), "no OIDC user {u}: {line}");
+    }
+}
+
+/// Policy and NSS speak the same names: `OPS Admins` is not `ops-admins`;
+/// `Contractors` is still caught by `denied_groups = ["contractors"]`.
+#[test]
+fn policy_uses_host_group_names_and_denies_fail_closed() {
+    let idp = Idp::start();
+    let env = Env::new(
+        "[policy]\nallowed_groups = [\"ops-admins\"]\ndenied_groups = [\"contractors\"]\n",
+        &Env::issuer_toml(&idp.issuer(), ALGS),
+    );
+    let _h = start(&env, &[&idp]);
+    let only_lookalike = rs(&idp, claims_with(&idp, "alice", |c| c["groups"] = json!(["OPS Admins"])));
+    env.pam("alice", &only_lookalike).assert_denied("not-in-allowed-group");
+    for denied in ["Contractors", "CONTRACTORS", "contractors"] {
+        let t = rs(&idp, claims_with(&idp, "alice", |c| c["groups"] = json!(["ops-admins", denied])));
+        let r = env.pam("alice", &t);
+        r.assert_denied("in-denied-group");
+    }
+    let ok = rs(&idp, claims_with(&idp, "alice", |c| c["groups"] = json!(["ops-admins", "Sales, EMEA"])));
+    env.pam("alice", &ok).assert_allowed();
+}
+
+/// The uid of a name is a keyed hash: a name ground against the old public
+/// key no longer lands on the victim's uid; one ground with the real key (which
+/// only root has) still never shares it — the later identity is refused.
+#[test]
+fn uids_cannot_be_steered_without_the_key() {
+    let idp = Idp::start();
+    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    // A small range so the test can grind collisions quickly.
+    let (lo, hi) = (1_073_741_824u32, 1_073_741_824 + 99_999);
+    env.append(&format!("[accounts]\nuid_min = {lo}\nuid_max = {hi}\n"));
+    let _h = start(&env, &[&idp]);
+    let key = Env::id_key();
+    let keyed = |n: &str| nss_oidc::format::id_hash(&key, b"user", n.as_bytes(), lo, hi);
+    // The review's attack: FNV-1a-64 with the public default key "pam-oidc".
+    let fnv = |n: &str| {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for (i, part) in [&b"pam-oidc"[..], b"user", n.as_bytes()].iter().enumerate() {
+            if i > 0 {
+                h = (h ^ 0xff).wrapping_mul(0x0100_0000_01b3);
+            }
+            for &b in *part {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        lo + (h % u64::from(hi - lo + 1)) as u32
+    };
+    let grind = |f: &dyn Fn(&str) -> u32, target: u32| (0..5_000_000).map(|i| format!("m{i}")).find(|n| f(n) == target);
+    let victim = "victim";
+    let old_twin = grind(&fnv, fnv(victim)).expect("a twin under the public key");
+    let sign_in =
+        |name: &str| env.pam(name, &rs(&idp, claims_with(&idp, name, |c| c["sub"] = json!(format!("u-{name}")))));
+    sign_in(&old_twin).assert_allowed();
+    sign_in(victim).assert_allowed();
+    let store = env.store();
+    let uid = |n: &str| store.users.iter().find(|u| u.name == n).unwrap().uid;
+    assert_ne!(uid(&old_twin), uid(victim), "the old attack misses");
+    assert_eq!(uid(victim), keyed(victim));
+    // With the key (root's secret), a collision is still refused, never shared.
+    let new_victim = "victim2";
+    let twin = grind(&keyed, keyed(new_victim)).expect("a twin under the real key");
+    sign_in(&twin).assert_allowed();
+    let r = sign_in(new_victim);
+    r.assert_denied("account-refused");
+    assert!(r.stderr.contains("uid-collision"), "{}", r.stderr);
+    // A key others can read is refused: new accounts wait until it is private again.
+    use std::os::unix::fs::PermissionsExt;
+    let kf = env.dir.0.join("id.key");
+    std::fs::set_permissions(&kf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = sign_in("carol");
+    r.assert_denied("account-refused");
+    assert!(r.stderr.contains("chmod 600"), "{}", r.stderr);
+    std::fs::set_permissions(&kf, std::fs::Permissions::from_mode(0o600)).unwrap();
+    sign_in("carol").assert_allowed();
+}
+
+/// A second trusted issuer can never take a name of the first: its name space
+/// is its prefix, an unverified email never makes a name, its groups never
+/// join the first issuer's groups.
+#[test]
+fn a_second_issuer_cannot_take_names_or_groups_of_the_first() {
+    let (idp1, idp2) = (Idp::start(), Idp::start());
+    let second = format!(
+        "[[issuer]]\nurl = \"{}\"\naudiences = [\"host-login\"]\nusername_claim = \"email\"\nusername_domain = \"example.com\"\n\
+         name_prefix = \"ext-\"\n",
+        idp2.issuer()
+    );
+    let env = Env::new("", &format!("{}\n{second}", Env::issuer_toml(&idp1.issuer(), ALGS)));
+    let _h = start(&env, &[&idp1, &idp2]);
+    let mail = |verified: bool| {
+        rs(
+            &idp2,
+            claims_with(&idp2, "mallory", |c| {
+                c["email"] = json!("Alice@EXAMPLE.com");
+                c["email_verified"] = json!(verified);
+            }),
+        )
+    };
+    env.pam("alice", &mail(false)).assert_denied("claim-condition");
+    env.pam("alice", &mail(true)).assert_denied("user-mismatch");
+    env.pam("ext-alice", &mail(true)).assert_allowed();
+    // The real alice (first issuer) is not locked out.
+    env.pam("alice", &idp1.token("host-login", "alice")).assert_allowed();
+    // The first issuer cannot produce names in the second's name space.
+    let t = rs(&idp1, claims_with(&idp1, "ext-bob", |c| c["sub"] = json!("u-ext-bob")));
+    let r = env.pam("ext-bob", &t);
+    r.assert_denied("account-refused");
+    assert!(r.stderr.contains("name-of-another-issuer"), "{}", r.stderr);
+    // helperd itself refuses a report of the second issuer for `alice`.
+    let req = login_request(&idp2.issuer(), "u-x", "alice", &[], "");
+    match call(&env.socket(), &req, Duration::from_secs(5)).unwrap() {
+        Response::Refused { code, .. } => assert_eq!(code, "name-of-another-issuer"),
+        other => panic!("{other:?}"),
+    }
+    // ext-alice's `devs` (second issuer) is `ext-devs`, never alice's `devs` (first issuer).
+    let ns = NssNs::at(&env.snapshot(), "files oidc", "files oidc");
+    let (_, devs) = ns.stdout(&["getent", "group", "devs"]);
+    assert!(devs.ends_with(":alice\n"), "{devs}");
+    let (_, ext) = ns.stdout(&["getent", "group", "ext-devs"]);
+    assert!(ext.ends_with(":ext-alice\n"), "{ext}");
+}
+
+#[test]
+fn prelogin_names_are_namespaced_and_root_only() {
+    let idp = Idp::start();
+    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    // `*` is refused when the config is read.
+    let bad = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    bad.append("[accounts]\nprelogin_patterns = [\"*\"]\n");
+    let out = std::process::Command::new(helperd_bin())
+        .args(["--config".as_ref(), bad.config.as_os_str(), "run".as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("prefix* or *suffix"), "{out:?}");
+
+    env.prelogin(&["zoe", "uuidd", "Admin", "daemon"], &["dev-*"]);
+    let _h = start(&env, &[&idp]);
+    let ns = NssNs::at(&env.snapshot(), "files oidc", "files oidc");
+    assert!(ns.stdout(&["getent", "passwd", "dev-newbie"]).0);
+    assert!(ns.stdout(&["getent", "passwd", "zoe"]).0);
+    // A package's system user is never answered (useradd --system uuidd works).
+    assert!(!ns.stdout(&["getent", "passwd", "uuidd"]).0);
+    assert!(!ns.stdout(&["getent", "passwd", "admin"]).0);
+    assert!(!ns.stdout(&["getent", "passwd", "svc"]).0);
+    // Only root can read the id key, so only root (sshd) resolves names before
+    // login; names already in the snapshot (roster) resolve for everyone.
+    let nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "getent", "passwd"];
+    assert!(ns.stdout(&[&nobody[..], &["zoe"]].concat()).0, "the snapshot is readable by everyone");
+    let (ok, _) =
+        ns.stdout(&["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "getent", "passwd", "dev-newbie"]);
+    assert!(!ok, "an unprivileged caller cannot compute pre-login uids");
+}
+
+/// Access tokens and ID tokens of another client of the same IdP are not login tokens.
+#[test]
+fn access_tokens_and_foreign_azp_are_refused() {
+    let idp = Idp::start();
+    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    let _h = start(&env, &[&idp]);
+    let at = idp.sign(json!({"alg": "RS256", "typ": "at+jwt"}), idp.claims("alice", "host-login"));
+    env.pam("alice", &at).assert_denied("access-token");
+    let foreign = rs(&idp, claims_with(&idp, "alice", |c| c["azp"] = json!("other-app")));
+    env.pam("alice", &foreign).assert_denied("azp-mismatch");
+    env.pam("alice", &idp.token("host-login", "alice")).assert_allowed();
+}
+
+/// Machine identities: GitHub-Actions-shaped and Kubernetes service-account
+/// tokens log in only as the account a rule of their issuer names.
+#[test]
+fn workload_tokens_log_in_only_through_their_rules() {
+    let (ci, people) = (Idp::start(), Idp::start());
+    let workload = format!(
+        "[[issuer]]\nurl = \"{iss}\"\naudiences = [\"pam-oidc\"]\nuser_accounts = false\n[issuer.require]\nrepository_owner_id = \"1342004\"\n",
+        iss = ci.issuer()
+    );
+    let person = format!(
+        "[[issuer]]\nurl = \"{}\"\naudiences = [\"pam-oidc\", \"host-login\"]\nname_prefix = \"p-\"\n",
+        people.issuer()
+    );
+    let env = Env::new("", &format!("{workload}\n{person}"));
+    env.append(&format!(
+        "[[role_account]]\nname = \"deploy\"\nissuer = \"{iss}\"\n[role_account.require]\nrepository = \"acme/infra\"\n\
+         ref = \"refs/heads/main\"\nenvironment = \"prod\"\nevent_name = [\"push\", \"workflow_dispatch\"]\n\n\
+         [[role_account]]\nname = \"k8s-deployer\"\nissuer = \"{iss}\"\n[role_account.require]\n\
+         \"kubernetes.io.namespace\" = \"ci\"\n\"kubernetes.io.serviceaccount.name\" = \"deployer\"\n",
+        iss = ci.issuer()
+    ));
+    let _h = start(&env, &[&ci, &people]);
+    let n = now();
+    let gh = |f: &dyn Fn(&mut Value), idp: &Idp| {
+        let mut c = json!({"iss": idp.issuer(), "aud": "pam-oidc", "sub": "repo:acme/infra:environment:prod",
+            "exp": n + 300, "iat": n - 5, "repository": "acme/infra", "repository_owner": "acme",
+            "repository_owner_id": "1342004", "ref": "refs/heads/main", "environment": "prod", "event_name": "push"});
+        f(&mut c);
+        rs(idp, c)
+    };
+    let r = env.pam("deploy", &gh(&|_| {}, &ci));
+    r.assert_allowed();
+    let line = r.log().into_iter().find(|l| l.contains("auth result=allow")).unwrap().to_string();
+    assert!(line.contains("role account deploy via a claim rule") && line.contains("sub=repo:acme/infra"), "{line}");
+    for (what, token) in [
+        ("another repository", gh(&|c| c["repository"] = json!("acme/website"), &ci)),
+        ("a feature branch", gh(&|c| c["ref"] = json!("refs/heads/feature"), &ci)),
+        (
+            "a pull_request event",
+            gh(
+                &|c| {
+                    c["event_name"] = json!("pull_request");
+                    c["ref"] = json!("refs/pull/7/merge");
+                },
+                &ci,
+            ),
+        ),
+        (
+            "a person of another issuer named deploy, with the same claims",
+            gh(&|c| c["preferred_username"] = json!("deploy"), &people),
+        ),
+    ] {
+        let r = env.pam("deploy", &token);
+        assert!(!r.ok, "{what}: {}", r.stderr);
+        r.assert_denied("no-account-rule");
+    }
+    env.pam("deploy", &gh(&|c| c["repository_owner_id"] = json!("666"), &ci)).assert_denied("claim-condition");
+    env.pam("acme", &gh(&|_| {}, &ci)).assert_denied("no-account-rule");
+
+    let k8s = |ns: &str, sa: &str| {
+        rs(
+            &ci,
+            json!({"iss": ci.issuer(), "aud": "pam-oidc", "sub": format!("system:serviceaccount:{ns}:{sa}"),
+                "exp": n + 600, "iat": n - 5, "nbf": n - 5, "repository_owner_id": "1342004",
+                "kubernetes.io": {"namespace": ns, "serviceaccount": {"name": sa, "uid": "8a1b"}}}),
+        )
+    };
+    env.pam("k8s-deployer", &k8s("ci", "deployer")).assert_allowed();
+    env.pam("k8s-deployer", &k8s("default", "deployer")).assert_denied("no-account-rule");
+    env.pam("k8s-deployer", &k8s("ci", "builder")).assert_denied("no-account-rule");
+    env.pam("deploy", &k8s("ci", "deployer")).assert_denied("no-account-rule");
+}
+
+/// Entra: the identity is `oid` (the pairwise `sub` differs per client);
+/// group overage is logged as such.
+#[test]
+fn entra_oid_identity_survives_a_second_client_and_overage_is_logged() {
+    let idp = Idp::start();
+    let issuer =
+        Env::issuer_toml(&idp.issuer(), ALGS).replace("leeway_secs = 5", "leeway_secs = 5\nidentity_claim = \"oid\"");
+    let env = Env::new("", &issuer);
+    let h = start(&env, &[&idp]);
+    let tok = |aud: &str, sub: &str, oid: &str| {
+        let mut c = idp.claims("alice", aud);
+        c["sub"] = json!(sub);
+        c["oid"] = json!(oid);
+        rs(&idp, c)
+    };
+    env.pam("alice", &tok("host-login", "pairwise-1", "oid-alice")).assert_allowed();
+    env.pam("alice", &tok("host-login-es", "pairwise-2", "oid-alice")).assert_allowed();
+    let store = env.store();
+    assert_eq!(store.users.len(), 1);
+    assert_eq!(store.users[0].sub, "oid-alice");
+    let r = env.pam("alice", &tok("host-login", "pairwise-1", "oid-mallory"));
+    r.assert_denied("account-refused");
+    assert!(r.stderr.contains("name-taken"), "{}", r.stderr);
+    let mut c = idp.claims("alice", "host-login");
+    c["oid"] = json!("oid-alice");
+    c.as_object_mut().unwrap().remove("groups");
+    c["_claim_names"] = json!({"groups": "src1"});
+    let r = env.pam("alice", &rs(&idp, c));
+    r.assert_allowed();
+    assert!(r.stderr.contains("groups not in token: overage"), "{}", r.stderr);
+    // `helperd rebind` moves the name when an app is re-created (new oid space).
+    let req = Request::Rebind { name: "alice".into(), issuer: idp.issuer(), sub: "oid-alice-new".into() };
+    assert!(matches!(call(&env.socket(), &req, Duration::from_secs(5)).unwrap(), Response::Rebound { .. }));
+    env.pam("alice", &tok("host-login", "pairwise-9", "oid-alice-new")).assert_allowed();
+    assert!(helperd_log(&h).contains("account rebound by uid=0"), "{}", helperd_log(&h));
+}
+
+/// Keycloak's `realm_access.roles` and Cognito's `cognito:groups` drive groups.
+#[test]
+fn keycloak_roles_and_cognito_groups_become_host_groups() {
+    let (kc, cg) = (Idp::start(), Idp::start());
+    let kc_toml = Env::issuer_toml(&kc.issuer(), ALGS)
+        .replace("leeway_secs = 5", "leeway_secs = 5\ngroups_claim = \"realm_access.roles\"");
+    let cg_toml = format!(
+        "[[issuer]]\nurl = \"{}\"\naudiences = [\"host-login\"]\nusername_claim = \"cognito:username\"\n\
+         groups_claim = \"cognito:groups\"\nname_prefix = \"c-\"\n",
+        cg.issuer()
+    );
+    let env = Env::new("", &format!("{kc_toml}\n{cg_toml}"));
+    let _h = start(&env, &[&kc, &cg]);
+    let t = rs(&kc, claims_with(&kc, "alice", |c| c["realm_access"] = json!({"roles": ["ops", "offline_access"]})));
+    env.pam("alice", &t).assert_allowed();
+    let mut c = cg.claims("bob", "host-login");
+    c["cognito:username"] = json!("bob");
+    c["cognito:groups"] = json!(["builders"]);
+    env.pam("c-bob", &rs(&cg, c)).assert_allowed();
+    let ns = NssNs::at(&env.snapshot(), "files oidc", "files oidc");
+    assert!(ns.stdout(&["getent", "group", "ops"]).1.ends_with(":alice\n"));
+    assert!(ns.stdout(&["getent", "group", "c-builders"]).1.ends_with(":c-bob\n"), "the issuer's own group name space");
+    let (_, id) = ns.stdout(&["id", "alice"]);
+    assert!(!id.contains("(devs)"), "the groups claim is not read for this issuer: {id}");
+}
