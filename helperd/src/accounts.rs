@@ -82,7 +82,8 @@ impl AccountService {
     /// Names a login brings that another NSS source (sss, ldap, systemd,
     /// files via NSS ...) already answers for: they count as local. Our own
     /// names (the store's, roster, pinned and pre-login names) are not foreign.
-    fn add_foreign_names(&self, store: &Store, local: &mut LocalDb, names: &[&str], groups: &[String]) {
+    fn add_foreign_names(&self, store: &Store, local: &mut LocalDb, key: &IdKey, ev: &LoginEvent, groups: &[String]) {
+        let names = [ev.name.as_str()];
         let roster = self.roster();
         let ours_user = |n: &str| {
             store.users.iter().any(|u| u.name == n)
@@ -96,11 +97,31 @@ impl AccountService {
                     .any(|p| nss_oidc::format::glob(p.as_bytes(), n.as_bytes()))
         };
         for n in names {
-            if local.users.contains_key(*n) || ours_user(n) {
+            if local.users.contains_key(n) || ours_user(n) {
                 continue;
             }
             if let Ok(Some(u)) = nix::unistd::User::from_name(n) {
                 local.add_user(n, u.uid.as_raw());
+            }
+        }
+        // The ids a new account and its new groups would get: taken by another source?
+        let a = &self.cfg.accounts;
+        if store.find(&ev.issuer, &ev.sub).is_none() {
+            if let Ok(uid) = oidc_core::accounts::new_uid(a, key, ev) {
+                let taken = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|u| !ours_user(&u.name));
+                if taken && !store.users.iter().any(|u| u.uid == uid) {
+                    local.uids.insert(uid);
+                }
+            }
+        }
+        for g in groups.iter().filter(|g| !store.groups.iter().any(|sg| sg.name == **g)) {
+            let gid = oidc_core::accounts::gid_for(a, key, g);
+            let taken = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)).ok().flatten();
+            if taken.is_some_and(|t| !store.groups.iter().any(|sg| sg.name == t.name) && !ours_user(&t.name)) {
+                local.gids.insert(gid);
             }
         }
         for g in groups {
@@ -181,7 +202,7 @@ impl AccountService {
             }
             None => vec![],
         };
-        self.add_foreign_names(&current, &mut local, &[ev.name.as_str()], &candidates);
+        self.add_foreign_names(&current, &mut local, &key, ev, &candidates);
         let undo = Undo::take(&current, ev);
         let admitted = match current.admit(ev, &self.cfg, &local, &key, unix_now()) {
             Ok(a) => a,

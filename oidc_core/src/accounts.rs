@@ -278,6 +278,17 @@ pub fn uid_for(a: &Accounts, key: &IdKey, name: &str) -> u32 {
     }
 }
 
+/// The uid a new identity would get: pin, else its uid claim (`Err(claim)`
+/// if outside the range), else the keyed hash of its name.
+pub fn new_uid(a: &Accounts, key: &IdKey, ev: &LoginEvent) -> Result<u32, u32> {
+    match (a.pinned_uids.get(&ev.name), ev.uid_claim) {
+        (Some(p), _) => Ok(*p),
+        (None, Some(c)) if c < a.uid_min || c > a.uid_max => Err(c),
+        (None, Some(c)) => Ok(c),
+        (None, None) => Ok(uid_for(a, key, &ev.name)),
+    }
+}
+
 pub fn gid_for(a: &Accounts, key: &IdKey, group: &str) -> u32 {
     id_hash(key, b"group", group.as_bytes(), a.gid_min, a.gid_max)
 }
@@ -366,16 +377,14 @@ impl Store {
         let uid = match existing {
             Some(i) => self.users[i].uid,
             None => {
-                let uid = match (a.pinned_uids.get(&ev.name), ev.uid_claim) {
-                    (Some(p), _) => *p,
-                    (None, Some(c)) if c < a.uid_min || c > a.uid_max => {
+                let uid = match new_uid(a, key, ev) {
+                    Ok(u) => u,
+                    Err(c) => {
                         return Err(refuse(
                             "uid-out-of-range",
                             format!("uid claim {c} outside {}..={}", a.uid_min, a.uid_max),
                         ));
                     }
-                    (None, Some(c)) => c,
-                    (None, None) => uid_for(a, key, &ev.name),
                 };
                 if uid == 0 || local.uids.contains(&uid) || local.gids.contains(&uid) {
                     return Err(refuse("uid-collision", format!("uid {uid} for {} is a local uid or gid", ev.name)));

@@ -446,6 +446,30 @@ impl Env {
         Helperd { child: Some(child), log }
     }
 
+    /// helperd in a private mount namespace whose glibc sees `ns`'s nsswitch.conf
+    /// (and its snapshot as another NSS source), as a host with sss/ldap would.
+    pub fn start_helperd_in(&self, ns: &nss::NssNs) -> Helperd {
+        let log = self.dir.0.join(format!("helperd-{}.log", now()));
+        let script = format!(
+            "mount -n --bind {0}/nsswitch.conf /etc/nsswitch.conf && mount -n --bind {0}/ld.so.cache /etc/ld.so.cache && exec \"$@\"",
+            ns.dir.0.display()
+        );
+        let child = die_with_parent(&mut Command::new("unshare"))
+            .args(["-m", "--propagation", "private", "sh", "-c", &script, "sh"])
+            .arg(helperd_bin())
+            .args(["--config".as_ref(), self.config.as_os_str(), "run".as_ref()])
+            .env("NSS_OIDC_SNAPSHOT", &ns.snapshot)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let sock = self.socket();
+        wait_for("helperd socket", Duration::from_secs(10), || {
+            oidc_core::ipc::call(&sock, &oidc_core::ipc::Request::Ping, Duration::from_secs(1)).is_ok()
+        });
+        Helperd { child: Some(child), log }
+    }
+
     /// Wait until helperd's first fetch has written the issuer's cache.
     pub fn wait_cached(&self, issuer: &str) {
         let p = oidc_core::jwks::cache_path(&self.cache_dir(), issuer);

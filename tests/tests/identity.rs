@@ -389,3 +389,50 @@ fn keycloak_roles_and_cognito_groups_become_host_groups() {
     let (_, id) = ns.stdout(&["id", "alice"]);
     assert!(!id.contains("(devs)"), "the groups claim is not read for this issuer: {id}");
 }
+
+/// Names and ids another NSS source (sss, ldap, systemd ...) already answers
+/// for are never taken: helperd asks glibc at admission.
+#[test]
+fn names_and_ids_other_nss_sources_know_are_never_taken() {
+    use nss_oidc::format::{Group, User};
+    let idp = Idp::start();
+    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    let a = oidc_core::config::Accounts::default();
+    let key = Env::id_key();
+    let dave_uid = oidc_core::accounts::uid_for(&a, &key, "dave");
+    let builders_gid = oidc_core::accounts::gid_for(&a, &key, "builders");
+    // "Another source": a second snapshot the namespace's nsswitch lists after files.
+    let other = integration::nss::NssNs::new("files oidc", "files oidc");
+    let user = |name: &str, uid: u32| User {
+        name: name.into(),
+        uid,
+        gid: uid,
+        gecos: String::new(),
+        dir: format!("/home/{name}"),
+        shell: "/bin/sh".into(),
+        groups: vec![],
+    };
+    other.write(
+        &[user("carol", 70_001), user("svc-backup", dave_uid)],
+        &[
+            Group { name: "platform".into(), gid: 70_100, members: vec![] },
+            Group { name: "ci-runners".into(), gid: builders_gid, members: vec![] },
+        ],
+    );
+    let h = env.start_helperd_in(&other);
+    env.wait_cached(&idp.issuer());
+    let sign_in =
+        |name: &str, groups: Value| env.pam(name, &rs(&idp, claims_with(&idp, name, |c| c["groups"] = groups)));
+    let r = sign_in("carol", json!([]));
+    r.assert_denied("account-refused");
+    assert!(r.stderr.contains("local-account") && r.stderr.contains("carol is a local account"), "{}", r.stderr);
+    let r = sign_in("dave", json!([]));
+    r.assert_denied("account-refused");
+    assert!(r.stderr.contains("uid-collision"), "{}", r.stderr);
+    let r = sign_in("erin", json!(["platform", "builders", "devs"]));
+    r.assert_allowed();
+    let line = r.log().into_iter().find(|l| l.contains("auth result=allow")).unwrap().to_string();
+    assert!(line.contains("groups=devs"), "{line}");
+    let log = helperd_log(&h);
+    assert!(log.contains("group platform skipped") && log.contains("group builders skipped"), "{log}");
+}
