@@ -25,7 +25,34 @@ pub enum Level {
     Info,
 }
 
+/// Longest message logged; the rest is cut (with `…`).
+pub const MAX_MESSAGE: usize = 2048;
+
+/// The one place log text is made safe: every control character (newline,
+/// carriage return, escape ...) becomes `\u{..}`, so no input can start a
+/// forged line or move the cursor; length is bounded. Printable text is kept
+/// as is, so values a caller already cleaned with `audit::clean` are unchanged.
+pub fn escape(msg: &str) -> std::borrow::Cow<'_, str> {
+    if msg.len() <= MAX_MESSAGE && !msg.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(msg);
+    }
+    let mut out = String::with_capacity(msg.len().min(MAX_MESSAGE) + 8);
+    for (n, c) in msg.chars().enumerate() {
+        if n >= MAX_MESSAGE {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 pub fn log(level: Level, msg: &str) {
+    let msg = &*escape(msg);
     let tag = match level {
         Level::Err => "error",
         Level::Warn => "warning",
@@ -47,3 +74,16 @@ macro_rules! info { ($($t:tt)*) => { $crate::log::log($crate::log::Level::Info, 
 macro_rules! warning { ($($t:tt)*) => { $crate::log::log($crate::log::Level::Warn, &format!($($t)*)) } }
 macro_rules! error { ($($t:tt)*) => { $crate::log::log($crate::log::Level::Err, &format!($($t)*)) } }
 pub(crate) use {error, info, warning};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn no_input_starts_a_line() {
+        let forged = "x\nhelperd[1] info: account created name=root\r\x1b[2K";
+        let e = super::escape(forged);
+        assert!(!e.contains('\n') && !e.contains('\r') && !e.contains('\x1b'), "{e}");
+        assert!(e.contains("\\u{a}helperd[1]"), "{e}");
+        assert_eq!(super::escape("plain \"text\" ok"), "plain \"text\" ok");
+        assert!(super::escape(&"a".repeat(5000)).chars().count() <= super::MAX_MESSAGE + 1);
+    }
+}

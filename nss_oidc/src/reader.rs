@@ -306,6 +306,7 @@ impl<'a> Snapshot<'a> {
             return Ok(None);
         }
         let (rec, _) = self.record(region, region.off)?;
+        Self::verify(rec)?;
         let (uid_min, uid_max) = (u32_at(rec, 8)?, u32_at(rec, 12)?);
         let lens = [u16_at(rec, 16)?, u16_at(rec, 18)?, u16_at(rec, 20)?].map(usize::from);
         let npat = usize::from(u16_at(rec, 22)?);

@@ -202,3 +202,39 @@ fn glob_and_hash_are_stable() {
     assert!(IdKey::parse(&[b'0'; 32]).is_err(), "all zero");
     assert!(IdKey::parse(b"000102030405060708090a0b0c0d0e0f\n").is_ok());
 }
+
+/// Issue 12 (11): the pre-login rule record is checksummed like every other
+/// record: no single-bit flip in it ever yields a wrong uid.
+#[test]
+fn prelogin_rule_flips_never_give_a_wrong_uid() {
+    let (u, g) = sample(3);
+    let rule = Prelogin {
+        key_file: "/etc/pam-oidc/id.key".into(),
+        uid_min: 1_073_741_824,
+        uid_max: 1_610_612_735,
+        home: "/home/{name}".into(),
+        shell: "/bin/bash".into(),
+        patterns: vec!["dev-*".into()],
+    };
+    let good = build_with(&u, &g, Some(&rule), 1).unwrap();
+    let key = || Some(IdKey::from_bytes(*b"fleet-key-16byte"));
+    let want = Snapshot::parse(&good).unwrap().prelogin_user(b"dev-zoe", |_| key()).unwrap().unwrap().uid;
+    let off = u32::from_le_bytes(good[92..96].try_into().unwrap()) as usize;
+    let len = u32::from_le_bytes(good[off..off + 4].try_into().unwrap()) as usize;
+    let (mut flips, mut wrong, mut refused) = (0, 0, 0);
+    for byte in off..off + len {
+        for bit in 0..8 {
+            let mut b = good.clone();
+            b[byte] ^= 1 << bit;
+            flips += 1;
+            let Ok(s) = Snapshot::parse(&b) else { continue };
+            match s.prelogin_user(b"dev-zoe", |_| key()) {
+                Ok(Some(p)) if p.uid != want => wrong += 1,
+                Ok(Some(_)) => {}
+                _ => refused += 1,
+            }
+        }
+    }
+    assert_eq!(wrong, 0, "{wrong} of {flips} flips gave a wrong uid");
+    assert!(refused > flips / 2, "{refused} of {flips} refused");
+}

@@ -91,6 +91,9 @@ pub struct Pam {
     pub max_token_bytes: usize,
     /// How long a device-code login may take (keep it below sshd's LoginGraceTime).
     pub device_timeout_secs: u64,
+    /// `max_age=` counts from `iat` when a token has no `auth_time` (off: such
+    /// a token never satisfies `max_age`; a refreshed token has a new `iat`).
+    pub max_age_uses_iat: bool,
 }
 
 impl Default for Pam {
@@ -100,6 +103,7 @@ impl Default for Pam {
             prompt: "OIDC token: ".into(),
             max_token_bytes: 16 * 1024,
             device_timeout_secs: 100,
+            max_age_uses_iat: false,
         }
     }
 }

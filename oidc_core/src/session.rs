@@ -57,14 +57,26 @@ pub struct Demand {
     pub groups: Vec<String>,
     pub max_age: Option<u64>,
     pub acr: Vec<String>,
+    /// `max_age` may count from `iat` when the token has no `auth_time`
+    /// (`pam.max_age_uses_iat`). Off by default: a refreshed ID token has a
+    /// new `iat` but says nothing about when the person last authenticated.
+    pub iat_fallback: bool,
 }
 
-/// Whether claims satisfy a demand at `now`; `Err` says why not (for the log).
-pub fn satisfies(c: &SessionClaims, d: &Demand, now: i64) -> Result<(), String> {
-    if c.exp <= now {
-        return Err(format!("the session's token expired {}s ago", now - c.exp));
+/// Whether claims satisfy a demand at `now`, with the issuer's clock leeway
+/// for `exp` (the verifier's rule); `Err` says why not (for the log).
+pub fn satisfies(c: &SessionClaims, d: &Demand, now: i64, leeway_secs: u64) -> Result<(), String> {
+    let leeway = i64::try_from(leeway_secs).unwrap_or(i64::MAX);
+    if c.exp.saturating_add(leeway) < now {
+        return Err(format!("the session's token expired {}s ago (leeway {leeway_secs}s)", now - c.exp));
     }
     if let Some(max) = d.max_age {
+        if c.auth_time.is_none() && !d.iat_fallback {
+            return Err(format!(
+                "max_age={max} needs auth_time, which the token lacks (the IdP did not say when the user \
+                 authenticated; pam.max_age_uses_iat = true counts from iat)"
+            ));
+        }
         let age = now.saturating_sub(c.authenticated_at());
         if age > i64::try_from(max).unwrap_or(i64::MAX) {
             return Err(format!("authenticated {age}s ago, max_age={max}"));
@@ -134,15 +146,27 @@ mod tests {
 
     #[test]
     fn demands() {
-        let d = Demand { groups: vec!["ops".into()], max_age: Some(300), acr: vec!["mfa".into()] };
-        assert!(satisfies(&claims(&["ops"], 2000, Some(950)), &d, 1000).is_ok());
-        assert!(satisfies(&claims(&["ops"], 999, Some(950)), &d, 1000).unwrap_err().contains("expired"));
-        assert!(satisfies(&claims(&["ops"], 2000, Some(600)), &d, 1000).unwrap_err().contains("max_age"));
-        assert!(satisfies(&claims(&["ops"], 2000, None), &d, 1000).is_ok(), "iat 900 is fresh");
-        assert!(satisfies(&claims(&["devs"], 2000, Some(950)), &d, 1000).unwrap_err().contains("not in ops"));
+        let d = Demand { groups: vec!["ops".into()], max_age: Some(300), acr: vec!["mfa".into()], iat_fallback: false };
+        assert!(satisfies(&claims(&["ops"], 2000, Some(950)), &d, 1000, 0).is_ok());
+        assert!(satisfies(&claims(&["ops"], 999, Some(950)), &d, 1000, 0).unwrap_err().contains("expired"));
+        assert!(satisfies(&claims(&["ops"], 2000, Some(600)), &d, 1000, 0).unwrap_err().contains("max_age"));
+        assert!(satisfies(&claims(&["devs"], 2000, Some(950)), &d, 1000, 0).unwrap_err().contains("not in ops"));
         let mut c = claims(&["ops"], 2000, Some(950));
         c.acr = None;
-        assert!(satisfies(&c, &d, 1000).is_err());
+        assert!(satisfies(&c, &d, 1000, 0).is_err());
+    }
+
+    /// Issue 12 (8, 7): the verifier's leeway holds here too; a token without
+    /// auth_time does not pass max_age on its iat unless configured.
+    #[test]
+    fn leeway_and_auth_time() {
+        let d = Demand::default();
+        assert!(satisfies(&claims(&["ops"], 990, None), &d, 1000, 60).is_ok(), "expired 10s ago, leeway 60s");
+        assert!(satisfies(&claims(&["ops"], 930, None), &d, 1000, 60).unwrap_err().contains("expired 70s ago"));
+        let m = Demand { max_age: Some(300), ..Demand::default() };
+        assert!(satisfies(&claims(&["ops"], 2000, None), &m, 1000, 0).unwrap_err().contains("needs auth_time"));
+        let m = Demand { iat_fallback: true, ..m };
+        assert!(satisfies(&claims(&["ops"], 2000, None), &m, 1000, 0).is_ok(), "iat 900 is fresh");
     }
 
     #[test]

@@ -57,8 +57,12 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<Parsed<'_>, Rejection> {
         return Err(Rejection::Malformed("empty header or payload"));
     }
     if s.is_empty() {
-        // An unsigned JWS ("alg":"none" tokens end with a dot).
-        return Err(Rejection::Malformed("empty signature"));
+        // An unsigned JWS ("alg":"none" tokens end with a dot): say so when it is one.
+        let alg_none = b64(h, "header")
+            .ok()
+            .and_then(|b| StrictObject::parse(&b).ok())
+            .is_some_and(|hd| matches!(hd.get("alg"), Some(Value::String(a)) if a.eq_ignore_ascii_case("none")));
+        return Err(if alg_none { Rejection::AlgNone } else { Rejection::Malformed("empty signature") });
     }
     let header =
         StrictObject::parse(&b64(h, "header")?).map_err(|detail| Rejection::BadJson { part: "header", detail })?;
@@ -116,6 +120,8 @@ mod tests {
         assert_eq!(parse("a!.b.c", 100).unwrap_err(), Rejection::BadBase64("header"));
         assert_eq!(parse(&"a".repeat(101), 100).unwrap_err().code(), "oversize");
         let t = format!("{}.{}.", enc(r#"{"alg":"none"}"#), enc("{}"));
+        assert_eq!(parse(&t, 1000).unwrap_err().code(), "alg-none", "an unsigned token is named as such");
+        let t = format!("{}.{}.", enc(r#"{"alg":"RS256"}"#), enc("{}"));
         assert_eq!(parse(&t, 1000).unwrap_err().code(), "malformed");
     }
 

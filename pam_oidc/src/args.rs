@@ -80,8 +80,13 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
 
 impl Args {
     /// What this stack demands of the claims it accepts.
-    pub fn demand(&self) -> oidc_core::session::Demand {
-        oidc_core::session::Demand { groups: self.require_groups.clone(), max_age: self.max_age, acr: self.acr.clone() }
+    pub fn demand(&self, cfg: &oidc_core::config::Config) -> oidc_core::session::Demand {
+        oidc_core::session::Demand {
+            groups: self.require_groups.clone(),
+            max_age: self.max_age,
+            acr: self.acr.clone(),
+            iat_fallback: cfg.pam.max_age_uses_iat,
+        }
     }
 }
 

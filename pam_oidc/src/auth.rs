@@ -151,7 +151,7 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
     let client = ipc::Client::new(&cfg.helperd.socket, Duration::from_millis(cfg.pam.ipc_timeout_ms));
     let mut why_not_session = String::new();
     if !a.step_up {
-        match crate::reuse::session_claims(&client, &user, &a.demand(), clock()) {
+        match crate::reuse::session_claims(&client, &user, &a.demand(&cfg), clock(), &crate::reuse::leeway_of(&cfg)) {
             crate::reuse::Reuse::Usable(c, detail) => {
                 ev.issuer = c.issuer.clone();
                 ev.sub = c.sub.clone();
@@ -223,8 +223,9 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
         return deny(pam, ev, &r, format!("{r}{}", notes(&warnings)));
     }
     let mut claims = SessionClaims::from_verified(&v, &user, host_groups);
-    let fresh = oidc_core::session::Demand { groups: vec![], ..a.demand() };
-    if let Err(why) = oidc_core::session::satisfies(&claims, &fresh, now) {
+    let fresh = oidc_core::session::Demand { groups: vec![], ..a.demand(&cfg) };
+    let leeway = cfg.issuer(&v.issuer).map_or(0, |i| i.leeway_secs);
+    if let Err(why) = oidc_core::session::satisfies(&claims, &fresh, now, leeway) {
         let r = Rejection::StepUpFailed(why);
         return deny(pam, ev, &r, r.to_string());
     }

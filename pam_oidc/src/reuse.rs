@@ -22,13 +22,14 @@ impl Reuse {
     }
 }
 
-pub fn session_claims(client: &Client, user: &str, demand: &Demand, now: i64) -> Reuse {
+/// `leeway(issuer)`: the clock leeway of the session's issuer.
+pub fn session_claims(client: &Client, user: &str, demand: &Demand, now: i64, leeway: &dyn Fn(&str) -> u64) -> Reuse {
     match client.call(&Request::SessionClaims) {
         Ok(Response::Claims { claims: Some(c), detail }) => {
             if c.account != user {
                 return Reuse::NoSession(format!("{detail} is for {}, not {user}", c.account));
             }
-            match satisfies(&c, demand, now) {
+            match satisfies(&c, demand, now, leeway(&c.issuer)) {
                 Ok(()) => Reuse::Usable(c, detail),
                 Err(why) => Reuse::Unsatisfied(format!("{detail}: {why}")),
             }
@@ -37,4 +38,9 @@ pub fn session_claims(client: &Client, user: &str, demand: &Demand, now: i64) ->
         Ok(other) => Reuse::NoSession(format!("helperd: {other:?}")),
         Err(e) => Reuse::NoSession(e.to_string()),
     }
+}
+
+/// The clock leeway of an issuer (0 for one no longer configured).
+pub fn leeway_of(cfg: &oidc_core::config::Config) -> impl Fn(&str) -> u64 + '_ {
+    move |iss| cfg.issuer(iss).map_or(0, |i| i.leeway_secs)
 }

@@ -55,6 +55,7 @@ const client = (id, alg) => ({
   token_endpoint_auth_method: 'client_secret_post',
   backchannel_token_delivery_mode: 'poll',
   id_token_signed_response_alg: alg,
+  require_auth_time: true, // ID tokens say when the user authenticated (max_age= needs it)
 });
 
 const provider = new Provider(issuer, {
@@ -72,6 +73,7 @@ const provider = new Provider(issuer, {
       response_types: [],
       redirect_uris: [],
       id_token_signed_response_alg: 'RS256',
+      require_auth_time: true,
     },
   ],
   jwks: { keys },

@@ -61,7 +61,7 @@ fn refusals_each_with_their_logged_reason() {
         ("nbf in the future", rs(with(&|c| c["nbf"] = json!(n + 3600))), "not-yet-valid"),
         ("wrong issuer", rs(with(&|c| c["iss"] = json!("https://evil.example"))), "untrusted-issuer"),
         ("audience not accepted", idp.token("other-app", "alice"), "audience-mismatch"),
-        ("alg none", format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(&base().to_string())), "malformed"),
+        ("alg none", format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(&base().to_string())), "alg-none"),
         ("alg none with a signature part", raw_token(&json!({"alg": "none"}), &base(), b"x"), "alg-none"),
         ("alg not on the allow-list", idp.token("host-login-ed", "alice"), "alg-not-allowed"),
         (

@@ -1,0 +1,88 @@
+//! Issue 12: trust boundaries — what an unprivileged local user, a logged-in
+//! OIDC user or a remote client can do to helperd and the module, tried as
+//! they would, through the real module, helperd and IdP.
+
+use integration::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+const ALGS: &str = "\"RS256\", \"ES256\"";
+
+fn setup(extra: &str) -> (Idp, Env, Helperd) {
+    let idp = Idp::start();
+    let env = Env::new(extra, &Env::issuer_toml(&idp.issuer(), ALGS));
+    let h = env.start_helperd();
+    env.wait_cached(&idp.issuer());
+    (idp, env, h)
+}
+
+fn rs(idp: &Idp, claims: Value) -> String {
+    idp.sign(json!({"alg": "RS256"}), claims)
+}
+
+/// One raw frame to helperd's socket; the answer's bytes (if any).
+fn raw_frame(sock: &std::path::Path, body: &[u8]) -> Vec<u8> {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut f = (body.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    s.write_all(&f).unwrap();
+    let mut out = vec![];
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// Item 4: nothing a client sends can start a line in helperd's log.
+#[test]
+fn log_lines_cannot_be_forged() {
+    let (_idp, env, h) = setup("");
+    let forged = "helperd[1] info: account created name=root";
+    let body = format!(r#"{{"v":1,"body":{{"op":"x\n{forged}\r\u001b[2K"}}}}"#);
+    raw_frame(&env.socket(), body.as_bytes());
+    let body = json!({"v": 1, "body": {"op": "refresh_jwks", "issuer": format!("https://x\n{forged}")}}).to_string();
+    raw_frame(&env.socket(), body.as_bytes());
+    std::thread::sleep(Duration::from_millis(200));
+    let log = std::fs::read_to_string(&h.log).unwrap();
+    assert!(log.contains("bad request from uid=0"), "{log}");
+    for line in log.lines() {
+        assert!(!line.starts_with(forged), "forged line: {line:?}\n{log}");
+        assert!(!line.contains('\u{1b}') && !line.contains('\r'), "control characters: {line:?}");
+    }
+}
+
+/// Item 8: a token within the issuer's leeway is accepted all the way (the
+/// verifier and the stack's demands agree); `alg: none` is named as such.
+#[test]
+fn leeway_holds_end_to_end_and_alg_none_is_named() {
+    let (idp, env, _h) = setup("");
+    let mut c = idp.claims("alice", "host-login");
+    c["exp"] = json!(now() - 2); // Env's issuer has leeway_secs = 5
+    env.pam("alice", &rs(&idp, c)).assert_allowed();
+    let unsigned = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(&idp.claims("alice", "host-login").to_string()));
+    env.pam("alice", &unsigned).assert_denied("alg-none");
+}
+
+/// Item 7: `max_age=` needs `auth_time`; a refreshed ID token (new `iat`, no
+/// `auth_time`) does not pass as a fresh authentication unless configured.
+#[test]
+fn max_age_needs_auth_time_unless_configured() {
+    let (idp, env, _h) = setup("");
+    let so = module_so();
+    let mut c = idp.claims("alice", "host-login");
+    c["iat"] = json!(now());
+    let no_auth_time = rs(&idp, c.clone());
+    let r = env.pam_with(&so, "max_age=900", "alice", &no_auth_time);
+    r.assert_denied("step-up-failed");
+    assert!(r.stderr.contains("needs auth_time"), "{}", r.stderr);
+    c["auth_time"] = json!(now() - 60);
+    env.pam_with(&so, "max_age=900", "alice", &rs(&idp, c.clone())).assert_allowed();
+    c["auth_time"] = json!(now() - 1000);
+    env.pam_with(&so, "max_age=900", "alice", &rs(&idp, c)).assert_denied("step-up-failed");
+    // Real IdP tokens carry auth_time (the client requires it).
+    env.pam_with(&so, "max_age=900", "alice", &idp.token("host-login", "alice")).assert_allowed();
+    let cfg = std::fs::read_to_string(&env.config).unwrap().replace("[pam]\n", "[pam]\nmax_age_uses_iat = true\n");
+    std::fs::write(&env.config, cfg).unwrap();
+    env.pam_with(&so, "max_age=900", "alice", &no_auth_time).assert_allowed();
+}
