@@ -62,11 +62,18 @@ pub fn status(cfg: &Config) -> i32 {
 }
 
 pub fn users(cfg: &Config) -> i32 {
-    let users = match ask(cfg, Request::Users) {
-        Ok(Response::Users { users }) => users,
-        Ok(r) => return unexpected(r),
-        Err(code) => return code,
-    };
+    let mut users = vec![];
+    let mut offset = Some(0);
+    while let Some(o) = offset {
+        match ask(cfg, Request::Users { offset: o }) {
+            Ok(Response::Users { users: page, next }) => {
+                users.extend(page);
+                offset = next.filter(|n| *n > o);
+            }
+            Ok(r) => return unexpected(r),
+            Err(code) => return code,
+        }
+    }
     let now = unix_now();
     println!("{:<20} {:>10}  {:<30} {:<12} identity", "name", "uid", "groups", "last login");
     for u in users {
@@ -77,11 +84,18 @@ pub fn users(cfg: &Config) -> i32 {
 }
 
 pub fn sessions(cfg: &Config) -> i32 {
-    let sessions = match ask(cfg, Request::Sessions) {
-        Ok(Response::Sessions { sessions }) => sessions,
-        Ok(r) => return unexpected(r),
-        Err(code) => return code,
-    };
+    let mut sessions = vec![];
+    let mut offset = Some(0);
+    while let Some(o) = offset {
+        match ask(cfg, Request::Sessions { offset: o }) {
+            Ok(Response::Sessions { sessions: page, next }) => {
+                sessions.extend(page);
+                offset = next.filter(|n| *n > o);
+            }
+            Ok(r) => return unexpected(r),
+            Err(code) => return code,
+        }
+    }
     let now = unix_now();
     println!(
         "{:>4} {:<16} {:>10} {:>8} {:<10} {:<16} {:<12} identity",

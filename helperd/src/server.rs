@@ -185,12 +185,13 @@ fn handle(mut s: UnixStream, svc: &Services) {
             let (claims, detail) = svc.sessions.claims_for(pid);
             Response::Claims { claims: claims.map(Box::new), detail }
         }
-        Request::Sessions => {
-            let mut sessions = svc.sessions.list();
+        Request::Sessions { offset } => {
+            let all = svc.sessions.list();
+            let (mut sessions, next) = oidc_core::ipc::page(&all, *offset, |s| s.claims.groups.truncate(16));
             for s in &mut sessions {
                 s.aws = svc.aws.describe(s.id);
             }
-            Response::Sessions { sessions }
+            Response::Sessions { sessions, next }
         }
         Request::AwsCredentials => match svc.sessions.for_credentials(pid, uid) {
             None => Response::Error { message: format!("process {pid} (uid {uid}) is in no OIDC session of its uid") },
@@ -208,7 +209,10 @@ fn handle(mut s: UnixStream, svc: &Services) {
         Request::DeviceWait { flow_id, timeout_secs } => {
             svc.device.wait(flow_id, Duration::from_secs((*timeout_secs).min(3600)))
         }
-        Request::Users => Response::Users { users: svc.accounts.users() },
+        Request::Users { offset } => {
+            let (users, next) = oidc_core::ipc::page(&svc.accounts.users(), *offset, |u| u.groups.truncate(16));
+            Response::Users { users, next }
+        }
     };
     if let Err(e) = write_frame(&mut s, &resp, Instant::now() + FRAME_DEADLINE) {
         warning!("writing response to uid={uid} pid={pid}: {e}");

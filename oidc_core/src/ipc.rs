@@ -32,8 +32,12 @@ pub enum Request {
         #[serde(default)]
         web_token: Option<crate::Secret>,
     },
-    /// The account store (public fields: names, ids, groups, issuer, sub).
-    Users,
+    /// The account store (names, ids, groups, issuer, identity, GECOS, login
+    /// times; root only), one page from `offset` on.
+    Users {
+        #[serde(default)]
+        offset: usize,
+    },
     /// Move an OIDC account name to another identity of its issuer (root only):
     /// an IdP app re-created, a pairwise `sub` changed.
     Rebind {
@@ -55,8 +59,11 @@ pub enum Request {
     /// The verified claims of the session the calling process belongs to
     /// (root only; helperd finds the session from the peer's process tree and real uid).
     SessionClaims,
-    /// Live sessions (root only).
-    Sessions,
+    /// Live sessions (root only), one page from `offset` on.
+    Sessions {
+        #[serde(default)]
+        offset: usize,
+    },
     /// Start a device-code login with an issuer (root only).
     DeviceStart {
         issuer: String,
@@ -76,11 +83,12 @@ impl Request {
         matches!(
             self,
             Request::Login { .. }
+                | Request::Users { .. }
                 | Request::Rebind { .. }
                 | Request::OpenSession { .. }
                 | Request::CloseSession { .. }
                 | Request::SessionClaims
-                | Request::Sessions
+                | Request::Sessions { .. }
                 | Request::DeviceStart { .. }
                 | Request::DeviceWait { .. }
         )
@@ -92,12 +100,12 @@ impl Request {
             Request::RefreshJwks { .. } => "refresh_jwks",
             Request::Status => "status",
             Request::Login { .. } => "login",
-            Request::Users => "users",
+            Request::Users { .. } => "users",
             Request::Rebind { .. } => "rebind",
             Request::OpenSession { .. } => "open_session",
             Request::CloseSession { .. } => "close_session",
             Request::SessionClaims => "session_claims",
-            Request::Sessions => "sessions",
+            Request::Sessions { .. } => "sessions",
             Request::DeviceStart { .. } => "device_start",
             Request::DeviceWait { .. } => "device_wait",
             Request::AwsCredentials => "aws_credentials",
@@ -137,6 +145,9 @@ pub enum Response {
     },
     Users {
         users: Vec<crate::accounts::StoredUser>,
+        /// The offset of the next page, if there is one.
+        #[serde(default)]
+        next: Option<usize>,
     },
     SessionOpened {
         id: u64,
@@ -152,6 +163,8 @@ pub enum Response {
     },
     Sessions {
         sessions: Vec<crate::session::SessionInfo>,
+        #[serde(default)]
+        next: Option<usize>,
     },
     DeviceStarted {
         flow_id: String,
@@ -311,6 +324,31 @@ pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, IpcError> 
     Ok(env.body)
 }
 
+/// Bytes of a page of a listing: well below [`MAX_FRAME`], leaving room for the envelope.
+pub const PAGE_BUDGET: usize = MAX_FRAME - 8 * 1024;
+
+/// One page of `items` from `offset`: as many as fit in [`PAGE_BUDGET`] bytes
+/// of JSON (at least one, so a listing always advances), and where the next
+/// page starts. `shrink` makes an item that alone exceeds the budget fit.
+pub fn page<T: Serialize + Clone>(items: &[T], offset: usize, shrink: impl Fn(&mut T)) -> (Vec<T>, Option<usize>) {
+    let mut out = vec![];
+    let mut used = 0usize;
+    for (i, it) in items.iter().enumerate().skip(offset) {
+        let mut it = it.clone();
+        let mut n = serde_json::to_vec(&it).map_or(usize::MAX, |v| v.len() + 1);
+        if n > PAGE_BUDGET {
+            shrink(&mut it);
+            n = serde_json::to_vec(&it).map_or(usize::MAX, |v| v.len() + 1);
+        }
+        if !out.is_empty() && used.saturating_add(n) > PAGE_BUDGET {
+            return (out, Some(i));
+        }
+        used = used.saturating_add(n);
+        out.push(it);
+    }
+    (out, None)
+}
+
 /// One request/response round trip to helperd, all of it within `timeout`.
 pub fn call(socket: &Path, req: &Request, timeout: Duration) -> Result<Response, IpcError> {
     let deadline = Instant::now() + timeout;
@@ -361,6 +399,24 @@ impl Client {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pages_fit_a_frame_and_always_advance() {
+        let items: Vec<String> = (0..2000).map(|i| format!("{i:0>100}")).collect();
+        let (mut all, mut off, mut pages) = (vec![], Some(0), 0);
+        while let Some(o) = off {
+            let (p, next) = super::page(&items, o, |_| {});
+            assert!(serde_json::to_vec(&p).unwrap().len() <= super::PAGE_BUDGET + 2);
+            all.extend(p);
+            off = next;
+            pages += 1;
+        }
+        assert_eq!(all, items);
+        assert!(pages > 2);
+        let huge = vec!["x".repeat(super::MAX_FRAME * 2)];
+        let (p, next) = super::page(&huge, 0, |s| s.truncate(10));
+        assert_eq!((p[0].len(), next), (10, None), "an oversize item is shrunk, never dropped or looped on");
+    }
+
     use super::*;
 
     #[test]

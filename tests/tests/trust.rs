@@ -86,3 +86,43 @@ fn max_age_needs_auth_time_unless_configured() {
     std::fs::write(&env.config, cfg).unwrap();
     env.pam_with(&so, "max_age=900", "alice", &no_auth_time).assert_allowed();
 }
+
+/// Run a command as uid/gid 65534 (an unprivileged local user).
+fn as_nobody(argv: &[&str]) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(argv)
+        .output()
+        .unwrap()
+}
+
+/// Item 3: the account list (identities, GECOS, login times) is root's; it
+/// lists any number of accounts (pages below the 64 KiB frame).
+#[test]
+fn users_is_root_only_and_lists_every_account() {
+    let (_idp, env, _h) = setup("");
+    let issuer = std::fs::read_to_string(&env.config).unwrap();
+    let issuer = issuer.split("url = \"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let groups: Vec<String> = (0..8).map(|i| format!("team-{i}")).collect();
+    for i in 0..600 {
+        let name = format!("user{i:04}");
+        let gecos = format!("A rather long display name for user number {i:04}, Department of Examples");
+        let r = oidc_core::ipc::call(
+            &env.socket(),
+            &login_request(&issuer, &format!("sub-{i}"), &name, &groups, &gecos),
+            Duration::from_secs(5),
+        );
+        assert!(matches!(r, Ok(oidc_core::ipc::Response::Admitted { .. })), "{i}: {r:?}");
+    }
+    let cfg = env.config.display().to_string();
+    // Make the socket's directory reachable for the unprivileged caller.
+    let out = as_nobody(&[helperd_bin().to_str().unwrap(), "--config", &cfg, "users"]);
+    assert!(!out.status.success(), "users served to uid 65534");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only root"), "{out:?}");
+    let out = std::process::Command::new(helperd_bin()).args(["--config", &cfg, "users"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().filter(|l| l.starts_with("user")).count(), 600, "{}", &text[..400.min(text.len())]);
+    let out = std::process::Command::new(helperd_bin()).args(["--config", &cfg, "sessions"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
