@@ -82,8 +82,15 @@ impl AccountService {
     /// Names a login brings that another NSS source (sss, ldap, systemd,
     /// files via NSS ...) already answers for: they count as local. Our own
     /// names (the store's, roster, pinned and pre-login names) are not foreign.
-    fn add_foreign_names(&self, store: &Store, local: &mut LocalDb, key: &IdKey, ev: &LoginEvent, groups: &[String]) {
-        let names = [ev.name.as_str()];
+    fn add_foreign_names(
+        &self,
+        store: &Store,
+        local: &mut LocalDb,
+        key: Option<&IdKey>,
+        ev: &LoginEvent,
+        groups: &[String],
+    ) {
+        let names: &[&str] = if ev.name.is_empty() { &[] } else { &[ev.name.as_str()] };
         let roster = self.roster();
         let ours_user = |n: &str| {
             store.users.iter().any(|u| u.name == n)
@@ -96,7 +103,7 @@ impl AccountService {
                     .iter()
                     .any(|p| nss_oidc::format::glob(p.as_bytes(), n.as_bytes()))
         };
-        for n in names {
+        for &n in names {
             if local.users.contains_key(n) || ours_user(n) {
                 continue;
             }
@@ -106,7 +113,7 @@ impl AccountService {
         }
         // The ids a new account and its new groups would get: taken by another source?
         let a = &self.cfg.accounts;
-        if store.find(&ev.issuer, &ev.sub).is_none() {
+        if !ev.name.is_empty() && store.find(&ev.issuer, &ev.sub).is_none() {
             if let Ok(uid) = oidc_core::accounts::new_uid(a, key, ev) {
                 let taken = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
                     .ok()
@@ -117,7 +124,8 @@ impl AccountService {
                 }
             }
         }
-        for g in groups.iter().filter(|g| !store.groups.iter().any(|sg| sg.name == **g)) {
+        for g in groups.iter().filter(|g| key.is_some() && !store.groups.iter().any(|sg| sg.name == **g)) {
+            let Some(key) = key else { continue };
             let gid = oidc_core::accounts::gid_for(a, key, g);
             let taken = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)).ok().flatten();
             if taken.is_some_and(|t| !store.groups.iter().any(|sg| sg.name == t.name) && !ours_user(&t.name)) {
@@ -189,11 +197,12 @@ impl AccountService {
             oidc_core::audit::clean(&ev.sub),
             oidc_core::audit::clean(&ev.name)
         );
-        let key = match self.id_key() {
-            Ok(k) => k,
+        // Without a usable key, accounts already here keep working; new ones wait.
+        let (key, key_error) = match self.id_key() {
+            Ok(k) => (Some(k), None),
             Err(e) => {
-                error!("account refused {who}: {e}");
-                return Err(Response::Refused { code: "accounts-unavailable".into(), reason: e });
+                error!("{e}");
+                (None, Some(e))
             }
         };
         let candidates: Vec<String> = match self.cfg.issuer(&ev.issuer) {
@@ -202,12 +211,15 @@ impl AccountService {
             }
             None => vec![],
         };
-        self.add_foreign_names(&current, &mut local, &key, ev, &candidates);
+        self.add_foreign_names(&current, &mut local, key.as_ref(), ev, &candidates);
         let undo = Undo::take(&current, ev);
-        let admitted = match current.admit(ev, &self.cfg, &local, &key, unix_now()) {
+        let admitted = match current.admit(ev, &self.cfg, &local, key.as_ref(), unix_now()) {
             Ok(a) => a,
-            Err(r) => {
+            Err(mut r) => {
                 undo.restore(&mut current);
+                if let (Some(e), "accounts-unavailable") = (&key_error, r.code) {
+                    r.reason = e.clone();
+                }
                 warning!("account refused code={} {who}: {}", r.code, r.reason);
                 return Err(Response::Refused { code: r.code.into(), reason: r.reason });
             }
@@ -280,6 +292,31 @@ impl AccountService {
     pub fn uid_of(&self, name: &str) -> Option<u32> {
         let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
         store.users.iter().find(|u| u.name == name).map(|u| u.uid).or_else(|| self.local().users.get(name).copied())
+    }
+
+    /// The host groups of a role-account login (nobody is added to NSS
+    /// groups): what the token's groups are on this host, with the same
+    /// local, other-source and issuer checks as an admission.
+    pub fn role_groups(&self, issuer: &str, raw: &[String]) -> Vec<String> {
+        let Some(iss) = self.cfg.issuer(issuer) else { return vec![] };
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let mut local = self.local();
+        let candidates: Vec<String> =
+            oidc_core::accounts::map_groups(raw, iss, &self.cfg).0.into_iter().map(|h| h.name).collect();
+        let ev = LoginEvent {
+            issuer: iss.url.clone(),
+            sub: String::new(),
+            name: String::new(),
+            groups: vec![],
+            uid_claim: None,
+            gecos: String::new(),
+        };
+        self.add_foreign_names(&store, &mut local, None, &ev, &candidates);
+        let (groups, warnings) = store.servable_groups(iss, raw, &self.cfg, &local);
+        for w in warnings {
+            warning!("role account login issuer={}: {w}", oidc_core::audit::clean(issuer));
+        }
+        groups
     }
 
     /// The identity holding an OIDC account name, if any ("issuer sub").

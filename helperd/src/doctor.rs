@@ -266,16 +266,24 @@ fn nsswitch(path: &Path) -> Outcome {
                     format!("add oidc after files on the {db}: line (the packages do this)"),
                 )
             }
-            (Some(f), Some(o)) if f < o => {}
+            (Some(f), Some(o)) if f < o => {
+                // Sources after oidc (sss, ldap, systemd) would be shadowed by an OIDC name.
+                if let Some(after) = words[o + 1..].iter().find(|w| !w.starts_with('[') && !w.starts_with('#')) {
+                    return fail(
+                        format!("{db}: {after} comes after oidc: an OIDC name could shadow one of its names"),
+                        format!("put oidc last on the {db}: line (the packages do this)"),
+                    );
+                }
+            }
             _ => {
                 return fail(
                     format!("{db}: oidc comes before files: a local account could be shadowed"),
-                    format!("order the {db}: line `files oidc`"),
+                    format!("order the {db}: line `files ... oidc`"),
                 )
             }
         }
     }
-    Ok("passwd and group: files first, then oidc".into())
+    Ok("passwd and group: files first, oidc last".into())
 }
 
 fn pam_stack(dir: &Path, svc: &str) -> Outcome {

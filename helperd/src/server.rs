@@ -94,6 +94,7 @@ fn login(
     event: Option<&oidc_core::accounts::LoginEvent>,
     claims: &oidc_core::session::SessionClaims,
     web_token: Option<&oidc_core::Secret>,
+    raw_groups: &[String],
 ) -> Response {
     let mut claims = claims.clone();
     let (detail, groups) = match event {
@@ -119,11 +120,14 @@ fn login(
                     reason: format!("{} is an OIDC user's account, not a role account", claims.account),
                 };
             }
-            (format!("role account {} for identity {}", claims.account, claims.identity), None)
+            // The session's groups: what the token's groups are on this host.
+            let groups = svc.accounts.role_groups(&claims.issuer, raw_groups);
+            claims.groups = groups.clone();
+            (format!("role account {} for identity {}", claims.account, claims.identity), Some(groups))
         }
     };
     // Keep the token only if the account's AWS role will need it (web identity).
-    let keep = svc.aws.wants_web_token(&claims.groups);
+    let keep = svc.aws.wants_web_token(&claims.groups, &claims.issuer);
     match svc.sessions.add_pending(claims, web_token.filter(|_| keep).cloned()) {
         Some(login_id) => Response::Admitted { detail, login_id, groups },
         None => {
@@ -160,7 +164,9 @@ fn handle(mut s: UnixStream, svc: &Services) {
             warning!("refused {} from uid={uid} pid={pid}: root only", req.name());
             Response::Refused { code: "permission-denied".into(), reason: "only root may do this".into() }
         }
-        Request::Login { event, claims, web_token } => login(svc, event.as_ref(), claims, web_token.as_ref()),
+        Request::Login { event, claims, web_token, role_groups } => {
+            login(svc, event.as_ref(), claims, web_token.as_ref(), role_groups)
+        }
         Request::Rebind { name, issuer, sub } => match svc.accounts.rebind(name, issuer, sub, uid) {
             Ok(detail) => Response::Rebound { detail },
             Err(r) => r,

@@ -132,19 +132,22 @@ impl IdKey {
         Ok(IdKey(k))
     }
 
-    /// Read the key file. It must be a regular file owned by root (or by the
-    /// caller, for tests run as another user) that group and others cannot
-    /// read or write: a readable key lets users aim at uids again.
+    /// Read the key file. It must be a regular file (not a symlink, FIFO or
+    /// device: opened with `O_NOFOLLOW | O_NONBLOCK`) owned by root that
+    /// group and others cannot read or write: a readable key lets users aim at
+    /// uids again.
     pub fn read(path: &std::path::Path) -> Result<IdKey, String> {
-        use std::os::unix::fs::MetadataExt as _;
-        let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let m = f.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
         if !m.is_file() {
             return Err(format!("{}: not a regular file", path.display()));
         }
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
-        if m.uid() != 0 && m.uid() != me {
+        if m.uid() != 0 {
             return Err(format!("{}: owned by uid {}, not root", path.display(), m.uid()));
         }
         if m.mode() & 0o077 != 0 {

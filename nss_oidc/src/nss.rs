@@ -134,10 +134,20 @@ fn fill_passwd(u: &UserRef<'_>, pw: &mut passwd, b: &mut Buf<'_>) -> Res {
     Res::Found
 }
 
-/// The id key for pre-login names: readable by root only, so only root callers
-/// (sshd, login, su) resolve names before their first login.
+/// The id key for pre-login names: readable by root only, and read only when
+/// the *real* uid is root (sshd, login) — never for a setuid program run by a
+/// user, nor inside a caching daemon (nscd) that would hand the answer to
+/// everyone: pre-login answers and the key stay root's.
 fn read_id_key(path: &[u8]) -> Option<crate::format::IdKey> {
     use std::os::unix::ffi::OsStrExt as _;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    if unsafe { libc::getuid() } != 0 {
+        return None;
+    }
+    let comm = std::fs::read("/proc/self/comm").unwrap_or_default();
+    if matches!(comm.trim_ascii(), b"nscd" | b"unscd") {
+        return None;
+    }
     crate::format::IdKey::read(std::path::Path::new(std::ffi::OsStr::from_bytes(path))).ok()
 }
 

@@ -191,7 +191,9 @@ pub fn map_groups(raw: &[String], iss: &Issuer, cfg: &Config) -> (Vec<HostGroup>
         }
         let hg = match g.map.get(stripped).or_else(|| g.map.get(r)) {
             Some(m) => HostGroup { name: m.clone(), raw: r.clone(), explicit: true },
-            None if !g.auto => continue,
+            // An issuer without a name space of its own (role accounts only, no
+            // prefix) makes no host groups but through its map.
+            None if !g.auto || !iss.owns_names() => continue,
             None => {
                 let name = format!("{}{stripped}", iss.name_prefix);
                 if crate::policy::check_login_name(&name).is_err() {
@@ -206,7 +208,7 @@ pub fn map_groups(raw: &[String], iss: &Issuer, cfg: &Config) -> (Vec<HostGroup>
                     warnings.push(format!("group {name} dropped: reserved on Linux hosts (map it explicitly)"));
                     continue;
                 }
-                if iss.user_accounts && cfg.name_owner(&name).is_some_and(|o| o.url != iss.url) {
+                if cfg.name_owner(&name).is_none_or(|o| o.url != iss.url) {
                     warnings.push(format!("group {name} dropped: in another issuer's name space"));
                     continue;
                 }
@@ -229,9 +231,45 @@ pub fn map_groups(raw: &[String], iss: &Issuer, cfg: &Config) -> (Vec<HostGroup>
     (out, warnings)
 }
 
-/// The host group names of a token's groups (what policy compares).
-pub fn host_group_names(iss: &Issuer, cfg: &Config, raw: &[String]) -> Vec<String> {
-    map_groups(raw, iss, cfg).0.into_iter().map(|h| h.name).collect()
+/// The host groups a token's groups can be on this host as far as the module
+/// can tell (helperd has the last word): [`map_groups`], minus automatic names
+/// the host already has (files), which are dropped with a warning.
+pub fn host_groups(raw: &[String], iss: &Issuer, cfg: &Config, local: &LocalDb) -> (Vec<String>, Vec<String>) {
+    let (mapped, mut warnings) = map_groups(raw, iss, cfg);
+    let mut out = vec![];
+    for h in mapped {
+        match local.name_clash(&h.name) {
+            Some(why) if !h.explicit => warnings.push(format!("group {} skipped: {why}", h.name)),
+            _ => out.push(h.name),
+        }
+    }
+    (out, warnings)
+}
+
+/// Marks a group list the token could not give in full (overage, a groups
+/// claim of the wrong type): a deny list cannot be checked against it.
+pub const INCOMPLETE: &str = "*incomplete";
+
+/// What `denied_groups` is checked against besides the host groups: the
+/// skeleton of every group string the token carried (served or dropped), as
+/// is and as the issuer would name it (`name_prefix`, `groups.prefix`
+/// stripped), and [`INCOMPLETE`] if the list is partial. Skeletons are
+/// `[a-z0-9]` only, so the list is safe in `OIDC_IDP_GROUPS`.
+pub fn deny_probes(iss: &Issuer, all_groups: &[String], incomplete: bool) -> Vec<String> {
+    let sk = |s: &str| String::from_utf8_lossy(&skeleton(s.as_bytes())).into_owned();
+    let mut out: Vec<String> = vec![];
+    for g in all_groups {
+        let stripped = g.strip_prefix(iss.groups.prefix.as_str()).unwrap_or(g);
+        for p in [sk(g), sk(&format!("{}{g}", iss.name_prefix)), sk(&format!("{}{stripped}", iss.name_prefix))] {
+            if !p.is_empty() && !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    if incomplete {
+        out.push(INCOMPLETE.into());
+    }
+    out
 }
 
 /// Which account a verified token may log in as, when the PAM user is `user`:
@@ -278,14 +316,24 @@ pub fn uid_for(a: &Accounts, key: &IdKey, name: &str) -> u32 {
     }
 }
 
-/// The uid a new identity would get: pin, else its uid claim (`Err(claim)`
-/// if outside the range), else the keyed hash of its name.
-pub fn new_uid(a: &Accounts, key: &IdKey, ev: &LoginEvent) -> Result<u32, u32> {
-    match (a.pinned_uids.get(&ev.name), ev.uid_claim) {
-        (Some(p), _) => Ok(*p),
-        (None, Some(c)) if c < a.uid_min || c > a.uid_max => Err(c),
-        (None, Some(c)) => Ok(c),
-        (None, None) => Ok(uid_for(a, key, &ev.name)),
+/// Why a new identity has no uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UidError {
+    /// Its uid claim is outside the range.
+    OutOfRange(u32),
+    /// The uid is the keyed hash and there is no usable key.
+    NoKey,
+}
+
+/// The uid a new identity would get: pin, else its uid claim, else the keyed
+/// hash of its name.
+pub fn new_uid(a: &Accounts, key: Option<&IdKey>, ev: &LoginEvent) -> Result<u32, UidError> {
+    match (a.pinned_uids.get(&ev.name), ev.uid_claim, key) {
+        (Some(p), _, _) => Ok(*p),
+        (None, Some(c), _) if c < a.uid_min || c > a.uid_max => Err(UidError::OutOfRange(c)),
+        (None, Some(c), _) => Ok(c),
+        (None, None, Some(k)) => Ok(uid_for(a, k, &ev.name)),
+        (None, None, None) => Err(UidError::NoKey),
     }
 }
 
@@ -319,7 +367,7 @@ impl Store {
         ev: &LoginEvent,
         cfg: &Config,
         local: &LocalDb,
-        key: &IdKey,
+        key: Option<&IdKey>,
         now: i64,
     ) -> Result<Admitted, Refusal> {
         let a = &cfg.accounts;
@@ -330,7 +378,7 @@ impl Store {
             return Err(refuse("untrusted-issuer", format!("{} is not a configured issuer", ev.issuer)));
         };
         match cfg.name_owner(&ev.name) {
-            Some(owner) if owner.url == issuer.url => {}
+            Some(owner) if owner.url == issuer.url && issuer.user_accounts => {}
             owner => {
                 return Err(refuse(
                     "name-of-another-issuer",
@@ -373,16 +421,32 @@ impl Store {
             if self.groups.iter().any(|g| g.name == ev.name) {
                 return Err(refuse("reserved-name", format!("{} is a host group's name", ev.name)));
             }
+            if cfg.role_accounts.iter().any(|r| r.name == ev.name) {
+                return Err(refuse("reserved-name", format!("{} is a role account ([[role_account]])", ev.name)));
+            }
+            let sk = skeleton(ev.name.as_bytes());
+            if let Some(o) = self.users.iter().find(|u| skeleton(u.name.as_bytes()) == sk) {
+                return Err(refuse(
+                    "reserved-name",
+                    format!("{} differs from the OIDC account {} only in case or punctuation", ev.name, o.name),
+                ));
+            }
         }
         let uid = match existing {
             Some(i) => self.users[i].uid,
             None => {
                 let uid = match new_uid(a, key, ev) {
                     Ok(u) => u,
-                    Err(c) => {
+                    Err(UidError::OutOfRange(c)) => {
                         return Err(refuse(
                             "uid-out-of-range",
                             format!("uid claim {c} outside {}..={}", a.uid_min, a.uid_max),
+                        ));
+                    }
+                    Err(UidError::NoKey) => {
+                        return Err(refuse(
+                            "accounts-unavailable",
+                            "no usable id key: a new account's uid cannot be computed (helperd doctor)".into(),
                         ));
                     }
                 };
@@ -445,6 +509,10 @@ impl Store {
                 groups.push((name, g.gid));
                 continue;
             }
+            let Some(key) = key else {
+                warnings.push(format!("group {name} skipped: no usable id key for its gid"));
+                continue;
+            };
             let gid = gid_for(a, key, &name);
             if local.gids.contains(&gid) || self.groups.iter().any(|g| g.gid == gid) || user_uids.contains(&gid) {
                 warnings.push(format!("group {name} skipped: gid {gid} collides with another group"));
@@ -476,6 +544,31 @@ impl Store {
             }),
         }
         Ok(Admitted { uid, gid: uid, groups, new, warnings })
+    }
+
+    /// The host groups a token of `iss` gets for a role-account login (which
+    /// adds nobody to NSS groups): [`host_groups`], minus names that are
+    /// users' and host groups another issuer's tokens make.
+    pub fn servable_groups(
+        &self,
+        iss: &Issuer,
+        raw: &[String],
+        cfg: &Config,
+        local: &LocalDb,
+    ) -> (Vec<String>, Vec<String>) {
+        let (names, mut warnings) = host_groups(raw, iss, cfg, local);
+        let mut out = vec![];
+        for n in names {
+            if local.users.contains_key(&n) || self.users.iter().any(|u| u.name == n) {
+                warnings.push(format!("group {n} skipped: the name is a user's (private group)"));
+            } else if self.groups.iter().any(|g| g.name == n && !g.local && !g.issuer.is_empty() && g.issuer != iss.url)
+            {
+                warnings.push(format!("group {n} skipped: that host group is another issuer's"));
+            } else {
+                out.push(n);
+            }
+        }
+        (out, warnings)
     }
 
     /// Move the name `name` to another identity (an IdP app re-created, a

@@ -90,8 +90,41 @@ fn scalar_matches(o: &Scalar, v: &Value) -> bool {
     match (o, v) {
         (Scalar::Bool(a), Value::Bool(b)) => a == b,
         (Scalar::Int(a), Value::Number(n)) => n.as_i64() == Some(*a),
-        (Scalar::Str(p), Value::String(s)) => nss_oidc::format::glob(p.as_bytes(), s.as_bytes()),
+        (Scalar::Str(p), Value::String(s)) => star_match(p.as_bytes(), s.as_bytes()),
         _ => false,
+    }
+}
+
+/// `*` matches any run; every other character (`?` too) only itself.
+/// Iterative, O(len(p)·len(s)).
+pub fn star_match(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si, mut star, mut mark) = (0usize, 0usize, usize::MAX, 0usize);
+    while si < s.len() {
+        if pi < p.len() && p[pi] != b'*' && p[pi] == s[si] {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = pi;
+            mark = si;
+            pi += 1;
+        } else if star != usize::MAX {
+            pi = star + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+impl Cond {
+    /// Exact values only (no `*`): what binds a tenant.
+    pub fn is_exact(&self) -> bool {
+        self.options().iter().all(|o| !matches!(o, Scalar::Str(s) if s.contains('*')))
     }
 }
 
@@ -206,6 +239,9 @@ mod tests {
         assert!(check(&strict, &c).is_err());
         let ty: Conditions = toml::from_str("n = \"7\"").unwrap();
         assert!(check(&ty, &c).is_err(), "a string never matches a number");
+        let q: Conditions = toml::from_str("repository = \"acme?infra\"").unwrap();
+        assert!(check(&q, &c).is_err(), "? is not a wildcard");
+        assert!(star_match(b"a*c", b"abbc") && !star_match(b"a*c", b"abbd") && star_match(b"*", b""));
     }
 
     #[test]

@@ -94,6 +94,10 @@ pub struct Pam {
     /// `max_age=` counts from `iat` when a token has no `auth_time` (off: such
     /// a token never satisfies `max_age`; a refreshed token has a new `iat`).
     pub max_age_uses_iat: bool,
+    /// A login session's verified claims stand in for a fresh token (sudo
+    /// without a prompt) only this long after the user authenticated; then
+    /// every stack asks for a fresh token. 0: never reused.
+    pub reuse_max_age_secs: u64,
 }
 
 impl Default for Pam {
@@ -104,6 +108,7 @@ impl Default for Pam {
             max_token_bytes: 16 * 1024,
             device_timeout_secs: 100,
             max_age_uses_iat: false,
+            reuse_max_age_secs: 900,
         }
     }
 }
@@ -143,8 +148,10 @@ pub struct Issuer {
     /// only for this domain; other domains are refused.
     #[serde(default)]
     pub username_domain: Option<String>,
-    /// Fold the login name to lower case (`Alice` logs in as `alice`).
-    #[serde(default = "yes")]
+    /// Fold the login name to lower case (`Alice` logs in as `alice`). Only
+    /// for IdPs whose names are unique regardless of case (else `ALICE` and
+    /// `alice` would be one host name).
+    #[serde(default)]
     pub username_lowercase: bool,
     /// Prepended to every login name and every automatic group name of this
     /// issuer: the issuer's own name space. Two issuers that make user
@@ -171,6 +178,10 @@ pub struct Issuer {
     /// Accept access tokens (`typ: at+jwt`) as login tokens. Off: only ID tokens.
     #[serde(default)]
     pub allow_access_tokens: bool,
+    /// Take new accounts' uids from this claim (e.g. `uidNumber`) — only for
+    /// an issuer trusted to assign uids; every other issuer's come from the hash.
+    #[serde(default)]
+    pub uid_claim: Option<String>,
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
     #[serde(default = "default_max_lifetime")]
@@ -205,22 +216,27 @@ pub struct Issuer {
 
 /// Issuers anyone can get a token from: a token of theirs proves nothing about
 /// your organisation until a condition binds the tenant (claim paths listed).
+/// Only immutable ids count for CI issuers: names can be renamed and re-registered.
 pub const MULTI_TENANT: &[(&str, &[&str])] = &[
-    (
-        "https://token.actions.githubusercontent.com",
-        &["repository_owner", "repository_owner_id", "repository", "repository_id", "enterprise", "enterprise_id"],
-    ),
-    ("https://gitlab.com", &["namespace_path", "namespace_id", "project_path", "project_id"]),
+    ("https://token.actions.githubusercontent.com", &["repository_owner_id", "repository_id", "enterprise_id"]),
+    ("https://gitlab.com", &["namespace_id", "project_id"]),
     ("https://accounts.google.com", &["hd"]),
     ("https://login.microsoftonline.com/common/v2.0", &["tid"]),
     ("https://login.microsoftonline.com/organizations/v2.0", &["tid"]),
     ("https://login.microsoftonline.com/consumers/v2.0", &["tid"]),
+    ("https://app.terraform.io", &["terraform_organization_id"]),
+    ("https://agent.buildkite.com", &["organization_slug"]),
 ];
 
 impl Issuer {
     /// Does this issuer sign with `iss` (its URL or an alias)?
     pub fn is(&self, iss: &str) -> bool {
         self.url == iss || self.aliases.iter().any(|a| a == iss)
+    }
+
+    /// Does this issuer have a name space (user accounts, or a prefix for its groups)?
+    pub fn owns_names(&self) -> bool {
+        self.user_accounts || !self.name_prefix.is_empty()
     }
 
     /// Does the login name come from the `email` claim?
@@ -412,11 +428,13 @@ impl Config {
             }
             crate::claims::validate(&iss.require).or_else(|m| err(&k("require"), m))?;
             if let Some((_, tenant)) = MULTI_TENANT.iter().find(|(u, _)| iss.is(u)) {
-                if !tenant.iter().any(|c| iss.require.contains_key(*c)) {
+                let exact = |c: &&str| iss.require.get(*c).is_some_and(crate::claims::Cond::is_exact);
+                if !tenant.iter().any(exact) {
                     return err(
                         &k("require"),
                         format!(
-                            "{} issues tokens to anyone: require one of {} (e.g. require = {{ {} = \"your-org\" }})",
+                            "{} issues tokens to anyone: require one of {} with an exact value, no glob \
+                             (e.g. require = {{ {} = \"your-org-id\" }})",
                             iss.url,
                             tenant.join(", "),
                             tenant[0]
@@ -425,6 +443,17 @@ impl Config {
                 }
             }
             accounts::validate_groups(&iss.groups).or_else(|(f, m)| err(&k(&format!("groups.{f}")), m))?;
+            if iss.uid_claim.as_deref().is_some_and(str::is_empty) {
+                return err(&k("uid_claim"), "must not be empty".into());
+            }
+            if iss.uid_claim.is_some()
+                && (!self.accounts.prelogin_patterns.is_empty() || self.accounts.roster_file.is_some())
+            {
+                return err(
+                    &k("uid_claim"),
+                    "cannot be combined with pre-login resolution (the uid is not known before the token)".into(),
+                );
+            }
             if let Some(d) = &iss.device_client_id {
                 if !iss.audiences.contains(d) {
                     return err(
@@ -448,16 +477,17 @@ impl Config {
             );
         }
         accounts::validate(&self.accounts, &self.role_accounts, &self.issuers)?;
-        aws::validate(&self.aws)
+        aws::validate(&self.aws, &self.issuers)
     }
 
-    /// The issuer that owns a login name: of the issuers that make user
-    /// accounts, the one with the longest `name_prefix` the name starts
-    /// with. A name is only ever admitted for tokens of its owner.
+    /// The issuer that owns a host name (user or group): of the issuers with a
+    /// name space (those that make user accounts, and those with a
+    /// `name_prefix`), the one with the longest prefix the name starts with.
+    /// A name is only ever admitted or served for tokens of its owner.
     pub fn name_owner(&self, name: &str) -> Option<&Issuer> {
         self.issuers
             .iter()
-            .filter(|i| i.user_accounts && name.starts_with(i.name_prefix.as_str()))
+            .filter(|i| i.owns_names() && name.starts_with(i.name_prefix.as_str()))
             .max_by_key(|i| i.name_prefix.len())
     }
 

@@ -31,6 +31,10 @@ pub enum Request {
         /// The verified token, kept only if the session's AWS role uses web identity.
         #[serde(default)]
         web_token: Option<crate::Secret>,
+        /// A role account's token groups (an admission's come in `event`):
+        /// helperd decides what they are on this host.
+        #[serde(default)]
+        role_groups: Vec<String>,
     },
     /// The account store (names, ids, groups, issuer, identity, GECOS, login
     /// times; root only), one page from `offset` on.

@@ -38,22 +38,32 @@ pub fn check_group_name(g: &str) -> Result<(), String> {
 
 /// Apply config policy plus per-stack `require_group` arguments (any one of
 /// them suffices) to the host group names (`groups`, what NSS serves). A
-/// denied group also catches any of the token's own groups (`idp_groups`)
-/// that differs from it only in case or punctuation (`Contractors`,
-/// `CONTRACTORS`, `contr-actors`): a deny list fails closed.
+/// deny list fails closed: a denied group also catches any of the token's own
+/// groups (`probes`, [`crate::accounts::deny_probes`]: served or dropped, with
+/// the issuer's prefix) that differs from it only in case or punctuation
+/// (`Contractors`, `CONTRACTORS`, `contr-actors`), and a token whose group list
+/// is incomplete (Entra overage) is refused while a deny list is set.
 pub fn check_groups(
     groups: &[String],
-    idp_groups: &[String],
+    probes: &[String],
     policy: &Policy,
     require_any: &[String],
 ) -> Result<(), Rejection> {
     if let Some(g) = groups.iter().find(|g| policy.denied_groups.contains(g)) {
         return Err(Rejection::InDeniedGroup(g.clone()));
     }
+    if !policy.denied_groups.is_empty() && probes.iter().any(|p| p == crate::accounts::INCOMPLETE) {
+        return Err(Rejection::InDeniedGroup(
+            "(unknown): the token's group list is incomplete (overage), so denied_groups cannot be checked".into(),
+        ));
+    }
     let sk = |s: &str| nss_oidc::format::skeleton(s.as_bytes());
     for d in &policy.denied_groups {
-        if let Some(g) = idp_groups.iter().find(|g| sk(g) == sk(d)) {
-            return Err(Rejection::InDeniedGroup(format!("{d} (IdP group {g:?})")));
+        if let Some(g) = probes.iter().find(|g| sk(g) == sk(d)) {
+            return Err(Rejection::InDeniedGroup(format!(
+                "{d} (an IdP group of the same letters: {})",
+                crate::audit::clean(g)
+            )));
         }
     }
     for (need, what) in [(&policy.allowed_groups, "policy.allowed_groups"), (&require_any.to_vec(), "require_group")] {
@@ -93,6 +103,13 @@ mod tests {
             let e = check_groups(&g(&["devs"]), &g(&[idp, "devs"]), &p, &[]).unwrap_err();
             assert_eq!(e.code(), "in-denied-group", "{idp}");
         }
+        let incomplete = vec![crate::accounts::INCOMPLETE.to_string()];
+        assert_eq!(check_groups(&g(&["devs"]), &incomplete, &p, &[]).unwrap_err().code(), "in-denied-group");
+        let no_deny = Policy { denied_groups: vec![], ..p.clone() };
+        assert!(
+            check_groups(&g(&["devs"]), &incomplete, &no_deny, &[]).is_ok(),
+            "only a deny list needs the full list"
+        );
         assert!(check_group_name("a:b").is_err());
         assert!(check_group_name("team ops").is_ok());
     }

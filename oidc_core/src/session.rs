@@ -16,8 +16,8 @@ pub struct SessionClaims {
     /// Host group names (after the issuer's mapping): what policy, sudo
     /// reuse and AWS role rules compare.
     pub groups: Vec<String>,
-    /// The token's own groups (a deny list also catches these in any case
-    /// or punctuation).
+    /// What a deny list is checked against besides `groups`: skeletons of the
+    /// token's own groups ([`crate::accounts::deny_probes`]).
     #[serde(default)]
     pub idp_groups: Vec<String>,
     pub jti: Option<String>,
@@ -28,15 +28,20 @@ pub struct SessionClaims {
 }
 
 impl SessionClaims {
-    /// `groups`: the host group names of the token's groups.
-    pub fn from_verified(v: &crate::verify::Verified, account: &str, groups: Vec<String>) -> SessionClaims {
+    /// `groups`: the host group names of the token's groups; `probes`: its deny probes.
+    pub fn from_verified(
+        v: &crate::verify::Verified,
+        account: &str,
+        groups: Vec<String>,
+        probes: Vec<String>,
+    ) -> SessionClaims {
         SessionClaims {
             issuer: v.issuer.clone(),
             sub: v.sub.clone(),
             account: account.to_string(),
             identity: if v.username.is_empty() { v.identity.clone() } else { v.username.clone() },
             groups,
-            idp_groups: v.groups.clone(),
+            idp_groups: probes,
             jti: v.jti.clone(),
             exp: v.exp,
             iat: v.iat,

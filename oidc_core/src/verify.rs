@@ -25,6 +25,11 @@ pub struct Verified {
     pub username: String,
     /// Raw IdP groups (from `groups_claim`), unsafe ones already dropped.
     pub groups: Vec<String>,
+    /// Every group string the token carried, dropped ones too (for the deny list).
+    pub all_groups: Vec<String>,
+    /// The token could not give its whole group list (overage, a groups claim
+    /// of the wrong type, non-string entries): a deny list cannot be trusted on it.
+    pub groups_incomplete: bool,
     /// What was dropped or missing and why (logged; the login goes on).
     pub warnings: Vec<String>,
     pub jti: Option<String>,
@@ -369,7 +374,9 @@ fn check_claims(p: &Parsed<'_>, iss: &Issuer, issuer: String, now: i64, r: &mut 
     r.claim("username", username.clone(), &mut first);
 
     let mut warnings = vec![];
-    let groups = groups_of(iss, &c.0, &mut warnings);
+    let mut all_groups = vec![];
+    let mut incomplete = false;
+    let groups = groups_of(iss, &c.0, &mut warnings, &mut all_groups, &mut incomplete);
     r.claim("groups", groups.clone().map(|g| if g.is_empty() { "(none)".into() } else { g.join(",") }), &mut first);
 
     let jti = opt_str(c, "jti");
@@ -386,6 +393,8 @@ fn check_claims(p: &Parsed<'_>, iss: &Issuer, issuer: String, now: i64, r: &mut 
         identity: identity?,
         username: username?,
         groups: groups?,
+        all_groups,
+        groups_incomplete: incomplete,
         warnings,
         jti: jti?,
         exp: exp?,
@@ -416,7 +425,8 @@ pub fn login_name(iss: &Issuer, claims: &serde_json::Map<String, Value>) -> Resu
     let mut u = match &iss.username_domain {
         // `alice@example.com` -> `alice`, only for the pinned domain.
         Some(d) => match raw.rsplit_once('@') {
-            Some((local, dom)) if dom.eq_ignore_ascii_case(d) => local.to_string(),
+            // Mailbox names at these IdPs are case-insensitive: one name per mailbox.
+            Some((local, dom)) if dom.eq_ignore_ascii_case(d) => local.to_ascii_lowercase(),
             _ => return Err(Rejection::InvalidUsername(format!("{raw:?} is not in the domain {d}"))),
         },
         None => raw,
@@ -425,10 +435,11 @@ pub fn login_name(iss: &Issuer, claims: &serde_json::Map<String, Value>) -> Resu
         u = u.to_ascii_lowercase();
     }
     let u = format!("{}{u}", iss.name_prefix);
-    check_login_name(&u).map_err(Rejection::InvalidUsername)?;
     if nss_oidc::format::is_reserved(u.as_bytes()) {
-        return Err(Rejection::ReservedName(format!("{u} is reserved on Linux hosts (any case or punctuation)")));
+        let shown = crate::audit::clean(&u);
+        return Err(Rejection::ReservedName(format!("{shown} is reserved on Linux hosts (any case or punctuation)")));
     }
+    check_login_name(&u).map_err(Rejection::InvalidUsername)?;
     Ok(u)
 }
 
@@ -440,6 +451,8 @@ fn groups_of(
     iss: &Issuer,
     claims: &serde_json::Map<String, Value>,
     warnings: &mut Vec<String>,
+    all: &mut Vec<String>,
+    incomplete: &mut bool,
 ) -> Result<Vec<String>, Rejection> {
     let bad = |why: &str| Rejection::BadClaim { claim: iss.groups_claim.clone(), why: why.into() };
     let values: Vec<&Value> = match crate::claims::get(claims, &iss.groups_claim) {
@@ -448,6 +461,7 @@ fn groups_of(
                 claims.get("_claim_names").and_then(Value::as_object).is_some_and(|n| n.contains_key("groups"))
                     || claims.get("hasgroups") == Some(&Value::Bool(true));
             if overage {
+                *incomplete = true;
                 warnings.push(format!(
                     "groups not in token: overage (the IdP sent _claim_names/hasgroups instead of {}; \
                      filter the groups it emits, e.g. Entra's \"groups assigned to the application\")",
@@ -460,19 +474,26 @@ fn groups_of(
         Some(Value::Array(a)) if a.len() > 1024 => return Err(bad("more than 1024 values")),
         Some(Value::Array(a)) => a.iter().collect(),
         Some(_) => {
+            *incomplete = true;
             warnings.push(format!("groups claim {} is not a string or a list: no groups", iss.groups_claim));
             return Ok(vec![]);
         }
     };
     let mut out = vec![];
     for v in values {
+        if let Some(g) = v.as_str() {
+            all.push(g.chars().take(256).collect());
+        }
         match v.as_str() {
             Some(g) => match check_group_name(g) {
                 Ok(()) if !out.iter().any(|o| o == g) => out.push(g.to_string()),
                 Ok(()) => {}
                 Err(why) => warnings.push(format!("group dropped: {why}")),
             },
-            None => warnings.push("group dropped: a non-string value".into()),
+            None => {
+                *incomplete = true;
+                warnings.push("group dropped: a non-string value".into());
+            }
         }
     }
     Ok(out)

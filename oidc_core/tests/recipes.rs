@@ -164,7 +164,14 @@ fn public_issuers_need_a_tenant_condition() {
         assert!(e.message.contains("issues tokens to anyone"), "{url}: {e}");
         let bound = format!("{bare}[issuer.require]\n{claim} = \"x\"\n");
         assert!(Config::parse(&bound, Path::new("t.toml")).is_ok(), "{url}");
+        let glob = format!("{bare}[issuer.require]\n{claim} = \"x*\"\n");
+        assert!(Config::parse(&glob, Path::new("t.toml")).is_err(), "{url}: a glob binds no tenant");
     }
+    // A renamable name is not a tenant binding (an org can be renamed and its name re-registered).
+    let by_name =
+        "version = 1\n[[issuer]]\nurl = \"https://token.actions.githubusercontent.com\"\naudiences = [\"a\"]\n\
+        user_accounts = false\n[issuer.require]\nrepository_owner = \"acme\"\n";
+    assert!(Config::parse(by_name, Path::new("t.toml")).is_err());
 }
 
 #[test]

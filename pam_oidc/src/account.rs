@@ -34,25 +34,31 @@ pub fn acct_mgmt(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCode {
     };
     let Some(oidc_user) = pam.getenv(ENV_USER).filter(|u| !u.is_empty()) else {
         let client = Client::new(&cfg.helperd.socket, Duration::from_millis(cfg.pam.ipc_timeout_ms));
-        let why =
-            match crate::reuse::session_claims(&client, &user, &a.demand(&cfg), now, &crate::reuse::leeway_of(&cfg)) {
-                Reuse::Usable(c, detail) => {
-                    (ev.issuer, ev.sub, ev.jti) = (c.issuer.clone(), c.sub.clone(), c.jti.clone().unwrap_or_default());
-                    if let Err(r) = check_groups(&c.groups, &c.idp_groups, &cfg.policy, &a.require_groups) {
-                        return deny(pam, ev, &r);
-                    }
-                    ev.allow = true;
-                    ev.code = "ok".into();
-                    ev.reason = format!("claims of {detail} still valid");
-                    pam.log(Prio::Notice, &ev.to_string());
-                    return PamResultCode::PAM_SUCCESS;
+        let why = match crate::reuse::session_claims(
+            &client,
+            &user,
+            &a.demand(&cfg),
+            now,
+            &crate::reuse::leeway_of(&cfg),
+            cfg.pam.reuse_max_age_secs,
+        ) {
+            Reuse::Usable(c, detail) => {
+                (ev.issuer, ev.sub, ev.jti) = (c.issuer.clone(), c.sub.clone(), c.jti.clone().unwrap_or_default());
+                if let Err(r) = check_groups(&c.groups, &c.idp_groups, &cfg.policy, &a.require_groups) {
+                    return deny(pam, ev, &r);
                 }
-                Reuse::Unsatisfied(why) => why,
-                // Not an OIDC login (e.g. a local user with a key). Only a stack that
-                // demands a group needs OIDC; otherwise leave the decision to other modules.
-                Reuse::NoSession(_) if a.require_groups.is_empty() => return PamResultCode::PAM_IGNORE,
-                Reuse::NoSession(why) => format!("require_group set but no verified OIDC identity: {why}"),
-            };
+                ev.allow = true;
+                ev.code = "ok".into();
+                ev.reason = format!("claims of {detail} still valid");
+                pam.log(Prio::Notice, &ev.to_string());
+                return PamResultCode::PAM_SUCCESS;
+            }
+            Reuse::Unsatisfied(why) => why,
+            // Not an OIDC login (e.g. a local user with a key). Only a stack that
+            // demands a group needs OIDC; otherwise leave the decision to other modules.
+            Reuse::NoSession(_) if a.require_groups.is_empty() => return PamResultCode::PAM_IGNORE,
+            Reuse::NoSession(why) => format!("require_group set but no verified OIDC identity: {why}"),
+        };
         ev.code = "no-oidc-identity".into();
         ev.reason = oidc_core::audit::clean_n(&why, oidc_core::audit::MAX_CONTEXT);
         pam.log(Prio::Warning, &ev.to_string());

@@ -10,8 +10,13 @@ use oidc_core::verify::Verified;
 use oidc_core::Rejection;
 use serde_json::Value;
 
+/// The uid claim of the token's issuer, if that issuer assigns uids.
+fn uid_claim_name<'c>(cfg: &'c Config, v: &Verified) -> Option<&'c str> {
+    cfg.issuer(&v.issuer)?.uid_claim.as_deref()
+}
+
 fn uid_claim(cfg: &Config, v: &Verified) -> Option<u32> {
-    let c = v.claims.get(cfg.accounts.uid_claim.as_deref()?)?;
+    let c = oidc_core::claims::get(&v.claims, uid_claim_name(cfg, v)?)?;
     match c {
         Value::Number(n) => n.as_u64().and_then(|x| u32::try_from(x).ok()),
         Value::String(s) => s.parse().ok(),
@@ -36,18 +41,24 @@ pub fn admit(
     token: Option<&oidc_core::Secret>,
 ) -> Result<(String, Option<String>), Rejection> {
     if role {
-        return Ok(match client.call(&Request::Login { event: None, claims: claims.clone(), web_token: None }) {
-            Ok(Response::Admitted { detail, login_id, .. }) => (detail, Some(login_id)),
+        let req =
+            Request::Login { event: None, claims: claims.clone(), web_token: None, role_groups: v.groups.clone() };
+        return Ok(match client.call(&req) {
+            Ok(Response::Admitted { detail, login_id, groups }) => {
+                if let Some(g) = groups {
+                    claims.groups = g;
+                }
+                (detail, Some(login_id))
+            }
             Ok(Response::Refused { code, reason }) => return Err(Rejection::AccountRefused { code, reason }),
             Ok(other) => (format!("helperd: {other:?}"), None),
             Err(e) => (format!("{e}; the session will have no stored claims"), None),
         });
     }
-    if cfg.accounts.uid_claim.is_some() && uid_claim(cfg, v).is_none() {
-        return Err(Rejection::BadClaim {
-            claim: cfg.accounts.uid_claim.clone().unwrap_or_default(),
-            why: "missing or not a uid".into(),
-        });
+    if let Some(name) = uid_claim_name(cfg, v) {
+        if uid_claim(cfg, v).is_none() {
+            return Err(Rejection::BadClaim { claim: name.to_string(), why: "missing or not a uid".into() });
+        }
     }
     let event = LoginEvent {
         issuer: v.issuer.clone(),
@@ -57,7 +68,9 @@ pub fn admit(
         uid_claim: uid_claim(cfg, v),
         gecos: gecos(cfg, v),
     };
-    match client.call(&Request::Login { event: Some(event), claims: claims.clone(), web_token: token.cloned() }) {
+    let req =
+        Request::Login { event: Some(event), claims: claims.clone(), web_token: token.cloned(), role_groups: vec![] };
+    match client.call(&req) {
         Ok(Response::Admitted { detail, login_id, groups }) => {
             if let Some(g) = groups {
                 claims.groups = g;

@@ -151,7 +151,14 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
     let client = ipc::Client::new(&cfg.helperd.socket, Duration::from_millis(cfg.pam.ipc_timeout_ms));
     let mut why_not_session = String::new();
     if !a.step_up {
-        match crate::reuse::session_claims(&client, &user, &a.demand(&cfg), clock(), &crate::reuse::leeway_of(&cfg)) {
+        match crate::reuse::session_claims(
+            &client,
+            &user,
+            &a.demand(&cfg),
+            clock(),
+            &crate::reuse::leeway_of(&cfg),
+            cfg.pam.reuse_max_age_secs,
+        ) {
             crate::reuse::Reuse::Usable(c, detail) => {
                 ev.issuer = c.issuer.clone();
                 ev.sub = c.sub.clone();
@@ -205,13 +212,14 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
     };
     // What the token's groups are on this host (the issuer's mapping): policy,
     // NSS and AWS rules all speak these names.
-    let icfg = cfg.issuer(&v.issuer);
-    let (host, mut warnings) = match icfg {
-        Some(i) => oidc_core::accounts::map_groups(&v.groups, i, &cfg),
-        None => (vec![], vec![]),
+    let Some(icfg) = cfg.issuer(&v.issuer) else {
+        let r = Rejection::UntrustedIssuer(v.issuer.clone());
+        return deny(pam, ev, &r, r.to_string());
     };
+    let local = local_db(&cfg);
+    let (host_groups, mut warnings) = oidc_core::accounts::host_groups(&v.groups, icfg, &cfg, &local);
     warnings.splice(0..0, v.warnings.iter().cloned());
-    let host_groups: Vec<String> = host.into_iter().map(|h| h.name).collect();
+    let probes = oidc_core::accounts::deny_probes(icfg, &v.all_groups, v.groups_incomplete);
     // Its own account, or a role account (e.g. `deploy`) a rule of its issuer grants.
     let role = match oidc_core::accounts::account_for(&cfg, &v, &user, &host_groups) {
         Ok(r) => r,
@@ -219,10 +227,10 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
     };
     // Group policy here too, so a stack without our `account` line (or an
     // application that skips pam_acct_mgmt) cannot bypass denied_groups.
-    if let Err(r) = oidc_core::policy::check_groups(&host_groups, &v.groups, &cfg.policy, &a.require_groups) {
+    if let Err(r) = oidc_core::policy::check_groups(&host_groups, &probes, &cfg.policy, &a.require_groups) {
         return deny(pam, ev, &r, format!("{r}{}", notes(&warnings)));
     }
-    let mut claims = SessionClaims::from_verified(&v, &user, host_groups);
+    let mut claims = SessionClaims::from_verified(&v, &user, host_groups, probes);
     let fresh = oidc_core::session::Demand { groups: vec![], ..a.demand(&cfg) };
     let leeway = cfg.issuer(&v.issuer).map_or(0, |i| i.leeway_secs);
     if let Err(why) = oidc_core::session::satisfies(&claims, &fresh, now, leeway) {
@@ -238,7 +246,8 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
     };
     // helperd may have dropped groups it could not serve (another issuer's,
     // a name now local): policy holds on what the host really serves.
-    if let Err(r) = oidc_core::policy::check_groups(&claims.groups, &v.groups, &cfg.policy, &a.require_groups) {
+    if let Err(r) = oidc_core::policy::check_groups(&claims.groups, &claims.idp_groups, &cfg.policy, &a.require_groups)
+    {
         return deny(pam, ev, &r, format!("{r}{}", notes(&warnings)));
     }
     if let Err(r) = publish(pam, &claims, login_id.as_deref()) {
@@ -258,6 +267,13 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
     );
     pam.log(Prio::Notice, &ev.to_string());
     PamResultCode::PAM_SUCCESS
+}
+
+/// The host's own users and groups (files): automatic group names that clash
+/// with them never count for policy (helperd drops them from NSS too).
+fn local_db(cfg: &Config) -> oidc_core::accounts::LocalDb {
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    oidc_core::accounts::LocalDb::parse(&read(&cfg.accounts.passwd_file), &read(&cfg.accounts.group_file))
 }
 
 /// Dropped groups and other warnings, for the audit line (escaped, bounded).

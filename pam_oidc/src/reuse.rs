@@ -22,12 +22,28 @@ impl Reuse {
     }
 }
 
-/// `leeway(issuer)`: the clock leeway of the session's issuer.
-pub fn session_claims(client: &Client, user: &str, demand: &Demand, now: i64, leeway: &dyn Fn(&str) -> u64) -> Reuse {
+/// `leeway(issuer)`: the clock leeway of the session's issuer. Claims older
+/// than `reuse_max_age` (since the user authenticated) are not reused: a
+/// background process of the session (no tty, nobody at the keyboard) gets
+/// root through them only in that window, as with sudo's own timestamp.
+pub fn session_claims(
+    client: &Client,
+    user: &str,
+    demand: &Demand,
+    now: i64,
+    leeway: &dyn Fn(&str) -> u64,
+    reuse_max_age: u64,
+) -> Reuse {
     match client.call(&Request::SessionClaims) {
         Ok(Response::Claims { claims: Some(c), detail }) => {
             if c.account != user {
                 return Reuse::NoSession(format!("{detail} is for {}, not {user}", c.account));
+            }
+            let age = now.saturating_sub(c.authenticated_at());
+            if age > i64::try_from(reuse_max_age).unwrap_or(i64::MAX) {
+                return Reuse::Unsatisfied(format!(
+                    "{detail}: authenticated {age}s ago, beyond pam.reuse_max_age_secs={reuse_max_age}"
+                ));
             }
             match satisfies(&c, demand, now, leeway(&c.issuer)) {
                 Ok(()) => Reuse::Usable(c, detail),

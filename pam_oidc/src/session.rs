@@ -62,7 +62,9 @@ pub fn open_session(pam: &mut dyn Pam, raw: &[String]) -> PamResultCode {
             // Without helperd there are no AWS credentials; fail only if they are required.
             let groups: Vec<String> =
                 pam.getenv(ENV_GROUPS).unwrap_or_default().split(',').map(str::to_string).collect();
-            let required = cfg.aws.require_credentials || cfg.aws.role_for(&groups).is_some_and(|r| r.required);
+            let issuer = pam.getenv(crate::auth::ENV_ISSUER).unwrap_or_default();
+            let required =
+                cfg.aws.require_credentials || cfg.aws.role_for(&groups, &issuer).is_some_and(|r| r.required);
             if required {
                 pam.error("AWS credentials unavailable: helperd unreachable");
                 PamResultCode::PAM_SESSION_ERR

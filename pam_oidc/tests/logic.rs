@@ -186,3 +186,54 @@ fn refusals_are_logged_and_shown_briefly() {
     p.env.insert(ENV_USER.into(), "mallory".into());
     assert_eq!(acct_mgmt(&mut p, &args(&s, &[]), NOW), PamResultCode::PAM_PERM_DENIED);
 }
+
+/// A one-shot fake helperd on the config's socket: answers the first request
+/// with the session claims given.
+fn fake_helperd(s: &Setup, claims: oidc_core::session::SessionClaims) -> std::thread::JoinHandle<()> {
+    use oidc_core::ipc::{read_frame, write_frame, Request, Response};
+    let sock = s.dir.join("no.sock");
+    let _ = std::fs::remove_file(&sock);
+    let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::thread::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        let d = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let req: Request = read_frame(&mut c, d).unwrap();
+        assert!(matches!(req, Request::SessionClaims), "{req:?}");
+        let resp = Response::Claims { claims: Some(Box::new(claims)), detail: "session 7 (sshd pid 42)".into() };
+        write_frame(&mut c, &resp, d).unwrap();
+    })
+}
+
+/// Issue 12 (13): sudo inside a session (even a background process with no
+/// tty) reuses the session's claims only within pam.reuse_max_age_secs
+/// (default 900 s) of the authentication, never for the token's whole life.
+#[test]
+fn session_claims_are_reused_only_while_fresh() {
+    let s = setup("reuse");
+    let claims = |auth_age: i64| oidc_core::session::SessionClaims {
+        issuer: "https://idp.test".into(),
+        sub: "s-1".into(),
+        account: "alice".into(),
+        identity: "alice".into(),
+        groups: vec!["ops".into()],
+        idp_groups: vec![],
+        jti: None,
+        exp: NOW + 20_000,
+        iat: NOW - auth_age,
+        auth_time: Some(NOW - auth_age),
+        acr: None,
+    };
+    for (age, ok) in [(100, true), (1000, false)] {
+        let t = fake_helperd(&s, claims(age));
+        let mut p = Fake { user: "alice".into(), ..Default::default() };
+        let rc = acct_mgmt(&mut p, &args(&s, &["require_group=ops"]), NOW);
+        t.join().unwrap();
+        let log = p.log.borrow().join("\n");
+        if ok {
+            assert_eq!(rc, PamResultCode::PAM_SUCCESS, "{log}");
+        } else {
+            assert_eq!(rc, PamResultCode::PAM_PERM_DENIED, "{log}");
+            assert!(log.contains("beyond pam.reuse_max_age_secs=900"), "{log}");
+        }
+    }
+}

@@ -559,5 +559,5 @@ pub fn login_request(issuer: &str, sub: &str, name: &str, groups: &[String], gec
         auth_time: None,
         acr: None,
     };
-    oidc_core::ipc::Request::Login { event: Some(event), claims, web_token: None }
+    oidc_core::ipc::Request::Login { event: Some(event), claims, web_token: None, role_groups: vec![] }
 }

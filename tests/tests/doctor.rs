@@ -24,7 +24,7 @@ fn setup() -> Setup {
     std::fs::write(&sshd, "# test\nUsePAM yes\nKbdInteractiveAuthentication yes\nInclude /nonexistent/*.conf\n")
         .unwrap();
     let nss = d.join("nsswitch.conf");
-    std::fs::write(&nss, "passwd: files oidc systemd\ngroup:  files [SUCCESS=merge] oidc\nhosts: files dns\n").unwrap();
+    std::fs::write(&nss, "passwd: files systemd oidc\ngroup:  files [SUCCESS=merge] oidc\nhosts: files dns\n").unwrap();
     let pam = d.join("pam.d");
     std::fs::create_dir_all(&pam).unwrap();
     std::fs::write(pam.join("sshd"), "auth required pam_oidc.so\naccount required pam_oidc.so\n").unwrap();
@@ -78,7 +78,9 @@ impl Setup {
 fn good_setup_passes_every_check() {
     let s = setup();
     let (_, out) = s.doctor();
-    for check in ["config", "issuer", "sshd", "nsswitch", "pam.d/sshd", "pam.d/sudo", "helperd", "socket", "snapshot"] {
+    for check in
+        ["config", "issuer", "id key", "sshd", "nsswitch", "pam.d/sshd", "pam.d/sudo", "helperd", "socket", "snapshot"]
+    {
         assert!(out.lines().any(|l| l.starts_with(&format!("[PASS] {check}"))), "{check}:\n{out}");
     }
     assert!(out.contains("jwks: 3 usable key(s)") && out.contains("clock: skew"), "{out}");
@@ -118,6 +120,8 @@ fn sshd_settings_that_block_oidc() {
 #[test]
 fn nsswitch_and_pam_stacks() {
     let s = setup();
+    s.edit(&s.nss, "passwd: files systemd oidc", "passwd: files oidc systemd");
+    s.fails("nsswitch", "systemd comes after oidc");
     s.edit(&s.nss, "passwd: files oidc systemd", "passwd: files systemd");
     s.fails("nsswitch", "passwd: has no oidc");
     s.edit(&s.nss, "passwd: files systemd", "passwd: oidc files");
@@ -199,4 +203,28 @@ fn httpdate_now(offset: i64) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Issue 11: no id key (or one others can read) fails doctor, with the fix.
+#[test]
+fn id_key_is_required_and_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup();
+    let key = s.env.dir.0.join("id.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    s.fails("id key", "group or others may access it");
+    std::fs::remove_file(&key).unwrap();
+    s.fails("id key", "id.key");
+    let out = std::process::Command::new(helperd_bin())
+        .args(["--config", &s.env.config.display().to_string(), "id-key", "generate"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    s.passes();
+    let again = std::process::Command::new(helperd_bin())
+        .args(["--config", &s.env.config.display().to_string(), "id-key", "generate"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "an existing key is never replaced without --force");
 }

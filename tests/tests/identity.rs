@@ -239,6 +239,10 @@ fn prelogin_names_are_namespaced_and_root_only() {
     let (ok, _) =
         ns.stdout(&["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "getent", "passwd", "dev-newbie"]);
     assert!(!ok, "an unprivileged caller cannot compute pre-login uids");
+    // Nor a setuid-root program run by a user (real uid not root, effective root).
+    let (ok, _) = ns.stdout(&["setpriv", "--ruid=65534", "getent", "passwd", "dev-newbie"]);
+    assert!(!ok, "a setuid program's caller learns no pre-login uid");
+    assert!(ns.stdout(&["getent", "passwd", "dev-newbie"]).0, "root (sshd) still does");
 }
 
 /// Access tokens and ID tokens of another client of the same IdP are not login tokens.
@@ -435,4 +439,37 @@ fn names_and_ids_other_nss_sources_know_are_never_taken() {
     assert!(line.contains("groups=devs"), "{line}");
     let log = helperd_log(&h);
     assert!(log.contains("group platform skipped") && log.contains("group builders skipped"), "{log}");
+}
+
+/// Review findings: a role rule naming a host group holds only for the host
+/// group the token really gets (never a local group's name by coincidence);
+/// a token whose group list is incomplete cannot slip past a deny list.
+#[test]
+fn role_rules_and_deny_lists_use_what_the_host_serves() {
+    let idp = Idp::start();
+    let env = Env::new("[policy]\ndenied_groups = [\"contractors\"]\n", &Env::issuer_toml(&idp.issuer(), ALGS));
+    let group_file = env.dir.0.join("group");
+    std::fs::write(&group_file, "root:x:0:\ndba:x:1500:\n").unwrap();
+    env.append("[issuer.groups]\nmap = { \"db-admins\" = \"dba\" }\n");
+    env.append(&format!("[accounts]\ngroup_file = \"{}\"\n", group_file.display()));
+    env.append(&format!("[[role_account]]\nname = \"dbadmin\"\nissuer = \"{}\"\ngroup = \"dba\"\n", idp.issuer()));
+    let _h = start(&env, &[&idp]);
+    let tok = |groups: Value| rs(&idp, claims_with(&idp, "mallory", |c| c["groups"] = groups));
+    // The attacker's own IdP group named like the local group grants nothing.
+    let r = env.pam("dbadmin", &tok(json!(["dba"])));
+    r.assert_denied("no-account-rule");
+    assert!(r.stderr.contains("a local group"), "{}", r.stderr);
+    // The IdP group the operator mapped onto it does.
+    env.pam("dbadmin", &tok(json!(["db-admins"]))).assert_allowed();
+    // Group overage with a deny list set: refused (the list cannot be checked).
+    let mut c = idp.claims("alice", "host-login");
+    c.as_object_mut().unwrap().remove("groups");
+    c["_claim_names"] = json!({"groups": "src1"});
+    let r = env.pam("alice", &rs(&idp, c));
+    r.assert_denied("in-denied-group");
+    assert!(r.stderr.contains("incomplete"), "{}", r.stderr);
+    // Dropped groups (not host names) with the denied group's letters are still denied.
+    env.pam("mallory", &tok(json!(["devs", "Contractors:"]))).assert_denied("in-denied-group");
+    env.pam("mallory", &tok(json!(["devs", "CONTRACTORS!"]))).assert_denied("in-denied-group");
+    env.pam("mallory", &tok(json!(["devs", "Sales, EMEA"]))).assert_allowed();
 }

@@ -188,8 +188,8 @@ fn nsswitch_helper_is_idempotent_and_reversible() {
     }
     let t = std::fs::read_to_string(&f).unwrap();
     assert!(
-        t.contains("passwd:         files oidc systemd\n")
-            && t.contains("group:          files [SUCCESS=merge] oidc systemd\n"),
+        t.contains("passwd:         files systemd oidc\n")
+            && t.contains("group:          files [SUCCESS=merge] systemd oidc\n"),
         "{t}"
     );
     assert!(t.contains("shadow:         files\n"), "{t}");

@@ -201,13 +201,13 @@ impl Broker {
     }
 
     /// Does the role for these groups use the user's token (web identity)?
-    pub fn wants_web_token(&self, groups: &[String]) -> bool {
-        self.cfg.role_for(groups).is_some_and(|r| r.source == AwsSource::WebIdentity)
+    pub fn wants_web_token(&self, groups: &[String], issuer: &str) -> bool {
+        self.cfg.role_for(groups, issuer).is_some_and(|r| r.source == AwsSource::WebIdentity)
     }
 
     /// At session open: the role for the session's groups, and its first credentials.
     pub fn open(&self, session: u64, claims: &SessionClaims, web_token: Option<Secret>) -> Outcome {
-        let Some(role) = self.cfg.role_for(&claims.groups).cloned() else {
+        let Some(role) = self.cfg.role_for(&claims.groups, &claims.issuer).cloned() else {
             info!("aws: session {session} ({}): no role matches groups {}", claims.account, claims.groups.join(","));
             return if self.cfg.require_credentials {
                 Outcome::Failed { required: true, code: "no-role", reason: "no AWS role matches your groups".into() }

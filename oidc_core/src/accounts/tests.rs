@@ -40,8 +40,8 @@ fn first_login_allocates_deterministic_ids() {
     let c = cfg("");
     let mut s1 = Store::default();
     let mut s2 = Store::default();
-    let a = s1.admit(&ev("s-a", "alice", &["devs", "ops-admins"]), &c, &local(), &KEY, 10).unwrap();
-    let b = s2.admit(&ev("s-a", "alice", &["ops-admins", "devs"]), &c, &local(), &KEY, 99).unwrap();
+    let a = s1.admit(&ev("s-a", "alice", &["devs", "ops-admins"]), &c, &local(), Some(&KEY), 10).unwrap();
+    let b = s2.admit(&ev("s-a", "alice", &["ops-admins", "devs"]), &c, &local(), Some(&KEY), 99).unwrap();
     assert_eq!(a.uid, b.uid, "two independent stores agree");
     assert_eq!(a.uid, uid_for(&c.accounts, &KEY, "alice"));
     assert!(a.uid >= c.accounts.uid_min && a.uid <= c.accounts.uid_max);
@@ -54,12 +54,12 @@ fn first_login_allocates_deterministic_ids() {
     assert_eq!(g1s, g2, "group gids agree too");
     assert!(a.new);
     // Second login: same uid, groups refreshed.
-    let again = s1.admit(&ev("s-a", "alice", &["devs"]), &c, &local(), &KEY, 20).unwrap();
+    let again = s1.admit(&ev("s-a", "alice", &["devs"]), &c, &local(), Some(&KEY), 20).unwrap();
     assert_eq!((again.uid, again.new), (a.uid, false));
     assert_eq!(s1.users[0].groups, ["devs"]);
     assert_eq!(s1.users[0].last_login, 10, "last_login is kept to LAST_LOGIN_RESOLUTION_SECS");
     let later = 10 + super::LAST_LOGIN_RESOLUTION_SECS;
-    s1.admit(&ev("s-a", "alice", &["devs"]), &c, &local(), &KEY, later).unwrap();
+    s1.admit(&ev("s-a", "alice", &["devs"]), &c, &local(), Some(&KEY), later).unwrap();
     assert_eq!(s1.users[0].last_login, later);
 }
 
@@ -67,34 +67,36 @@ fn first_login_allocates_deterministic_ids() {
 fn collisions_and_ownership_are_refused() {
     let c = cfg("");
     let mut s = Store::default();
-    assert_eq!(s.admit(&ev("s-b", "bob", &[]), &c, &local(), &KEY, 1).unwrap_err().code, "local-account");
-    assert_eq!(s.admit(&ev("s-d", "daemon", &[]), &c, &local(), &KEY, 1).unwrap_err().code, "local-account");
-    s.admit(&ev("s-a", "alice", &[]), &c, &local(), &KEY, 1).unwrap();
-    assert_eq!(s.admit(&ev("s-other", "alice", &[]), &c, &local(), &KEY, 2).unwrap_err().code, "name-taken");
-    assert_eq!(s.admit(&ev("s-a", "alice2", &[]), &c, &local(), &KEY, 2).unwrap_err().code, "identity-renamed");
+    assert_eq!(s.admit(&ev("s-b", "bob", &[]), &c, &local(), Some(&KEY), 1).unwrap_err().code, "local-account");
+    assert_eq!(s.admit(&ev("s-d", "daemon", &[]), &c, &local(), Some(&KEY), 1).unwrap_err().code, "local-account");
+    s.admit(&ev("s-a", "alice", &[]), &c, &local(), Some(&KEY), 1).unwrap();
+    assert_eq!(s.admit(&ev("s-other", "alice", &[]), &c, &local(), Some(&KEY), 2).unwrap_err().code, "name-taken");
+    assert_eq!(s.admit(&ev("s-a", "alice2", &[]), &c, &local(), Some(&KEY), 2).unwrap_err().code, "identity-renamed");
     // A pinned uid equal to a local uid, or to another identity's uid.
     let c = cfg("[accounts]\npinned_uids = { carol = 1000, dave = 5000, erin = 5000 }");
-    assert_eq!(s.admit(&ev("s-c", "carol", &[]), &c, &local(), &KEY, 3).unwrap_err().code, "uid-collision");
-    assert_eq!(s.admit(&ev("s-d", "dave", &[]), &c, &local(), &KEY, 3).unwrap().uid, 5000);
-    let e = s.admit(&ev("s-e", "erin", &[]), &c, &local(), &KEY, 3).unwrap_err();
+    assert_eq!(s.admit(&ev("s-c", "carol", &[]), &c, &local(), Some(&KEY), 3).unwrap_err().code, "uid-collision");
+    assert_eq!(s.admit(&ev("s-d", "dave", &[]), &c, &local(), Some(&KEY), 3).unwrap().uid, 5000);
+    let e = s.admit(&ev("s-e", "erin", &[]), &c, &local(), Some(&KEY), 3).unwrap_err();
     assert_eq!(e.code, "uid-collision");
     assert!(e.reason.contains("held by dave"), "{}", e.reason);
     // A hash collision (tiny range): the later identity is refused.
     let c = cfg("[accounts]\nuid_min = 70000\nuid_max = 70000\ngid_min = 80000\ngid_max = 80100");
     let mut s = Store::default();
-    assert_eq!(s.admit(&ev("s-1", "u1", &[]), &c, &local(), &KEY, 1).unwrap().uid, 70000);
-    assert_eq!(s.admit(&ev("s-2", "u2", &[]), &c, &local(), &KEY, 1).unwrap_err().code, "uid-collision");
+    assert_eq!(s.admit(&ev("s-1", "u1", &[]), &c, &local(), Some(&KEY), 1).unwrap().uid, 70000);
+    assert_eq!(s.admit(&ev("s-2", "u2", &[]), &c, &local(), Some(&KEY), 1).unwrap_err().code, "uid-collision");
 }
 
 #[test]
 fn uid_claim_must_be_in_range() {
-    let c = cfg("[accounts]\nuid_claim = \"uidNumber\"");
+    let c = cfg_g("", "").clone();
+    let mut c = c;
+    c.issuers[0].uid_claim = Some("uidNumber".into());
     let mut s = Store::default();
     let mut e = ev("s-a", "alice", &[]);
     e.uid_claim = Some(42);
-    assert_eq!(s.admit(&e, &c, &local(), &KEY, 1).unwrap_err().code, "uid-out-of-range");
+    assert_eq!(s.admit(&e, &c, &local(), Some(&KEY), 1).unwrap_err().code, "uid-out-of-range");
     e.uid_claim = Some(c.accounts.uid_min + 7);
-    assert_eq!(s.admit(&e, &c, &local(), &KEY, 1).unwrap().uid, c.accounts.uid_min + 7);
+    assert_eq!(s.admit(&e, &c, &local(), Some(&KEY), 1).unwrap().uid, c.accounts.uid_min + 7);
 }
 
 #[test]
@@ -106,7 +108,7 @@ fn groups_mapping_and_local_extension() {
             &ev("s-a", "alice", &["unix-devs", "unix-ops-admins", "unix-docker", "sales", "unix-9lives"]),
             &c,
             &local(),
-            &KEY,
+            Some(&KEY),
             1,
         )
         .unwrap();
@@ -127,11 +129,11 @@ fn names_a_token_can_never_take() {
     let mut s = Store::default();
     // Reserved names, in any case or punctuation, as users.
     for name in ["admin", "wheel", "docker", "sudo", "systemd-x", "uuidd", "ec2-user", "ad-min", "_apt"] {
-        let e = s.admit(&ev(&format!("s-{name}"), name, &[]), &c, &local(), &KEY, 1).unwrap_err();
+        let e = s.admit(&ev(&format!("s-{name}"), name, &[]), &c, &local(), Some(&KEY), 1).unwrap_err();
         assert_eq!(e.code, "reserved-name", "{name}: {e:?}");
     }
     // A local name with other punctuation (local `docker` group, local `bob`).
-    let e = s.admit(&ev("s-b", "b-o-b", &[]), &c, &local(), &KEY, 1).unwrap_err();
+    let e = s.admit(&ev("s-b", "b-o-b", &[]), &c, &local(), Some(&KEY), 1).unwrap_err();
     assert_eq!(e.code, "reserved-name", "{e:?}");
     // As groups: dropped with a warning, the login goes on, no host group is made.
     let a = s
@@ -139,7 +141,7 @@ fn names_a_token_can_never_take() {
             &ev("s-a", "alice", &["Admin", "ADMIN", "admin", "wheel", "Docker", "d.o.c.k.e.r", "Sales, EMEA", "devs"]),
             &c,
             &local(),
-            &KEY,
+            Some(&KEY),
             1,
         )
         .unwrap();
@@ -147,7 +149,7 @@ fn names_a_token_can_never_take() {
     assert!(a.warnings.len() >= 6, "{:?}", a.warnings);
     assert!(!s.groups.iter().any(|g| ["admin", "wheel", "docker"].contains(&g.name.as_str())));
     // Two IdP groups never become one host group.
-    let a = s.admit(&ev("s-a", "alice", &["OPS Admins", "ops-admins"]), &c, &local(), &KEY, 2).unwrap();
+    let a = s.admit(&ev("s-a", "alice", &["OPS Admins", "ops-admins"]), &c, &local(), Some(&KEY), 2).unwrap();
     assert_eq!(a.groups.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(), ["ops-admins"]);
     assert!(a.warnings.iter().any(|w| w.contains("OPS Admins")), "{:?}", a.warnings);
     let (m, _) = map_groups(&["Contractors".into(), "contractors".into()], &c.issuers[0], &c);
@@ -158,20 +160,23 @@ fn names_a_token_can_never_take() {
 fn names_and_groups_are_scoped_to_their_issuer() {
     let c = cfg("");
     let mut s = Store::default();
-    s.admit(&ev("s-a", "alice", &["devs"]), &c, &local(), &KEY, 1).unwrap();
+    s.admit(&ev("s-a", "alice", &["devs"]), &c, &local(), Some(&KEY), 1).unwrap();
     // The second issuer's name space is ext-*: it can never produce alice ...
     let mut e2 = ev("s-a", "alice", &["devs"]);
     e2.issuer = "https://second.test".into();
-    assert_eq!(s.admit(&e2, &c, &local(), &KEY, 2).unwrap_err().code, "name-of-another-issuer");
+    assert_eq!(s.admit(&e2, &c, &local(), Some(&KEY), 2).unwrap_err().code, "name-of-another-issuer");
     // ... nor can the first issuer produce ext-* names.
-    assert_eq!(s.admit(&ev("s-z", "ext-zed", &[]), &c, &local(), &KEY, 2).unwrap_err().code, "name-of-another-issuer");
+    assert_eq!(
+        s.admit(&ev("s-z", "ext-zed", &[]), &c, &local(), Some(&KEY), 2).unwrap_err().code,
+        "name-of-another-issuer"
+    );
     // Its group `devs` is its own `ext-devs`, never the first issuer's `devs`;
     // the first issuer's `ext-*` groups are dropped (another's name space).
     let mut e3 = ev("s-m", "ext-mallory", &["devs"]);
     e3.issuer = "https://second.test".into();
-    let a = s.admit(&e3, &c, &local(), &KEY, 3).unwrap();
+    let a = s.admit(&e3, &c, &local(), Some(&KEY), 3).unwrap();
     assert_eq!(a.groups.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(), ["ext-devs"]);
-    let a = s.admit(&ev("s-a", "alice", &["devs", "ext-devs"]), &c, &local(), &KEY, 4).unwrap();
+    let a = s.admit(&ev("s-a", "alice", &["devs", "ext-devs"]), &c, &local(), Some(&KEY), 4).unwrap();
     assert_eq!(a.groups.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(), ["devs"]);
     assert!(a.warnings.iter().any(|w| w.contains("another issuer's name space")), "{:?}", a.warnings);
     // rebind: the name moves to a new identity, keeping its uid.
@@ -202,8 +207,8 @@ fn uids_need_the_key() {
 fn snapshot_parts_serve_users_groups_roster_and_rule() {
     let c = cfg("[accounts]\nprelogin_patterns = [\"dev-*\"]\npinned_uids = { zed = 1500000100 }");
     let mut s = Store::default();
-    s.admit(&ev("s-a", "alice", &["devs"]), &c, &local(), &KEY, 1).unwrap();
-    s.admit(&ev("s-x", "xavier", &["devs"]), &c, &local(), &KEY, 1).unwrap();
+    s.admit(&ev("s-a", "alice", &["devs"]), &c, &local(), Some(&KEY), 1).unwrap();
+    s.admit(&ev("s-x", "xavier", &["devs"]), &c, &local(), Some(&KEY), 1).unwrap();
     let roster = ["roster1".into(), "bob".into(), "Bad Name".into(), "wheel".into()];
     let (users, groups, rule, _) = s.snapshot_parts(&c, &local(), &roster, Some(&KEY));
     let names: Vec<_> = users.iter().map(|u| u.name.as_str()).collect();
@@ -223,4 +228,41 @@ fn local_db_parsing_ignores_junk() {
     let db = LocalDb::parse("# c\n+nis\nbad\nok:x:5:5::/:/bin/sh\n:x:1:1\n", "g:x:7:\n");
     assert_eq!(db.users.len(), 1);
     assert!(db.uids.contains(&5) && db.gids.contains(&7));
+}
+
+/// Review findings (issue 11): role names, look-alike OIDC names, no key,
+/// role-only issuers' groups, deny probes with prefixes, local group names.
+#[test]
+fn review_findings_are_closed() {
+    let text = "version = 1\n[[issuer]]\nurl = \"https://idp.test\"\naudiences = [\"a\"]\n\
+        [[issuer]]\nurl = \"https://ci.test\"\naudiences = [\"a\"]\nuser_accounts = false\n\
+        [[role_account]]\nname = \"dbadmin\"\nissuer = \"https://ci.test\"\ngroup = \"dba\"\n";
+    let c = Config::parse(text, Path::new("t.toml")).unwrap();
+    let mut s = Store::default();
+    // A user can never take a role account's name.
+    assert_eq!(s.admit(&ev("s-x", "dbadmin", &[]), &c, &local(), Some(&KEY), 1).unwrap_err().code, "reserved-name");
+    // Nor an OIDC name that differs from another only in punctuation.
+    s.admit(&ev("s-a", "alice", &[]), &c, &local(), Some(&KEY), 1).unwrap();
+    assert_eq!(s.admit(&ev("s-m", "a-lice", &[]), &c, &local(), Some(&KEY), 1).unwrap_err().code, "reserved-name");
+    // Without the key: returning users log in, new ones wait.
+    assert!(s.admit(&ev("s-a", "alice", &["devs"]), &c, &local(), None, 2).is_ok());
+    assert_eq!(s.admit(&ev("s-b", "bobby", &[]), &c, &local(), None, 2).unwrap_err().code, "accounts-unavailable");
+    // A role-only issuer without a prefix makes no automatic host groups: its
+    // `dba` or `ops` never equals the host's or the person issuer's.
+    let (m, _) = map_groups(&["dba".into(), "ops".into()], &c.issuers[1], &c);
+    assert!(m.is_empty(), "{m:?}");
+    let (m, _) = map_groups(&["ops".into()], &c.issuers[0], &c);
+    assert_eq!(m.len(), 1);
+    // An automatic group that is a local group's name is not a host group for policy.
+    let local = LocalDb::parse("", "dba:x:1500:\n");
+    let (h, w) = host_groups(&["dba".into(), "devs".into()], &c.issuers[0], &c, &local);
+    assert_eq!(h, ["devs"], "{w:?}");
+    // Deny probes carry the issuer's prefix and the incomplete mark.
+    let mut iss = c.issuers[0].clone();
+    iss.name_prefix = "b-".into();
+    let p = deny_probes(&iss, &["Contractors".into()], true);
+    let policy = crate::config::Policy { allowed_groups: vec![], denied_groups: vec!["b-contractors".into()] };
+    assert!(p.contains(&INCOMPLETE.to_string()));
+    let e = crate::policy::check_groups(&[], &p[..p.len() - 1], &policy, &[]).unwrap_err();
+    assert_eq!(e.code(), "in-denied-group", "the prefixed name is caught");
 }

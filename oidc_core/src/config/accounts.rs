@@ -30,7 +30,8 @@ pub struct Accounts {
     pub uid_max: u32,
     pub gid_min: u32,
     pub gid_max: u32,
-    /// Take the uid from this claim (e.g. `uidNumber`) instead of the hash.
+    /// Moved to `[[issuer]] uid_claim` (only an issuer trusted to assign
+    /// uids may); kept only to say so.
     pub uid_claim: Option<String>,
     /// Login name → uid, overriding everything else.
     pub pinned_uids: BTreeMap<String, u32>,
@@ -187,10 +188,11 @@ pub(super) fn validate(a: &Accounts, roles: &[RoleAccount], issuers: &[super::Is
     if !a.id_key_file.is_absolute() {
         return err("accounts.id_key_file", "must be an absolute path");
     }
-    if a.uid_claim.is_some() && (!a.prelogin_patterns.is_empty() || a.roster_file.is_some()) {
+    if a.uid_claim.is_some() {
         return err(
             "accounts.uid_claim",
-            "cannot be combined with pre-login resolution (the uid is not known before the token)",
+            "moved to [[issuer]] uid_claim: only the issuer trusted to assign uids may set them \
+             (a second issuer's uidNumber could aim at anyone's uid)",
         );
     }
     for (name, uid) in &a.pinned_uids {

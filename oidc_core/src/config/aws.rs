@@ -60,6 +60,10 @@ pub enum Source {
 #[serde(deny_unknown_fields)]
 pub struct Role {
     pub group: String,
+    /// Only tokens of this issuer (its URL) get this role; unset: any issuer's
+    /// host group of that name (host group names are per issuer already).
+    #[serde(default)]
+    pub issuer: Option<String>,
     pub role_arn: String,
     pub source: Source,
     #[serde(default = "default_duration")]
@@ -88,12 +92,14 @@ impl Aws {
         }
     }
 
-    pub fn role_for(&self, groups: &[String]) -> Option<&Role> {
-        self.roles.iter().find(|r| groups.contains(&r.group))
+    /// The first role rule whose host group the session has (and whose issuer,
+    /// if it names one, is the session's).
+    pub fn role_for(&self, groups: &[String], issuer: &str) -> Option<&Role> {
+        self.roles.iter().find(|r| groups.contains(&r.group) && r.issuer.as_deref().is_none_or(|i| i == issuer))
     }
 }
 
-pub(super) fn validate(a: &Aws) -> Result<(), (String, String)> {
+pub(super) fn validate(a: &Aws, issuers: &[super::Issuer]) -> Result<(), (String, String)> {
     let err = |k: &str, m: String| Err((k.to_string(), m));
     if a.region.is_empty() || !a.region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
         return err("aws.region", format!("{:?} is not a region name", a.region));
@@ -103,6 +109,11 @@ pub(super) fn validate(a: &Aws) -> Result<(), (String, String)> {
     }
     for (i, r) in a.roles.iter().enumerate() {
         let k = |f: &str| format!("aws.role[{i}].{f}");
+        if let Some(i) = &r.issuer {
+            if !issuers.iter().any(|x| x.url == *i) {
+                return err(&k("issuer"), format!("{i} is not a configured [[issuer]] url"));
+            }
+        }
         if !r.role_arn.starts_with("arn:aws") || r.role_arn.split(':').count() < 6 {
             return err(&k("role_arn"), format!("{:?} is not a role ARN", r.role_arn));
         }

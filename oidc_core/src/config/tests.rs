@@ -69,8 +69,13 @@ fn aws_roles_parse_and_validate() {
     let aws = "\n[aws]\nregion = \"eu-west-1\"\n[[aws.role]]\ngroup = \"ops\"\nrole_arn = \"arn:aws:iam::1:role/ops\"\nsource = \"instance\"\ntags = { s = \"sub\" }\n";
     let c = parse(&format!("{MIN}{aws}")).unwrap();
     assert_eq!(c.aws.sts(), "https://sts.eu-west-1.amazonaws.com");
-    assert_eq!(c.aws.role_for(&["x".into(), "ops".into()]).unwrap().duration_secs, 3600);
-    assert!(c.aws.role_for(&["x".into()]).is_none());
+    assert_eq!(c.aws.role_for(&["x".into(), "ops".into()], "https://idp.example").unwrap().duration_secs, 3600);
+    assert!(c.aws.role_for(&["x".into()], "https://idp.example").is_none());
+    let scoped = parse(&format!("{MIN}{}issuer = \"https://idp.example\"\n", aws)).unwrap();
+    assert!(scoped.aws.role_for(&["ops".into()], "https://other").is_none(), "another issuer's ops");
+    assert!(scoped.aws.role_for(&["ops".into()], "https://idp.example").is_some());
+    let e = parse(&format!("{MIN}{}issuer = \"https://nope\"\n", aws)).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("aws.role[0].issuer"), "{e}");
     let e = parse(&format!("{MIN}{}", aws.replace("arn:aws:iam::1:role/ops", "ops"))).unwrap_err();
     assert_eq!(e.key.as_deref(), Some("aws.role[0].role_arn"), "{e}");
     let e = parse(&format!("{MIN}{}duration_secs = 60\n", aws)).unwrap_err();

@@ -282,8 +282,14 @@ fn names_groups_and_identity_from_claim_paths() {
     for bad in ["Admin", "ADMIN", "wheel", "Docker", "root", "systemd-coredump", "_apt", "uuidd"] {
         assert_eq!(code(&rs(with(|c| c["preferred_username"] = json!(bad))), &i), "reserved-name", "{bad}");
     }
-    // Case folding (default) and prefix.
+    // Case folding (opt-in) and prefix.
     i.name_prefix = "ext-".into();
+    assert_eq!(
+        code(&rs(with(|c| c["preferred_username"] = json!("Alice"))), &i),
+        "invalid-username",
+        "no folding by default"
+    );
+    i.username_lowercase = true;
     assert_eq!(run(&rs(with(|c| c["preferred_username"] = json!("Alice"))), &i).unwrap().username, "ext-alice");
     // Template over nested claims; identity from oid; groups from a nested path.
     i.name_prefix.clear();
