@@ -203,7 +203,7 @@ pub fn jwks(data: &[u8]) {
 /// header's length and checksum fixed up (so mutations reach the records).
 pub fn snapshot(data: &[u8]) {
     read_snapshot(data);
-    use nss_oidc::format::{header_sum, HEADER_LEN, HEADER_SUM_OFFSET};
+    use nss_snapshot::format::{header_sum, HEADER_LEN, HEADER_SUM_OFFSET};
     if data.len() >= HEADER_LEN && data.len() < u32::MAX as usize {
         let mut fixed = data.to_vec();
         fixed[16..20].copy_from_slice(&(data.len() as u32).to_le_bytes());
@@ -214,7 +214,7 @@ pub fn snapshot(data: &[u8]) {
 }
 
 fn read_snapshot(buf: &[u8]) {
-    use nss_oidc::reader::Snapshot;
+    use nss_snapshot::reader::Snapshot;
     let Ok(s) = Snapshot::parse(buf) else { return };
     let (mut names, mut ids) = (vec![b"root".to_vec(), b"alice".to_vec(), b"ci-bot".to_vec()], vec![0u32, 1000]);
     // Enumeration ends, moving forward every step.
@@ -253,10 +253,10 @@ fn read_snapshot(buf: &[u8]) {
         if let Ok(Some(g)) = s.group_by_name(n) {
             assert_eq!(g.name, n.as_slice(), "group_by_name answered for another name");
         }
-        let key = || Some(nss_oidc::format::IdKey::from_bytes(*b"fuzz-fleet-key!!"));
+        let key = || Some(nss_snapshot::format::IdKey::from_bytes(*b"fuzz-fleet-key!!"));
         if let Ok(Some(p)) = s.prelogin_user(n, |_| key()) {
-            assert!(nss_oidc::format::portable_name(n), "pre-login answer for a non-portable name");
-            assert!(!nss_oidc::format::is_reserved(n), "pre-login answer for a reserved name");
+            assert!(nss_snapshot::format::portable_name(n), "pre-login answer for a non-portable name");
+            assert!(!nss_snapshot::format::is_reserved(n), "pre-login answer for a reserved name");
             let _ = (p.uid, p.home_template, p.shell);
         }
     }
@@ -409,7 +409,7 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
             ]
         }
         "snapshot" => {
-            use nss_oidc::format::{build_with, Group, Prelogin, User};
+            use nss_snapshot::format::{build_with, Group, Prelogin, User};
             let user = |name: &str, uid: u32, groups: Vec<u32>| User {
                 name: name.into(),
                 uid,

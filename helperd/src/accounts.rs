@@ -6,7 +6,7 @@
 use crate::atomic;
 use crate::keys::unix_now;
 use crate::log::{error, info, warning};
-use nss_oidc::format::IdKey;
+use nss_snapshot::format::IdKey;
 use oidc_core::accounts::{LocalDb, LoginEvent, Store, StoredGroup, StoredUser, STORE_FILE};
 use oidc_core::config::Config;
 use oidc_core::ipc::Response;
@@ -101,7 +101,7 @@ impl AccountService {
                     .accounts
                     .prelogin_patterns
                     .iter()
-                    .any(|p| nss_oidc::format::glob(p.as_bytes(), n.as_bytes()))
+                    .any(|p| nss_snapshot::format::glob(p.as_bytes(), n.as_bytes()))
         };
         for &n in names {
             if local.users.contains_key(n) || ours_user(n) {
@@ -154,7 +154,7 @@ impl AccountService {
             warning!("nss snapshot: {w}");
         }
         let generation = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        let bytes = nss_oidc::format::build_with(&users, &groups, rule.as_ref(), generation)?;
+        let bytes = nss_snapshot::format::build_with(&users, &groups, rule.as_ref(), generation)?;
         crate::snapshot::replace(&self.cfg.helperd.nss_snapshot, &bytes)
             .map_err(|e| format!("writing {}: {e}", self.cfg.helperd.nss_snapshot.display()))?;
         info!("nss snapshot written: {} users, {} groups", users.len(), groups.len());

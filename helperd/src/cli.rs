@@ -147,7 +147,7 @@ pub fn credentials(cfg: &Config) -> i32 {
 pub fn id_key(cfg: &Config, args: &[String]) -> i32 {
     let path = &cfg.accounts.id_key_file;
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["check"] => match nss_oidc::format::IdKey::read(path) {
+        ["check"] => match nss_snapshot::format::IdKey::read(path) {
             Ok(_) => {
                 println!("{}: ok (128-bit key, private to root)", path.display());
                 0

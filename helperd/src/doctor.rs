@@ -210,7 +210,7 @@ fn glob_files(pat: &str) -> Vec<PathBuf> {
                 .filter(|f| {
                     f.file_name()
                         .and_then(|n| n.to_str())
-                        .is_some_and(|n| nss_oidc::format::glob(name.as_bytes(), n.as_bytes()))
+                        .is_some_and(|n| nss_snapshot::format::glob(name.as_bytes(), n.as_bytes()))
                 })
                 .collect()
         })
@@ -345,7 +345,7 @@ fn socket(path: &Path) -> Outcome {
 /// readable one lets users aim at each other's uids.
 fn id_key(cfg: &Config) -> Outcome {
     let p = &cfg.accounts.id_key_file;
-    nss_oidc::format::IdKey::read(p).map_err(|e| {
+    nss_snapshot::format::IdKey::read(p).map_err(|e| {
         (
             e,
             format!(
@@ -361,7 +361,7 @@ fn snapshot(cfg: &Config) -> Outcome {
     let p = &cfg.helperd.nss_snapshot;
     let bytes = std::fs::read(p)
         .map_err(|e| (format!("{}: {e}", p.display()), "start helperd: it writes the snapshot at start".to_string()))?;
-    let s = nss_oidc::reader::Snapshot::parse(&bytes)
+    let s = nss_snapshot::reader::Snapshot::parse(&bytes)
         .map_err(|_| (format!("{} is corrupt", p.display()), "restart helperd to rewrite it".to_string()))?;
     // Every account in the store resolves in the snapshot with its uid (login
     // times may be newer in the store: they are not part of the snapshot).

@@ -9,7 +9,7 @@ pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let old = std::fs::OpenOptions::new().write(true).open(path).ok();
     crate::atomic::write(path, bytes, 0o644)?;
     if let Some(mut f) = old {
-        f.seek(SeekFrom::Start(nss_oidc::format::STALE_OFFSET as u64))?;
+        f.seek(SeekFrom::Start(nss_snapshot::format::STALE_OFFSET as u64))?;
         f.write_all(&1u32.to_le_bytes())?;
     }
     Ok(())

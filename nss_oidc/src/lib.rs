@@ -1,12 +1,10 @@
 //! libnss_oidc.so.2 — serves OIDC-mapped users and groups to every process
 //! from a snapshot file written by helperd. libc only, no threads, no network.
 //!
-//! * [`format`] — the snapshot layout and its writer (used by helperd).
-//! * [`reader`] — safe, bounds-checked lookups over the bytes.
+//! * [`format`], [`reader`] — the snapshot (crate `nss_snapshot`, re-exported).
 //! * `map` — the process-wide read-only mapping, re-mapped when replaced.
 //! * `nss` — the glibc entry points (`_nss_oidc_*`).
 
-pub mod format;
+pub use nss_snapshot::{format, reader};
 pub mod map;
 pub mod nss;
-pub mod reader;

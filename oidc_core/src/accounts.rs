@@ -11,7 +11,7 @@
 //! one issuer (or an explicit map entry).
 
 use crate::config::{Accounts, Config, Issuer};
-use nss_oidc::format::{id_hash, is_reserved, skeleton, Group, IdKey, Prelogin, User};
+use nss_snapshot::format::{id_hash, is_reserved, skeleton, Group, IdKey, Prelogin, User};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 

@@ -75,7 +75,7 @@ impl Default for Helperd {
             jwks_ttl_min_secs: 300,
             jwks_ttl_max_secs: 86400,
             max_connections: 64,
-            nss_snapshot: nss_oidc::format::DEFAULT_PATH.into(),
+            nss_snapshot: nss_snapshot::format::DEFAULT_PATH.into(),
         }
     }
 }

@@ -57,7 +57,7 @@ pub fn check_groups(
             "(unknown): the token's group list is incomplete (overage), so denied_groups cannot be checked".into(),
         ));
     }
-    let sk = |s: &str| nss_oidc::format::skeleton(s.as_bytes());
+    let sk = |s: &str| nss_snapshot::format::skeleton(s.as_bytes());
     for d in &policy.denied_groups {
         if let Some(g) = probes.iter().find(|g| sk(g) == sk(d)) {
             return Err(Rejection::InDeniedGroup(format!(

@@ -435,7 +435,7 @@ pub fn login_name(iss: &Issuer, claims: &serde_json::Map<String, Value>) -> Resu
         u = u.to_ascii_lowercase();
     }
     let u = format!("{}{u}", iss.name_prefix);
-    if nss_oidc::format::is_reserved(u.as_bytes()) {
+    if nss_snapshot::format::is_reserved(u.as_bytes()) {
         let shown = crate::audit::clean(&u);
         return Err(Rejection::ReservedName(format!("{shown} is reserved on Linux hosts (any case or punctuation)")));
     }

@@ -403,8 +403,8 @@ impl Env {
     }
 
     /// The id key every test environment uses (tests may compute uids with it).
-    pub fn id_key() -> nss_oidc::format::IdKey {
-        nss_oidc::format::IdKey::parse(TEST_ID_KEY.as_bytes()).unwrap()
+    pub fn id_key() -> nss_snapshot::format::IdKey {
+        nss_snapshot::format::IdKey::parse(TEST_ID_KEY.as_bytes()).unwrap()
     }
 
     pub fn write_id_key(path: &Path, hex: &str) {

@@ -54,8 +54,8 @@ impl NssNs {
         NssNs { dir, snapshot: PathBuf::new() }
     }
 
-    pub fn write(&self, users: &[nss_oidc::format::User], groups: &[nss_oidc::format::Group]) {
-        let b = nss_oidc::format::build(users, groups, 1).unwrap();
+    pub fn write(&self, users: &[nss_snapshot::format::User], groups: &[nss_snapshot::format::Group]) {
+        let b = nss_snapshot::format::build(users, groups, 1).unwrap();
         let tmp = self.snapshot.with_extension("tmp");
         std::fs::write(&tmp, b).unwrap();
         std::fs::rename(tmp, &self.snapshot).unwrap();

@@ -186,7 +186,7 @@ fn sigkill_at_any_moment_leaves_a_consistent_store_and_snapshot() {
         // Whatever moment the kill hit: both files parse, and agree.
         let store = env.store();
         let snap = std::fs::read(env.snapshot()).unwrap();
-        let s = nss_oidc::reader::Snapshot::parse(&snap).expect("snapshot parses");
+        let s = nss_snapshot::reader::Snapshot::parse(&snap).expect("snapshot parses");
         for u in &store.users[..store.users.len().saturating_sub(1)] {
             assert!(s.user_by_name(u.name.as_bytes()).unwrap().is_some(), "{} missing from the snapshot", u.name);
         }

@@ -57,7 +57,7 @@ fn seeds_run_clean_and_reach_the_deep_paths() {
         assert!(harness::claims_accepted(c), "seed claims refused");
     }
     for s in harness::seeds("snapshot") {
-        assert!(nss_oidc::reader::Snapshot::parse(&s).is_ok());
+        assert!(nss_snapshot::reader::Snapshot::parse(&s).is_ok());
     }
     for s in harness::seeds("config") {
         assert!(oidc_core::config::Config::parse(std::str::from_utf8(&s).unwrap(), "c.toml".as_ref()).is_ok());

@@ -120,7 +120,7 @@ fn uids_cannot_be_steered_without_the_key() {
     env.append(&format!("[accounts]\nuid_min = {lo}\nuid_max = {hi}\n"));
     let _h = start(&env, &[&idp]);
     let key = Env::id_key();
-    let keyed = |n: &str| nss_oidc::format::id_hash(&key, b"user", n.as_bytes(), lo, hi);
+    let keyed = |n: &str| nss_snapshot::format::id_hash(&key, b"user", n.as_bytes(), lo, hi);
     // The review's attack: FNV-1a-64 with the public default key "pam-oidc".
     let fnv = |n: &str| {
         let mut h = 0xcbf2_9ce4_8422_2325u64;
@@ -398,7 +398,7 @@ fn keycloak_roles_and_cognito_groups_become_host_groups() {
 /// for are never taken: helperd asks glibc at admission.
 #[test]
 fn names_and_ids_other_nss_sources_know_are_never_taken() {
-    use nss_oidc::format::{Group, User};
+    use nss_snapshot::format::{Group, User};
     let idp = Idp::start();
     let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
     let a = oidc_core::config::Accounts::default();

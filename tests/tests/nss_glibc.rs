@@ -1,7 +1,7 @@
 //! libnss_oidc.so.2 through real glibc (getent, id) in a private mount namespace.
 
 use integration::nss::NssNs;
-use nss_oidc::format::{Group, User};
+use nss_snapshot::format::{Group, User};
 
 fn user(name: &str, uid: u32, groups: &[u32]) -> User {
     User {

@@ -70,7 +70,7 @@ fn deb_installs_serves_an_oidc_user_and_purges_cleanly() {
     assert!(root.join("var/lib/pam-oidc/accounts.json").exists());
     // The install made this host's id key (0600 root, 128 bits); a reinstall kept it.
     let key = std::fs::read_to_string(root.join("etc/pam-oidc/id.key")).unwrap();
-    assert!(nss_oidc::format::IdKey::parse(key.as_bytes()).is_ok(), "{key:?}");
+    assert!(nss_snapshot::format::IdKey::parse(key.as_bytes()).is_ok(), "{key:?}");
     assert_eq!(mode(&root.join("etc/pam-oidc/id.key")), 0o600);
     let (ok, out) = chroot(root, "/usr/lib/pam-oidc/id-key-init");
     assert!(ok, "{out}");

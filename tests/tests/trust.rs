@@ -126,3 +126,19 @@ fn users_is_root_only_and_lists_every_account() {
     let out = std::process::Command::new(helperd_bin()).args(["--config", &cfg, "sessions"]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
 }
+
+/// Item 12: pam_oidc.so carries no NSS entry point (the snapshot code it needs
+/// lives in its own crate); libnss_oidc.so.2 carries them all.
+#[test]
+fn the_pam_module_exports_no_nss_entry_point() {
+    let syms = |so: &std::path::Path| {
+        let out = std::process::Command::new("nm").args(["-D", "--defined-only"]).arg(so).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let pam = syms(&module_so());
+    assert!(pam.contains("pam_sm_authenticate") && pam.contains("pam_sm_open_session"), "{pam}");
+    assert!(!pam.contains("_nss_"), "NSS symbols in pam_oidc.so:\n{pam}");
+    let nss = syms(&nss_so());
+    assert_eq!(nss.matches(" T _nss_oidc_").count(), 11, "{nss}");
+}

@@ -220,7 +220,7 @@ fn snapshot_parts_serve_users_groups_roster_and_rule() {
     assert!(groups.iter().any(|g| g.name == "alice" && g.gid == users[0].uid), "user private group");
     assert_eq!(users[0].groups, [devs.gid]);
     assert_eq!(rule.unwrap().patterns, ["dev-*"]);
-    nss_oidc::format::build_with(&users, &groups, None, 1).unwrap();
+    nss_snapshot::format::build_with(&users, &groups, None, 1).unwrap();
 }
 
 #[test]

@@ -55,7 +55,7 @@ pub struct Accounts {
 impl Default for Accounts {
     fn default() -> Self {
         Accounts {
-            id_key_file: nss_oidc::format::DEFAULT_ID_KEY_FILE.into(),
+            id_key_file: nss_snapshot::format::DEFAULT_ID_KEY_FILE.into(),
             id_hash_key: None,
             uid_min: UID_MIN,
             uid_max: UID_MAX,
@@ -150,7 +150,7 @@ pub fn check_prelogin_pattern(p: &str) -> Result<(), String> {
              (a namespace no package's system user falls into)"
         ));
     }
-    if p.ends_with('*') && (fixed.starts_with('_') || nss_oidc::format::is_reserved(fixed.as_bytes())) {
+    if p.ends_with('*') && (fixed.starts_with('_') || nss_snapshot::format::is_reserved(fixed.as_bytes())) {
         return Err(format!("{p:?}: the prefix is a reserved name space"));
     }
     Ok(())

@@ -17,7 +17,7 @@ const BASE: u32 = 1_879_048_192;
 const GBASE: u32 = 2_013_265_920;
 
 fn gen(n: u32, dir: &str) {
-    use nss_oidc::format::{build, Group, User};
+    use nss_snapshot::format::{build, Group, User};
     let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     let mut group = std::fs::read_to_string("/etc/group").unwrap();
     let mut users = Vec::with_capacity(n as usize);

@@ -3,8 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use nss_oidc::format::{build, build_with, glob, id_hash, is_reserved, skeleton, Group, IdKey, Prelogin, User};
-use nss_oidc::reader::Snapshot;
+use nss_snapshot::format::{build, build_with, glob, id_hash, is_reserved, skeleton, Group, IdKey, Prelogin, User};
+use nss_snapshot::reader::Snapshot;
 
 fn sample(n: u32) -> (Vec<User>, Vec<Group>) {
     let users: Vec<User> = (0..n)

@@ -1,0 +1,9 @@
+//! The NSS snapshot: one immutable file helperd writes and libnss_oidc.so.2
+//! maps. Its own crate so that everything that needs the format (helperd,
+//! `oidc_core`, hence `pam_oidc.so`) links no NSS entry point.
+//!
+//! * [`format`] — the layout, the writer, the keyed id hash and the name rules.
+//! * [`reader`] — safe, bounds-checked lookups over the bytes.
+
+pub mod format;
+pub mod reader;
