@@ -268,17 +268,44 @@ fn remaining(deadline: Instant) -> Result<Duration, IpcError> {
     }
 }
 
-/// Write one frame; every write is bounded by `deadline`.
-pub fn write_frame<T: Serialize>(s: &mut UnixStream, msg: &T, deadline: Instant) -> Result<(), IpcError> {
-    let body = serde_json::to_vec(&Envelope { v: PROTOCOL_VERSION, body: msg })
-        .map_err(|e| IpcError::Protocol(e.to_string()))?;
-    if body.len() > MAX_FRAME {
-        return Err(IpcError::TooLarge(body.len()));
+/// A writer into a fixed-capacity buffer that never reallocates (a grown
+/// vector would leave a freed, unwiped copy of a token behind) and refuses
+/// to go past [`MAX_FRAME`].
+struct FrameBuf(zeroize::Zeroizing<Vec<u8>>);
+
+impl Write for FrameBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + b.len() > self.0.capacity() {
+            return Err(std::io::Error::other("frame too large"));
+        }
+        self.0.extend_from_slice(b);
+        Ok(b.len())
     }
-    let len = u32::try_from(body.len()).map_err(|_| IpcError::TooLarge(body.len()))?;
-    let mut buf = Vec::with_capacity(4 + body.len());
-    buf.extend_from_slice(&len.to_be_bytes());
-    buf.extend_from_slice(&body);
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Encode a frame (length prefix + JSON) into one buffer that is wiped when
+/// dropped: frames carry tokens and AWS secrets.
+pub fn encode_frame<T: Serialize>(msg: &T) -> Result<zeroize::Zeroizing<Vec<u8>>, IpcError> {
+    let mut w = FrameBuf(zeroize::Zeroizing::new(Vec::with_capacity(4 + MAX_FRAME)));
+    w.0.extend_from_slice(&[0; 4]);
+    serde_json::to_writer(&mut w, &Envelope { v: PROTOCOL_VERSION, body: msg }).map_err(|e| {
+        if e.is_io() {
+            IpcError::TooLarge(MAX_FRAME + 1)
+        } else {
+            IpcError::Protocol(e.to_string())
+        }
+    })?;
+    let len = u32::try_from(w.0.len() - 4).map_err(|_| IpcError::TooLarge(w.0.len()))?;
+    w.0[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(w.0)
+}
+
+/// Write one frame; every write is bounded by `deadline`. The buffer is wiped after.
+pub fn write_frame<T: Serialize>(s: &mut UnixStream, msg: &T, deadline: Instant) -> Result<(), IpcError> {
+    let buf = encode_frame(msg)?;
     let mut off = 0;
     while off < buf.len() {
         s.set_write_timeout(Some(remaining(deadline)?)).map_err(IpcError::Io)?;
@@ -314,7 +341,8 @@ pub fn read_frame<T: for<'de> Deserialize<'de>>(s: &mut UnixStream, deadline: In
     if len > MAX_FRAME {
         return Err(IpcError::TooLarge(len));
     }
-    let mut body = vec![0u8; len];
+    // Wiped when dropped: the frame may carry a token or AWS secrets.
+    let mut body = zeroize::Zeroizing::new(vec![0u8; len]);
     read_exact_by(s, &mut body, deadline)?;
     decode(&body)
 }

@@ -95,7 +95,9 @@ pub const MAX_PARTS: usize = 64;
 /// tokens of any size through sudo (1023-byte replies), ssh askpass (1023) and
 /// terminals (4095-byte lines).
 pub fn read_token(pam: &mut dyn Pam, first_prompt: &str, max_bytes: usize) -> Result<Secret, Rejection> {
-    let mut token = Secret::default();
+    // One buffer of the final size, wiped on drop: no reallocation leaves a
+    // freed copy of part of the token behind.
+    let mut token = zeroize::Zeroizing::new(String::with_capacity(max_bytes));
     for part in 1..=MAX_PARTS {
         let prompt = if part == 1 { first_prompt.to_string() } else { format!("OIDC token (part {part}): ") };
         let reply = match pam.prompt_secret(&prompt) {
@@ -111,9 +113,13 @@ pub fn read_token(pam: &mut dyn Pam, first_prompt: &str, max_bytes: usize) -> Re
         if token.len() + piece.len() > max_bytes {
             return Err(Rejection::Oversize { len: token.len() + piece.len(), max: max_bytes });
         }
-        token = Secret::new(format!("{}{piece}", token.expose()));
+        token.push_str(piece);
         if !more {
-            return if token.is_empty() { Err(Rejection::NoToken("empty reply".into())) } else { Ok(token) };
+            return if token.is_empty() {
+                Err(Rejection::NoToken("empty reply".into()))
+            } else {
+                Ok(Secret::new(std::mem::take(&mut *token)))
+            };
         }
     }
     Err(Rejection::NoToken(format!("more than {MAX_PARTS} parts")))
