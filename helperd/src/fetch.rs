@@ -36,7 +36,9 @@ impl Http {
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .timeout_connect(Some(timeout))
-            .max_redirects(3)
+            // Redirects are followed by hand (`get`): never from https to http.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
             .https_only(false)
             .user_agent(concat!("pam-oidc-helperd/", env!("CARGO_PKG_VERSION")))
             .tls_config(tls)
@@ -56,6 +58,30 @@ pub fn form_encode(pairs: &[(String, String)]) -> String {
             .collect::<String>()
     };
     pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+}
+
+/// Redirects followed for one GET.
+pub const MAX_REDIRECTS: usize = 3;
+
+/// Where a redirect from `from` to `location` leads, if it may be followed:
+/// never from https to http (a network attacker could then serve keys), and
+/// only to URLs an issuer could be configured with (https; http on loopback).
+pub fn redirect_target(from: &str, location: &str) -> Result<String, String> {
+    let to = if location.starts_with('/') && !location.starts_with("//") {
+        let scheme_end = from.find("://").map_or(0, |i| i + 3);
+        let host_end = from[scheme_end..].find('/').map_or(from.len(), |i| scheme_end + i);
+        format!("{}{location}", &from[..host_end])
+    } else {
+        location.to_string()
+    };
+    if from.starts_with("https://") && !to.starts_with("https://") {
+        return Err(format!(
+            "redirect from {from} to {} refused: never from https to anything else",
+            oidc_core::audit::clean(&to)
+        ));
+    }
+    oidc_core::config::check_url(&to).map_err(|e| format!("redirect from {from} refused: {e}"))?;
+    Ok(to)
 }
 
 pub fn parse_max_age(cache_control: &str) -> Option<u64> {
@@ -101,8 +127,26 @@ impl Transport for Http {
     }
 
     fn get(&self, url: &str) -> Result<Fetched, String> {
-        let mut resp =
-            self.agent.get(url).header("Accept", "application/json").call().map_err(|e| format!("GET {url}: {e}"))?;
+        let mut url = url.to_string();
+        let mut hops = 0;
+        let mut resp = loop {
+            let resp = self
+                .agent
+                .get(&url)
+                .header("Accept", "application/json")
+                .call()
+                .map_err(|e| format!("GET {url}: {e}"))?;
+            if !resp.status().is_redirection() {
+                break resp;
+            }
+            hops += 1;
+            let to = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("");
+            let to = redirect_target(&url, to)?;
+            if hops > MAX_REDIRECTS {
+                return Err(format!("GET {url}: more than {MAX_REDIRECTS} redirects"));
+            }
+            url = to;
+        };
         let max_age = resp.headers().get("cache-control").and_then(|v| v.to_str().ok()).and_then(parse_max_age);
         let date = resp.headers().get("date").and_then(|v| v.to_str().ok()).map(String::from);
         let body = resp
@@ -118,6 +162,19 @@ impl Transport for Http {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirects_never_downgrade() {
+        let ok = |f: &str, l: &str| redirect_target(f, l);
+        assert_eq!(ok("https://idp/a/jwks", "https://cdn.idp/k").unwrap(), "https://cdn.idp/k");
+        assert_eq!(ok("https://idp/a/jwks", "/keys").unwrap(), "https://idp/keys");
+        assert!(ok("https://idp/jwks", "http://idp/jwks").unwrap_err().contains("never from https"));
+        assert!(ok("https://idp/jwks", "http://127.0.0.1/jwks").is_err(), "not even to loopback");
+        assert!(ok("https://idp/jwks", "//evil/jwks").is_err());
+        assert!(ok("http://127.0.0.1:9/jwks", "http://evil.example/jwks").is_err(), "http only on loopback");
+        assert!(ok("http://127.0.0.1:9/jwks", "/k").is_ok());
+        assert!(ok("https://idp/jwks", "file:///etc/shadow").is_err());
+    }
 
     #[test]
     fn max_age() {

@@ -61,8 +61,9 @@ impl KeyCache {
         Duration::from_secs(self.cfg.helperd.jwks_refresh_min_interval_secs)
     }
 
-    /// A token carried an unknown kid: fetch now unless fetched within the window.
-    pub fn refresh_on_demand(&self, issuer: &str) -> Response {
+    /// A token carried an unknown kid: fetch now unless fetched within the
+    /// window — or at once when root asks with `force` (`helperd refresh --force`).
+    pub fn refresh_on_demand(&self, issuer: &str, force: bool) -> Response {
         let (Some(icfg), Some(st)) = (self.cfg.issuer(issuer), self.states.get(issuer)) else {
             return Response::Error { message: format!("issuer not configured: {}", oidc_core::audit::clean(issuer)) };
         };
@@ -70,7 +71,7 @@ impl KeyCache {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if let Some(t) = st.last_attempt.filter(|t| t.elapsed() < self.window()) {
+        if let Some(t) = st.last_attempt.filter(|t| !force && t.elapsed() < self.window()) {
             st.rate_limited += 1;
             // Say what that last fetch found: "rate-limited" alone would hide an IdP outage.
             let last = match &st.last_error {
@@ -188,7 +189,8 @@ impl KeyCache {
             jwks_uri,
             fetched_at: now,
             expires_at: now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
-            jwks: jwks_value,
+            // Only the keys accepted here: one helperd refused is never selectable.
+            jwks: serde_json::json!({ "keys": jwks.keys.iter().map(|k| k.to_jwk()).collect::<Vec<_>>() }),
         };
         let path = cache_path(&h.cache_dir, &icfg.url);
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;

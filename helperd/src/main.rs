@@ -26,7 +26,8 @@ commands:
   check-token [--user NAME] [--require-group G]... [--no-refresh]
                              read a token on stdin, print every check and the verdict
   status                     show each issuer's key cache (asks the running daemon)
-  refresh ISSUER             ask the running daemon to refetch an issuer's keys now
+  refresh ISSUER [--force]   ask the running daemon to refetch an issuer's keys now
+                             (--force, root: even within the rate-limit window)
     doctor [--sshd-config F] [--nsswitch F] [--pam-dir D] [--service S]...
                              check config, IdP reachability and clock, sshd, nsswitch, PAM
                              stacks, helperd and its socket, the NSS snapshot; explain fixes
@@ -98,7 +99,9 @@ fn main() -> ExitCode {
         "rebind" => cli::rebind(&cfg, &args[1..]),
         "refresh" => match args.get(1) {
             Some(iss) => {
-                match oidc_core::ipc::Client::new(&cfg.helperd.socket, Duration::from_secs(30)).refresh_jwks(iss) {
+                let force = args.get(2).map(String::as_str) == Some("--force");
+                let client = oidc_core::ipc::Client::new(&cfg.helperd.socket, Duration::from_secs(30));
+                match client.refresh_jwks_with(iss, force) {
                     Ok(d) => {
                         println!("{d}");
                         0

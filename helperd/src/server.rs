@@ -156,9 +156,14 @@ fn handle(mut s: UnixStream, svc: &Services) {
     let resp = match &req {
         Request::Ping => Response::Pong { version: env!("CARGO_PKG_VERSION").into() },
         Request::Status => Response::Status { issuers: svc.keys.status() },
-        Request::RefreshJwks { issuer } => {
-            info!("jwks refresh requested by uid={uid} pid={pid} issuer={}", oidc_core::audit::clean(issuer));
-            svc.keys.refresh_on_demand(issuer)
+        Request::RefreshJwks { issuer, force } => {
+            let force = *force && uid == 0;
+            info!(
+                "jwks refresh requested by uid={uid} pid={pid} issuer={}{}",
+                oidc_core::audit::clean(issuer),
+                if force { " (forced)" } else { "" }
+            );
+            svc.keys.refresh_on_demand(issuer, force)
         }
         _ if uid != 0 && req.root_only() => {
             warning!("refused {} from uid={uid} pid={pid}: root only", req.name());

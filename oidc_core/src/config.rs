@@ -59,6 +59,10 @@ pub struct Helperd {
     pub jwks_ttl_max_secs: u64,
     /// Concurrent client connections served; more are refused.
     pub max_connections: usize,
+    /// Cached keys past their expiry by more than this are not used (an
+    /// attacker who cuts helperd off the IdP cannot keep a rotated-out key
+    /// trusted forever); logins then fail with "issuer keys unavailable".
+    pub jwks_max_stale_secs: u64,
     /// The NSS snapshot served by libnss_oidc.so.2 (which reads this default path).
     pub nss_snapshot: PathBuf,
 }
@@ -75,6 +79,7 @@ impl Default for Helperd {
             jwks_ttl_min_secs: 300,
             jwks_ttl_max_secs: 86400,
             max_connections: 64,
+            jwks_max_stale_secs: 86400,
             nss_snapshot: nss_snapshot::format::DEFAULT_PATH.into(),
         }
     }

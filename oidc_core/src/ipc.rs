@@ -21,6 +21,9 @@ pub enum Request {
     /// fetch this issuer's keys now, unless fetched within the rate-limit window.
     RefreshJwks {
         issuer: String,
+        /// Skip the rate limit (root only: `helperd refresh --force`).
+        #[serde(default)]
+        force: bool,
     },
     Status,
     /// A verified login (root peers only): admit the identity (`event`; none
@@ -417,7 +420,12 @@ impl Client {
 
     /// Ask helperd to refetch an issuer's keys; `Ok` describes what it did.
     pub fn refresh_jwks(&self, issuer: &str) -> Result<String, String> {
-        match self.call(&Request::RefreshJwks { issuer: issuer.to_string() }) {
+        self.refresh_jwks_with(issuer, false)
+    }
+
+    /// [`Client::refresh_jwks`], `force` skipping the rate limit (root only).
+    pub fn refresh_jwks_with(&self, issuer: &str, force: bool) -> Result<String, String> {
+        match self.call(&Request::RefreshJwks { issuer: issuer.to_string(), force }) {
             Ok(Response::Refreshed { fetched, ok: true, detail }) => {
                 Ok(format!("{}: {detail}", if fetched { "fetched" } else { "not fetched" }))
             }
@@ -455,7 +463,7 @@ mod tests {
     fn round_trip_over_a_socketpair() {
         let (mut a, mut b) = UnixStream::pair().unwrap();
         let d = Instant::now() + Duration::from_secs(2);
-        let req = Request::RefreshJwks { issuer: "https://idp".into() };
+        let req = Request::RefreshJwks { issuer: "https://idp".into(), force: false };
         write_frame(&mut a, &req, d).unwrap();
         assert_eq!(read_frame::<Request>(&mut b, d).unwrap(), req);
     }

@@ -38,6 +38,40 @@ impl Key {
         }
     }
 
+    /// The key as a JWK again (what helperd caches: accepted keys only).
+    pub fn to_jwk(&self) -> Value {
+        let mut o = serde_json::Map::new();
+        let mut put = |k: &str, v: &str| {
+            o.insert(k.into(), Value::String(v.into()));
+        };
+        match &self.material {
+            Material::Rsa { n, e } => {
+                put("kty", "RSA");
+                put("n", n);
+                put("e", e);
+            }
+            Material::Ec { crv, x, y } => {
+                put("kty", "EC");
+                put("crv", crv);
+                put("x", x);
+                put("y", y);
+            }
+            Material::Okp { crv, x } => {
+                put("kty", "OKP");
+                put("crv", crv);
+                put("x", x);
+            }
+        }
+        put("use", "sig");
+        if let Some(k) = &self.kid {
+            put("kid", k);
+        }
+        if let Some(a) = &self.alg {
+            put("alg", a);
+        }
+        Value::Object(o)
+    }
+
     pub fn decoding_key(&self) -> Result<DecodingKey, Rejection> {
         let r = match &self.material {
             Material::Rsa { n, e } => DecodingKey::from_rsa_components(n, e),

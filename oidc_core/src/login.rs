@@ -87,8 +87,17 @@ pub fn verify_token(
         },
         _ => None,
     };
+    let max_stale = i64::try_from(cfg.helperd.jwks_max_stale_secs).unwrap_or(i64::MAX);
     let load = |notes: &mut Vec<String>| -> Option<Jwks> {
         match read_cache(&cfg.helperd.cache_dir, iss) {
+            Ok((file, _)) if now.saturating_sub(file.expires_at) > max_stale => {
+                notes.push(format!(
+                    "cached JWKS expired {}s ago, beyond helperd.jwks_max_stale_secs={max_stale}: not used \
+                     (helperd cannot reach the IdP?)",
+                    now - file.expires_at
+                ));
+                None
+            }
             Ok((file, jwks)) => {
                 if file.expires_at < now {
                     notes.push(format!("cached JWKS is stale (expired {}s ago)", now - file.expires_at));
@@ -109,7 +118,8 @@ pub fn verify_token(
     let mut report = Report::default();
     let mut result = run(jwks.as_ref(), &mut report);
     if matches!(result, Err(Rejection::UnknownKid(_) | Rejection::KeysUnavailable(_))) {
-        let note = match refresh(iss) {
+        let refreshed = refresh(iss);
+        let note = match &refreshed {
             Ok(d) => format!("refresh: {d}"),
             Err(e) => format!("refresh failed: {e}"),
         };
@@ -117,10 +127,20 @@ pub fn verify_token(
         jwks = load(&mut out.notes).or(jwks);
         report = Report::default();
         result = run(jwks.as_ref(), &mut report);
-        if let Err(Rejection::KeysUnavailable(_)) = &result {
-            let why = out.notes.join("; ");
-            result = Err(Rejection::KeysUnavailable(why));
-            out.notes.clear();
+        match &result {
+            Err(Rejection::KeysUnavailable(_)) => {
+                let why = out.notes.join("; ");
+                result = Err(Rejection::KeysUnavailable(why));
+                out.notes.clear();
+            }
+            // The key may exist at the IdP: we could not ask. That is "keys
+            // unavailable" (to the user too), not "invalid token".
+            Err(Rejection::UnknownKid(kid)) if refreshed.is_err() => {
+                let why = format!("unknown kid {}; {}", crate::audit::clean(kid), out.notes.join("; "));
+                result = Err(Rejection::KeysUnavailable(why));
+                out.notes.clear();
+            }
+            _ => {}
         }
     }
     out.report = report;
@@ -132,6 +152,9 @@ pub fn verify_token(
 fn read_secret_file(f: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
     use std::os::unix::fs::MetadataExt as _;
     let m = std::fs::metadata(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+    if m.uid() != 0 {
+        return Err(format!("{} is owned by uid {}, not root; chown root", f.display(), m.uid()));
+    }
     if m.mode() & 0o077 != 0 {
         return Err(format!(
             "{} is accessible by group or others (mode {:o}); chmod 600",
@@ -177,6 +200,60 @@ mod tests {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let out = verify_token(&cfg, &tok, now, &mut no_refresh);
         assert_eq!(out.result.unwrap().username, "alice");
+        // Issue 12 (9): a private file that root does not own is refused too.
+        std::os::unix::fs::chown(&key, Some(65534), None).unwrap();
+        let out = verify_token(&cfg, &tok, now, &mut no_refresh);
+        let e = out.result.unwrap_err();
+        assert!(e.code() == "config-error" && e.to_string().contains("not root"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Issue 12 (9): keys past the staleness bound are not used; an unknown
+    /// kid while the IdP cannot be asked is "keys unavailable" (to the user too).
+    #[test]
+    fn stale_keys_and_unreachable_idp_are_keys_unavailable() {
+        let dir = std::env::temp_dir().join(format!("oidc-login-stale-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let keys: serde_json::Value = serde_json::from_str(include_str!("../tests/fixtures/test-keys.json")).unwrap();
+        let text = format!(
+            "version = 1\n[helperd]\ncache_dir = \"{}\"\njwks_max_stale_secs = 3600\n[[issuer]]\nurl = \"https://idp.test\"\naudiences = [\"a\"]\n",
+            dir.display()
+        );
+        let cfg = Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+        let now = 1_800_000_000;
+        let write = |expires_at: i64| {
+            let file = crate::jwks::CacheFile {
+                v: crate::jwks::CACHE_VERSION,
+                issuer: "https://idp.test".into(),
+                jwks_uri: "https://idp.test/jwks".into(),
+                fetched_at: expires_at - 600,
+                expires_at,
+                jwks: serde_json::json!({"keys": [keys["rsa"]["jwk"]]}),
+            };
+            let p = crate::jwks::cache_path(&dir, "https://idp.test");
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, serde_json::to_vec(&file).unwrap()).unwrap();
+        };
+        let claims = serde_json::json!({"iss":"https://idp.test","sub":"s","aud":"a","exp":now+60,"iat":now,"preferred_username":"alice"});
+        let sign = |kid: &str| {
+            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+            h.kid = Some(kid.into());
+            let k = jsonwebtoken::EncodingKey::from_rsa_pem(keys["rsa"]["pem"].as_str().unwrap().as_bytes()).unwrap();
+            jsonwebtoken::encode(&h, &claims, &k).unwrap()
+        };
+        let mut down = |_: &str| Err("helperd unreachable".to_string());
+        write(now - 1000);
+        assert!(verify_token(&cfg, &sign("rsa1"), now, &mut down).result.is_ok(), "stale within the bound");
+        write(now - 4000);
+        let e = verify_token(&cfg, &sign("rsa1"), now, &mut down).result.unwrap_err();
+        assert_eq!(e.code(), "keys-unavailable");
+        assert!(e.to_string().contains("jwks_max_stale_secs"), "{e}");
+        assert_eq!(e.user_message(), "OIDC login refused: issuer keys unavailable");
+        write(now + 1000);
+        let e = verify_token(&cfg, &sign("rotated-in"), now, &mut down).result.unwrap_err();
+        assert_eq!(e.code(), "keys-unavailable", "{e}");
+        let mut up = |_: &str| Ok("fetched: 1 keys".to_string());
+        assert_eq!(verify_token(&cfg, &sign("nope"), now, &mut up).result.unwrap_err().code(), "unknown-kid");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -55,7 +55,9 @@ fn on_demand_refresh_is_rate_limited_under_concurrency() {
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let c = cache.clone();
-            std::thread::spawn(move || (0..125).map(|_| c.refresh_on_demand("https://idp.test")).collect::<Vec<_>>())
+            std::thread::spawn(move || {
+                (0..125).map(|_| c.refresh_on_demand("https://idp.test", false)).collect::<Vec<_>>()
+            })
         })
         .collect();
     let all: Vec<Response> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
@@ -74,17 +76,17 @@ fn on_demand_refresh_is_rate_limited_under_concurrency() {
 #[test]
 fn max_age_is_honoured_within_bounds_and_unknown_issuers_refused() {
     let (cache, _hits, dir) = setup("ttl", 0, Some(5), "https://idp.test");
-    assert!(matches!(cache.refresh_on_demand("https://idp.test"), Response::Refreshed { ok: true, .. }));
+    assert!(matches!(cache.refresh_on_demand("https://idp.test", false), Response::Refreshed { ok: true, .. }));
     let (file, _) = read_cache(&dir, "https://idp.test").unwrap();
     assert_eq!(file.expires_at - file.fetched_at, 60, "max-age 5 raised to the 60 s minimum");
-    assert!(matches!(cache.refresh_on_demand("https://other"), Response::Error { .. }));
+    assert!(matches!(cache.refresh_on_demand("https://other", false), Response::Error { .. }));
     std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn discovery_issuer_mismatch_is_an_error_and_keeps_no_cache() {
     let (cache, hits, dir) = setup("mismatch", 0, None, "https://evil.test");
-    match cache.refresh_on_demand("https://idp.test") {
+    match cache.refresh_on_demand("https://idp.test", false) {
         Response::Refreshed { ok: false, detail, .. } => assert!(detail.contains("issuer mismatch"), "{detail}"),
         other => panic!("{other:?}"),
     }
@@ -96,7 +98,7 @@ fn discovery_issuer_mismatch_is_an_error_and_keeps_no_cache() {
 #[test]
 fn a_jwks_without_usable_keys_leaves_the_old_cache() {
     let (cache, _hits, dir) = setup("garbage", 0, None, "https://idp.test");
-    assert!(matches!(cache.refresh_on_demand("https://idp.test"), Response::Refreshed { ok: true, .. }));
+    assert!(matches!(cache.refresh_on_demand("https://idp.test", false), Response::Refreshed { ok: true, .. }));
     // Swap in garbage keys: the refresh fails and the cached k1 survives.
     let fake = Fake {
         issuer: "https://idp.test".into(),
@@ -106,7 +108,39 @@ fn a_jwks_without_usable_keys_leaves_the_old_cache() {
     };
     let cache2 = KeyCache::new(cache.config().clone(), Box::new(fake));
     assert_eq!(cache2.status()[0].keys, 1, "state loaded from the cache on start");
-    assert!(matches!(cache2.refresh_on_demand("https://idp.test"), Response::Refreshed { ok: false, .. }));
+    assert!(matches!(cache2.refresh_on_demand("https://idp.test", false), Response::Refreshed { ok: false, .. }));
     assert_eq!(read_cache(&dir, "https://idp.test").unwrap().1.keys[0].kid.as_deref(), Some("k1"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Issue 12 (9): the cache holds only the keys helperd accepted (a key it
+/// refused is never selectable by the module); root can force a refresh
+/// inside the rate-limit window.
+#[test]
+fn only_accepted_keys_are_cached_and_force_skips_the_rate_limit() {
+    let (cache, hits, dir) = setup("accepted", 3600, None, "https://idp.test");
+    let fake = Fake {
+        issuer: "https://idp.test".into(),
+        jwks: std::sync::Mutex::new(
+            serde_json::json!({"keys": [
+                {"kty": "RSA", "kid": "good", "n": N, "e": "AQAB"},
+                {"kty": "RSA", "kid": "short", "n": "AQAB", "e": "AQAB"},
+                {"kty": "EC", "kid": "offcurve", "crv": "P-256", "x": "AAAA", "y": "AAAA"},
+                {"kty": "RSA", "kid": "enc", "use": "enc", "n": N, "e": "AQAB"}
+            ]})
+            .to_string(),
+        ),
+        max_age: None,
+        hits: hits.clone(),
+    };
+    let cache = KeyCache::new(cache.config().clone(), Box::new(fake));
+    assert!(matches!(cache.refresh_on_demand("https://idp.test", false), Response::Refreshed { ok: true, .. }));
+    let (file, j) = read_cache(&dir, "https://idp.test").unwrap();
+    let kids: Vec<_> = j.keys.iter().filter_map(|k| k.kid.clone()).collect();
+    assert_eq!(kids, ["good"], "raw cache: {}", file.jwks);
+    assert!(!file.jwks.to_string().contains("short") && !file.jwks.to_string().contains("offcurve"));
+    assert!(matches!(cache.refresh_on_demand("https://idp.test", false), Response::Refreshed { fetched: false, .. }));
+    assert!(matches!(cache.refresh_on_demand("https://idp.test", true), Response::Refreshed { fetched: true, .. }));
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
     std::fs::remove_dir_all(dir).unwrap();
 }
