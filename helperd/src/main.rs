@@ -10,6 +10,7 @@ mod doctor;
 mod fetch;
 mod keys;
 mod log;
+mod replay;
 mod server;
 mod sessions;
 mod snapshot;
@@ -183,6 +184,7 @@ fn run(cfg: Config) -> i32 {
         log::error!("nss snapshot: {e}");
         return 1;
     }
+    let replay = replay::ReplayCache::open(&cfg.helperd.state_dir, keys::unix_now());
     let device = Arc::new(device::DeviceFlows::new(cfg.clone(), Arc::new(fetch::Http::new(timeout))));
     let cfg_aws = cfg.aws.clone();
     let keys = keys::KeyCache::new(cfg, Box::new(fetch::Http::new(timeout)));
@@ -191,7 +193,8 @@ fn run(cfg: Config) -> i32 {
         log::error!("writing the AWS config file: {e}");
         return 1;
     }
-    let svc = Arc::new(server::Services { keys, accounts, sessions: sessions::Sessions::default(), device, aws });
+    let svc =
+        Arc::new(server::Services { keys, accounts, sessions: sessions::Sessions::default(), device, aws, replay });
     let bg = Arc::clone(&svc);
     let spawned = std::thread::Builder::new().name("helperd-refresh".into()).spawn(move || loop {
         bg.keys.refresh_due();

@@ -45,6 +45,7 @@ pub struct Services {
     pub sessions: crate::sessions::Sessions,
     pub device: Arc<crate::device::DeviceFlows>,
     pub aws: crate::aws::Broker,
+    pub replay: crate::replay::ReplayCache,
 }
 
 fn aws_status(o: crate::aws::Outcome) -> Option<oidc_core::ipc::AwsStatus> {
@@ -95,8 +96,23 @@ fn login(
     claims: &oidc_core::session::SessionClaims,
     web_token: Option<&oidc_core::Secret>,
     raw_groups: &[String],
+    replay_id: Option<&str>,
 ) -> Response {
     let mut claims = claims.clone();
+    // Each token logs in once here (sudo's reuse of session claims sends none).
+    if let Some(id) = replay_id {
+        let leeway = svc.keys.config().issuer(&claims.issuer).map_or(0, |i| i.leeway_secs);
+        let until = claims.exp.saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX));
+        if let Err(why) = svc.replay.first_use(&claims.issuer, id, until, crate::keys::unix_now()) {
+            warning!(
+                "login refused code=replayed issuer={} identity={} account={}: {why}",
+                oidc_core::audit::clean(&claims.issuer),
+                oidc_core::audit::clean(&claims.identity),
+                oidc_core::audit::clean(&claims.account)
+            );
+            return Response::Refused { code: "replayed".into(), reason: why };
+        }
+    }
     let (detail, groups) = match event {
         Some(ev) => match svc.accounts.admit(ev) {
             Ok((d, groups)) => {
@@ -169,8 +185,8 @@ fn handle(mut s: UnixStream, svc: &Services) {
             warning!("refused {} from uid={uid} pid={pid}: root only", req.name());
             Response::Refused { code: "permission-denied".into(), reason: "only root may do this".into() }
         }
-        Request::Login { event, claims, web_token, role_groups } => {
-            login(svc, event.as_ref(), claims, web_token.as_ref(), role_groups)
+        Request::Login { event, claims, web_token, role_groups, replay_id } => {
+            login(svc, event.as_ref(), claims, web_token.as_ref(), role_groups, replay_id.as_deref())
         }
         Request::Rebind { name, issuer, sub } => match svc.accounts.rebind(name, issuer, sub, uid) {
             Ok(detail) => Response::Rebound { detail },

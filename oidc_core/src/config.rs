@@ -277,7 +277,7 @@ fn default_leeway() -> u64 {
     60
 }
 fn default_max_lifetime() -> u64 {
-    86400
+    3600
 }
 
 impl<'de> Deserialize<'de> for Alg {

@@ -38,6 +38,10 @@ pub enum Request {
         /// helperd decides what they are on this host.
         #[serde(default)]
         role_groups: Vec<String>,
+        /// The token's replay id ([`crate::verify::replay_id`]): each token
+        /// logs in once per host.
+        #[serde(default)]
+        replay_id: Option<String>,
     },
     /// The account store (names, ids, groups, issuer, identity, GECOS, login
     /// times; root only), one page from `offset` on.

@@ -107,6 +107,8 @@ pub enum Rejection {
         reason: String,
     },
     AccountsUnavailable(String),
+    /// The token was already used to log in on this host.
+    Replayed(String),
     /// A fresh token that does not meet the stack's max_age / acr demands.
     StepUpFailed(String),
     // --- device-code login
@@ -160,6 +162,7 @@ impl Rejection {
             InDeniedGroup(_) => "in-denied-group",
             AccountRefused { .. } => "account-refused",
             AccountsUnavailable(_) => "accounts-unavailable",
+            Replayed(_) => "replayed",
             StepUpFailed(_) => "step-up-failed",
             DeviceDenied(_) => "device-denied",
             DeviceExpired(_) => "device-expired",
@@ -183,6 +186,7 @@ impl Rejection {
             Config(_) => "OIDC login unavailable: configuration error",
             AccountRefused { .. } | AccountsUnavailable(_) => "OIDC login refused: account unavailable",
             StepUpFailed(_) => "OIDC login refused: a more recent or stronger login is required",
+            Replayed(_) => "OIDC login refused: this token was already used; get a new one",
             DeviceDenied(_) => "OIDC login refused: the login was denied",
             DeviceExpired(_) | DeviceTimeout(_) => "OIDC login refused: the login was not completed in time",
             DeviceError(_) => "OIDC login unavailable: device login failed",
@@ -258,6 +262,7 @@ impl std::fmt::Display for Rejection {
             InDeniedGroup(g) => write!(f, "member of denied group {}", clean(g)),
             AccountRefused { code, reason } => write!(f, "account refused ({code}): {}", clean_n(reason, MAX_CONTEXT)),
             AccountsUnavailable(why) => write!(f, "account store unavailable: {}", clean_n(why, MAX_CONTEXT)),
+            Replayed(why) => write!(f, "replayed token: {}", clean_n(why, MAX_CONTEXT)),
             StepUpFailed(why) => write!(f, "token does not meet this stack's demands: {}", clean_n(why, MAX_CONTEXT)),
             DeviceDenied(why) => write!(f, "device login denied: {}", clean_n(why, MAX_CONTEXT)),
             DeviceExpired(why) => write!(f, "device login expired: {}", clean_n(why, MAX_CONTEXT)),

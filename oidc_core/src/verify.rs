@@ -408,6 +408,20 @@ fn check_claims(p: &Parsed<'_>, iss: &Issuer, issuer: String, now: i64, r: &mut 
     })
 }
 
+/// What makes a token single-use: its `jti`, or (a token without one) the
+/// SHA-256 of its signature. Never the token itself.
+pub fn replay_id(token: &str, jti: Option<&str>) -> String {
+    match jti.filter(|j| !j.is_empty()) {
+        Some(j) => format!("jti:{}", j.chars().take(256).collect::<String>()),
+        None => {
+            let sig = token.rsplit('.').next().unwrap_or("");
+            let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, sig.as_bytes());
+            let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            format!("sig:{hex}")
+        }
+    }
+}
+
 /// The login name a token makes: template or claim, then `@domain`
 /// stripping, case folding and the issuer's prefix; it must be a portable
 /// login name and not a reserved one.

@@ -83,7 +83,8 @@ fn frames_with_secrets_are_wiped() {
             auth_time: None,
             acr: None,
         };
-        let req = Request::Login { event: None, claims, web_token: Some(secret()), role_groups: vec![] };
+        let req =
+            Request::Login { event: None, claims, web_token: Some(secret()), role_groups: vec![], replay_id: None };
         write_frame(&mut a, &req, d).unwrap();
         let got: Request = read_frame(&mut b, d).unwrap();
         drop(got);

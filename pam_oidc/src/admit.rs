@@ -40,9 +40,15 @@ pub fn admit(
     role: bool,
     token: Option<&oidc_core::Secret>,
 ) -> Result<(String, Option<String>), Rejection> {
+    let replay_id = token.map(|t| oidc_core::verify::replay_id(t.expose(), v.jti.as_deref()));
     if role {
-        let req =
-            Request::Login { event: None, claims: claims.clone(), web_token: None, role_groups: v.groups.clone() };
+        let req = Request::Login {
+            event: None,
+            claims: claims.clone(),
+            web_token: None,
+            role_groups: v.groups.clone(),
+            replay_id: replay_id.clone(),
+        };
         return Ok(match client.call(&req) {
             Ok(Response::Admitted { detail, login_id, groups }) => {
                 if let Some(g) = groups {
@@ -50,6 +56,7 @@ pub fn admit(
                 }
                 (detail, Some(login_id))
             }
+            Ok(Response::Refused { code, reason }) if code == "replayed" => return Err(Rejection::Replayed(reason)),
             Ok(Response::Refused { code, reason }) => return Err(Rejection::AccountRefused { code, reason }),
             Ok(other) => (format!("helperd: {other:?}"), None),
             Err(e) => (format!("{e}; the session will have no stored claims"), None),
@@ -68,8 +75,13 @@ pub fn admit(
         uid_claim: uid_claim(cfg, v),
         gecos: gecos(cfg, v),
     };
-    let req =
-        Request::Login { event: Some(event), claims: claims.clone(), web_token: token.cloned(), role_groups: vec![] };
+    let req = Request::Login {
+        event: Some(event),
+        claims: claims.clone(),
+        web_token: token.cloned(),
+        role_groups: vec![],
+        replay_id,
+    };
     match client.call(&req) {
         Ok(Response::Admitted { detail, login_id, groups }) => {
             if let Some(g) = groups {
@@ -77,6 +89,7 @@ pub fn admit(
             }
             Ok((detail, Some(login_id)))
         }
+        Ok(Response::Refused { code, reason }) if code == "replayed" => Err(Rejection::Replayed(reason)),
         Ok(Response::Refused { code, reason }) => Err(Rejection::AccountRefused { code, reason }),
         Ok(other) => Err(Rejection::AccountsUnavailable(format!("unexpected answer {other:?}"))),
         Err(e) => {

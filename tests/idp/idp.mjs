@@ -80,7 +80,7 @@ const provider = new Provider(issuer, {
   enabledJWA: { idTokenSigningAlgValues: ['RS256', 'ES256', 'EdDSA'] },
   conformIdTokenClaims: false,
   scopes: ['openid', 'profile', 'groups'],
-  claims: { openid: ['sub'], profile: ['preferred_username', 'name', 'x_pad'], groups: ['groups'] },
+  claims: { openid: ['sub', 'x_uniq'], profile: ['preferred_username', 'name', 'x_pad'], groups: ['groups'] },
   ttl: {
     IdToken: (ctx, token, c) => (c?.clientId === 'short-lived' ? 1 : 600),
     BackchannelAuthenticationRequest: 60,
@@ -115,7 +115,8 @@ const provider = new Provider(issuer, {
     claims: async () => {
       const name = id.slice(2);
       const pad = pending.get(name)?.pad;
-      return { sub: id, preferred_username: name, name, groups: groupsOf(name), ...(pad ? { x_pad: 'p'.repeat(pad) } : {}) };
+      // x_uniq: every token differs (pam-oidc lets each token log in once per host).
+      return { sub: id, preferred_username: name, name, groups: groupsOf(name), x_uniq: `${Date.now()}-${rand()}`, ...(pad ? { x_pad: 'p'.repeat(pad) } : {}) };
     },
   }),
 });

@@ -191,10 +191,13 @@ impl Idp {
         self.get_json("/jwks")
     }
 
-    /// Standard claims for `user` from this issuer, valid now.
+    /// Standard claims for `user` from this issuer, valid now, with a unique
+    /// `jti` (each token logs in once per host).
     pub fn claims(&self, user: &str, aud: &str) -> Value {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = now();
-        serde_json::json!({"iss": self.issuer(), "sub": format!("u-{user}"), "aud": aud,
+        let jti = format!("t-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+        serde_json::json!({"iss": self.issuer(), "sub": format!("u-{user}"), "aud": aud, "jti": jti,
             "exp": n + 300, "iat": n - 5, "preferred_username": user, "groups": ["devs"]})
     }
 }
@@ -559,5 +562,5 @@ pub fn login_request(issuer: &str, sub: &str, name: &str, groups: &[String], gec
         auth_time: None,
         acr: None,
     };
-    oidc_core::ipc::Request::Login { event: Some(event), claims, web_token: None, role_groups: vec![] }
+    oidc_core::ipc::Request::Login { event: Some(event), claims, web_token: None, role_groups: vec![], replay_id: None }
 }

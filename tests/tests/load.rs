@@ -25,7 +25,8 @@ fn two_hundred_simultaneous_logins_and_no_fd_leak() {
     let h = env.start_helperd();
     env.wait_cached(&idp.issuer());
     let users: Vec<String> = (0..20).map(|i| format!("load{i}")).collect();
-    let tokens: Vec<String> = users.iter().map(|u| idp.token("host-login", u)).collect();
+    // 200 distinct tokens (each token logs in once per host), 10 per user.
+    let tokens: Vec<String> = (0..200).map(|i| idp.token("host-login", &users[i % 20])).collect();
     let fds_before = fds(h.pid());
     let rss_before = status(h.pid(), "VmRSS:");
     // 200 pamtesters, each in its own mount namespace with a private /tmp (so
@@ -49,7 +50,7 @@ fn two_hundred_simultaneous_logins_and_no_fd_leak() {
     let t = Instant::now();
     for (i, c) in &mut children {
         let mut stdin = c.stdin.take().unwrap();
-        let _ = stdin.write_all(format!("{}\n", tokens[*i % 20]).as_bytes()); // a dead child is reported below
+        let _ = stdin.write_all(format!("{}\n", tokens[*i]).as_bytes()); // a dead child is reported below
     }
     let (peak, results) = std::thread::scope(|s| {
         let waiters: Vec<_> = children.into_iter().map(|(_, c)| s.spawn(move || pam_finish(c, t))).collect();

@@ -88,23 +88,30 @@ fn refusals_over_sshd_are_logged_with_their_reason() {
 fn tokens_of_1k_4k_12k_over_sshd_sudo_and_console_login() {
     let (idp, env, _h, host) = setup("", &[], "step_up", "%devs ALL=(ALL:ALL) ALL\n");
     for size in [1024usize, 4096, 12 * 1024] {
-        let tok = idp.token_of_size("host-login", "alice", size);
-        assert!(tok.len() >= size - 64 && tok.len() <= size + 512, "{} for {size}", tok.len());
-        let f = token_file(&env, &format!("alice-{size}"), &tok);
+        // A token for each login: each token logs in once on a host.
+        let files: Vec<_> = (0..4)
+            .map(|i| {
+                let tok = idp.token_of_size("host-login", "alice", size);
+                assert!(tok.len() >= size - 64 && tok.len() <= size + 512, "{} for {size}", tok.len());
+                token_file(&env, &format!("alice-{size}-{i}"), &tok)
+            })
+            .collect();
+        let f = &files[0];
         // sshd keyboard-interactive through ssh's askpass (1023-byte replies).
         let cmd = format!(
-            "echo SSH-OK; OIDC_TOKEN_FILE={f} {a} --lines | sudo -S -p 'PROMPT ' id -u && echo SUDO-S-OK; \
-             OIDC_TOKEN_FILE={f} SUDO_ASKPASS={a} sudo -A id -un && echo SUDO-A-OK",
-            f = f.display(),
+            "echo SSH-OK; OIDC_TOKEN_FILE={f1} {a} --lines | sudo -S -p 'PROMPT ' id -u && echo SUDO-S-OK; \
+             OIDC_TOKEN_FILE={f2} SUDO_ASKPASS={a} sudo -A id -un && echo SUDO-A-OK",
+            f1 = files[1].display(),
+            f2 = files[2].display(),
             a = askpass().display()
         );
-        let out = host.ssh("alice", &f, &cmd);
+        let out = host.ssh("alice", f, &cmd);
         let t = text(&out);
         assert!(t.contains("SSH-OK"), "{size}: ssh: {t}\n{}", host.syslog().join("\n"));
         assert!(t.contains("0\nSUDO-S-OK"), "{size}: sudo -S: {t}\n{}", host.syslog().join("\n"));
         assert!(t.contains("root\nSUDO-A-OK"), "{size}: sudo -A: {t}\n{}", host.syslog().join("\n"));
         // The real /bin/login on a pseudo-terminal (4095-byte lines).
-        let console = host.console_login("alice", &f);
+        let console = host.console_login("alice", &files[3]);
         assert!(console.contains("LOGIN-OK") && console.contains("uid="), "{size}: login: {console}");
     }
     let parts =

@@ -70,16 +70,20 @@ fn leeway_holds_end_to_end_and_alg_none_is_named() {
 fn max_age_needs_auth_time_unless_configured() {
     let (idp, env, _h) = setup("");
     let so = module_so();
-    let mut c = idp.claims("alice", "host-login");
-    c["iat"] = json!(now());
-    let no_auth_time = rs(&idp, c.clone());
+    let claims = |auth_time: Option<i64>| {
+        let mut c = idp.claims("alice", "host-login"); // a fresh jti each time
+        c["iat"] = json!(now());
+        if let Some(t) = auth_time {
+            c["auth_time"] = json!(t);
+        }
+        c
+    };
+    let no_auth_time = rs(&idp, claims(None));
     let r = env.pam_with(&so, "max_age=900", "alice", &no_auth_time);
     r.assert_denied("step-up-failed");
     assert!(r.stderr.contains("needs auth_time"), "{}", r.stderr);
-    c["auth_time"] = json!(now() - 60);
-    env.pam_with(&so, "max_age=900", "alice", &rs(&idp, c.clone())).assert_allowed();
-    c["auth_time"] = json!(now() - 1000);
-    env.pam_with(&so, "max_age=900", "alice", &rs(&idp, c)).assert_denied("step-up-failed");
+    env.pam_with(&so, "max_age=900", "alice", &rs(&idp, claims(Some(now() - 60)))).assert_allowed();
+    env.pam_with(&so, "max_age=900", "alice", &rs(&idp, claims(Some(now() - 1000)))).assert_denied("step-up-failed");
     // Real IdP tokens carry auth_time (the client requires it).
     env.pam_with(&so, "max_age=900", "alice", &idp.token("host-login", "alice")).assert_allowed();
     let cfg = std::fs::read_to_string(&env.config).unwrap().replace("[pam]\n", "[pam]\nmax_age_uses_iat = true\n");
@@ -141,4 +145,26 @@ fn the_pam_module_exports_no_nss_entry_point() {
     assert!(!pam.contains("_nss_"), "NSS symbols in pam_oidc.so:\n{pam}");
     let nss = syms(&nss_so());
     assert_eq!(nss.matches(" T _nss_oidc_").count(), 11, "{nss}");
+}
+
+/// Item 6: each token logs in once on a host — with or without `jti`, across
+/// a helperd restart — and the default lifetime cap is an hour.
+#[test]
+fn a_token_logs_in_once() {
+    let (idp, env, mut h) = setup("");
+    let t = idp.token("host-login", "alice"); // a real IdP token (no jti: its signature counts)
+    env.pam("alice", &t).assert_allowed();
+    let r = env.pam("alice", &t);
+    r.assert_denied("replayed");
+    assert!(r.stdout.contains("already used") || r.stderr.contains("already used"), "{}", r.stderr);
+    let with_jti = rs(&idp, idp.claims("alice", "host-login"));
+    env.pam("alice", &with_jti).assert_allowed();
+    h.stop();
+    let _h = env.start_helperd();
+    env.pam("alice", &with_jti).assert_denied("replayed");
+    env.pam("alice", &t).assert_denied("replayed");
+    env.pam("alice", &idp.token("host-login", "alice")).assert_allowed();
+    let mut long = idp.claims("alice", "host-login");
+    long["exp"] = json!(now() + 7200);
+    env.pam("alice", &rs(&idp, long)).assert_denied("lifetime-too-long");
 }

@@ -1,0 +1,98 @@
+//! The replay cache: each token logs in once on this host. Keyed by
+//! (issuer, `jti`), or by the SHA-256 of the signature when a token has no
+//! `jti`; an entry lives until the token's `exp` plus the issuer's leeway
+//! (after that the token is refused as expired anyway). Persisted
+//! (`state_dir/replay.json`, 0600, atomic replace) so a restart forgets
+//! nothing; bounded: when full of live entries, new logins are refused
+//! (fail closed) with a log line.
+
+use crate::atomic;
+use crate::log::{error, warning};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// Live entries kept at most.
+pub const MAX_ENTRIES: usize = 100_000;
+pub const FILE: &str = "replay.json";
+
+#[derive(Default, Serialize, Deserialize)]
+struct Saved {
+    v: u32,
+    /// (issuer, id, until)
+    seen: Vec<(String, String, i64)>,
+}
+
+pub struct ReplayCache {
+    path: PathBuf,
+    seen: Mutex<HashMap<(String, String), i64>>,
+}
+
+impl ReplayCache {
+    pub fn open(state_dir: &std::path::Path, now: i64) -> ReplayCache {
+        let path = state_dir.join(FILE);
+        let mut seen = HashMap::new();
+        match std::fs::read(&path) {
+            Ok(b) => match serde_json::from_slice::<Saved>(&b) {
+                Ok(s) => {
+                    for (iss, id, until) in s.seen.into_iter().filter(|e| e.2 >= now) {
+                        seen.insert((iss, id), until);
+                    }
+                }
+                Err(e) => error!("{}: {e}; starting with an empty replay cache", path.display()),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => error!("{}: {e}", path.display()),
+        }
+        ReplayCache { path, seen: Mutex::new(seen) }
+    }
+
+    /// Record a token's first use; `Err` if it was used before (or the cache
+    /// cannot record it).
+    pub fn first_use(&self, issuer: &str, id: &str, until: i64, now: i64) -> Result<(), String> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (issuer.to_string(), id.to_string());
+        if seen.get(&key).is_some_and(|u| *u >= now) {
+            return Err(format!("token already used on this host ({})", oidc_core::audit::clean(id)));
+        }
+        if seen.len() >= MAX_ENTRIES {
+            seen.retain(|_, u| *u >= now);
+            if seen.len() >= MAX_ENTRIES {
+                warning!("replay cache full ({MAX_ENTRIES} live tokens): login refused");
+                return Err(format!("replay cache full ({MAX_ENTRIES} live tokens)"));
+            }
+        }
+        seen.insert(key.clone(), until);
+        let saved = Saved { v: 1, seen: seen.iter().map(|((i, d), u)| (i.clone(), d.clone(), *u)).collect() };
+        let written = serde_json::to_vec(&saved)
+            .map_err(|e| e.to_string())
+            .and_then(|b| atomic::write(&self.path, &b, 0o600).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            seen.remove(&key);
+            error!("writing {}: {e}", self.path.display());
+            return Err(format!("cannot record the token's use: {e}"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn once_per_token_across_restarts_until_expiry() {
+        let dir = std::env::temp_dir().join(format!("helperd-replay-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = ReplayCache::open(&dir, 100);
+        assert!(c.first_use("i", "jti:a", 200, 100).is_ok());
+        assert!(c.first_use("i", "jti:a", 200, 150).unwrap_err().contains("already used"));
+        assert!(c.first_use("other", "jti:a", 200, 150).is_ok(), "per issuer");
+        let c = ReplayCache::open(&dir, 150);
+        assert!(c.first_use("i", "jti:a", 200, 160).is_err(), "remembered across a restart");
+        assert!(c.first_use("i", "jti:a", 300, 201).is_ok(), "expired entries are forgotten");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
