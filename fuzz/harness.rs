@@ -94,6 +94,18 @@ fn check_accepted(token: &str, v: &Verified) {
         other => panic!("accepted aud {other:?}"),
     };
     assert!(aud.iter().any(|a| a == "host"), "accepted aud {aud:?}");
+    // The identity model: no reserved name, no foreign azp, no host group that
+    // is not a safe name of this issuer's.
+    assert!(!nss_snapshot::format::is_reserved(v.username.as_bytes()), "accepted reserved name {:?}", v.username);
+    if let Some(azp) = v.claims.get("azp") {
+        assert_eq!(azp, &Value::String("host".into()), "accepted a foreign azp");
+    }
+    let (host, _) = oidc_core::accounts::map_groups(&v.groups, icfg, &f.cfg);
+    for h in host.iter().filter(|h| !h.explicit) {
+        assert!(oidc_core::policy::check_login_name(&h.name).is_ok(), "host group {:?}", h.name);
+        assert!(!nss_snapshot::format::is_reserved(h.name.as_bytes()), "reserved host group {:?}", h.name);
+        assert_eq!(h.name, h.raw, "a host group is the IdP group itself");
+    }
 }
 
 /// Target `token`: any bytes as a compact JWS.
@@ -112,19 +124,20 @@ pub fn token_claims(data: &[u8]) {
 /// [`token_claims`], telling whether the signed token was accepted.
 pub fn claims_accepted(data: &[u8]) -> bool {
     let Some((&sel, payload)) = data.split_first() else { return false };
-    let header = match sel % 6 {
+    let header = match sel % 7 {
         0 => r#"{"alg":"HS256","typ":"JWT"}"#,
         1 => r#"{"alg":"HS256","kid":"k1"}"#,
         2 => r#"{"alg":"HS256","crit":["exp"]}"#,
         3 => r#"{"alg":"HS256","typ":"JWT","alg":"HS256"}"#,
         4 => r#"{"alg":"HS384"}"#,
+        5 => r#"{"alg":"HS256","typ":"at+jwt"}"#,
         _ => r#"{"alg":"HS256","jku":"https://evil.test/jwks"}"#,
     };
-    let alg = if sel % 6 == 4 { Algorithm::HS384 } else { Algorithm::HS256 };
+    let alg = if sel % 7 == 4 { Algorithm::HS384 } else { Algorithm::HS256 };
     let t = sign(header.as_bytes(), payload, alg, &EncodingKey::from_secret(HMAC_SECRET));
     let ok = accepted(&t);
     if ok {
-        assert!(matches!(sel % 6, 0 | 1 | 5), "accepted header {header}");
+        assert!(matches!(sel % 7, 0 | 1 | 6), "accepted header {header}");
     }
     ok
 }

@@ -26,7 +26,7 @@ pub fn run(cfg: &Config, o: &Opts, now: i64) -> i32 {
         return 1;
     }
     let token = raw.trim();
-    let client = oidc_core::ipc::Client::new(&cfg.helperd.socket, Duration::from_millis(cfg.pam.ipc_timeout_ms));
+    let client = oidc_core::ipc::Client::for_caller(&cfg.helperd, Duration::from_millis(cfg.pam.ipc_timeout_ms));
     let mut refresh = |iss: &str| {
         if o.refresh {
             client.refresh_jwks(iss)

@@ -3,7 +3,7 @@
 use crate::keys::unix_now;
 use oidc_core::audit::clean;
 use oidc_core::config::Config;
-use oidc_core::ipc::{call, Request, Response};
+use oidc_core::ipc::{Request, Response};
 use std::time::Duration;
 
 /// One request to the daemon; errors are printed, the Err is the exit code.
@@ -12,7 +12,7 @@ fn ask(cfg: &Config, req: Request) -> Result<Response, i32> {
 }
 
 fn ask_within(cfg: &Config, req: Request, timeout: Duration) -> Result<Response, i32> {
-    match call(&cfg.helperd.socket, &req, timeout) {
+    match oidc_core::ipc::Client::for_caller(&cfg.helperd, timeout).call(&req) {
         Ok(Response::Error { message }) => {
             eprintln!("helperd: {message}");
             Err(1)

@@ -27,6 +27,8 @@ struct Flow {
     state: Mutex<State>,
     cv: Condvar,
     created: Instant,
+    /// The remote host the login came from (flows are capped per host).
+    rhost: String,
 }
 
 pub struct DeviceFlows {
@@ -64,8 +66,44 @@ impl DeviceFlows {
         Ok((dev, tok))
     }
 
-    pub fn start(self: &Arc<Self>, issuer: &str) -> Response {
+    /// Flows still waiting for the user, in all and from `rhost`.
+    fn waiting(&self, rhost: &str) -> (usize, usize) {
+        let mut flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
+        flows.retain(|_, f| f.created.elapsed() < Duration::from_secs(3600));
+        let pending: Vec<_> = flows
+            .values()
+            .filter(|f| matches!(*f.state.lock().unwrap_or_else(|e| e.into_inner()), State::Pending))
+            .collect();
+        (pending.len(), pending.iter().filter(|f| f.rhost == rhost).count())
+    }
+
+    /// Start a flow for a login from `rhost`. sshd runs PAM for anyone who
+    /// reaches port 22, so flows are capped in all and per remote host.
+    pub fn start(self: &Arc<Self>, issuer: &str, rhost: &str) -> Response {
         let fail = |reason: String| Response::DeviceFailed { code: "error".into(), reason };
+        let h = &self.cfg.helperd;
+        let (all, here) = self.waiting(rhost);
+        if all >= h.max_device_flows {
+            crate::log::limited_warning!("device-cap", "device login refused: {all} flows waiting (max_device_flows)");
+            return Response::DeviceFailed {
+                code: "busy".into(),
+                reason: format!("{all} device logins are waiting (helperd.max_device_flows); try again later"),
+            };
+        }
+        if here >= h.max_device_flows_per_host {
+            crate::log::limited_warning!(
+                "device-cap-host",
+                "device login refused: {here} flows waiting from {}",
+                oidc_core::audit::clean(rhost)
+            );
+            return Response::DeviceFailed {
+                code: "busy".into(),
+                reason: format!(
+                    "{here} device logins from {} are waiting (helperd.max_device_flows_per_host)",
+                    oidc_core::audit::clean(rhost)
+                ),
+            };
+        }
         let Some(icfg) = self.cfg.issuer(issuer) else { return fail(format!("issuer not configured: {issuer}")) };
         let Some(client_id) = icfg.device_client_id.clone() else {
             return fail(format!("{issuer} has no device_client_id"));
@@ -90,7 +128,12 @@ impl DeviceFlows {
         let expires_in = resp.get("expires_in").and_then(Value::as_u64).unwrap_or(300).min(3600);
         let interval = resp.get("interval").and_then(Value::as_u64).unwrap_or(5).clamp(1, 60);
         let Some(flow_id) = crate::sessions::random_id() else { return fail("no randomness".into()) };
-        let flow = Arc::new(Flow { state: Mutex::new(State::Pending), cv: Condvar::new(), created: Instant::now() });
+        let flow = Arc::new(Flow {
+            state: Mutex::new(State::Pending),
+            cv: Condvar::new(),
+            created: Instant::now(),
+            rhost: rhost.to_string(),
+        });
         {
             let mut flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
             flows.retain(|_, f| f.created.elapsed() < Duration::from_secs(3600));
@@ -118,7 +161,13 @@ impl DeviceFlows {
         if let Err(e) = spawned {
             return fail(format!("cannot start the poller: {e}"));
         }
-        info!("device flow {} started issuer={issuer} user_code={user_code}", &flow_id[..8]);
+        info!(
+            "device flow {} started issuer={} rhost={} user_code={}",
+            &flow_id[..8],
+            oidc_core::audit::clean(issuer),
+            oidc_core::audit::clean(rhost),
+            oidc_core::audit::clean(&user_code)
+        );
         Response::DeviceStarted {
             flow_id,
             verification_uri: uri,

@@ -86,7 +86,8 @@ pub fn run(config: &Path, cfg: Result<Config, ConfigError>, o: &Opts) -> i32 {
     }
     if let Some(cfg) = &cfg {
         r.check("helperd", running(cfg));
-        r.check("socket", socket(&cfg.helperd.socket));
+        r.check("socket", socket(&cfg.helperd.socket, 0o666));
+        r.check("root socket", socket(&cfg.helperd.root_socket(), 0o600));
         r.check("snapshot", snapshot(cfg));
     }
     if r.failed == 0 {
@@ -316,7 +317,7 @@ fn running(cfg: &Config) -> Outcome {
     }
 }
 
-fn socket(path: &Path) -> Outcome {
+fn socket(path: &Path, want: u32) -> Outcome {
     let m = std::fs::symlink_metadata(path)
         .map_err(|e| (format!("{}: {e}", path.display()), "start helperd".to_string()))?;
     if !m.file_type().is_socket() {
@@ -328,17 +329,18 @@ fn socket(path: &Path) -> Outcome {
             "only the helperd service (root) may create it: remove it and restart helperd",
         );
     }
-    if m.mode() & 0o777 != 0o666 {
+    if m.mode() & 0o777 != want {
+        let why = if want == 0o666 {
+            "credential_process and status connect as users"
+        } else {
+            "the module's requests must share no queue with unprivileged peers"
+        };
         return fail(
-            format!(
-                "{} has mode {:o}, want 666 (sudo's callers and credential_process connect as users)",
-                path.display(),
-                m.mode() & 0o777
-            ),
+            format!("{} has mode {:o}, want {want:o} ({why})", path.display(), m.mode() & 0o777),
             "restart helperd (it sets the mode)",
         );
     }
-    Ok(format!("{} root-owned, mode 666", path.display()))
+    Ok(format!("{} root-owned, mode {want:o}", path.display()))
 }
 
 /// The fleet id key: without it no new account can be admitted, and a

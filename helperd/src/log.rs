@@ -75,6 +75,42 @@ macro_rules! warning { ($($t:tt)*) => { $crate::log::log($crate::log::Level::War
 macro_rules! error { ($($t:tt)*) => { $crate::log::log($crate::log::Level::Err, &format!($($t)*)) } }
 pub(crate) use {error, info, warning};
 
+/// Log `msg` unless this kind of message (`key`) was logged `BURST` times in
+/// the current minute; the first line of the next minute says how many were
+/// suppressed. For what peers can provoke at will (bad frames, refused
+/// connections): they must not flood authpriv.
+pub fn limited(level: Level, key: &'static str, msg: &str) {
+    const BURST: u32 = 10;
+    static STATE: Mutex<Vec<(&'static str, std::time::Instant, u32, u64)>> = Mutex::new(Vec::new());
+    let mut st = STATE.lock().unwrap_or_else(|p| p.into_inner());
+    let now = std::time::Instant::now();
+    let i = match st.iter().position(|e| e.0 == key) {
+        Some(i) => i,
+        None => {
+            st.push((key, now, 0, 0));
+            st.len() - 1
+        }
+    };
+    let e = &mut st[i];
+    if now.duration_since(e.1) >= std::time::Duration::from_secs(60) {
+        let suppressed = e.3;
+        *e = (key, now, 0, 0);
+        if suppressed > 0 {
+            log(Level::Warn, &format!("{suppressed} more \"{key}\" messages suppressed in the last minute"));
+        }
+    }
+    if e.2 < BURST {
+        e.2 += 1;
+        drop(st);
+        log(level, msg);
+    } else {
+        e.3 += 1;
+    }
+}
+
+macro_rules! limited_warning { ($key:expr, $($t:tt)*) => { $crate::log::limited($crate::log::Level::Warn, $key, &format!($($t)*)) } }
+pub(crate) use limited_warning;
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -101,7 +101,7 @@ fn main() -> ExitCode {
         "refresh" => match args.get(1) {
             Some(iss) => {
                 let force = args.get(2).map(String::as_str) == Some("--force");
-                let client = oidc_core::ipc::Client::new(&cfg.helperd.socket, Duration::from_secs(30));
+                let client = oidc_core::ipc::Client::for_caller(&cfg.helperd, Duration::from_secs(30));
                 match client.refresh_jwks_with(iss, force) {
                     Ok(d) => {
                         println!("{d}");
@@ -164,13 +164,14 @@ fn run(cfg: Config) -> i32 {
     log::init();
     // SAFETY-free hardening: files we create are never group/world-writable.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-    let listener = match server::bind(&cfg.helperd.socket) {
-        Ok(l) => l,
-        Err(e) => {
-            log::error!("{e}");
-            return 1;
-        }
-    };
+    let (listener, root_listener) =
+        match (server::bind(&cfg.helperd.socket, 0o666), server::bind(&cfg.helperd.root_socket(), 0o600)) {
+            (Ok(l), Ok(r)) => (l, r),
+            (Err(e), _) | (_, Err(e)) => {
+                log::error!("{e}");
+                return 1;
+            }
+        };
     let timeout = Duration::from_secs(cfg.helperd.fetch_timeout_secs);
     let socket = cfg.helperd.socket.clone();
     let accounts = match accounts::AccountService::open(cfg.clone()) {
@@ -207,7 +208,19 @@ fn run(cfg: Config) -> i32 {
         log::error!("starting the refresher: {e}");
         return 1;
     }
-    log::info!("helperd {} listening on {}", env!("CARGO_PKG_VERSION"), socket.display());
-    server::serve(listener, svc);
+    let root_svc = Arc::clone(&svc);
+    if let Err(e) = std::thread::Builder::new().name("helperd-root".into()).spawn(move || {
+        server::serve_root(root_listener, root_svc);
+    }) {
+        log::error!("starting the root socket's server: {e}");
+        return 1;
+    }
+    log::info!(
+        "helperd {} listening on {} (public) and {} (root)",
+        env!("CARGO_PKG_VERSION"),
+        socket.display(),
+        svc.keys.config().helperd.root_socket().display()
+    );
+    server::serve_public(listener, svc);
     0
 }

@@ -1,10 +1,19 @@
-//! The Unix socket server: one request per connection, a thread per
-//! connection up to `max_connections`, read/write deadlines on every frame,
-//! and the peer's credentials (SO_PEERCRED) read for every request.
+//! The Unix socket servers: one request per connection, a thread per
+//! connection, read/write deadlines on every frame, and the peer's
+//! credentials (SO_PEERCRED, and its start time, taken at accept) for every
+//! request.
+//!
+//! Two sockets, two queues (OpenSSH's privilege separation, SSSD's
+//! privileged pipe): the root-only socket (0600) carries the module's and
+//! root's requests with back-pressure at `max_connections`; the public socket
+//! (0666) gives each non-root uid at most `max_connections_per_uid`
+//! connections and a short deadline, so no unprivileged peer can delay a
+//! root decision. A device-code wait gives its slot back while it waits
+//! (flows are capped on their own).
 
 use crate::accounts::AccountService;
 use crate::keys::KeyCache;
-use crate::log::{error, info, warning};
+use crate::log::{error, info, limited_warning, warning};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use oidc_core::ipc::{read_frame, write_frame, Request, Response};
 use std::fs;
@@ -16,10 +25,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const FRAME_DEADLINE: Duration = Duration::from_secs(5);
+/// A public-socket peer must send its (small) request within this.
+const PUBLIC_FRAME_DEADLINE: Duration = Duration::from_secs(1);
 
-/// Bind the socket (0666: every request's peer is checked), replacing a stale
-/// socket file but refusing to steal one a live helperd still answers on.
-pub fn bind(path: &Path) -> Result<UnixListener, String> {
+/// Bind a socket (`mode`: 0666 public, 0600 root), replacing a stale socket
+/// file but refusing to steal one a live helperd still answers on.
+pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, String> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
@@ -32,8 +43,13 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
         }
         fs::remove_file(path).map_err(|e| format!("removing stale {}: {e}", path.display()))?;
     }
-    let l = UnixListener::bind(path).map_err(|e| format!("binding {}: {e}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o666))
+    // Bound under a umask that already excludes everyone else, so a 0600 socket
+    // is never briefly connectable by others.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o777 & !mode));
+    let l = UnixListener::bind(path).map_err(|e| format!("binding {}: {e}", path.display()));
+    nix::sys::stat::umask(old);
+    let l = l?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .map_err(|e| format!("chmod {}: {e}", path.display()))?;
     Ok(l)
 }
@@ -61,12 +77,50 @@ fn aws_status(o: crate::aws::Outcome) -> Option<oidc_core::ipc::AwsStatus> {
     }
 }
 
-pub fn serve(listener: UnixListener, svc: Arc<Services>) {
+/// A connection's place in its socket's budget; given back on drop, or
+/// early by a device-code wait.
+pub struct Slot {
+    counters: Vec<Arc<AtomicUsize>>,
+}
+
+impl Slot {
+    fn take(counters: Vec<Arc<AtomicUsize>>) -> Slot {
+        for c in &counters {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+        Slot { counters }
+    }
+
+    /// Give the place back now (a long wait that is capped elsewhere).
+    pub fn release(&mut self) {
+        for c in self.counters.drain(..) {
+            c.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Who is on the other end, taken at accept.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub uid: u32,
+    pub pid: i32,
+    /// The peer process's start time (clock ticks since boot) at accept:
+    /// a later look at `/proc/<pid>` must find the same process.
+    pub start: Option<u64>,
+}
+
+/// The root-only socket: the module's and root's requests, back-pressure at
+/// `max_connections` (only root can queue here).
+pub fn serve_root(listener: UnixListener, svc: Arc<Services>) {
     let active = Arc::new(AtomicUsize::new(0));
     let max = svc.keys.config().helperd.max_connections.max(1);
     loop {
-        // Back-pressure, not refusal: at the limit, stop accepting until a slot
-        // frees; new clients wait in the listen backlog within their own deadlines.
         while active.load(Ordering::SeqCst) >= max {
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -78,15 +132,70 @@ pub fn serve(listener: UnixListener, svc: Arc<Services>) {
                 continue;
             }
         };
-        active.fetch_add(1, Ordering::SeqCst);
-        let (svc, active) = (Arc::clone(&svc), Arc::clone(&active));
-        let spawned = std::thread::Builder::new().name("helperd-conn".into()).spawn(move || {
-            handle(stream, &svc);
-            active.fetch_sub(1, Ordering::SeqCst);
-        });
-        if let Err(e) = spawned {
-            error!("spawning connection thread: {e}");
+        let Some(peer) = peer_of(&stream) else { continue };
+        let slot = Slot::take(vec![Arc::clone(&active)]);
+        spawn(stream, peer, slot, &svc, FRAME_DEADLINE);
+    }
+}
+
+/// The public socket: per-uid and total connection caps (a peer over its
+/// cap is closed at once, logged at a bounded rate), a short deadline.
+pub fn serve_public(listener: UnixListener, svc: Arc<Services>) {
+    let h = &svc.keys.config().helperd;
+    let (max, per_uid) = (h.max_connections.max(1), h.max_connections_per_uid.max(1));
+    let total = Arc::new(AtomicUsize::new(0));
+    let by_uid: std::sync::Mutex<std::collections::HashMap<u32, Arc<AtomicUsize>>> = Default::default();
+    loop {
+        let stream = match listener.accept().map(|(s, _)| s) {
+            Ok(s) => s,
+            Err(e) => {
+                error!("accept: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let Some(peer) = peer_of(&stream) else { continue };
+        let mine = {
+            let mut m = by_uid.lock().unwrap_or_else(|p| p.into_inner());
+            m.retain(|_, c| c.load(Ordering::SeqCst) > 0);
+            Arc::clone(m.entry(peer.uid).or_default())
+        };
+        if peer.uid != 0 && mine.load(Ordering::SeqCst) >= per_uid {
+            limited_warning!(
+                "public-quota",
+                "public socket: refused a connection from uid={} pid={}: {per_uid} already open",
+                peer.uid,
+                peer.pid
+            );
+            continue; // dropping the stream closes it
         }
+        if total.load(Ordering::SeqCst) >= max {
+            limited_warning!("public-full", "public socket: {max} connections open; refused uid={}", peer.uid);
+            continue;
+        }
+        let slot = Slot::take(vec![Arc::clone(&total), mine]);
+        spawn(stream, peer, slot, &svc, PUBLIC_FRAME_DEADLINE);
+    }
+}
+
+fn peer_of(s: &UnixStream) -> Option<Peer> {
+    match getsockopt(s, PeerCredentials) {
+        Ok(c) => Some(Peer { uid: c.uid(), pid: c.pid(), start: crate::sessions::start_time(c.pid()) }),
+        Err(e) => {
+            limited_warning!("peercred", "dropping connection: cannot read peer credentials: {e}");
+            None
+        }
+    }
+}
+
+fn spawn(stream: UnixStream, peer: Peer, slot: Slot, svc: &Arc<Services>, deadline: Duration) {
+    let svc = Arc::clone(svc);
+    let spawned = std::thread::Builder::new().name("helperd-conn".into()).spawn(move || {
+        let mut slot = slot;
+        handle(stream, &svc, peer, &mut slot, deadline);
+    });
+    if let Err(e) = spawned {
+        error!("spawning connection thread: {e}");
     }
 }
 
@@ -152,20 +261,13 @@ fn login(
     }
 }
 
-fn handle(mut s: UnixStream, svc: &Services) {
-    let peer = match getsockopt(&s, PeerCredentials) {
-        Ok(c) => c,
-        Err(e) => {
-            warning!("dropping connection: cannot read peer credentials: {e}");
-            return;
-        }
-    };
-    let (uid, pid) = (peer.uid(), peer.pid());
-    let req: Request = match read_frame(&mut s, Instant::now() + FRAME_DEADLINE) {
+fn handle(mut s: UnixStream, svc: &Services, peer: Peer, slot: &mut Slot, deadline: Duration) {
+    let (uid, pid) = (peer.uid, peer.pid);
+    let req: Request = match read_frame(&mut s, Instant::now() + deadline) {
         Ok(r) => r,
         Err(e) => {
-            warning!("bad request from uid={uid} pid={pid}: {e}");
-            let _ = write_frame(&mut s, &Response::Error { message: e.to_string() }, Instant::now() + FRAME_DEADLINE);
+            limited_warning!("bad-request", "bad request from uid={uid} pid={pid}: {e}");
+            let _ = write_frame(&mut s, &Response::Error { message: e.to_string() }, Instant::now() + deadline);
             return;
         }
     };
@@ -182,7 +284,7 @@ fn handle(mut s: UnixStream, svc: &Services) {
             svc.keys.refresh_on_demand(issuer, force)
         }
         _ if uid != 0 && req.root_only() => {
-            warning!("refused {} from uid={uid} pid={pid}: root only", req.name());
+            limited_warning!("root-only", "refused {} from uid={uid} pid={pid}: root only", req.name());
             Response::Refused { code: "permission-denied".into(), reason: "only root may do this".into() }
         }
         Request::Login { event, claims, web_token, role_groups, replay_id } => {
@@ -209,7 +311,7 @@ fn handle(mut s: UnixStream, svc: &Services) {
             Response::SessionClosed { closed }
         }
         Request::SessionClaims => {
-            let (claims, detail) = svc.sessions.claims_for(pid);
+            let (claims, detail) = svc.sessions.claims_for(&peer);
             Response::Claims { claims: claims.map(Box::new), detail }
         }
         Request::Sessions { offset } => {
@@ -220,7 +322,7 @@ fn handle(mut s: UnixStream, svc: &Services) {
             }
             Response::Sessions { sessions, next }
         }
-        Request::AwsCredentials => match svc.sessions.for_credentials(pid, uid) {
+        Request::AwsCredentials => match svc.sessions.for_credentials(&peer) {
             None => Response::Error { message: format!("process {pid} (uid {uid}) is in no OIDC session of its uid") },
             Some(id) => match svc.aws.credentials(id, crate::keys::unix_now()) {
                 Ok(c) => Response::AwsCredentials {
@@ -232,8 +334,10 @@ fn handle(mut s: UnixStream, svc: &Services) {
                 Err(e) => Response::Error { message: e },
             },
         },
-        Request::DeviceStart { issuer } => svc.device.start(issuer),
+        Request::DeviceStart { issuer, rhost } => svc.device.start(issuer, rhost),
         Request::DeviceWait { flow_id, timeout_secs } => {
+            // The wait is capped by the flow limits, not by the connection pool.
+            slot.release();
             svc.device.wait(flow_id, Duration::from_secs((*timeout_secs).min(3600)))
         }
         Request::Users { offset } => {
@@ -241,7 +345,7 @@ fn handle(mut s: UnixStream, svc: &Services) {
             Response::Users { users, next }
         }
     };
-    if let Err(e) = write_frame(&mut s, &resp, Instant::now() + FRAME_DEADLINE) {
-        warning!("writing response to uid={uid} pid={pid}: {e}");
+    if let Err(e) = write_frame(&mut s, &resp, Instant::now() + deadline) {
+        limited_warning!("write", "writing response to uid={uid} pid={pid}: {e}");
     }
 }

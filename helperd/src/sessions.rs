@@ -94,6 +94,17 @@ fn stat(pid: i32) -> Option<(i32, u64)> {
     Some((f.get(1)?.parse().ok()?, f.get(19)?.parse().ok()?))
 }
 
+/// A process's start time (clock ticks since boot): with the pid, what
+/// identifies it for good (a pid alone can be reused).
+pub fn start_time(pid: i32) -> Option<u64> {
+    stat(pid).map(|(_, start)| start)
+}
+
+/// Is `peer` still the process that connected (not gone, pid not reused)?
+fn same_process(peer: &crate::server::Peer) -> bool {
+    peer.start.is_some() && start_time(peer.pid) == peer.start
+}
+
 /// The real uid of a process (the caller of setuid sudo, not root).
 fn real_uid(pid: i32) -> Option<u32> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -197,15 +208,24 @@ impl Sessions {
         });
     }
 
-    /// Claims for the session the peer process belongs to.
-    pub fn claims_for(&self, peer_pid: i32) -> (Option<SessionClaims>, String) {
+    /// Claims for the session the peer process belongs to. The peer is pinned
+    /// by the start time taken at accept: if its pid now names another
+    /// process (it exited, the pid was reused), nothing is given.
+    pub fn claims_for(&self, peer: &crate::server::Peer) -> (Option<SessionClaims>, String) {
+        let peer_pid = peer.pid;
         self.reap();
+        if !same_process(peer) {
+            return (None, format!("process {peer_pid} is gone or its pid was reused since it connected"));
+        }
         let Some(uid) = real_uid(peer_pid) else { return (None, format!("cannot read process {peer_pid}")) };
         if self.live.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
             // No live session on the host: no process tree to walk.
             return (None, format!("process {peer_pid} (uid {uid}) is in no OIDC session (none is open)"));
         }
         let tree = ancestry(peer_pid);
+        if tree.first().map(|t| t.1) != peer.start || !same_process(peer) {
+            return (None, format!("process {peer_pid} is gone or its pid was reused since it connected"));
+        }
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         match find_session(&live, &tree, uid) {
             Some(s) => (Some(s.claims.clone()), format!("session {} (pid {}, uid {uid})", s.id, s.pid)),
@@ -222,9 +242,14 @@ impl Sessions {
 
     /// The session whose AWS credentials a peer may have: the nearest session
     /// in its ancestry whose uid is the peer's (effective) uid — or any, for root.
-    pub fn for_credentials(&self, peer_pid: i32, peer_uid: u32) -> Option<u64> {
+    pub fn for_credentials(&self, peer: &crate::server::Peer) -> Option<u64> {
+        let (peer_pid, peer_uid) = (peer.pid, peer.uid);
         self.reap();
         let tree = ancestry(peer_pid);
+        if tree.first().map(|t| t.1) != peer.start || !same_process(peer) {
+            warning!("aws credentials refused: process {peer_pid} is gone or its pid was reused since it connected");
+            return None;
+        }
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let found = tree.iter().find_map(|(pid, start)| {
             live.iter().find(|s| s.pid == *pid && s.pid_start == *start && (peer_uid == 0 || s.uid == peer_uid))
@@ -275,5 +300,29 @@ mod tests {
         assert!(p.get(&ids[MAX_PENDING + 4]).is_some());
         drop(p);
         assert_eq!(s.pending_account(&ids[MAX_PENDING + 4]).as_deref(), Some(format!("u{}", MAX_PENDING + 4).as_str()));
+    }
+
+    /// Issue 12 (5): the peer is pinned at accept: a process whose pid now
+    /// names another process (it exited; the pid was reused) gets nothing.
+    #[test]
+    fn a_reused_pid_gets_no_claims_or_credentials() {
+        let s = Sessions::default();
+        let me = std::process::id() as i32;
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let id = s.add_pending(claims(1), None).unwrap();
+        s.open(&id, uid, me, "", "").unwrap();
+        let peer = |start| crate::server::Peer { uid, pid: me, start };
+        assert!(s.claims_for(&peer(start_time(me))).0.is_some(), "the live process, pinned correctly");
+        assert!(s.for_credentials(&peer(start_time(me))).is_some());
+        let other = start_time(me).map(|t| t + 1);
+        let (c, why) = s.claims_for(&peer(other));
+        assert!(c.is_none() && why.contains("pid was reused"), "{why}");
+        assert!(s.for_credentials(&peer(other)).is_none());
+        // A real process that connected and exited: its pid no longer names it.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = crate::server::Peer { uid, pid: child.id() as i32, start: start_time(child.id() as i32) };
+        child.wait().unwrap();
+        assert!(s.claims_for(&gone).0.is_none());
     }
 }

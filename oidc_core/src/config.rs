@@ -45,7 +45,18 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Helperd {
+    /// The public socket (0666): anyone may ask it for public things (status,
+    /// a JWKS refresh, a session's own AWS credentials), with per-uid quotas.
     pub socket: PathBuf,
+    /// The root-only socket (0600) the module and root's commands use: its
+    /// queue is never shared with unprivileged peers. Default: `helperd-root.sock`
+    /// beside `socket`.
+    pub root_socket: Option<PathBuf>,
+    /// Concurrent connections one non-root uid may hold on the public socket.
+    pub max_connections_per_uid: usize,
+    /// Device-code logins waiting at once, in all, and from one remote host.
+    pub max_device_flows: usize,
+    pub max_device_flows_per_host: usize,
     pub cache_dir: PathBuf,
     pub state_dir: PathBuf,
     /// Connect + read deadline for each request to an IdP.
@@ -67,10 +78,31 @@ pub struct Helperd {
     pub nss_snapshot: PathBuf,
 }
 
+impl Helperd {
+    /// The root-only socket's path.
+    pub fn root_socket(&self) -> PathBuf {
+        self.root_socket.clone().unwrap_or_else(|| self.socket.with_file_name("helperd-root.sock"))
+    }
+
+    /// The sockets a caller should try, in order: root's first when it is root.
+    pub fn sockets_for_caller(&self) -> Vec<PathBuf> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            vec![self.root_socket(), self.socket.clone()]
+        } else {
+            vec![self.socket.clone()]
+        }
+    }
+}
+
 impl Default for Helperd {
     fn default() -> Self {
         Helperd {
             socket: "/run/pam-oidc/helperd.sock".into(),
+            root_socket: None,
+            max_connections_per_uid: 8,
+            max_device_flows: 32,
+            max_device_flows_per_host: 4,
             cache_dir: "/var/cache/pam-oidc".into(),
             state_dir: "/var/lib/pam-oidc".into(),
             fetch_timeout_secs: 5,

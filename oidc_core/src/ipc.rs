@@ -75,9 +75,12 @@ pub enum Request {
         #[serde(default)]
         offset: usize,
     },
-    /// Start a device-code login with an issuer (root only).
+    /// Start a device-code login with an issuer (root only), for a login
+    /// from `rhost` (flows are capped per remote host).
     DeviceStart {
         issuer: String,
+        #[serde(default)]
+        rhost: String,
     },
     /// Wait up to `timeout_secs` for a device-code login to finish (root only).
     DeviceWait {
@@ -401,21 +404,34 @@ pub fn call(socket: &Path, req: &Request, timeout: Duration) -> Result<Response,
 /// connection, later calls fail at once — a hung helperd costs one deadline
 /// per login, not one per call.
 pub struct Client {
-    socket: std::path::PathBuf,
+    /// Tried in order on a connect error (root: the root-only socket, then the public one).
+    sockets: Vec<std::path::PathBuf>,
     timeout: Duration,
     down: std::cell::RefCell<Option<String>>,
 }
 
 impl Client {
     pub fn new(socket: &Path, timeout: Duration) -> Client {
-        Client { socket: socket.to_path_buf(), timeout, down: std::cell::RefCell::new(None) }
+        Client { sockets: vec![socket.to_path_buf()], timeout, down: std::cell::RefCell::new(None) }
+    }
+
+    /// The client for this process: root talks on the root-only socket (a
+    /// queue no unprivileged peer can fill), everyone else on the public one.
+    pub fn for_caller(h: &crate::config::Helperd, timeout: Duration) -> Client {
+        Client { sockets: h.sockets_for_caller(), timeout, down: std::cell::RefCell::new(None) }
     }
 
     pub fn call(&self, req: &Request) -> Result<Response, IpcError> {
         if let Some(why) = self.down.borrow().clone() {
             return Err(IpcError::Down(why));
         }
-        let r = call(&self.socket, req, self.timeout);
+        let mut r = Err(IpcError::Protocol("no socket configured".into()));
+        for s in &self.sockets {
+            r = call(s, req, self.timeout);
+            if !matches!(r, Err(IpcError::Connect(_))) {
+                break;
+            }
+        }
         if let Err(e @ (IpcError::Timeout | IpcError::Connect(_))) = &r {
             *self.down.borrow_mut() = Some(e.to_string());
         }

@@ -33,7 +33,7 @@ pub fn acct_mgmt(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCode {
         ..Default::default()
     };
     let Some(oidc_user) = pam.getenv(ENV_USER).filter(|u| !u.is_empty()) else {
-        let client = Client::new(&cfg.helperd.socket, Duration::from_millis(cfg.pam.ipc_timeout_ms));
+        let client = Client::for_caller(&cfg.helperd, Duration::from_millis(cfg.pam.ipc_timeout_ms));
         let why = match crate::reuse::session_claims(
             &client,
             &user,

@@ -154,7 +154,7 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
     };
     // Inside a live OIDC session (e.g. sudo): its verified claims may do, if
     // they still satisfy what this stack demands. Otherwise: a fresh token.
-    let client = ipc::Client::new(&cfg.helperd.socket, Duration::from_millis(cfg.pam.ipc_timeout_ms));
+    let client = ipc::Client::for_caller(&cfg.helperd, Duration::from_millis(cfg.pam.ipc_timeout_ms));
     let mut why_not_session = String::new();
     if !a.step_up {
         match crate::reuse::session_claims(

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 fn client(cfg: &Config, secs: u64) -> Client {
     let t = Duration::from_millis(cfg.pam.ipc_timeout_ms).max(Duration::from_secs(secs));
-    Client::new(&cfg.helperd.socket, t)
+    Client::for_caller(&cfg.helperd, t)
 }
 
 /// The session's environment for AWS CLIs and SDKs: a config whose

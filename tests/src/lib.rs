@@ -328,10 +328,16 @@ pub fn pam_finish(child: Child, started: Instant) -> PamRun {
 }
 
 /// One pamtester run under pam_wrapper with `svc` as /etc/pam.d.
+/// Each run gets a private /tmp (pam_wrapper's one-character config dirs
+/// cannot collide between parallel tests; a collision after the module ran
+/// could not be retried: the token was used).
 fn pamtester(svc: &Path, user: &str, reply: &str) -> PamRun {
     let t = Instant::now();
-    let mut child =
-        pamtester_cmd(svc, user, &[]).spawn().expect("pamtester (apt-get install pamtester libpam-wrapper)");
+    let env_dir = svc.parent().unwrap_or(svc);
+    let repo = root();
+    let mut child = pamtester_cmd(svc, user, &[env_dir, repo.as_path(), &target()])
+        .spawn()
+        .expect("pamtester (apt-get install pamtester libpam-wrapper)");
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
@@ -489,8 +495,11 @@ impl Env {
             // under heavy parallelism two processes can get the same one and one of them
             // loses its config (before pam_start even loads the module). That is the
             // harness, not the module: run it again.
-            let collided = run.stderr.contains("Failed to create pam_wrapper config dir")
-                || run.stderr.contains("pam_start: failed to initialize handlers");
+            // Only when the module never ran (no audit line): a token that reached
+            // helperd was used, and each token logs in once.
+            let collided = (run.stderr.contains("Failed to create pam_wrapper config dir")
+                || run.stderr.contains("pam_start: failed to initialize handlers"))
+                && !run.stderr.contains("SYSLOG(");
             if !collided {
                 return run;
             }

@@ -168,3 +168,99 @@ fn a_token_logs_in_once() {
     long["exp"] = json!(now() + 7200);
     env.pam("alice", &rs(&idp, long)).assert_denied("lifetime-too-long");
 }
+
+/// Item 1: an unprivileged user who fills the public socket with idle
+/// connections delays no root decision; other users keep their own quota;
+/// the refusals are logged at a bounded rate.
+#[test]
+fn an_unprivileged_user_cannot_stall_root_logins() {
+    let (idp, env, h) = setup("");
+    let script = format!(
+        "import socket,time\nss=[]\nfor i in range(300):\n  s=socket.socket(socket.AF_UNIX)\n  try:\n    s.connect('{}')\n    ss.append(s)\n  except Exception:\n    pass\nprint('held', len(ss), flush=True)\ntime.sleep(60)\n",
+        env.socket().display()
+    );
+    let mut hog = die_with_parent(&mut std::process::Command::new("setpriv"))
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(hog.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("held"), "{line}");
+    // A new user's login needs helperd (admission) within ipc_timeout_ms: it completes.
+    env.pam("alice", &idp.token("host-login", "alice")).assert_allowed();
+    env.pam("bob", &idp.token("host-login", "bob")).assert_allowed();
+    // Another unprivileged uid still gets its own share of the public socket.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65533", "--regid=65533", "--clear-groups"])
+        .arg(helperd_bin())
+        .args(["--config", &env.config.display().to_string(), "status"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let _ = hog.kill();
+    let _ = hog.wait();
+    let log = std::fs::read_to_string(&h.log).unwrap();
+    let refused = log.lines().filter(|l| l.contains("refused a connection from uid=65534")).count();
+    assert!((1..=10).contains(&refused), "{refused} lines: logging is rate-limited\n{log}");
+}
+
+/// Item 2: device-code flows (anyone who reaches port 22 can start one) are
+/// capped in all and per remote host, and waiting ones hold no connection slot.
+#[test]
+fn device_flows_are_capped_and_wait_outside_the_pool() {
+    use oidc_core::ipc::{call, Request, Response};
+    let idp = Idp::start();
+    let issuer = Env::issuer_toml(&idp.issuer(), ALGS).replace(
+        "audiences = [\"host-login\", \"host-login-es\", \"host-login-ed\"]",
+        "audiences = [\"host-login\", \"host-device\"]\ndevice_client_id = \"host-device\"",
+    );
+    let env = Env::new("", &issuer);
+    let cfg = std::fs::read_to_string(&env.config).unwrap().replace(
+        "[helperd]\n",
+        "[helperd]\nmax_connections = 8\nmax_device_flows = 12\nmax_device_flows_per_host = 3\n",
+    );
+    std::fs::write(&env.config, cfg).unwrap();
+    let _h = env.start_helperd();
+    env.wait_cached(&idp.issuer());
+    let root_sock = env.dir.0.join("helperd-root.sock");
+    let start = |rhost: &str| {
+        call(&root_sock, &Request::DeviceStart { issuer: idp.issuer(), rhost: rhost.into() }, Duration::from_secs(10))
+            .unwrap()
+    };
+    let mut flows = vec![];
+    for i in 0..5 {
+        match start("203.0.113.7") {
+            Response::DeviceStarted { flow_id, .. } => flows.push(flow_id),
+            Response::DeviceFailed { code, reason } => {
+                assert!(i >= 3 && code == "busy" && reason.contains("203.0.113.7"), "{i}: {reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(flows.len(), 3, "per remote host");
+    for i in 0..20 {
+        match start(&format!("198.51.100.{i}")) {
+            Response::DeviceStarted { flow_id, .. } => flows.push(flow_id),
+            Response::DeviceFailed { code, .. } => assert_eq!(code, "busy"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(flows.len(), 12, "in all");
+    // Twelve waits, more than the 8 root connections: none holds a slot.
+    let waiters: Vec<_> = flows
+        .iter()
+        .map(|f| {
+            let (sock, f) = (root_sock.clone(), f.clone());
+            std::thread::spawn(move || {
+                call(&sock, &Request::DeviceWait { flow_id: f, timeout_secs: 6 }, Duration::from_secs(10))
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    env.pam("alice", &idp.token("host-login", "alice")).assert_allowed();
+    for w in waiters {
+        assert!(matches!(w.join().unwrap(), Ok(Response::DeviceFailed { .. })));
+    }
+}
