@@ -27,8 +27,24 @@ struct Flow {
     state: Mutex<State>,
     cv: Condvar,
     created: Instant,
-    /// The remote host the login came from (flows are capped per host).
+    /// The remote host the login came from, IPv6 by /64 (flows are capped per host).
     rhost: String,
+    /// The process that asked (sshd's per-connection process): when it is
+    /// gone the login was abandoned and the flow ends.
+    owner: Option<crate::server::Peer>,
+}
+
+/// The key a remote address is capped by: an IPv6 address by its /64 (one
+/// client holds a whole /64), anything else as it is.
+pub fn host_key(rhost: &str) -> String {
+    match rhost.trim_matches(['[', ']']).parse::<std::net::Ipv6Addr>() {
+        Ok(a) if a.to_ipv4_mapped().is_none() => {
+            let s = a.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(a) => a.to_ipv4_mapped().map_or_else(|| rhost.to_string(), |v4| v4.to_string()),
+        Err(_) => rhost.to_string(),
+    }
 }
 
 pub struct DeviceFlows {
@@ -66,44 +82,79 @@ impl DeviceFlows {
         Ok((dev, tok))
     }
 
-    /// Flows still waiting for the user, in all and from `rhost`.
-    fn waiting(&self, rhost: &str) -> (usize, usize) {
+    /// Reserve a place for a flow from `rhost` under the caps — before any
+    /// call to the IdP, so concurrent starts cannot all slip past them. The
+    /// placeholder is a pending flow (counted) that becomes the real one.
+    fn reserve(&self, rhost: &str, owner: Option<crate::server::Peer>) -> Result<(String, Arc<Flow>), Response> {
+        let h = &self.cfg.helperd;
+        let key = host_key(rhost);
         let mut flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
-        flows.retain(|_, f| f.created.elapsed() < Duration::from_secs(3600));
-        let pending: Vec<_> = flows
+        // Ended flows are kept only until collected, at most two minutes.
+        flows.retain(|_, f| {
+            let pending = matches!(*f.state.lock().unwrap_or_else(|e| e.into_inner()), State::Pending);
+            f.created.elapsed() < Duration::from_secs(if pending { 3600 } else { 120 })
+        });
+        let pending: Vec<&Arc<Flow>> = flows
             .values()
             .filter(|f| matches!(*f.state.lock().unwrap_or_else(|e| e.into_inner()), State::Pending))
             .collect();
-        (pending.len(), pending.iter().filter(|f| f.rhost == rhost).count())
-    }
-
-    /// Start a flow for a login from `rhost`. sshd runs PAM for anyone who
-    /// reaches port 22, so flows are capped in all and per remote host.
-    pub fn start(self: &Arc<Self>, issuer: &str, rhost: &str) -> Response {
-        let fail = |reason: String| Response::DeviceFailed { code: "error".into(), reason };
-        let h = &self.cfg.helperd;
-        let (all, here) = self.waiting(rhost);
+        let (all, here) = (pending.len(), pending.iter().filter(|f| f.rhost == key).count());
         if all >= h.max_device_flows {
             crate::log::limited_warning!("device-cap", "device login refused: {all} flows waiting (max_device_flows)");
-            return Response::DeviceFailed {
+            return Err(Response::DeviceFailed {
                 code: "busy".into(),
                 reason: format!("{all} device logins are waiting (helperd.max_device_flows); try again later"),
-            };
+            });
         }
         if here >= h.max_device_flows_per_host {
             crate::log::limited_warning!(
                 "device-cap-host",
                 "device login refused: {here} flows waiting from {}",
-                oidc_core::audit::clean(rhost)
+                oidc_core::audit::clean(&key)
             );
-            return Response::DeviceFailed {
+            return Err(Response::DeviceFailed {
                 code: "busy".into(),
                 reason: format!(
                     "{here} device logins from {} are waiting (helperd.max_device_flows_per_host)",
-                    oidc_core::audit::clean(rhost)
+                    oidc_core::audit::clean(&key)
                 ),
-            };
+            });
         }
+        let Some(flow_id) = crate::sessions::random_id() else {
+            return Err(Response::DeviceFailed { code: "error".into(), reason: "no randomness".into() });
+        };
+        let flow = Arc::new(Flow {
+            state: Mutex::new(State::Pending),
+            cv: Condvar::new(),
+            created: Instant::now(),
+            rhost: key,
+            owner,
+        });
+        flows.insert(flow_id.clone(), flow.clone());
+        Ok((flow_id, flow))
+    }
+
+    fn end(&self, flow_id: &str) {
+        self.flows.lock().unwrap_or_else(|e| e.into_inner()).remove(flow_id);
+    }
+
+    /// Start a flow for a login from `rhost`, asked by `owner`. sshd runs PAM
+    /// for anyone who reaches port 22, so flows are capped in all and per
+    /// remote host, and a flow whose owner is gone ends.
+    pub fn start(self: &Arc<Self>, issuer: &str, rhost: &str, owner: Option<crate::server::Peer>) -> Response {
+        let (flow_id, flow) = match self.reserve(rhost, owner) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let r = self.start_reserved(issuer, rhost, flow_id.clone(), flow);
+        if !matches!(r, Response::DeviceStarted { .. }) {
+            self.end(&flow_id);
+        }
+        r
+    }
+
+    fn start_reserved(self: &Arc<Self>, issuer: &str, rhost: &str, flow_id: String, flow: Arc<Flow>) -> Response {
+        let fail = |reason: String| Response::DeviceFailed { code: "error".into(), reason };
         let Some(icfg) = self.cfg.issuer(issuer) else { return fail(format!("issuer not configured: {issuer}")) };
         let Some(client_id) = icfg.device_client_id.clone() else {
             return fail(format!("{issuer} has no device_client_id"));
@@ -127,25 +178,14 @@ impl DeviceFlows {
         };
         let expires_in = resp.get("expires_in").and_then(Value::as_u64).unwrap_or(300).min(3600);
         let interval = resp.get("interval").and_then(Value::as_u64).unwrap_or(5).clamp(1, 60);
-        let Some(flow_id) = crate::sessions::random_id() else { return fail("no randomness".into()) };
-        let flow = Arc::new(Flow {
-            state: Mutex::new(State::Pending),
-            cv: Condvar::new(),
-            created: Instant::now(),
-            rhost: rhost.to_string(),
-        });
-        {
-            let mut flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
-            flows.retain(|_, f| f.created.elapsed() < Duration::from_secs(3600));
-            flows.insert(flow_id.clone(), flow.clone());
-        }
         // Poll no longer than the code lives, nor much past the module's wait.
         let limit = Duration::from_secs(expires_in.min(self.cfg.pam.device_timeout_secs + 30));
         let me = Arc::clone(self);
         let id = flow_id.clone();
         let (tok_ep2, client_id2) = (tok_ep.clone(), client_id.clone());
+        let owner = flow.owner;
         let spawned = std::thread::Builder::new().name("helperd-device".into()).spawn(move || {
-            let end = me.poll(&tok_ep2, &client_id2, &device_code, interval, limit);
+            let end = me.poll(&tok_ep2, &client_id2, &device_code, interval, limit, owner);
             info!(
                 "device flow {} ended: {}",
                 &id[..8],
@@ -177,12 +217,25 @@ impl DeviceFlows {
         }
     }
 
-    fn poll(&self, token_ep: &str, client_id: &str, device_code: &str, mut interval: u64, limit: Duration) -> State {
+    fn poll(
+        &self,
+        token_ep: &str,
+        client_id: &str,
+        device_code: &str,
+        mut interval: u64,
+        limit: Duration,
+        owner: Option<crate::server::Peer>,
+    ) -> State {
         let start = Instant::now();
         loop {
             std::thread::sleep(Duration::from_secs(interval));
             if start.elapsed() >= limit {
                 return State::Failed("timeout", format!("not completed within {}s", limit.as_secs()));
+            }
+            if let Some(p) = owner {
+                if p.start.is_none() || crate::sessions::start_time(p.pid) != p.start {
+                    return State::Failed("abandoned", format!("the login (process {}) is gone", p.pid));
+                }
             }
             let form = [("grant_type", GRANT), ("device_code", device_code), ("client_id", client_id)];
             let (status, body) = match self.http.post_form(token_ep, &form) {
@@ -238,5 +291,17 @@ impl DeviceFlows {
                 reason: format!("the user did not complete the login within {}s", timeout.as_secs()),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hosts_are_capped_by_address_ipv6_by_prefix() {
+        assert_eq!(super::host_key("2001:db8:1:2:aaaa::1"), super::host_key("2001:db8:1:2:ffff::9"));
+        assert_ne!(super::host_key("2001:db8:1:2::1"), super::host_key("2001:db8:1:3::1"));
+        assert_eq!(super::host_key("::ffff:198.51.100.7"), "198.51.100.7");
+        assert_eq!(super::host_key("198.51.100.7"), "198.51.100.7");
+        assert_eq!(super::host_key("host.example"), "host.example");
     }
 }

@@ -174,6 +174,8 @@ mod tests {
         assert!(ok("http://127.0.0.1:9/jwks", "http://evil.example/jwks").is_err(), "http only on loopback");
         assert!(ok("http://127.0.0.1:9/jwks", "/k").is_ok());
         assert!(ok("https://idp/jwks", "file:///etc/shadow").is_err());
+        assert!(ok("http://127.0.0.1:9/jwks", "http://127.0.0.1:1@evil.example/").is_err(), "userinfo");
+        assert!(ok("https://idp/jwks", "https://idp@evil/jwks").is_err(), "userinfo");
     }
 
     #[test]

@@ -67,9 +67,22 @@ impl KeyCache {
         let (Some(icfg), Some(st)) = (self.cfg.issuer(issuer), self.states.get(issuer)) else {
             return Response::Error { message: format!("issuer not configured: {}", oidc_core::audit::clean(issuer)) };
         };
-        let mut st = match st.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
+        // Never queue behind a fetch already under way (anyone may start one):
+        // say so at once; root's `--force` waits for its own.
+        let mut st = if force {
+            st.lock().unwrap_or_else(|p| p.into_inner())
+        } else {
+            match st.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    return Response::Refreshed {
+                        fetched: false,
+                        ok: true,
+                        detail: "a fetch of this issuer's keys is under way".into(),
+                    };
+                }
+            }
         };
         if let Some(t) = st.last_attempt.filter(|t| !force && t.elapsed() < self.window()) {
             st.rate_limited += 1;

@@ -79,22 +79,28 @@ pub(crate) use {error, info, warning};
 /// the current minute; the first line of the next minute says how many were
 /// suppressed. For what peers can provoke at will (bad frames, refused
 /// connections): they must not flood authpriv.
-pub fn limited(level: Level, key: &'static str, msg: &str) {
+pub fn limited(level: Level, key: &str, msg: &str) {
     const BURST: u32 = 10;
-    static STATE: Mutex<Vec<(&'static str, std::time::Instant, u32, u64)>> = Mutex::new(Vec::new());
+    /// Kinds tracked at once (keys carry the peer's uid): the oldest are forgotten.
+    const KEYS: usize = 1024;
+    type Entry = (String, std::time::Instant, u32, u64);
+    static STATE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
     let mut st = STATE.lock().unwrap_or_else(|p| p.into_inner());
     let now = std::time::Instant::now();
     let i = match st.iter().position(|e| e.0 == key) {
         Some(i) => i,
         None => {
-            st.push((key, now, 0, 0));
+            if st.len() >= KEYS {
+                st.remove(0);
+            }
+            st.push((key.to_string(), now, 0, 0));
             st.len() - 1
         }
     };
     let e = &mut st[i];
     if now.duration_since(e.1) >= std::time::Duration::from_secs(60) {
         let suppressed = e.3;
-        *e = (key, now, 0, 0);
+        *e = (key.to_string(), now, 0, 0);
         if suppressed > 0 {
             log(Level::Warn, &format!("{suppressed} more \"{key}\" messages suppressed in the last minute"));
         }

@@ -186,6 +186,9 @@ fn run(cfg: Config) -> i32 {
         return 1;
     }
     let replay = replay::ReplayCache::open(&cfg.helperd.state_dir, keys::unix_now());
+    let pending_uses = cfg.helperd.state_dir.join(replay::PENDING_DIR);
+    let _ = std::fs::create_dir_all(&pending_uses);
+    replay.import_pending(&pending_uses, keys::unix_now());
     let device = Arc::new(device::DeviceFlows::new(cfg.clone(), Arc::new(fetch::Http::new(timeout))));
     let cfg_aws = cfg.aws.clone();
     let keys = keys::KeyCache::new(cfg, Box::new(fetch::Http::new(timeout)));
@@ -199,6 +202,7 @@ fn run(cfg: Config) -> i32 {
     let bg = Arc::clone(&svc);
     let spawned = std::thread::Builder::new().name("helperd-refresh".into()).spawn(move || loop {
         bg.keys.refresh_due();
+        bg.replay.import_pending(&bg.keys.config().helperd.state_dir.join(replay::PENDING_DIR), keys::unix_now());
         bg.accounts.rebuild_if_inputs_changed();
         bg.sessions.reap();
         bg.aws.forget(&bg.sessions.ids());

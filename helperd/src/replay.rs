@@ -7,7 +7,7 @@
 //! (fail closed) with a log line.
 
 use crate::atomic;
-use crate::log::{error, warning};
+use crate::log::error;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,6 +16,8 @@ use std::sync::Mutex;
 /// Live entries kept at most.
 pub const MAX_ENTRIES: usize = 100_000;
 pub const FILE: &str = "replay.json";
+/// Where the module records uses while helperd is unreachable (one file per token).
+pub const PENDING_DIR: &str = "replay.d";
 
 #[derive(Default, Serialize, Deserialize)]
 struct Saved {
@@ -48,8 +50,69 @@ impl ReplayCache {
         ReplayCache { path, seen: Mutex::new(seen) }
     }
 
-    /// Record a token's first use; `Err` if it was used before (or the cache
-    /// cannot record it).
+    /// Reserve a token's first use (concurrent logins with it see it taken);
+    /// `commit` makes it durable once the login is admitted, `release` gives it
+    /// back when the login is refused for another reason (the user may retry
+    /// with the same token). `Err` if it was used before.
+    pub fn reserve(&self, issuer: &str, id: &str, until: i64, now: i64) -> Result<(), String> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (issuer.to_string(), id.to_string());
+        if seen.get(&key).is_some_and(|u| *u >= now) {
+            return Err(format!("token already used on this host ({})", oidc_core::audit::clean(id)));
+        }
+        if seen.len() >= MAX_ENTRIES {
+            seen.retain(|_, u| *u >= now);
+            if seen.len() >= MAX_ENTRIES {
+                crate::log::limited_warning!(
+                    "replay-full",
+                    "replay cache full ({MAX_ENTRIES} live tokens): login refused"
+                );
+                return Err(format!("replay cache full ({MAX_ENTRIES} live tokens)"));
+            }
+        }
+        seen.insert(key, until);
+        Ok(())
+    }
+
+    pub fn release(&self, issuer: &str, id: &str) {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(&(issuer.to_string(), id.to_string()));
+    }
+
+    /// Persist the cache (after a reserved use was admitted).
+    pub fn commit(&self) -> Result<(), String> {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let saved = Saved { v: 1, seen: seen.iter().map(|((i, d), u)| (i.clone(), d.clone(), *u)).collect() };
+        serde_json::to_vec(&saved)
+            .map_err(|e| e.to_string())
+            .and_then(|b| atomic::write(&self.path, &b, 0o600).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                error!("writing {}: {e}", self.path.display());
+                format!("cannot record the token's use: {e}")
+            })
+    }
+
+    /// Uses the module recorded while helperd was unreachable
+    /// (`state_dir/replay.d/*`, one file per token): taken in, files removed.
+    pub fn import_pending(&self, dir: &std::path::Path, now: i64) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        for e in rd.flatten() {
+            if let Ok(t) = std::fs::read_to_string(e.path()) {
+                let f: Vec<&str> = t.trim_end().splitn(3, '\t').collect();
+                if let [iss, until, id] = f[..] {
+                    if let Ok(until) = until.parse::<i64>() {
+                        if until >= now {
+                            seen.insert((iss.to_string(), id.to_string()), until);
+                        }
+                    }
+                }
+            }
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+
+    /// Record a token's first use at once (reserve + commit).
+    #[cfg(test)]
     pub fn first_use(&self, issuer: &str, id: &str, until: i64, now: i64) -> Result<(), String> {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let key = (issuer.to_string(), id.to_string());
@@ -59,7 +122,7 @@ impl ReplayCache {
         if seen.len() >= MAX_ENTRIES {
             seen.retain(|_, u| *u >= now);
             if seen.len() >= MAX_ENTRIES {
-                warning!("replay cache full ({MAX_ENTRIES} live tokens): login refused");
+                crate::log::warning!("replay cache full ({MAX_ENTRIES} live tokens): login refused");
                 return Err(format!("replay cache full ({MAX_ENTRIES} live tokens)"));
             }
         }

@@ -13,7 +13,7 @@
 
 use crate::accounts::AccountService;
 use crate::keys::KeyCache;
-use crate::log::{error, info, limited_warning, warning};
+use crate::log::{error, limited_warning, warning};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use oidc_core::ipc::{read_frame, write_frame, Request, Response};
 use std::fs;
@@ -162,7 +162,7 @@ pub fn serve_public(listener: UnixListener, svc: Arc<Services>) {
         };
         if peer.uid != 0 && mine.load(Ordering::SeqCst) >= per_uid {
             limited_warning!(
-                "public-quota",
+                &format!("public-quota:{}", peer.uid),
                 "public socket: refused a connection from uid={} pid={}: {per_uid} already open",
                 peer.uid,
                 peer.pid
@@ -208,20 +208,45 @@ fn login(
     replay_id: Option<&str>,
 ) -> Response {
     let mut claims = claims.clone();
-    // Each token logs in once here (sudo's reuse of session claims sends none).
-    if let Some(id) = replay_id {
-        let leeway = svc.keys.config().issuer(&claims.issuer).map_or(0, |i| i.leeway_secs);
-        let until = claims.exp.saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX));
-        if let Err(why) = svc.replay.first_use(&claims.issuer, id, until, crate::keys::unix_now()) {
-            warning!(
-                "login refused code=replayed issuer={} identity={} account={}: {why}",
-                oidc_core::audit::clean(&claims.issuer),
-                oidc_core::audit::clean(&claims.identity),
-                oidc_core::audit::clean(&claims.account)
-            );
-            return Response::Refused { code: "replayed".into(), reason: why };
+    // Each token logs in once here (sudo's reuse of session claims sends none):
+    // reserved now, recorded once admitted, given back if refused otherwise.
+    let reserved = match replay_id {
+        Some(id) => {
+            let leeway = svc.keys.config().issuer(&claims.issuer).map_or(0, |i| i.leeway_secs);
+            let until = claims.exp.saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX));
+            if let Err(why) = svc.replay.reserve(&claims.issuer, id, until, crate::keys::unix_now()) {
+                warning!(
+                    "login refused code=replayed issuer={} identity={} account={}: {why}",
+                    oidc_core::audit::clean(&claims.issuer),
+                    oidc_core::audit::clean(&claims.identity),
+                    oidc_core::audit::clean(&claims.account)
+                );
+                return Response::Refused { code: "replayed".into(), reason: why };
+            }
+            Some(id)
+        }
+        None => None,
+    };
+    let resp = admit_login(svc, event, &mut claims, web_token, raw_groups);
+    if let Some(id) = reserved {
+        let ok = matches!(resp, Response::Admitted { .. });
+        if !ok {
+            svc.replay.release(&claims.issuer, id);
+        } else if let Err(why) = svc.replay.commit() {
+            svc.replay.release(&claims.issuer, id);
+            return Response::Refused { code: "accounts-unavailable".into(), reason: why };
         }
     }
+    resp
+}
+
+fn admit_login(
+    svc: &Services,
+    event: Option<&oidc_core::accounts::LoginEvent>,
+    claims: &mut oidc_core::session::SessionClaims,
+    web_token: Option<&oidc_core::Secret>,
+    raw_groups: &[String],
+) -> Response {
     let (detail, groups) = match event {
         Some(ev) => match svc.accounts.admit(ev) {
             Ok((d, groups)) => {
@@ -253,7 +278,7 @@ fn login(
     };
     // Keep the token only if the account's AWS role will need it (web identity).
     let keep = svc.aws.wants_web_token(&claims.groups, &claims.issuer);
-    match svc.sessions.add_pending(claims, web_token.filter(|_| keep).cloned()) {
+    match svc.sessions.add_pending(claims.clone(), web_token.filter(|_| keep).cloned()) {
         Some(login_id) => Response::Admitted { detail, login_id, groups },
         None => {
             Response::Refused { code: "accounts-unavailable".into(), reason: "no randomness for a login id".into() }
@@ -266,7 +291,7 @@ fn handle(mut s: UnixStream, svc: &Services, peer: Peer, slot: &mut Slot, deadli
     let req: Request = match read_frame(&mut s, Instant::now() + deadline) {
         Ok(r) => r,
         Err(e) => {
-            limited_warning!("bad-request", "bad request from uid={uid} pid={pid}: {e}");
+            limited_warning!(&format!("bad-request:{uid}"), "bad request from uid={uid} pid={pid}: {e}");
             let _ = write_frame(&mut s, &Response::Error { message: e.to_string() }, Instant::now() + deadline);
             return;
         }
@@ -276,15 +301,19 @@ fn handle(mut s: UnixStream, svc: &Services, peer: Peer, slot: &mut Slot, deadli
         Request::Status => Response::Status { issuers: svc.keys.status() },
         Request::RefreshJwks { issuer, force } => {
             let force = *force && uid == 0;
-            info!(
-                "jwks refresh requested by uid={uid} pid={pid} issuer={}{}",
-                oidc_core::audit::clean(issuer),
-                if force { " (forced)" } else { "" }
+            crate::log::limited(
+                crate::log::Level::Info,
+                &format!("refresh:{uid}"),
+                &format!(
+                    "jwks refresh requested by uid={uid} pid={pid} issuer={}{}",
+                    oidc_core::audit::clean(issuer),
+                    if force { " (forced)" } else { "" }
+                ),
             );
             svc.keys.refresh_on_demand(issuer, force)
         }
         _ if uid != 0 && req.root_only() => {
-            limited_warning!("root-only", "refused {} from uid={uid} pid={pid}: root only", req.name());
+            limited_warning!(&format!("root-only:{uid}"), "refused {} from uid={uid} pid={pid}: root only", req.name());
             Response::Refused { code: "permission-denied".into(), reason: "only root may do this".into() }
         }
         Request::Login { event, claims, web_token, role_groups, replay_id } => {
@@ -316,7 +345,10 @@ fn handle(mut s: UnixStream, svc: &Services, peer: Peer, slot: &mut Slot, deadli
         }
         Request::Sessions { offset } => {
             let all = svc.sessions.list();
-            let (mut sessions, next) = oidc_core::ipc::page(&all, *offset, |s| s.claims.groups.truncate(16));
+            let (mut sessions, next) = oidc_core::ipc::page(&all, *offset, |s| {
+                s.claims.groups.truncate(16);
+                s.claims.idp_groups.truncate(16);
+            });
             for s in &mut sessions {
                 s.aws = svc.aws.describe(s.id);
             }
@@ -334,7 +366,7 @@ fn handle(mut s: UnixStream, svc: &Services, peer: Peer, slot: &mut Slot, deadli
                 Err(e) => Response::Error { message: e },
             },
         },
-        Request::DeviceStart { issuer, rhost } => svc.device.start(issuer, rhost),
+        Request::DeviceStart { issuer, rhost } => svc.device.start(issuer, rhost, Some(peer)),
         Request::DeviceWait { flow_id, timeout_secs } => {
             // The wait is capped by the flow limits, not by the connection pool.
             slot.release();
@@ -346,6 +378,6 @@ fn handle(mut s: UnixStream, svc: &Services, peer: Peer, slot: &mut Slot, deadli
         }
     };
     if let Err(e) = write_frame(&mut s, &resp, Instant::now() + deadline) {
-        limited_warning!("write", "writing response to uid={uid} pid={pid}: {e}");
+        limited_warning!(&format!("write:{uid}"), "writing response to uid={uid} pid={pid}: {e}");
     }
 }

@@ -247,7 +247,10 @@ impl Sessions {
         self.reap();
         let tree = ancestry(peer_pid);
         if tree.first().map(|t| t.1) != peer.start || !same_process(peer) {
-            warning!("aws credentials refused: process {peer_pid} is gone or its pid was reused since it connected");
+            crate::log::limited_warning!(
+                &format!("aws-gone:{peer_uid}"),
+                "aws credentials refused: process {peer_pid} is gone or its pid was reused since it connected"
+            );
             return None;
         }
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
@@ -255,7 +258,10 @@ impl Sessions {
             live.iter().find(|s| s.pid == *pid && s.pid_start == *start && (peer_uid == 0 || s.uid == peer_uid))
         });
         if found.is_none() && live.iter().any(|s| tree.iter().any(|(p, _)| *p == s.pid)) {
-            warning!("aws credentials refused: process {peer_pid} (uid {peer_uid}) is inside another uid's session");
+            crate::log::limited_warning!(
+                &format!("aws-other-uid:{peer_uid}"),
+                "aws credentials refused: process {peer_pid} (uid {peer_uid}) is inside another uid's session"
+            );
         }
         found.map(|s| s.id)
     }
@@ -287,6 +293,7 @@ mod tests {
             iat: 0,
             auth_time: None,
             acr: None,
+            verified_at: 0,
         }
     }
 

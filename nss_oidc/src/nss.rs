@@ -145,7 +145,9 @@ fn read_id_key(path: &[u8]) -> Option<crate::format::IdKey> {
         return None;
     }
     let comm = std::fs::read("/proc/self/comm").unwrap_or_default();
-    if matches!(comm.trim_ascii(), b"nscd" | b"unscd") {
+    // nscd caches answers for every user; systemd-userdbd's workers answer
+    // `userdbctl` for any caller (comm is cut to 15 bytes).
+    if matches!(comm.trim_ascii(), b"nscd" | b"unscd") || comm.starts_with(b"systemd-userwor") {
         return None;
     }
     crate::format::IdKey::read(std::path::Path::new(std::ffi::OsStr::from_bytes(path))).ok()

@@ -536,12 +536,19 @@ impl Config {
 
 /// https always; http only for a loopback host (local test IdPs).
 pub fn check_url(u: &str) -> Result<(), String> {
-    if u.starts_with("https://") && u.len() > "https://".len() {
+    if let Some(rest) = u.strip_prefix("https://") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if authority.is_empty() || authority.contains(['@', '\\']) {
+            return Err(format!("{u:?}: empty host, userinfo or backslash in the authority"));
+        }
         return Ok(());
     }
     if let Some(rest) = u.strip_prefix("http://") {
-        let host = rest.split(['/', '?']).next().unwrap_or("");
-        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if authority.contains(['@', '\\']) {
+            return Err(format!("{u:?}: userinfo or backslash in the authority"));
+        }
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
         if matches!(host, "127.0.0.1" | "[::1]" | "localhost") {
             return Ok(());
         }

@@ -391,10 +391,54 @@ pub fn page<T: Serialize + Clone>(items: &[T], offset: usize, shrink: impl Fn(&m
     (out, None)
 }
 
+/// Connect within `deadline`: a blocking connect to a listener whose backlog
+/// is full would wait without bound (sudo, su and sshd must not hang).
+fn connect_by(socket: &Path, deadline: Instant) -> Result<UnixStream, IpcError> {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = socket.as_os_str().as_bytes();
+    // SAFETY: a zeroed sockaddr_un is valid; the path is copied within its bounds below.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if path.len() >= addr.sun_path.len() {
+        return Err(IpcError::Connect(std::io::Error::other("socket path too long")));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(path) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: plain socket(2); the result is checked and owned at once.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(IpcError::Connect(std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    loop {
+        // SAFETY: `addr` is a valid sockaddr_un of `len` bytes; `fd` is open.
+        let rc = unsafe { libc::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), (&raw const addr).cast(), len) };
+        if rc == 0 {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            // A full backlog: try again until the deadline.
+            Some(libc::EAGAIN) | Some(libc::EINTR) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Some(libc::EAGAIN) => return Err(IpcError::Timeout),
+            _ => return Err(IpcError::Connect(e)),
+        }
+    }
+    let s = UnixStream::from(fd);
+    s.set_nonblocking(false).map_err(IpcError::Io)?;
+    Ok(s)
+}
+
 /// One request/response round trip to helperd, all of it within `timeout`.
 pub fn call(socket: &Path, req: &Request, timeout: Duration) -> Result<Response, IpcError> {
     let deadline = Instant::now() + timeout;
-    let mut s = UnixStream::connect(socket).map_err(IpcError::Connect)?;
+    let mut s = connect_by(socket, deadline)?;
     write_frame(&mut s, req, deadline)?;
     read_frame(&mut s, deadline)
 }
@@ -436,6 +480,14 @@ impl Client {
             *self.down.borrow_mut() = Some(e.to_string());
         }
         r
+    }
+
+    /// Did `e` mean "helperd is not there" (not running, hung, gone mid-way)
+    /// — the only case in which the module may decide without it — rather
+    /// than "helperd could not take this request" (a frame too large, a
+    /// protocol error), which must never be worked around?
+    pub fn unreachable(&self, e: &IpcError) -> bool {
+        !matches!(e, IpcError::TooLarge(_) | IpcError::Protocol(_))
     }
 
     /// Ask helperd to refetch an issuer's keys; `Ok` describes what it did.

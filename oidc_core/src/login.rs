@@ -148,10 +148,20 @@ pub fn verify_token(
     out
 }
 
-/// The HMAC secret: a file only its owner can read (0600/0400), else refused.
+/// The HMAC secret: a regular file owned by root that only root can read
+/// (0600/0400), opened without following a symlink; the bytes are wiped.
 fn read_secret_file(f: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
-    use std::os::unix::fs::MetadataExt as _;
-    let m = std::fs::metadata(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(f)
+        .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+    let m = file.metadata().map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+    if !m.is_file() {
+        return Err(format!("{} is not a regular file", f.display()));
+    }
     if m.uid() != 0 {
         return Err(format!("{} is owned by uid {}, not root; chown root", f.display(), m.uid()));
     }
@@ -162,9 +172,12 @@ fn read_secret_file(f: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, 
             m.mode() & 0o777
         ));
     }
-    let s = std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-    let trimmed = s.strip_suffix(b"\n").unwrap_or(&s).to_vec();
-    Ok(zeroize::Zeroizing::new(trimmed))
+    let mut s = zeroize::Zeroizing::new(Vec::with_capacity(4096));
+    file.by_ref().take(4096).read_to_end(&mut s).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+    if s.last() == Some(&b'\n') {
+        s.pop();
+    }
+    Ok(s)
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ pub struct SessionClaims {
     pub iat: i64,
     pub auth_time: Option<i64>,
     pub acr: Option<String>,
+    /// When this host verified the token (the login here).
+    #[serde(default)]
+    pub verified_at: i64,
 }
 
 impl SessionClaims {
@@ -47,12 +50,20 @@ impl SessionClaims {
             iat: v.iat,
             auth_time: v.auth_time,
             acr: v.acr.clone(),
+            verified_at: 0,
         }
     }
 
     /// When the user last authenticated at the IdP (auth_time, else iat).
     pub fn authenticated_at(&self) -> i64 {
         self.auth_time.unwrap_or(self.iat)
+    }
+
+    /// When the user last proved themselves to this host: the later of the
+    /// IdP authentication and the login here (an IdP session may be hours old
+    /// when the token is used).
+    pub fn proven_at(&self) -> i64 {
+        self.authenticated_at().max(self.verified_at)
     }
 }
 
@@ -146,6 +157,7 @@ mod tests {
             iat: 900,
             auth_time,
             acr: Some("mfa".into()),
+            verified_at: 0,
         }
     }
 

@@ -409,15 +409,16 @@ fn check_claims(p: &Parsed<'_>, iss: &Issuer, issuer: String, now: i64, r: &mut 
 }
 
 /// What makes a token single-use: its `jti`, or (a token without one) the
-/// SHA-256 of its signature. Never the token itself.
+/// SHA-256 of its signed part (`header.payload`: a signature can have another
+/// valid encoding, ECDSA's s ↔ n−s, the signed content cannot). Never the token itself.
 pub fn replay_id(token: &str, jti: Option<&str>) -> String {
     match jti.filter(|j| !j.is_empty()) {
         Some(j) => format!("jti:{}", j.chars().take(256).collect::<String>()),
         None => {
-            let sig = token.rsplit('.').next().unwrap_or("");
-            let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, sig.as_bytes());
+            let signed = token.rsplit_once('.').map_or(token, |(s, _)| s);
+            let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, signed.as_bytes());
             let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-            format!("sig:{hex}")
+            format!("sha256:{hex}")
         }
     }
 }

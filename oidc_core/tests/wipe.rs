@@ -82,6 +82,7 @@ fn frames_with_secrets_are_wiped() {
             iat: 0,
             auth_time: None,
             acr: None,
+            verified_at: 0,
         };
         let req =
             Request::Login { event: None, claims, web_token: Some(secret()), role_groups: vec![], replay_id: None };

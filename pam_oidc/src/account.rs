@@ -22,6 +22,11 @@ pub fn acct_mgmt(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCode {
         Ok(u) => u,
         Err(_) => return PamResultCode::PAM_USER_UNKNOWN,
     };
+    // A local or directory account: its sudo rights and logins are the other
+    // modules' and sudoers' business (an EC2 NOPASSWD admin keeps working).
+    if let crate::local::Kind::Local(_) = crate::local::classify(&cfg, pam, &user) {
+        return PamResultCode::PAM_IGNORE;
+    }
     let mut ev = AuditEvent {
         stage: "account",
         service: pam.service(),

@@ -58,8 +58,13 @@ pub fn admit(
             }
             Ok(Response::Refused { code, reason }) if code == "replayed" => return Err(Rejection::Replayed(reason)),
             Ok(Response::Refused { code, reason }) => return Err(Rejection::AccountRefused { code, reason }),
-            Ok(other) => (format!("helperd: {other:?}"), None),
-            Err(e) => (format!("{e}; the session will have no stored claims"), None),
+            Ok(other) => return Err(Rejection::AccountsUnavailable(format!("unexpected answer {other:?}"))),
+            // helperd is not running: decide here, recording the token's use ourselves.
+            Err(e) if client.unreachable(&e) => {
+                record_use_locally(cfg, &v.issuer, replay_id.as_deref(), claims.exp)?;
+                (format!("{e}; the session will have no stored claims"), None)
+            }
+            Err(e) => return Err(Rejection::AccountsUnavailable(e.to_string())),
         });
     }
     if let Some(name) = uid_claim_name(cfg, v) {
@@ -80,7 +85,7 @@ pub fn admit(
         claims: claims.clone(),
         web_token: token.cloned(),
         role_groups: vec![],
-        replay_id,
+        replay_id: replay_id.clone(),
     };
     match client.call(&req) {
         Ok(Response::Admitted { detail, login_id, groups }) => {
@@ -92,11 +97,14 @@ pub fn admit(
         Ok(Response::Refused { code, reason }) if code == "replayed" => Err(Rejection::Replayed(reason)),
         Ok(Response::Refused { code, reason }) => Err(Rejection::AccountRefused { code, reason }),
         Ok(other) => Err(Rejection::AccountsUnavailable(format!("unexpected answer {other:?}"))),
-        Err(e) => {
+        // Only when helperd is not running at all: a hang, a refused frame or an
+        // odd answer never lets the module decide alone.
+        Err(e) if client.unreachable(&e) => {
             let path = cfg.helperd.state_dir.join(STORE_FILE);
             match Store::load(&path) {
                 Ok(store) => match store.find(&v.issuer, &v.identity).filter(|u| u.name == v.username) {
                     Some(u) => {
+                        record_use_locally(cfg, &v.issuer, replay_id.as_deref(), claims.exp)?;
                         // Only the groups the host already serves for this account.
                         claims.groups.retain(|g| u.groups.contains(g));
                         Ok((format!("{e}; known identity from {}", path.display()), None))
@@ -106,5 +114,56 @@ pub fn admit(
                 Err(le) => Err(Rejection::AccountsUnavailable(format!("{e}; {le}"))),
             }
         }
+        Err(e) => Err(Rejection::AccountsUnavailable(e.to_string())),
     }
+}
+
+/// With helperd not running, a token still logs in once: check helperd's
+/// replay file, then claim the use with an exclusive marker file in
+/// `state_dir/replay.d` (helperd takes the markers in when it starts). If
+/// neither can be done (not root, no state dir), the login is refused.
+fn record_use_locally(cfg: &Config, issuer: &str, replay_id: Option<&str>, exp: i64) -> Result<(), Rejection> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let Some(id) = replay_id else { return Ok(()) };
+    let dir = cfg.helperd.state_dir.join("replay.d");
+    let unavailable = |why: String| Rejection::AccountsUnavailable(format!("helperd is down and {why}"));
+    if let Ok(b) = std::fs::read(cfg.helperd.state_dir.join("replay.json")) {
+        let used = serde_json::from_slice::<serde_json::Value>(&b).ok().is_some_and(|v| {
+            v["seen"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|e| e[0].as_str() == Some(issuer) && e[1].as_str() == Some(id)))
+        });
+        if used {
+            return Err(Rejection::Replayed(format!(
+                "token already used on this host ({})",
+                oidc_core::audit::clean(id)
+            )));
+        }
+    }
+    let name: String = marker_name(&format!("{issuer}\n{id}"));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dir.join(name));
+    match f {
+        Ok(mut f) => {
+            let _ = writeln!(f, "{issuer}\t{exp}\t{id}");
+            let _ = f.sync_all();
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(Rejection::Replayed(format!("token already used on this host ({})", oidc_core::audit::clean(id))))
+        }
+        Err(e) => Err(unavailable(format!("the token's use cannot be recorded in {}: {e}", dir.display()))),
+    }
+}
+
+/// A file name for a replay marker: hex of a 64-bit FNV-1a over the text,
+/// twice with different seeds (128 bits; collisions only refuse a login).
+fn marker_name(text: &str) -> String {
+    let h = |seed: u64| text.bytes().fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{:016x}{:016x}", h(0xcbf2_9ce4_8422_2325), h(0x8422_2325_cbf2_9ce4))
 }

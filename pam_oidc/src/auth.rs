@@ -145,6 +145,19 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
             return PamResultCode::PAM_USER_UNKNOWN;
         }
     };
+    // A local or directory account is not ours: the other modules decide, as
+    // they did before pam_oidc (no prompt, no audit line).
+    match crate::local::classify(&cfg, pam, &user) {
+        crate::local::Kind::Local(_) => return PamResultCode::PAM_IGNORE,
+        crate::local::Kind::Unknown => pam.log(Prio::Warning, &crate::local::unknown_user_note(&user)),
+        crate::local::Kind::Oidc => {}
+    }
+    // A second run of the module in one transaction (our line and the
+    // common-auth profile's both in a stack) reuses the first result.
+    if pam.getenv(ENV_USER).is_some_and(|u| u == user) && pam.getenv(ENV_ISSUER).is_some_and(|i| !i.is_empty()) {
+        pam.log(Prio::Info, &format!("auth user={} already authenticated in this transaction", audit_clean(&user)));
+        return PamResultCode::PAM_SUCCESS;
+    }
     let mut ev = AuditEvent {
         stage: "auth",
         service: pam.service(),
@@ -237,6 +250,7 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
         return deny(pam, ev, &r, format!("{r}{}", notes(&warnings)));
     }
     let mut claims = SessionClaims::from_verified(&v, &user, host_groups, probes);
+    claims.verified_at = now;
     let fresh = oidc_core::session::Demand { groups: vec![], ..a.demand(&cfg) };
     let leeway = cfg.issuer(&v.issuer).map_or(0, |i| i.leeway_secs);
     if let Err(why) = oidc_core::session::satisfies(&claims, &fresh, now, leeway) {
@@ -280,6 +294,10 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
 fn local_db(cfg: &Config) -> oidc_core::accounts::LocalDb {
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
     oidc_core::accounts::LocalDb::parse(&read(&cfg.accounts.passwd_file), &read(&cfg.accounts.group_file))
+}
+
+fn audit_clean(s: &str) -> String {
+    oidc_core::audit::clean(s)
 }
 
 /// Dropped groups and other warnings, for the audit line (escaped, bounded).

@@ -34,6 +34,17 @@ fn cstring(s: &str) -> CString {
 }
 
 impl Pam for RealPam<'_> {
+    fn uid_of(&self, name: &str) -> Option<u32> {
+        let cname = CString::new(name).ok()?;
+        let mut buf = vec![0u8; 16 * 1024];
+        // SAFETY: zeroed `passwd` is a valid out-parameter; `buf` outlives the
+        // call; glibc writes only within `buf.len()` bytes and sets `result`.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = unsafe { libc::getpwnam_r(cname.as_ptr(), &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
+        (rc == 0 && !result.is_null()).then_some(pw.pw_uid)
+    }
+
     fn user(&mut self) -> Result<String, PamResultCode> {
         self.h.get_user(None)
     }

@@ -28,6 +28,8 @@ pub trait Pam {
     fn getenv(&self, name: &str) -> Option<String>;
     /// syslog through libpam (facility authpriv).
     fn log(&self, prio: Prio, msg: &str);
+    /// The uid `name` resolves to through NSS (all sources), if it resolves.
+    fn uid_of(&self, name: &str) -> Option<u32>;
 }
 
 pub fn unix_now() -> i64 {

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod device;
 mod ffi;
 pub mod handle;
+pub mod local;
 pub mod reuse;
 pub mod session;
 

@@ -39,10 +39,10 @@ pub fn session_claims(
             if c.account != user {
                 return Reuse::NoSession(format!("{detail} is for {}, not {user}", c.account));
             }
-            let age = now.saturating_sub(c.authenticated_at());
+            let age = now.saturating_sub(c.proven_at());
             if age > i64::try_from(reuse_max_age).unwrap_or(i64::MAX) {
                 return Reuse::Unsatisfied(format!(
-                    "{detail}: authenticated {age}s ago, beyond pam.reuse_max_age_secs={reuse_max_age}"
+                    "{detail}: logged in {age}s ago, beyond pam.reuse_max_age_secs={reuse_max_age}"
                 ));
             }
             match satisfies(&c, demand, now, leeway(&c.issuer)) {

@@ -59,12 +59,30 @@ impl Pam for Fake {
     fn log(&self, _prio: Prio, msg: &str) {
         self.log.borrow_mut().push(msg.into());
     }
+    fn uid_of(&self, name: &str) -> Option<u32> {
+        // "lbob" is a local account here; OIDC names resolve in the OIDC range.
+        match name {
+            "lbob" => Some(1000),
+            "alice" => Some(1_073_742_300),
+            _ => None,
+        }
+    }
 }
 
 struct Setup {
     dir: PathBuf,
     config: PathBuf,
     token: String,
+}
+
+impl Setup {
+    /// Forget the token's recorded use (these tests present one token many
+    /// times; each token logs in once per host).
+    fn forget_uses(&self) {
+        let d = self.dir.join("replay.d");
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+    }
 }
 
 impl Drop for Setup {
@@ -104,6 +122,8 @@ fn setup(tag: &str) -> Setup {
         "users": [{"issuer": "https://idp.test", "sub": "s-1", "name": "alice",
         "uid": 1_073_742_300u32, "gecos": "", "groups": ["devs", "ops"], "first_login": 1, "last_login": 1}]});
     std::fs::write(dir.join("accounts.json"), store.to_string()).unwrap();
+    // helperd makes this at start; the module records token uses here while helperd is down.
+    std::fs::create_dir_all(dir.join("replay.d")).unwrap();
     let path = oidc_core::jwks::cache_path(&dir, "https://idp.test");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, serde_json::to_vec(&cache).unwrap()).unwrap();
@@ -152,6 +172,7 @@ fn first_pass_modes() {
     };
     assert_eq!(authenticate(&mut p, &args(&s, &["try_first_pass"]), &|| NOW), PamResultCode::PAM_SUCCESS);
     assert_eq!(p.prompts.len(), 1);
+    s.forget_uses();
     // try_first_pass with a token in PAM_AUTHTOK: no prompt.
     let mut p = Fake { user: "alice".into(), authtok: Some(s.token.clone()), ..Default::default() };
     assert_eq!(authenticate(&mut p, &args(&s, &["try_first_pass"]), &|| NOW), PamResultCode::PAM_SUCCESS);
@@ -222,6 +243,7 @@ fn session_claims_are_reused_only_while_fresh() {
         iat: NOW - auth_age,
         auth_time: Some(NOW - auth_age),
         acr: None,
+        verified_at: 0,
     };
     for (age, ok) in [(100, true), (1000, false)] {
         let t = fake_helperd(&s, claims(age));
@@ -236,4 +258,48 @@ fn session_claims_are_reused_only_while_fresh() {
             assert!(log.contains("beyond pam.reuse_max_age_secs=900"), "{log}");
         }
     }
+    // An IdP session hours old, but the login here was a minute ago: reusable.
+    let mut c = claims(5000);
+    c.verified_at = NOW - 60;
+    let t = fake_helperd(&s, c);
+    let mut p = Fake { user: "alice".into(), ..Default::default() };
+    let rc = acct_mgmt(&mut p, &args(&s, &["require_group=ops"]), NOW);
+    t.join().unwrap();
+    assert_eq!(rc, PamResultCode::PAM_SUCCESS, "{}", p.log.borrow().join("\n"));
+    {
+        {}
+    }
+}
+
+/// Issue 13: a local account is not the module's: no prompt, no audit line,
+/// PAM_IGNORE from every hook, whatever the stack's arguments.
+#[test]
+fn local_accounts_are_left_to_the_other_modules() {
+    let s = setup("local");
+    let mut p = Fake { user: "lbob".into(), reply: Some("password\n".into()), ..Default::default() };
+    assert_eq!(authenticate(&mut p, &args(&s, &["require_group=ops"]), &|| NOW), PamResultCode::PAM_IGNORE);
+    assert_eq!(acct_mgmt(&mut p, &args(&s, &["require_group=ops"]), NOW), PamResultCode::PAM_IGNORE);
+    assert!(p.prompts.is_empty(), "{:?}", p.prompts);
+    assert!(p.log.borrow().is_empty(), "{:?}", p.log.borrow());
+    // A second run in one transaction reuses the first (no second prompt).
+    let mut p = Fake { user: "alice".into(), reply: Some(format!("{}\n", s.token)), ..Default::default() };
+    assert_eq!(authenticate(&mut p, &args(&s, &[]), &|| NOW), PamResultCode::PAM_SUCCESS);
+    assert_eq!(authenticate(&mut p, &args(&s, &[]), &|| NOW), PamResultCode::PAM_SUCCESS);
+    assert_eq!(p.prompts.len(), 1, "{:?}", p.prompts);
+}
+
+/// Issue 12 (6, review): with helperd not running, a token still logs in once
+/// (a marker in state_dir/replay.d, taken in by helperd when it starts).
+#[test]
+fn a_token_logs_in_once_even_with_helperd_down() {
+    let s = setup("once");
+    let mut p = Fake { user: "alice".into(), reply: Some(format!("{}\n", s.token)), ..Default::default() };
+    assert_eq!(authenticate(&mut p, &args(&s, &[]), &|| NOW), PamResultCode::PAM_SUCCESS);
+    let mut p = Fake { user: "alice".into(), reply: Some(format!("{}\n", s.token)), ..Default::default() };
+    assert_eq!(authenticate(&mut p, &args(&s, &[]), &|| NOW), PamResultCode::PAM_AUTH_ERR);
+    assert_eq!(p.errors, ["OIDC login refused: this token was already used; get a new one"]);
+    // No place to record the use: refused rather than unchecked.
+    std::fs::remove_dir_all(s.dir.join("replay.d")).unwrap();
+    let mut p = Fake { user: "alice".into(), reply: Some(format!("{}\n", s.token)), ..Default::default() };
+    assert_eq!(authenticate(&mut p, &args(&s, &[]), &|| NOW), PamResultCode::PAM_AUTHINFO_UNAVAIL);
 }

@@ -570,6 +570,7 @@ pub fn login_request(issuer: &str, sub: &str, name: &str, groups: &[String], gec
         iat: now(),
         auth_time: None,
         acr: None,
+        verified_at: 0,
     };
     oidc_core::ipc::Request::Login { event: Some(event), claims, web_token: None, role_groups: vec![], replay_id: None }
 }

@@ -39,6 +39,37 @@ impl Stacks {
         s
     }
 
+    /// The stacks the README ships: our lines with explicit control fields
+    /// before the host's common stacks, so local users fall through to pam_unix.
+    pub fn shipped(sudo_args: &str) -> Stacks {
+        let m = "{MODULE} config={CONFIG}";
+        let auth = "[success=done ignore=ignore default=die]";
+        let acct = "[success=ok ignore=ignore default=bad]";
+        Stacks(vec![
+            (
+                "sshd",
+                format!(
+                    "auth {auth} {m}\n@include common-auth\naccount {acct} {m}\n@include common-account\n\
+                     session required pam_mkhomedir.so skel=/etc/skel umask=0077\n@include common-session\nsession optional {m}\n"
+                ),
+            ),
+            (
+                "sudo",
+                format!(
+                    "auth {auth} {m} {sudo_args}\n@include common-auth\naccount {acct} {m} {sudo_args}\n@include common-account\n\
+                     @include common-session-noninteractive\n"
+                ),
+            ),
+            ("login", format!("auth {auth} {m}\n@include common-auth\naccount {acct} {m}\n@include common-account\n")),
+        ])
+    }
+
+    /// No stack of ours: the host's stacks as they are, with the pam-auth-update
+    /// profile (packaging/pam-configs/oidc) enabled by pam-auth-update itself.
+    pub fn profile() -> Stacks {
+        Stacks(vec![])
+    }
+
     pub fn standard(extra_sudo_args: &str) -> Stacks {
         let m = "{MODULE} config={CONFIG}";
         Stacks(vec![
@@ -59,8 +90,30 @@ fn sh(cmd: &str) {
     assert!(st.success(), "{cmd}");
 }
 
+/// Local accounts for [`SshHost::start_with_locals`]: `lkey` (key login
+/// only), `lpass` (password [`LOCAL_PASSWORD`]), `ladmin` (key login, a
+/// NOPASSWD sudoer, as on EC2).
+pub const LOCAL_PASSWORD: &str = "Local-Pass-123";
+
 impl SshHost {
     pub fn start(env: &Env, stacks: &Stacks, sudoers: &str) -> SshHost {
+        SshHost::start_inner(env, stacks, sudoers, false)
+    }
+
+    /// [`SshHost::start`] with local accounts (passwd/shadow/group copies with
+    /// `lkey`, `lpass`, `ladmin` bound over the host's in the namespace), and
+    /// publickey allowed beside keyboard-interactive. With [`Stacks::profile`]
+    /// the pam-auth-update profile is enabled with pam-auth-update.
+    pub fn start_with_locals(env: &Env, stacks: &Stacks, sudoers: &str) -> SshHost {
+        SshHost::start_inner(env, stacks, sudoers, true)
+    }
+
+    /// The client key of the local key users.
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.0.join("client_key")
+    }
+
+    fn start_inner(env: &Env, stacks: &Stacks, sudoers: &str, locals: bool) -> SshHost {
         let dir = TempDir::new("sshd");
         let d = dir.0.clone();
         let port = free_port();
@@ -77,9 +130,11 @@ impl SshHost {
             d.join("sshd_config"),
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {0}/hostkey\nPidFile none\nUsePAM yes\nKbdInteractiveAuthentication yes\n\
-                 PasswordAuthentication no\nPubkeyAuthentication no\nPermitRootLogin no\nAuthenticationMethods keyboard-interactive\n\
+                 PasswordAuthentication no\nPubkeyAuthentication {pk}\nPermitRootLogin no\nAuthenticationMethods {methods}\n\
                  LogLevel VERBOSE\nSyslogFacility AUTH\nStrictModes no\nUseDNS no\nPrintMotd no\nLoginGraceTime 60\nMaxStartups 100\n",
-                d.display()
+                d.display(),
+                pk = if locals { "yes" } else { "no" },
+                methods = if locals { "publickey keyboard-interactive" } else { "keyboard-interactive" },
             ),
         )
         .unwrap();
@@ -102,6 +157,47 @@ impl SshHost {
         )
         .unwrap();
         sh(&format!("ldconfig -X -C {0}/ld.so.cache -f {0}/ld.so.conf", d.display()));
+        let mut extra = String::new();
+        if locals {
+            sh(&format!("ssh-keygen -q -t ed25519 -N '' -f {}/client_key", d.display()));
+            let hash = Command::new("openssl").args(["passwd", "-6", LOCAL_PASSWORD]).output().unwrap();
+            let hash = String::from_utf8_lossy(&hash.stdout).trim().to_string();
+            let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+            let mut shadow = std::fs::read_to_string("/etc/shadow").unwrap();
+            let mut group = std::fs::read_to_string("/etc/group").unwrap();
+            for (name, id, pw) in [("lkey", 2901, "*"), ("lpass", 2902, hash.as_str()), ("ladmin", 2903, "*")] {
+                passwd.push_str(&format!("{name}:x:{id}:{id}::/home/{name}:/bin/sh\n"));
+                shadow.push_str(&format!("{name}:{pw}:19000:0:99999:7:::\n"));
+                group.push_str(&format!("{name}:x:{id}:\n"));
+            }
+            std::fs::write(d.join("passwd"), passwd).unwrap();
+            std::fs::write(d.join("shadow"), shadow).unwrap();
+            std::fs::write(d.join("group"), group).unwrap();
+            sh(&format!("chmod 640 {}/shadow", d.display()));
+            extra.push_str(
+                "mount -n --bind $D/passwd /etc/passwd\nmount -n --bind $D/shadow /etc/shadow\nmount -n --bind $D/group /etc/group\n",
+            );
+            for (name, id) in [("lkey", 2901), ("lpass", 2902), ("ladmin", 2903)] {
+                extra.push_str(&format!(
+                    "mkdir -p /home/{name}/.ssh && cp $D/client_key.pub /home/{name}/.ssh/authorized_keys && chown -R {id}:{id} /home/{name}\n"
+                ));
+            }
+        }
+        if stacks.0.is_empty() {
+            // The packaged profile, with this build's module and config, enabled by pam-auth-update.
+            let profile = std::fs::read_to_string(crate::root().join("packaging/pam-configs/oidc"))
+                .unwrap()
+                .replace("pam_oidc.so", &format!("{} config={}", module.display(), env.config.display()));
+            sh(&format!(
+                "cp -a /usr/share/pam-configs {0}/pam-configs && cp -a /var/lib/pam {0}/var-lib-pam",
+                d.display()
+            ));
+            std::fs::write(d.join("pam-configs/oidc"), profile).unwrap();
+            extra.push_str(
+                "mount -n --bind $D/pam-configs /usr/share/pam-configs\nmount -n --bind $D/var-lib-pam /var/lib/pam\n\
+                 DEBIAN_FRONTEND=noninteractive pam-auth-update --package --enable oidc\n",
+            );
+        }
         // The captured syslog.
         let log_path = d.join("log.sock");
         let sock = Arc::new(UnixDatagram::bind(&log_path).unwrap());
@@ -134,7 +230,7 @@ mount -n --bind $D/pam.d /etc/pam.d
 mount -n --bind $D/nsswitch.conf /etc/nsswitch.conf
 mount -n --bind $D/ld.so.cache /etc/ld.so.cache
 mount -n --bind $D/sudoers /etc/sudoers
-exec /usr/sbin/sshd -D -f $D/sshd_config
+{extra}exec /usr/sbin/sshd -D -f $D/sshd_config
 "#,
             d = d.display(),
             env = env.dir.0.display()
@@ -213,6 +309,20 @@ exec /usr/sbin/sshd -D -f $D/sshd_config
     /// the askpass helper (SSH_ASKPASS) reading the token from `token_file`.
     pub fn ssh(&self, user: &str, token_file: &Path, command: &str) -> Output {
         self.ssh_with(user, token_file, command, &askpass())
+    }
+
+    /// ssh as a local key user (publickey only); runs `command`.
+    pub fn ssh_key(&self, user: &str, command: &str) -> Output {
+        Command::new("ssh")
+            .args(["-F", "/dev/null", "-p", &self.port.to_string(), "-i"])
+            .arg(self.client_key())
+            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+            .args(["-o", "PreferredAuthentications=publickey", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
+            .arg(format!("{user}@127.0.0.1"))
+            .arg(command)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
     }
 
     /// [`SshHost::ssh`] with another askpass program.

@@ -221,9 +221,15 @@ fn idp_hanging_and_no_cache_fails_within_the_deadline() {
     let r = env.pam("alice", &t);
     r.assert_denied("keys-unavailable");
     assert!(r.stdout.contains("issuer keys unavailable") || r.stderr.contains("issuer keys unavailable"));
-    // ipc_timeout_ms = 1500: the module gives up on helperd at the deadline.
-    assert!(r.elapsed < std::time::Duration::from_millis(1500 + 1500), "took {:?}", r.elapsed);
-    assert!(r.stderr.contains("did not answer before the deadline"), "{}", r.stderr);
+    // ipc_timeout_ms = 1500: the module gives up on helperd at the deadline — or
+    // helperd says at once that a fetch (its own, stuck on the IdP) is under way.
+    assert!(r.elapsed < std::time::Duration::from_millis(1500 + 3000), "took {:?}", r.elapsed);
+    assert!(
+        r.stderr.contains("did not answer before the deadline")
+            || r.stderr.contains("fetch of this issuer's keys is under way"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

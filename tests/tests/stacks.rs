@@ -1,0 +1,100 @@
+//! Issue 13 (blockers): the shipped PAM stacks and the pam-auth-update profile
+//! leave local users exactly as they were — a key user, a password user, the
+//! EC2-style NOPASSWD sudoer — while OIDC users get OIDC policy. Real sshd,
+//! sudo and pam_unix in a private mount namespace.
+
+use integration::sshd::{askpass, SshHost, Stacks, LOCAL_PASSWORD};
+use integration::*;
+use std::path::PathBuf;
+
+const ALGS: &str = "\"RS256\", \"ES256\"";
+const SUDOERS: &str = "ladmin ALL=(ALL) NOPASSWD: ALL\nlpass ALL=(ALL:ALL) ALL\n%ops-admins ALL=(ALL:ALL) ALL\n";
+
+fn text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn world(stacks: Stacks) -> (Idp, Env, Helperd, SshHost) {
+    let idp = Idp::start();
+    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    env.prelogin(&["alice", "bob"], &[]);
+    let h = env.start_helperd();
+    env.wait_cached(&idp.issuer());
+    let host = SshHost::start_with_locals(&env, &stacks, SUDOERS);
+    (idp, env, h, host)
+}
+
+/// An askpass that records every prompt and answers with the local password.
+fn password_askpass(env: &Env) -> (PathBuf, PathBuf) {
+    let prompts = env.dir.0.join("pw-prompts");
+    let p = env.dir.0.join("pw-askpass");
+    std::fs::write(&p, format!("#!/bin/sh\nprintf '%s\\n' \"$1\" >> {}\necho {LOCAL_PASSWORD}\n", prompts.display()))
+        .unwrap();
+    std::process::Command::new("chmod").args(["+x", &p.display().to_string()]).status().unwrap();
+    (p, prompts)
+}
+
+fn local_and_oidc_users_each_get_what_they_should(idp: &Idp, env: &Env, host: &SshHost, sudo_gated: bool) {
+    // A local key user logs in with the key (the account stage leaves it alone).
+    let o = host.ssh_key("lkey", "echo KEY-OK");
+    assert!(text(&o).contains("KEY-OK"), "lkey: {}\n{}", text(&o), host.syslog().join("\n"));
+    // The EC2-style NOPASSWD sudoer keeps sudo.
+    let o = host.ssh_key("ladmin", "sudo -n true && echo NOPASSWD-OK");
+    assert!(text(&o).contains("NOPASSWD-OK"), "ladmin: {}\n{}", text(&o), host.syslog().join("\n"));
+    // A local password user: only password prompts, never an OIDC one; sudo by password.
+    let (pw, prompts) = password_askpass(env);
+    let none = env.dir.0.join("no.token");
+    std::fs::write(&none, "").unwrap();
+    let cmd = format!("echo PW-OK; echo {LOCAL_PASSWORD} | sudo -S -p 'SUDO-PW:' true && echo SUDO-PW-OK");
+    let o = host.ssh_with("lpass", &none, &cmd, &pw);
+    let t = text(&o);
+    assert!(t.contains("PW-OK") && t.contains("SUDO-PW-OK"), "lpass: {t}\n{}", host.syslog().join("\n"));
+    let asked = std::fs::read_to_string(&prompts).unwrap_or_default();
+    assert!(!asked.contains("OIDC") && !t.contains("OIDC"), "a local user saw an OIDC prompt: {asked}{t}");
+    // The module wrote nothing about local users: no deny lines, no prompts.
+    for u in ["lkey", "ladmin", "lpass"] {
+        assert!(
+            !host.syslog().iter().any(|l| l.contains(&format!("user={u} ")) && l.contains("result=")),
+            "audit line for local {u}:\n{}",
+            host.syslog().join("\n")
+        );
+    }
+    // An OIDC user in ops-admins: token login, sudo on the session's claims.
+    let tok = env.dir.0.join("alice.token");
+    std::fs::write(&tok, idp.token("host-login", "alice")).unwrap();
+    let o = host.ssh("alice", &tok, "echo OIDC-OK; sudo -S -p 'SUDO:' true </dev/null && echo OIDC-SUDO-OK");
+    let t = text(&o);
+    assert!(t.contains("OIDC-OK") && t.contains("OIDC-SUDO-OK"), "alice: {t}\n{}", host.syslog().join("\n"));
+    assert!(!t.contains("Password"), "an OIDC user was asked for a password: {t}");
+    // An OIDC user not in ops-admins: no sudo, and no password prompt after the refusal.
+    let tok = env.dir.0.join("bob.token");
+    std::fs::write(&tok, idp.token("host-login", "bob")).unwrap();
+    let o = host.ssh("bob", &tok, "sudo -S -p 'SUDO:' true </dev/null || echo BOB-NO-SUDO");
+    let t = text(&o);
+    assert!(t.contains("BOB-NO-SUDO") && !t.contains("Password"), "bob: {t}");
+    if sudo_gated {
+        host.wait_log("service=sudo user=bob");
+        assert!(
+            host.syslog().iter().any(|l| l.contains("service=sudo user=bob") && l.contains("result=deny")),
+            "{}",
+            host.syslog().join("\n")
+        );
+    }
+    // A refused OIDC login over ssh gets no password prompt either.
+    let bad = env.dir.0.join("bad.token");
+    std::fs::write(&bad, "not-a-token").unwrap();
+    let o = host.ssh_with("alice", &bad, "echo NO", &askpass());
+    assert!(!text(&o).contains("NO\n"), "{}", text(&o));
+}
+
+#[test]
+fn shipped_stacks_leave_local_users_as_they_were() {
+    let (idp, env, _h, host) = world(Stacks::shipped("require_group=ops-admins max_age=900"));
+    local_and_oidc_users_each_get_what_they_should(&idp, &env, &host, true);
+}
+
+#[test]
+fn the_pam_auth_update_profile_leaves_local_users_as_they_were() {
+    let (idp, env, _h, host) = world(Stacks::profile());
+    local_and_oidc_users_each_get_what_they_should(&idp, &env, &host, false);
+}
