@@ -59,6 +59,34 @@ pub fn run(cfg: &Config, o: &Opts, now: i64) -> i32 {
         for w in &v.warnings {
             println!("note: {}", oidc_core::audit::clean(w));
         }
+        // A misspelt or absent groups claim: name the claims that look like groups.
+        if let Some(i) = cfg.issuer(&v.issuer) {
+            if oidc_core::claims::get(&v.claims, &i.groups_claim).is_none() {
+                let like: Vec<&str> = v
+                    .claims
+                    .iter()
+                    .filter(|(k, val)| {
+                        val.as_array().is_some_and(|a| !a.is_empty() && a.iter().all(|x| x.is_string()))
+                            || ["groups", "roles", "realm_access", "resource_access", "cognito:groups", "wids"]
+                                .contains(&k.as_str())
+                    })
+                    .map(|(k, _)| k.as_str())
+                    .filter(|k| *k != "aud" && *k != "amr")
+                    .collect();
+                println!(
+                    "note: groups claim `{}` absent; {}",
+                    oidc_core::audit::clean(&i.groups_claim),
+                    if like.is_empty() {
+                        "the token has no list claim (does the IdP emit groups for this client?)".to_string()
+                    } else {
+                        format!(
+                            "token has {} (set groups_claim)",
+                            like.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                        )
+                    }
+                );
+            }
+        }
         let (host, warnings) = match cfg.issuer(&v.issuer) {
             Some(i) => oidc_core::accounts::map_groups(&v.groups, i, cfg),
             None => (vec![], vec![]),

@@ -78,6 +78,7 @@ pub fn run(config: &Path, cfg: Result<Config, ConfigError>, o: &Opts) -> i32 {
     }
     if let Some(cfg) = &cfg {
         r.check("id key", id_key(cfg));
+        r.check("pre-login", prelogin(cfg));
     }
     r.check("sshd", sshd(&o.sshd_config));
     r.check("nsswitch", nsswitch(&o.nsswitch));
@@ -341,6 +342,35 @@ fn socket(path: &Path, want: u32) -> Outcome {
         );
     }
     Ok(format!("{} root-owned, mode {want:o}", path.display()))
+}
+
+/// sshd looks a user up before PAM runs and calls one it cannot resolve
+/// invalid (and feeds PAM a fake password): never-seen OIDC users must resolve.
+fn prelogin(cfg: &Config) -> Outcome {
+    if !cfg.issuers.iter().any(|i| i.user_accounts) {
+        return Ok("no issuer makes user accounts (role accounts only)".into());
+    }
+    let a = &cfg.accounts;
+    let fix = "set accounts.prelogin_patterns to a namespace (e.g. [\"*-oidc\"]) or accounts.roster_file \
+               (one name per line), then restart helperd";
+    let roster = match &a.roster_file {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => Some(t.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).count()),
+            Err(e) => return fail(format!("roster_file {}: {e}", p.display()), fix),
+        },
+        None => None,
+    };
+    if a.prelogin_patterns.is_empty() && roster.is_none() {
+        return fail(
+            "no pre-login names: the first ssh login of a never-seen OIDC user fails (sshd treats the user as invalid)",
+            fix,
+        );
+    }
+    Ok(format!(
+        "patterns [{}]{}",
+        a.prelogin_patterns.join(", "),
+        roster.map_or(String::new(), |n| format!(", roster of {n} name(s)"))
+    ))
 }
 
 /// The fleet id key: without it no new account can be admitted, and a

@@ -59,6 +59,12 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
+    if cmd != "run" {
+        // A CLI command piped into `head` ends quietly on a closed pipe instead of
+        // panicking in println! (the daemon keeps SIGPIPE ignored for its sockets).
+        // SAFETY: setting a signal disposition before any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     if cmd == "version" || cmd == "--version" {
         println!("helperd {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;

@@ -38,6 +38,33 @@ pub fn clean_n(s: &str, max: usize) -> String {
     out
 }
 
+/// A unix time as `2026-11-30T06:12:03Z` (UTC; proleptic Gregorian).
+pub fn utc(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Howard Hinnant's days-from-civil, inverted.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// A span of seconds for people: `45 s`, `15 min`, `3 h 20 min`, `2 days`.
+pub fn span(secs: i64) -> String {
+    let s = secs.unsigned_abs();
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Allow,
@@ -84,6 +111,19 @@ impl std::fmt::Display for AuditEvent {
             dash(&self.jti),
             self.reason.replace('"', "'"),
         )
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn human_times() {
+        assert_eq!(super::utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::utc(1_796_026_355), "2026-11-30T08:12:35Z");
+        assert_eq!(super::utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::span(900), "15 min");
+        assert_eq!(super::span(-45), "45 s");
+        assert_eq!(super::span(12_000), "3 h 20 min");
     }
 }
 

@@ -74,7 +74,8 @@ pub fn verify_token(
         }
     };
     let Some(icfg) = cfg.issuer(iss) else {
-        out.result = Err(Rejection::UntrustedIssuer(iss.to_string()));
+        let known: Vec<&str> = cfg.issuers.iter().map(|i| i.url.as_str()).collect();
+        out.result = Err(Rejection::UntrustedIssuer(format!("{iss} (configured: {})", known.join(", "))));
         return out;
     };
     let secret = match &icfg.hmac_secret_file {

@@ -68,7 +68,9 @@ pub fn check_groups(
     }
     for (need, what) in [(&policy.allowed_groups, "policy.allowed_groups"), (&require_any.to_vec(), "require_group")] {
         if !need.is_empty() && !groups.iter().any(|g| need.contains(g)) {
-            return Err(Rejection::NotInAllowedGroup { want: format!("{} ({what})", need.join(",")) });
+            let have =
+                if groups.is_empty() { "no host groups".to_string() } else { format!("has {}", groups.join(",")) };
+            return Err(Rejection::NotInAllowedGroup { want: format!("{} ({what}); {have}", need.join(",")) });
         }
     }
     Ok(())

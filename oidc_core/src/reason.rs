@@ -221,15 +221,24 @@ impl std::fmt::Display for Rejection {
             BadSignature => write!(f, "signature verification failed"),
             MissingClaim(c) => write!(f, "missing claim {c}"),
             BadClaim { claim, why } => write!(f, "bad claim {}: {}", clean(claim), clean(why)),
-            Expired { exp, now, leeway } => {
-                write!(f, "expired: exp={exp} now={now} leeway={leeway}s")
-            }
-            NotYetValid { nbf, now, leeway } => {
-                write!(f, "not yet valid: nbf={nbf} now={now} leeway={leeway}s")
-            }
-            IssuedInFuture { iat, now, leeway } => {
-                write!(f, "issued in the future: iat={iat} now={now} leeway={leeway}s")
-            }
+            Expired { exp, now, leeway } => write!(
+                f,
+                "expired: exp={exp} now={now} leeway={leeway}s (expired {} ago at {})",
+                crate::audit::span(now - exp),
+                crate::audit::utc(*exp)
+            ),
+            NotYetValid { nbf, now, leeway } => write!(
+                f,
+                "not yet valid: nbf={nbf} now={now} leeway={leeway}s (valid in {} at {}; is this host's clock behind?)",
+                crate::audit::span(nbf - now),
+                crate::audit::utc(*nbf)
+            ),
+            IssuedInFuture { iat, now, leeway } => write!(
+                f,
+                "issued in the future: iat={iat} now={now} leeway={leeway}s ({} ahead at {}; is this host's clock behind?)",
+                crate::audit::span(iat - now),
+                crate::audit::utc(*iat)
+            ),
             LifetimeTooLong { lifetime, max } => {
                 write!(f, "token lifetime {lifetime}s exceeds max {max}s")
             }

@@ -206,6 +206,17 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
     };
     let token = match token {
         Ok(t) => t,
+        // sudo from a script (no tty) after the session's claims fell short:
+        // the refusal names what fell short, not the silent prompt.
+        Err(r @ Rejection::NoToken(_)) if why_not_session.contains(": not in ") => {
+            let want = a.require_groups.join(",");
+            let r2 = Rejection::NotInAllowedGroup { want: format!("{want} (require_group); {why_not_session}; {r}") };
+            return deny(pam, ev, &r2, r2.to_string());
+        }
+        Err(r) if !why_not_session.is_empty() => {
+            let reason = format!("{r}; session claims not used: {why_not_session}");
+            return deny(pam, ev, &r, reason);
+        }
         Err(r) => return deny(pam, ev, &r, r.to_string()),
     };
     let mut refresh = |iss: &str| client.refresh_jwks(iss);
@@ -224,10 +235,20 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
     ev.issuer = out.issuer.clone().unwrap_or_default();
     ev.sub = out.sub.clone().unwrap_or_default();
     ev.jti = out.jti.clone().unwrap_or_default();
-    let reason = out.reason();
+    let mut reason = out.reason();
     let v = match out.result {
         Ok(v) => v,
-        Err(r) => return deny(pam, ev, &r, reason),
+        Err(r) => {
+            // A reply cut at a conversation's limit: say how long tokens get through.
+            if [511, 512, 1023, 1024, 4095, 4096].contains(&token.len()) {
+                reason.push_str(&format!(
+                    "; the reply is exactly {} bytes: the client probably cut a longer token — send it in \
+                     parts (continuation protocol: pam-oidc-askpass)",
+                    token.len()
+                ));
+            }
+            return deny(pam, ev, &r, reason);
+        }
     };
     // What the token's groups are on this host (the issuer's mapping): policy,
     // NSS and AWS rules all speak these names.

@@ -17,6 +17,7 @@ struct Setup {
 fn setup() -> Setup {
     let idp = Idp::start();
     let env = Env::new("", &Env::issuer_toml(&idp.issuer(), "\"RS256\""));
+    env.prelogin(&["alice"], &["*-oidc"]);
     let h = env.start_helperd();
     env.wait_cached(&idp.issuer());
     let d = &env.dir.0;
@@ -78,9 +79,19 @@ impl Setup {
 fn good_setup_passes_every_check() {
     let s = setup();
     let (_, out) = s.doctor();
-    for check in
-        ["config", "issuer", "id key", "sshd", "nsswitch", "pam.d/sshd", "pam.d/sudo", "helperd", "socket", "snapshot"]
-    {
+    for check in [
+        "config",
+        "issuer",
+        "id key",
+        "pre-login",
+        "sshd",
+        "nsswitch",
+        "pam.d/sshd",
+        "pam.d/sudo",
+        "helperd",
+        "socket",
+        "snapshot",
+    ] {
         assert!(out.lines().any(|l| l.starts_with(&format!("[PASS] {check}"))), "{check}:\n{out}");
     }
     assert!(out.contains("jwks: 3 usable key(s)") && out.contains("clock: skew"), "{out}");
@@ -227,4 +238,44 @@ fn id_key_is_required_and_private() {
         .output()
         .unwrap();
     assert!(!again.status.success(), "an existing key is never replaced without --force");
+}
+
+/// Issue 13 (2): without pre-login names the first ssh login of a never-seen
+/// user fails; doctor says so and how to fix it.
+#[test]
+fn pre_login_names_are_required() {
+    let s = setup();
+    let cfg = std::fs::read_to_string(&s.env.config).unwrap();
+    let stripped: String = cfg
+        .lines()
+        .filter(|l| !l.starts_with("roster_file") && !l.starts_with("prelogin_patterns"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let bare = s.env.dir.0.join("bare.toml");
+    std::fs::write(&bare, stripped).unwrap();
+    let (code, out) = s.doctor_with(&bare);
+    assert_eq!(code, 1, "{out}");
+    let line = out.lines().find(|l| l.starts_with("[FAIL] pre-login")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("sshd treats the user as invalid"), "{line}");
+}
+
+/// Issue 13 (6): `helperd doctor | head` ends quietly (no panic on a closed pipe).
+#[test]
+fn doctor_into_a_closed_pipe_does_not_panic() {
+    let s = setup();
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "({} --config {} doctor) 2>{}/doctor.err | true; sleep 0.2; cat {}/doctor.err",
+                helperd_bin().display(),
+                s.env.config.display(),
+                s.env.dir.0.display(),
+                s.env.dir.0.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(!t.contains("panicked") && !t.contains("Broken pipe"), "{t}");
 }

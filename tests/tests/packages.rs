@@ -127,9 +127,21 @@ fn deb_installs_serves_an_oidc_user_and_purges_cleanly() {
     assert!(ok && out.starts_with("zoe:*:") && out.contains(":/home/zoe:/bin/bash"), "getent in the chroot: {out}");
     assert_eq!(mode(&root.join("var/lib/pam-oidc")), 0o700);
 
+    // The profile, enabled by pam-auth-update, puts the module before pam_unix
+    // with the fall-through control fields (local users untouched).
+    let (ok, out) = chroot(root, "pam-auth-update --package --enable oidc");
+    assert!(ok, "pam-auth-update: {out}");
+    let common = std::fs::read_to_string(root.join("etc/pam.d/common-auth")).unwrap();
+    let ours = common.lines().position(|l| l.contains("pam_oidc.so")).expect("pam_oidc in common-auth");
+    let unix = common.lines().position(|l| l.contains("pam_unix.so")).unwrap();
+    assert!(ours < unix && common.contains("ignore=ignore") && common.contains("default=die"), "{common}");
+    // A hand-edited stack still naming the module: removal says so, loudly.
+    std::fs::write(root.join("etc/pam.d/sudo-test"), "auth required pam_oidc.so\n").unwrap();
     // Purge: everything gone, nsswitch as it was.
-    let (ok, out) = chroot(root, "dpkg --purge pam-oidc");
+    let (ok, out) = chroot(root, "dpkg --purge pam-oidc 2>&1");
     assert!(ok, "dpkg --purge: {out}");
+    assert!(out.contains("WARNING: /etc/pam.d/sudo-test still uses pam_oidc.so"), "{out}");
+    assert!(!std::fs::read_to_string(root.join("etc/pam.d/common-auth")).unwrap().contains("pam_oidc"));
     for p in [
         "usr/sbin/helperd",
         "usr/lib/x86_64-linux-gnu/libnss_oidc.so.2",

@@ -74,8 +74,11 @@ fn local_and_oidc_users_each_get_what_they_should(idp: &Idp, env: &Env, host: &S
     assert!(t.contains("BOB-NO-SUDO") && !t.contains("Password"), "bob: {t}");
     if sudo_gated {
         host.wait_log("service=sudo user=bob");
+        // The refusal says what fell short (not "no token, PAM_CONV_ERR").
         assert!(
-            host.syslog().iter().any(|l| l.contains("service=sudo user=bob") && l.contains("result=deny")),
+            host.syslog().iter().any(|l| l.contains("service=sudo user=bob")
+                && l.contains("code=not-in-allowed-group")
+                && l.contains("not in ops-admins")),
             "{}",
             host.syslog().join("\n")
         );
@@ -97,4 +100,33 @@ fn shipped_stacks_leave_local_users_as_they_were() {
 fn the_pam_auth_update_profile_leaves_local_users_as_they_were() {
     let (idp, env, _h, host) = world(Stacks::profile());
     local_and_oidc_users_each_get_what_they_should(&idp, &env, &host, false);
+}
+
+/// Issue 13 (7): refusals say what to do — the configured issuers, the token's
+/// groups, human times, a cut reply, a misspelt groups claim.
+#[test]
+fn messages_say_what_to_do() {
+    use serde_json::json;
+    let idp = Idp::start();
+    let env = Env::new("[policy]\nallowed_groups = [\"ops-admins\"]\n", &Env::issuer_toml(&idp.issuer(), ALGS));
+    let _h = env.start_helperd();
+    env.wait_cached(&idp.issuer());
+    let line = |r: &PamRun| r.log().into_iter().find(|l| l.contains("result=deny")).unwrap_or_default().to_string();
+    let mut c = idp.claims("alice", "host-login");
+    c["iss"] = json!("https://other.example");
+    let r = env.pam("alice", &idp.sign(json!({"alg": "RS256"}), c));
+    assert!(line(&r).contains(&format!("configured: {}", idp.issuer())), "{}", line(&r));
+    let r = env.pam("bob", &idp.token("host-login", "bob"));
+    assert!(line(&r).contains("need one of ops-admins") && line(&r).contains("has devs"), "{}", line(&r));
+    let mut c = idp.claims("alice", "host-login");
+    c["exp"] = json!(now() - 900);
+    let r = env.pam("alice", &idp.sign(json!({"alg": "RS256"}), c));
+    assert!(line(&r).contains("expired 15 min ago at 20"), "{}", line(&r));
+    let r = env.pam("alice", &format!("eyJ{}", "A".repeat(1020)));
+    assert!(line(&r).contains("the client probably cut a longer token"), "{}", line(&r));
+    let mut c = idp.claims("alice", "host-login");
+    c.as_object_mut().unwrap().remove("groups");
+    c["roles"] = json!(["ops-admins"]);
+    let (_, out) = env.check_token(&idp.sign(json!({"alg": "RS256"}), c), &[]);
+    assert!(out.contains("groups claim `groups` absent; token has `roles`"), "{out}");
 }

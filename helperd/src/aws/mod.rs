@@ -208,7 +208,13 @@ impl Broker {
     /// At session open: the role for the session's groups, and its first credentials.
     pub fn open(&self, session: u64, claims: &SessionClaims, web_token: Option<Secret>) -> Outcome {
         let Some(role) = self.cfg.role_for(&claims.groups, &claims.issuer).cloned() else {
-            info!("aws: session {session} ({}): no role matches groups {}", claims.account, claims.groups.join(","));
+            if !self.cfg.roles.is_empty() {
+                info!(
+                    "aws: session {session} ({}): no role matches groups {}",
+                    claims.account,
+                    claims.groups.join(",")
+                );
+            }
             return if self.cfg.require_credentials {
                 Outcome::Failed { required: true, code: "no-role", reason: "no AWS role matches your groups".into() }
             } else {
