@@ -15,6 +15,8 @@ pub struct Opts {
     pub nsswitch: PathBuf,
     pub pam_dir: PathBuf,
     pub services: Vec<String>,
+    pub sudoers: PathBuf,
+    pub polkit: PathBuf,
 }
 
 impl Default for Opts {
@@ -24,6 +26,8 @@ impl Default for Opts {
             nsswitch: "/etc/nsswitch.conf".into(),
             pam_dir: "/etc/pam.d".into(),
             services: vec!["sshd".into(), "sudo".into()],
+            sudoers: "/etc/sudoers".into(),
+            polkit: "/etc/polkit-1/rules.d".into(),
         }
     }
 }
@@ -79,6 +83,7 @@ pub fn run(config: &Path, cfg: Result<Config, ConfigError>, o: &Opts) -> i32 {
     if let Some(cfg) = &cfg {
         r.check("id key", id_key(cfg));
         r.check("pre-login", prelogin(cfg));
+        r.check("privileged groups", privileged_groups(cfg, &o.sudoers, &o.polkit));
     }
     r.check("sshd", sshd(&o.sshd_config));
     r.check("nsswitch", nsswitch(&o.nsswitch));
@@ -299,7 +304,39 @@ fn pam_stack(dir: &Path, svc: &str) -> Outcome {
     for inc in text.lines().filter_map(|l| l.trim().strip_prefix("@include")) {
         all.push_str(&read(&dir.join(inc.trim())));
     }
-    let uses = all.lines().any(|l| !l.trim_start().starts_with('#') && l.contains("pam_oidc.so"));
+    let lines: Vec<&str> = all.lines().map(str::trim).filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+    let uses = lines.iter().any(|l| l.contains("pam_oidc.so"));
+    // Every argument must be one the module knows: a typo (`require_groups=`)
+    // is refused at login time, for everyone — better caught now.
+    for l in lines.iter().filter(|l| l.contains("pam_oidc.so")) {
+        let args = l.split("pam_oidc.so").nth(1).unwrap_or("");
+        for a in args.split_whitespace() {
+            let known = oidc_core::config::PAM_ARGUMENTS.iter().any(|k| match k.strip_suffix('=') {
+                Some(name) => a.strip_prefix(name).is_some_and(|v| v.starts_with('=') && v.len() > 1),
+                None => a == *k,
+            });
+            if !known {
+                return fail(
+                    format!(
+                        "{}: unknown pam_oidc argument {a:?} (every login through it would be refused)",
+                        main.display()
+                    ),
+                    format!("use one of: {}", oidc_core::config::PAM_ARGUMENTS.join(" ")),
+                );
+            }
+        }
+    }
+    // Local users must have a way through: pam_oidc leaves them alone
+    // (PAM_IGNORE), so an auth section with no other module locks them out.
+    let auth: Vec<&&str> = lines.iter().filter(|l| l.starts_with("auth") || l.starts_with("@include")).collect();
+    let oidc_only = auth.iter().any(|l| l.starts_with("auth") && l.contains("pam_oidc.so"))
+        && !auth.iter().any(|l| (l.starts_with("auth") && !l.contains("pam_oidc.so")) || l.contains("common-auth"));
+    if oidc_only && svc != "sshd" {
+        return fail(
+            format!("{}: pam_oidc.so is the only auth module: local users (the EC2 admin, password sudoers) are locked out", main.display()),
+            "use `auth [success=done ignore=ignore default=die] pam_oidc.so ...` followed by `@include common-auth` (README: Adding it to a PAM stack)",
+        );
+    }
     if uses {
         Ok(format!("{} uses pam_oidc.so", main.display()))
     } else {
@@ -342,6 +379,63 @@ fn socket(path: &Path, want: u32) -> Outcome {
         );
     }
     Ok(format!("{} root-owned, mode {want:o}", path.display()))
+}
+
+/// Groups that sudoers or polkit grant privilege to and that the host does not
+/// have: a token's group of that name (of the issuer that owns it) becomes
+/// one automatically. Such a group must come from an explicit map entry (a
+/// stable IdP id), never from whatever group a user can create.
+fn privileged_groups(cfg: &Config, sudoers: &Path, polkit: &Path) -> Outcome {
+    let mut texts = vec![];
+    let mut files = vec![sudoers.to_path_buf()];
+    if let Ok(rd) = std::fs::read_dir(sudoers.with_extension("d")) {
+        files.extend(rd.flatten().map(|e| e.path()));
+    }
+    if let Ok(rd) = std::fs::read_dir(polkit) {
+        files.extend(rd.flatten().map(|e| e.path()));
+    }
+    for f in &files {
+        if let Ok(t) = std::fs::read_to_string(f) {
+            texts.push(t);
+        }
+    }
+    let mut granted: Vec<String> = vec![];
+    for t in &texts {
+        for line in t.lines().map(str::trim).filter(|l| !l.starts_with('#') || l.starts_with("#include")) {
+            for w in line.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')') {
+                if let Some(g) = w.strip_prefix('%').filter(|g| !g.is_empty() && !g.starts_with(':')) {
+                    granted.push(g.to_string());
+                }
+            }
+            for part in line.split("isInGroup(").skip(1) {
+                if let Some(g) = part.trim_start_matches(['"', '\'']).split(['"', '\'']).next() {
+                    granted.push(g.to_string());
+                }
+            }
+        }
+    }
+    granted.sort();
+    granted.dedup();
+    let local = std::fs::read_to_string(&cfg.accounts.group_file).unwrap_or_default();
+    let is_local = |g: &str| local.lines().any(|l| l.split(':').next() == Some(g));
+    let mut risky = vec![];
+    for g in &granted {
+        if is_local(g) || nss_snapshot::format::is_reserved(g.as_bytes()) {
+            continue; // local: extended only by an explicit map entry; reserved: never served
+        }
+        let mapped = cfg.issuers.iter().any(|i| i.groups.map.values().any(|t| t == g));
+        let owner = cfg.name_owner(g).filter(|i| i.groups.auto);
+        if let (false, Some(i)) = (mapped, owner) {
+            risky.push(format!("{g} (any {} group named {g:?})", i.url));
+        }
+    }
+    if !risky.is_empty() {
+        return fail(
+            format!("sudoers/polkit grant {} — not local groups, so an IdP group of that name becomes one", risky.join(", ")),
+            "map the IdP's stable group id onto it ([issuer.groups] map = { \"<id>\" = \"ops-admins\" }) and set auto = false, or create the local group",
+        );
+    }
+    Ok(format!("{} group(s) granted by sudoers/polkit; none can be made by a token alone", granted.len()))
 }
 
 /// sshd looks a user up before PAM runs and calls one it cannot resolve

@@ -29,7 +29,7 @@ commands:
   status                     show each issuer's key cache (asks the running daemon)
   refresh ISSUER [--force]   ask the running daemon to refetch an issuer's keys now
                              (--force, root: even within the rate-limit window)
-    doctor [--sshd-config F] [--nsswitch F] [--pam-dir D] [--service S]...
+    doctor [--sshd-config F] [--nsswitch F] [--pam-dir D] [--service S]... [--sudoers F] [--polkit-rules D]
                              check config, IdP reachability and clock, sshd, nsswitch, PAM
                              stacks, helperd and its socket, the NSS snapshot; explain fixes
   users                      list the OIDC accounts (name, uid, groups, identity, last login)
@@ -142,6 +142,8 @@ fn doctor_opts(args: &[String]) -> Result<doctor::Opts, String> {
             "--sshd-config" => o.sshd_config = val()?.into(),
             "--nsswitch" => o.nsswitch = val()?.into(),
             "--pam-dir" => o.pam_dir = val()?.into(),
+            "--sudoers" => o.sudoers = val()?.into(),
+            "--polkit-rules" => o.polkit = val()?.into(),
             "--service" => services.push(val()?),
             other => return Err(format!("unknown option {other:?}")),
         }

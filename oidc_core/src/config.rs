@@ -534,6 +534,23 @@ impl Config {
     }
 }
 
+/// The module arguments pam_oidc.so accepts (`name` or `name=`): what
+/// `helperd doctor` checks every stack against (pam_oidc's parser refuses
+/// anything else at login time; a test keeps the two in step).
+pub const PAM_ARGUMENTS: &[&str] = &[
+    "config=",
+    "use_first_pass",
+    "try_first_pass",
+    "require_group=",
+    "max_age=",
+    "acr=",
+    "step_up",
+    "device_code",
+    "device_code=",
+    "token",
+    "debug",
+];
+
 /// https always; http only for a loopback host (local test IdPs).
 pub fn check_url(u: &str) -> Result<(), String> {
     if let Some(rest) = u.strip_prefix("https://") {

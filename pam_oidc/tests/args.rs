@@ -21,3 +21,17 @@ fn parses_known_and_refuses_unknown() {
     assert!(p(&["use_first_pass=1"]).is_err());
     assert_eq!(p(&[]).unwrap().config, PathBuf::from("/etc/pam-oidc/config.toml"));
 }
+
+/// doctor checks stacks against oidc_core's list: every listed name parses here.
+#[test]
+fn doctor_knows_every_argument() {
+    for a in oidc_core::config::PAM_ARGUMENTS {
+        let arg = match *a {
+            "config=" => "config=/etc/pam-oidc/config.toml".to_string(),
+            "max_age=" => "max_age=60".to_string(),
+            x if x.ends_with('=') => format!("{x}v"),
+            x => x.to_string(),
+        };
+        assert!(pam_oidc::args::parse(&[arg.clone()]).is_ok(), "{arg}");
+    }
+}

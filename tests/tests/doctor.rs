@@ -29,7 +29,13 @@ fn setup() -> Setup {
     let pam = d.join("pam.d");
     std::fs::create_dir_all(&pam).unwrap();
     std::fs::write(pam.join("sshd"), "auth required pam_oidc.so\naccount required pam_oidc.so\n").unwrap();
-    std::fs::write(pam.join("common-oidc"), "auth required pam_oidc.so\n").unwrap();
+    std::fs::write(
+        pam.join("common-oidc"),
+        "auth [success=done ignore=ignore default=die] pam_oidc.so require_group=ops max_age=900\nauth required pam_unix.so\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("sudoers"), "Defaults env_reset\n%sudo ALL=(ALL:ALL) ALL\n").unwrap();
+    std::fs::create_dir_all(d.join("polkit")).unwrap();
     std::fs::write(pam.join("sudo"), "@include common-oidc\n").unwrap();
     Setup { idp, env, h, sshd, nss, pam }
 }
@@ -41,6 +47,8 @@ impl Setup {
             .args(["--sshd-config", &self.sshd.display().to_string()])
             .args(["--nsswitch", &self.nss.display().to_string()])
             .args(["--pam-dir", &self.pam.display().to_string()])
+            .args(["--sudoers", &self.env.dir.0.join("sudoers").display().to_string()])
+            .args(["--polkit-rules", &self.env.dir.0.join("polkit").display().to_string()])
             .output()
             .unwrap();
         (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
@@ -278,4 +286,31 @@ fn doctor_into_a_closed_pipe_does_not_panic() {
         .unwrap();
     let t = String::from_utf8_lossy(&out.stdout);
     assert!(!t.contains("panicked") && !t.contains("Broken pipe"), "{t}");
+}
+
+/// Issue 13 (6): stacks with unknown arguments or that lock local users out,
+/// and sudoers/polkit grants an IdP group could take, fail doctor.
+#[test]
+fn stacks_and_privileged_groups() {
+    let s = setup();
+    std::fs::write(s.pam.join("sudo"), "auth required pam_oidc.so require_groups=ops\n").unwrap();
+    s.fails("pam.d/sudo", "unknown pam_oidc argument \"require_groups=ops\"");
+    std::fs::write(s.pam.join("sudo"), "auth required pam_oidc.so require_group=ops\naccount required pam_oidc.so\n")
+        .unwrap();
+    s.fails("pam.d/sudo", "local users");
+    std::fs::write(s.pam.join("sudo"), "@include common-oidc\n").unwrap();
+    s.passes();
+    let sudoers = s.env.dir.0.join("sudoers");
+    std::fs::write(&sudoers, "%ops-admins ALL=(ALL:ALL) ALL\n").unwrap();
+    s.fails("privileged groups", "ops-admins");
+    std::fs::write(&sudoers, "%sudo ALL=(ALL:ALL) ALL\n").unwrap();
+    std::fs::write(
+        s.env.dir.0.join("polkit/50-x.rules"),
+        "if (subject.isInGroup(\"netadmins\")) { return polkit.Result.YES; }\n",
+    )
+    .unwrap();
+    s.fails("privileged groups", "netadmins");
+    // An explicit map onto it (a stable id) is fine.
+    s.env.append("[issuer.groups]\nmap = { \"00000000-aaaa\" = \"netadmins\" }\n");
+    s.passes();
 }
