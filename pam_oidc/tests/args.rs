@@ -32,6 +32,6 @@ fn doctor_knows_every_argument() {
             x if x.ends_with('=') => format!("{x}v"),
             x => x.to_string(),
         };
-        assert!(pam_oidc::args::parse(&[arg.clone()]).is_ok(), "{arg}");
+        assert!(pam_oidc::args::parse(std::slice::from_ref(&arg)).is_ok(), "{arg}");
     }
 }
