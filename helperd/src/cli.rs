@@ -25,6 +25,22 @@ fn ask_within(cfg: &Config, req: Request, timeout: Duration) -> Result<Response,
     }
 }
 
+/// Every page of a listing (`users`, `sessions`); `Err` is the exit code.
+fn all_pages<T>(
+    cfg: &Config,
+    req: impl Fn(usize) -> Request,
+    page: impl Fn(Response) -> Result<(Vec<T>, Option<usize>), Response>,
+) -> Result<Vec<T>, i32> {
+    let mut all = vec![];
+    let mut offset = Some(0);
+    while let Some(o) = offset {
+        let (items, next) = page(ask(cfg, req(o))?).map_err(unexpected)?;
+        all.extend(items);
+        offset = next.filter(|n| *n > o);
+    }
+    Ok(all)
+}
+
 fn unexpected(r: Response) -> i32 {
     eprintln!("helperd: unexpected answer {r:?}");
     1
@@ -62,18 +78,17 @@ pub fn status(cfg: &Config) -> i32 {
 }
 
 pub fn users(cfg: &Config) -> i32 {
-    let mut users = vec![];
-    let mut offset = Some(0);
-    while let Some(o) = offset {
-        match ask(cfg, Request::Users { offset: o }) {
-            Ok(Response::Users { users: page, next }) => {
-                users.extend(page);
-                offset = next.filter(|n| *n > o);
-            }
-            Ok(r) => return unexpected(r),
-            Err(code) => return code,
-        }
-    }
+    let users = match all_pages(
+        cfg,
+        |offset| Request::Users { offset },
+        |r| match r {
+            Response::Users { users, next } => Ok((users, next)),
+            r => Err(r),
+        },
+    ) {
+        Ok(u) => u,
+        Err(code) => return code,
+    };
     let now = unix_now();
     println!("{:<20} {:>10}  {:<30} {:<12} identity", "name", "uid", "groups", "last login");
     for u in users {
@@ -84,18 +99,17 @@ pub fn users(cfg: &Config) -> i32 {
 }
 
 pub fn sessions(cfg: &Config) -> i32 {
-    let mut sessions = vec![];
-    let mut offset = Some(0);
-    while let Some(o) = offset {
-        match ask(cfg, Request::Sessions { offset: o }) {
-            Ok(Response::Sessions { sessions: page, next }) => {
-                sessions.extend(page);
-                offset = next.filter(|n| *n > o);
-            }
-            Ok(r) => return unexpected(r),
-            Err(code) => return code,
-        }
-    }
+    let sessions = match all_pages(
+        cfg,
+        |offset| Request::Sessions { offset },
+        |r| match r {
+            Response::Sessions { sessions, next } => Ok((sessions, next)),
+            r => Err(r),
+        },
+    ) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let now = unix_now();
     println!(
         "{:>4} {:<16} {:>10} {:>8} {:<10} {:<16} {:<12} identity",

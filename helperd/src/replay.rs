@@ -114,29 +114,8 @@ impl ReplayCache {
     /// Record a token's first use at once (reserve + commit).
     #[cfg(test)]
     pub fn first_use(&self, issuer: &str, id: &str, until: i64, now: i64) -> Result<(), String> {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (issuer.to_string(), id.to_string());
-        if seen.get(&key).is_some_and(|u| *u >= now) {
-            return Err(format!("token already used on this host ({})", oidc_core::audit::clean(id)));
-        }
-        if seen.len() >= MAX_ENTRIES {
-            seen.retain(|_, u| *u >= now);
-            if seen.len() >= MAX_ENTRIES {
-                crate::log::warning!("replay cache full ({MAX_ENTRIES} live tokens): login refused");
-                return Err(format!("replay cache full ({MAX_ENTRIES} live tokens)"));
-            }
-        }
-        seen.insert(key.clone(), until);
-        let saved = Saved { v: 1, seen: seen.iter().map(|((i, d), u)| (i.clone(), d.clone(), *u)).collect() };
-        let written = serde_json::to_vec(&saved)
-            .map_err(|e| e.to_string())
-            .and_then(|b| atomic::write(&self.path, &b, 0o600).map_err(|e| e.to_string()));
-        if let Err(e) = written {
-            seen.remove(&key);
-            error!("writing {}: {e}", self.path.display());
-            return Err(format!("cannot record the token's use: {e}"));
-        }
-        Ok(())
+        self.reserve(issuer, id, until, now)?;
+        self.commit()
     }
 }
 

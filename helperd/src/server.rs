@@ -124,15 +124,7 @@ pub fn serve_root(listener: UnixListener, svc: Arc<Services>) {
         while active.load(Ordering::SeqCst) >= max {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let stream = match listener.accept().map(|(s, _)| s) {
-            Ok(s) => s,
-            Err(e) => {
-                error!("accept: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        let Some(peer) = peer_of(&stream) else { continue };
+        let Some((stream, peer)) = accept(&listener) else { continue };
         let slot = Slot::take(vec![Arc::clone(&active)]);
         spawn(stream, peer, slot, &svc, FRAME_DEADLINE);
     }
@@ -146,15 +138,7 @@ pub fn serve_public(listener: UnixListener, svc: Arc<Services>) {
     let total = Arc::new(AtomicUsize::new(0));
     let by_uid: std::sync::Mutex<std::collections::HashMap<u32, Arc<AtomicUsize>>> = Default::default();
     loop {
-        let stream = match listener.accept().map(|(s, _)| s) {
-            Ok(s) => s,
-            Err(e) => {
-                error!("accept: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        let Some(peer) = peer_of(&stream) else { continue };
+        let Some((stream, peer)) = accept(&listener) else { continue };
         let mine = {
             let mut m = by_uid.lock().unwrap_or_else(|p| p.into_inner());
             m.retain(|_, c| c.load(Ordering::SeqCst) > 0);
@@ -176,6 +160,20 @@ pub fn serve_public(listener: UnixListener, svc: Arc<Services>) {
         let slot = Slot::take(vec![Arc::clone(&total), mine]);
         spawn(stream, peer, slot, &svc, PUBLIC_FRAME_DEADLINE);
     }
+}
+
+/// One connection and its peer, pinned at accept (`None`: try again).
+fn accept(listener: &UnixListener) -> Option<(UnixStream, Peer)> {
+    let stream = match listener.accept() {
+        Ok((s, _)) => s,
+        Err(e) => {
+            error!("accept: {e}");
+            std::thread::sleep(Duration::from_millis(50));
+            return None;
+        }
+    };
+    let peer = peer_of(&stream)?;
+    Some((stream, peer))
 }
 
 fn peer_of(s: &UnixStream) -> Option<Peer> {

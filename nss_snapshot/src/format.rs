@@ -132,44 +132,58 @@ impl IdKey {
         Ok(IdKey(k))
     }
 
-    /// Read the key file. It must be a regular file (not a symlink, FIFO or
-    /// device: opened with `O_NOFOLLOW | O_NONBLOCK`) owned by root that
-    /// group and others cannot read or write: a readable key lets users aim at
-    /// uids again.
+    /// Read the key file ([`read_private_file`]: a root-only regular file): a
+    /// readable key lets users aim at uids again.
     pub fn read(path: &std::path::Path) -> Result<IdKey, String> {
-        use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let m = f.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
-        if !m.is_file() {
-            return Err(format!("{}: not a regular file", path.display()));
-        }
-        if m.uid() != 0 {
-            return Err(format!("{}: owned by uid {}, not root", path.display(), m.uid()));
-        }
-        if m.mode() & 0o077 != 0 {
-            return Err(format!(
-                "{}: group or others may access it (mode {:o}); chmod 600",
-                path.display(),
-                m.mode() & 0o777
-            ));
-        }
-        let mut buf = [0u8; 128];
-        let n = std::io::Read::read(&mut &f, &mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
-        let k = IdKey::parse(&buf[..n]).map_err(|e| format!("{}: {e}", path.display()));
+        let mut buf = read_private_file(path, 128)?;
+        let k = IdKey::parse(&buf).map_err(|e| format!("{}: {e}", path.display()));
         buf.fill(0);
         k
     }
 }
 
+/// Read a secret file (the id key, an HMAC secret): a regular file — not a
+/// symlink, FIFO or device (opened `O_NOFOLLOW | O_NONBLOCK`, checked on the
+/// open file) — owned by root, that group and others cannot read or write;
+/// at most `max` bytes, into one buffer the caller wipes.
+pub fn read_private_file(path: &std::path::Path, max: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let m = f.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
+    if !m.is_file() {
+        return Err(format!("{}: not a regular file", path.display()));
+    }
+    if m.uid() != 0 {
+        return Err(format!("{}: owned by uid {}, not root; chown root", path.display(), m.uid()));
+    }
+    if m.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{}: group or others may access it (mode {:o}); chmod 600",
+            path.display(),
+            m.mode() & 0o777
+        ));
+    }
+    let mut buf = Vec::with_capacity(max);
+    f.take(max as u64).read_to_end(&mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(buf)
+}
+
 /// Glob match with `*` (any run) and `?` (one byte); iterative, O(len(p)·len(s)).
 pub fn glob(p: &[u8], s: &[u8]) -> bool {
+    wildcard(p, s, true)
+}
+
+/// `*` matches any run; with `single`, `?` matches one byte; every other
+/// byte only itself. Iterative, O(len(p)·len(s)).
+pub fn wildcard(p: &[u8], s: &[u8], single: bool) -> bool {
     let (mut pi, mut si, mut star, mut mark) = (0usize, 0usize, usize::MAX, 0usize);
     while si < s.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
+        if pi < p.len() && p[pi] != b'*' && ((single && p[pi] == b'?') || p[pi] == s[si]) {
             pi += 1;
             si += 1;
         } else if pi < p.len() && p[pi] == b'*' {

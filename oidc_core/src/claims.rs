@@ -96,29 +96,8 @@ fn scalar_matches(o: &Scalar, v: &Value) -> bool {
 }
 
 /// `*` matches any run; every other character (`?` too) only itself.
-/// Iterative, O(len(p)·len(s)).
 pub fn star_match(p: &[u8], s: &[u8]) -> bool {
-    let (mut pi, mut si, mut star, mut mark) = (0usize, 0usize, usize::MAX, 0usize);
-    while si < s.len() {
-        if pi < p.len() && p[pi] != b'*' && p[pi] == s[si] {
-            pi += 1;
-            si += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = pi;
-            mark = si;
-            pi += 1;
-        } else if star != usize::MAX {
-            pi = star + 1;
-            mark += 1;
-            si = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == b'*' {
-        pi += 1;
-    }
-    pi == p.len()
+    nss_snapshot::format::wildcard(p, s, false)
 }
 
 impl Cond {

@@ -149,32 +149,10 @@ pub fn verify_token(
     out
 }
 
-/// The HMAC secret: a regular file owned by root that only root can read
-/// (0600/0400), opened without following a symlink; the bytes are wiped.
+/// The HMAC secret: a root-only regular file
+/// ([`nss_snapshot::format::read_private_file`]); the bytes are wiped.
 fn read_secret_file(f: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
-    use std::io::Read as _;
-    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(f)
-        .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-    let m = file.metadata().map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-    if !m.is_file() {
-        return Err(format!("{} is not a regular file", f.display()));
-    }
-    if m.uid() != 0 {
-        return Err(format!("{} is owned by uid {}, not root; chown root", f.display(), m.uid()));
-    }
-    if m.mode() & 0o077 != 0 {
-        return Err(format!(
-            "{} is accessible by group or others (mode {:o}); chmod 600",
-            f.display(),
-            m.mode() & 0o777
-        ));
-    }
-    let mut s = zeroize::Zeroizing::new(Vec::with_capacity(4096));
-    file.by_ref().take(4096).read_to_end(&mut s).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+    let mut s = zeroize::Zeroizing::new(nss_snapshot::format::read_private_file(f, 4096)?);
     if s.last() == Some(&b'\n') {
         s.pop();
     }

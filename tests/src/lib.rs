@@ -441,13 +441,16 @@ impl Env {
     }
 
     pub fn start_helperd(&self) -> Helperd {
+        let mut c = Command::new(helperd_bin());
+        c.args(["--config".as_ref(), self.config.as_os_str(), "run".as_ref()]);
+        self.spawn_helperd(c)
+    }
+
+    /// Start `c` (helperd, perhaps wrapped) and wait until it answers.
+    fn spawn_helperd(&self, mut c: Command) -> Helperd {
         let log = self.dir.0.join(format!("helperd-{}.log", now()));
-        let child = die_with_parent(&mut Command::new(helperd_bin()))
-            .args(["--config".as_ref(), self.config.as_os_str(), "run".as_ref()])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let child =
+            die_with_parent(&mut c).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
         let sock = self.socket();
         wait_for("helperd socket", Duration::from_secs(10), || {
             oidc_core::ipc::call(&sock, &oidc_core::ipc::Request::Ping, Duration::from_secs(1)).is_ok()
@@ -458,25 +461,16 @@ impl Env {
     /// helperd in a private mount namespace whose glibc sees `ns`'s nsswitch.conf
     /// (and its snapshot as another NSS source), as a host with sss/ldap would.
     pub fn start_helperd_in(&self, ns: &nss::NssNs) -> Helperd {
-        let log = self.dir.0.join(format!("helperd-{}.log", now()));
         let script = format!(
             "mount -n --bind {0}/nsswitch.conf /etc/nsswitch.conf && mount -n --bind {0}/ld.so.cache /etc/ld.so.cache && exec \"$@\"",
             ns.dir.0.display()
         );
-        let child = die_with_parent(&mut Command::new("unshare"))
-            .args(["-m", "--propagation", "private", "sh", "-c", &script, "sh"])
+        let mut c = Command::new("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c", &script, "sh"])
             .arg(helperd_bin())
             .args(["--config".as_ref(), self.config.as_os_str(), "run".as_ref()])
-            .env("NSS_OIDC_SNAPSHOT", &ns.snapshot)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let sock = self.socket();
-        wait_for("helperd socket", Duration::from_secs(10), || {
-            oidc_core::ipc::call(&sock, &oidc_core::ipc::Request::Ping, Duration::from_secs(1)).is_ok()
-        });
-        Helperd { child: Some(child), log }
+            .env("NSS_OIDC_SNAPSHOT", &ns.snapshot);
+        self.spawn_helperd(c)
     }
 
     /// Wait until helperd's first fetch has written the issuer's cache.
