@@ -69,7 +69,7 @@ pub fn run(config: &Path, cfg: Result<Config, ConfigError>, o: &Opts) -> i32 {
             r.fail(
                 "config",
                 &e.to_string(),
-                "edit the file at the line and key named above (README: Configuration reference)",
+                "edit the file at the line and key named above (docs/configuration.md, pam-oidc.toml(5))",
             );
             None
         }
@@ -334,7 +334,7 @@ fn pam_stack(dir: &Path, svc: &str) -> Outcome {
     if oidc_only && svc != "sshd" {
         return fail(
             format!("{}: pam_oidc.so is the only auth module: local users (the EC2 admin, password sudoers) are locked out", main.display()),
-            "use `auth [success=done ignore=ignore default=die] pam_oidc.so ...` followed by `@include common-auth` (README: Adding it to a PAM stack)",
+            "use `auth [success=done ignore=ignore default=die] pam_oidc.so ...` followed by `@include common-auth` (docs/pam-stacks.md, pam_oidc(8))",
         );
     }
     if uses {
@@ -342,7 +342,7 @@ fn pam_stack(dir: &Path, svc: &str) -> Outcome {
     } else {
         fail(
             format!("{} does not use pam_oidc.so", main.display()),
-            "add the auth/account/session lines from the README, or `pam-auth-update --enable oidc`",
+            "add the auth/account/session lines from docs/pam-stacks.md, or `pam-auth-update --enable oidc`",
         )
     }
 }

@@ -29,7 +29,7 @@ commands:
   status                     show each issuer's key cache (asks the running daemon)
   refresh ISSUER [--force]   ask the running daemon to refetch an issuer's keys now
                              (--force, root: even within the rate-limit window)
-    doctor [--sshd-config F] [--nsswitch F] [--pam-dir D] [--service S]... [--sudoers F] [--polkit-rules D]
+  doctor [--sshd-config F] [--nsswitch F] [--pam-dir D] [--service S]... [--sudoers F] [--polkit-rules D]
                              check config, IdP reachability and clock, sshd, nsswitch, PAM
                              stacks, helperd and its socket, the NSS snapshot; explain fixes
   users                      list the OIDC accounts (name, uid, groups, identity, last login)
@@ -39,7 +39,7 @@ commands:
   rebind NAME --issuer URL --sub ID
                              move an OIDC account name to another identity of its issuer
                              (IdP app re-created, pairwise sub changed); uid and home stay
-    sessions                   list live OIDC login sessions (user, pid, tty, rhost, token expiry, AWS role)
+  sessions                   list live OIDC login sessions (user, pid, tty, rhost, token expiry, AWS role)
   credentials                this session's AWS credentials as credential_process JSON
                              (what the session's AWS config runs; only the session's uid or root)
   version";

@@ -39,7 +39,7 @@ impl Stacks {
         s
     }
 
-    /// The stacks the README ships: our lines with explicit control fields
+    /// The stacks docs/pam-stacks.md ships: our lines with explicit control fields
     /// before the host's common stacks, so local users fall through to pam_unix.
     pub fn shipped(sudo_args: &str) -> Stacks {
         let m = "{MODULE} config={CONFIG}";

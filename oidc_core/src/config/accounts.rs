@@ -6,7 +6,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// Default ranges (README "uids"): below 2^31; above useradd's subordinate-id
+/// Default ranges (docs/accounts-nss.md "uids"): below 2^31; above useradd's subordinate-id
 /// range (100000–600100000) and SSSD-style small ranges; below kanidm's
 /// 0x70000000–0x7fffffff and systemd's foreign range. They lie in the upper
 /// part of systemd's container range (524288–1879048191), which only
