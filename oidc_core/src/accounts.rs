@@ -295,7 +295,8 @@ pub fn account_for(
                 };
                 return Ok(Some(how));
             }
-            Err(e) => why.push(e),
+            Err(e) if !why.contains(&e) => why.push(e),
+            Err(_) => {}
         }
     }
     if why.is_empty() && own {

@@ -116,7 +116,11 @@ pub fn check(conds: &Conditions, claims: &Map<String, Value>) -> Result<(), Stri
         match get(claims, path) {
             None => return Err(format!("claim {path} is missing (need {})", cond.describe())),
             Some(v) if !cond.matches(v) => {
-                let got = crate::audit::clean_n(&v.to_string(), 120);
+                // Plain text, bounded: the Rejection escapes when it is displayed.
+                let mut got: String = v.to_string().chars().take(120).collect();
+                if got.len() < v.to_string().len() {
+                    got.push('…');
+                }
                 return Err(format!("claim {path} is {got}, need {}", cond.describe()));
             }
             Some(_) => {}

@@ -305,3 +305,32 @@ fn keycloak_realm_roles_and_cognito_groups_drive_groups() {
     assert_eq!(groups, ["devs"]);
     assert!(warnings.iter().any(|w| w.contains("wheel")), "{warnings:?}");
 }
+
+/// The logged reason of a role-account refusal says each thing once: the
+/// account once, and one clause per distinct unmet rule.
+#[test]
+fn role_account_refusal_names_each_reason_once() {
+    let gh = "https://token.actions.githubusercontent.com";
+    let cfg = Config::parse(
+        &format!(
+            "version = 1\n[[issuer]]\nurl = \"{gh}\"\naudiences = [\"h\"]\nuser_accounts = false\nrequire = {{ repository_owner_id = \"1\" }}\n\
+             [[role_account]]\nname = \"deploy\"\nissuer = \"{gh}\"\nrequire = {{ repository = \"acme/infra\" }}\n\
+             [[role_account]]\nname = \"deploy\"\nissuer = \"{gh}\"\nrequire = {{ repository = \"acme/infra\" }}\n"
+        ),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    let claims = with(&base(gh, "h"), |c| {
+        c["repository_owner_id"] = json!("1");
+        c["repository"] = json!("evil/fork");
+    });
+    let k = keys();
+    let jwks = Jwks::from_value(&json!({"keys": [k["rsa"]["jwk"]]})).unwrap();
+    let tok = sign(&claims);
+    let p = oidc_core::token::parse(&tok, 16384).unwrap();
+    let v = verify(&p, &cfg.issuers[0], Keys { jwks: Some(&jwks), hmac_secret: None }, NOW, &mut Report::default())
+        .unwrap();
+    let why = oidc_core::accounts::account_for(&cfg, &v, "deploy", &[]).unwrap_err().to_string();
+    assert_eq!(why.matches("deploy").count(), 1, "{why}");
+    assert_eq!(why.matches("evil/fork").count(), 1, "{why}");
+}

@@ -327,9 +327,21 @@ mount -n --bind $D/sudoers /etc/sudoers
 
     /// [`SshHost::ssh`] with another askpass program.
     pub fn ssh_with(&self, user: &str, token_file: &Path, command: &str, askpass: &Path) -> Output {
+        self.ssh_client(user, token_file, command, askpass, "ERROR")
+    }
+
+    /// [`SshHost::ssh`] as a user's client shows it (ssh's default log level,
+    /// at which keyboard-interactive instructions, e.g. a refusal, are printed).
+    pub fn ssh_as_user_sees_it(&self, user: &str, token_file: &Path, command: &str) -> Output {
+        self.ssh_client(user, token_file, command, &askpass(), "INFO")
+    }
+
+    fn ssh_client(&self, user: &str, token_file: &Path, command: &str, askpass: &Path, level: &str) -> Output {
         Command::new("ssh")
             .args(["-F", "/dev/null", "-p", &self.port.to_string()])
-            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+            .arg("-o")
+            .arg(format!("LogLevel={level}"))
             .args(["-o", "PreferredAuthentications=keyboard-interactive", "-o", "NumberOfPasswordPrompts=1"])
             .args(["-o", "ConnectTimeout=10", "-o", "BatchMode=no"])
             .arg(format!("{user}@127.0.0.1"))

@@ -58,8 +58,8 @@ fn first_login_of_a_never_seen_user_gets_claim_groups_home_and_session() {
 #[test]
 fn refusals_over_sshd_are_logged_with_their_reason() {
     let (idp, env, _h, host) = setup("[policy]\nallowed_groups = [\"devs\"]\n", &["dev-*"], "", "");
-    let cases: Vec<(&str, String, &str)> = vec![
-        ("alice", "not-a-token".into(), "code=malformed"),
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        ("alice", "not-a-token".into(), "code=malformed", "invalid token"),
         (
             "alice",
             {
@@ -68,13 +68,20 @@ fn refusals_over_sshd_are_logged_with_their_reason() {
                 idp.sign(json!({"alg": "RS256"}), c)
             },
             "code=expired",
+            "token expired",
         ),
-        ("alice", idp.token("host-login", "bob"), "code=user-mismatch"),
-        ("carol", idp.token("host-login", "carol"), "code=not-in-allowed-group"),
+        ("alice", idp.token("host-login", "bob"), "code=user-mismatch", "token is for another user"),
+        ("carol", idp.token("host-login", "carol"), "code=not-in-allowed-group", "not in a group allowed on this host"),
     ];
-    for (user, token, needle) in cases {
-        let out = host.ssh(user, &token_file(&env, "t", &token), "echo LOGGED-IN");
+    for (user, token, needle, told) in cases {
+        let out = host.ssh_as_user_sees_it(user, &token_file(&env, "t", &token), "echo LOGGED-IN");
         assert!(!out.status.success() && !text(&out).contains("LOGGED-IN"), "{user} {needle}: {}", text(&out));
+        // The client (a CI job's askpass included) is told why, in one short line.
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains(&format!("OIDC login refused: {told}")),
+            "{user} {needle}: the client was not told: {said}"
+        );
         let line = host.wait_log(needle);
         assert!(line.contains(&format!("user={user}")) && line.contains("result=deny"), "{line}");
     }

@@ -122,7 +122,7 @@ impl RoleAccount {
         host_groups: &[String],
     ) -> Result<(), String> {
         if self.issuer.as_deref() != Some(issuer) {
-            return Err(format!("rule for {} is for issuer {}", self.name, self.issuer.as_deref().unwrap_or("?")));
+            return Err(format!("its rule is for issuer {}", self.issuer.as_deref().unwrap_or("?")));
         }
         if let Some(g) = &self.group {
             if !host_groups.contains(g) {
