@@ -314,3 +314,40 @@ fn stacks_and_privileged_groups() {
     s.env.append("[issuer.groups]\nmap = { \"00000000-aaaa\" = \"netadmins\" }\n");
     s.passes();
 }
+
+/// Issue 13 (6): with `[aws]` on the instance role, helperd scopes credentials
+/// per session — unless any local user can read the instance role from IMDS
+/// directly. Doctor probes IMDS as an unprivileged uid and fails if it answers.
+#[test]
+fn imds_reachable_by_any_user_fails_when_aws_uses_the_instance_role() {
+    let s = setup();
+    let cfg = std::fs::read_to_string(&s.env.config).unwrap();
+    let with_aws = |endpoint: &str, source: &str| {
+        let p = s.env.dir.0.join(format!("aws-{source}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                "{cfg}\n[aws]\nimds_endpoint = \"{endpoint}\"\n[[aws.role]]\ngroup = \"devs\"\n\
+                 role_arn = \"arn:aws:iam::123456789012:role/devs\"\nsource = \"{source}\"\n"
+            ),
+        )
+        .unwrap();
+        s.doctor_with(&p)
+    };
+    // An IMDS that answers anyone (here: a listener on 127.0.0.1).
+    let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (code, out) = with_aws(&format!("http://{}", open.local_addr().unwrap()), "instance");
+    assert_eq!(code, 1, "{out}");
+    let line = out.lines().find(|l| l.starts_with("[FAIL] imds")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("uid 65534") && line.contains("instance role"), "{line}");
+    let fix = out.lines().skip_while(|l| *l != line).nth(1).unwrap_or("");
+    assert!(fix.contains("skuid") && fix.contains("169.254.169.254"), "{fix}");
+    // Only root may reach it (here: nothing listens for anyone): passes.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (_, out) = with_aws(&format!("http://{closed}"), "instance");
+    assert!(out.lines().any(|l| l.starts_with("[PASS] imds") && l.contains("uid 65534")), "{out}");
+    // Web identity only: the instance role is not used, nothing to check.
+    let (_, out) = with_aws(&format!("http://{}", open.local_addr().unwrap()), "web_identity");
+    assert!(out.lines().any(|l| l.starts_with("[PASS] imds") && l.contains("no [[aws.role]]")), "{out}");
+    drop(open);
+}
