@@ -202,6 +202,14 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
     }
     let token = match a.device_issuer(&cfg) {
         Some(issuer) => crate::device::login(pam, &cfg, &client, issuer),
+        // The session's claims fell short of the stack's group: say so in the
+        // prompt (sudo passes PAM_SILENT, so a message would not be shown).
+        None if why_not_session.contains(": not in ") => {
+            let mut c = cfg.clone();
+            let base = c.pam.prompt.trim_end().trim_end_matches(':');
+            c.pam.prompt = format!("{base} (this session is not in {}): ", a.require_groups.join(" or "));
+            get_token(pam, &a, &c)
+        }
         None => get_token(pam, &a, &cfg),
     };
     let token = match token {

@@ -82,6 +82,11 @@ fn local_and_oidc_users_each_get_what_they_should(idp: &Idp, env: &Env, host: &S
             "{}",
             host.syslog().join("\n")
         );
+        // sudo passes PAM_SILENT, so the step-up prompt itself says what fell short.
+        std::fs::write(&tok, idp.token("host-login", "bob")).unwrap();
+        let o = host.ssh("bob", &tok, "sudo -S true </dev/null");
+        let t = text(&o);
+        assert!(t.contains("OIDC token (this session is not in ops-admins): "), "bob: {t}");
     }
     // A refused OIDC login over ssh gets no password prompt either.
     let bad = env.dir.0.join("bad.token");
