@@ -592,6 +592,19 @@ fn id_key(cfg: &Config) -> Outcome {
 
 fn snapshot(cfg: &Config) -> Outcome {
     let p = &cfg.helperd.nss_snapshot;
+    // libnss_oidc.so.2 reads one path: $NSS_OIDC_SNAPSHOT (tests) or the default.
+    let nss_reads = std::env::var_os("NSS_OIDC_SNAPSHOT")
+        .map_or_else(|| PathBuf::from(nss_snapshot::format::DEFAULT_PATH), PathBuf::from);
+    if *p != nss_reads {
+        return fail(
+            format!(
+                "helperd.nss_snapshot is {} but libnss_oidc.so.2 reads {}: OIDC users will not resolve",
+                p.display(),
+                nss_reads.display()
+            ),
+            "remove helperd.nss_snapshot from the config (the default is the path the NSS module reads)",
+        );
+    }
     let bytes = std::fs::read(p)
         .map_err(|e| (format!("{}: {e}", p.display()), "start helperd: it writes the snapshot at start".to_string()))?;
     let s = nss_snapshot::reader::Snapshot::parse(&bytes)

@@ -6,7 +6,7 @@
 //! longest run of dot-separated segments that is a key of the object wins.
 //!
 //! A **condition** (`[issuer.require]`, `[role_account.require]`) says what a
-//! claim must hold: a string (exact, or a glob with `*` and `?`), a boolean, an
+//! claim must hold: a string (exact, or a glob with `*`), a boolean, an
 //! integer, or a list of those (any one of them). When the claim is an array,
 //! one element must match. A missing claim never matches.
 

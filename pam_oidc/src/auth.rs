@@ -43,26 +43,53 @@ pub fn code_for(r: &Rejection) -> PamResultCode {
 
 /// Load args and config, or log why not. Shared by every hook.
 pub fn setup(pam: &mut dyn Pam, raw: &[String], stage: &'static str) -> Result<(Args, Config), PamResultCode> {
-    let deny = |pam: &mut dyn Pam, r: Rejection, rc| {
-        let ev = AuditEvent {
+    // A broken argument or config is the operator's error: logged, fatal for
+    // OIDC users (fail closed), and never a lock-out for local users, whose
+    // stacks reach this module first (`default=die`).
+    let deny = |pam: &mut dyn Pam, r: Rejection, rc, cfg: Option<&Config>| {
+        let user = pam.user().unwrap_or_default();
+        let local =
+            !user.is_empty() && matches!(crate::local::classify_with(cfg, pam, &user), crate::local::Kind::Local(_));
+        let mut ev = AuditEvent {
             stage,
             service: pam.service(),
+            user: user.clone(),
             rhost: pam.rhost(),
             code: r.code().into(),
             reason: r.to_string(),
             ..Default::default()
         };
+        if local {
+            ev.reason = format!(
+                "{}; {} is a local account: left to the other modules",
+                ev.reason,
+                oidc_core::audit::clean(&user)
+            );
+            pam.log(Prio::Err, &ev.to_string());
+            return Err(PamResultCode::PAM_IGNORE);
+        }
         pam.log(Prio::Err, &ev.to_string());
         pam.error(r.user_message());
         Err(rc)
     };
     let a = match args::parse(raw) {
         Ok(a) => a,
-        Err(e) => return deny(pam, Rejection::Config(e), PamResultCode::PAM_SERVICE_ERR),
+        Err(e) => {
+            // The ranges of the config the stack names, if it loads, tell local from OIDC.
+            let path = raw.iter().find_map(|x| x.strip_prefix("config=")).unwrap_or(oidc_core::config::DEFAULT_PATH);
+            let cfg = Config::load(std::path::Path::new(path)).ok();
+            return deny(pam, Rejection::Config(e), PamResultCode::PAM_SERVICE_ERR, cfg.as_ref());
+        }
     };
     match Config::load(&a.config) {
-        Ok(c) => Ok((a, c)),
-        Err(e) => deny(pam, Rejection::Config(e.to_string()), PamResultCode::PAM_AUTHINFO_UNAVAIL),
+        Ok(c) => match &a.device {
+            Some(Some(url)) if c.issuer(url).is_none_or(|i| i.device_client_id.is_none()) => {
+                let why = format!("device_code={url}: not a configured [[issuer]] with a device_client_id");
+                deny(pam, Rejection::Config(why), PamResultCode::PAM_SERVICE_ERR, Some(&c))
+            }
+            _ => Ok((a, c)),
+        },
+        Err(e) => deny(pam, Rejection::Config(e.to_string()), PamResultCode::PAM_AUTHINFO_UNAVAIL, None),
     }
 }
 

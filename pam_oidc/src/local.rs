@@ -18,8 +18,15 @@ pub enum Kind {
 }
 
 pub fn classify(cfg: &Config, pam: &dyn Pam, user: &str) -> Kind {
-    let a = &cfg.accounts;
-    if cfg.role_accounts.iter().any(|r| r.name == user) || a.pinned_uids.contains_key(user) {
+    classify_with(Some(cfg), pam, user)
+}
+
+/// [`classify`] when the config may not have loaded: then the default uid
+/// range decides (an OIDC user outside it is refused by the other modules).
+pub fn classify_with(cfg: Option<&Config>, pam: &dyn Pam, user: &str) -> Kind {
+    let defaults = oidc_core::config::Accounts::default();
+    let a = cfg.map_or(&defaults, |c| &c.accounts);
+    if cfg.is_some_and(|c| c.role_accounts.iter().any(|r| r.name == user)) || a.pinned_uids.contains_key(user) {
         return Kind::Oidc;
     }
     match pam.uid_of(user) {

@@ -39,7 +39,11 @@ fn aws_env(pam: &mut dyn Pam, cfg: &Config, user: &str, st: &AwsStatus) -> PamRe
 }
 
 pub fn open_session(pam: &mut dyn Pam, raw: &[String]) -> PamResultCode {
-    let Ok((_, cfg)) = setup(pam, raw, "session") else { return PamResultCode::PAM_SESSION_ERR };
+    let cfg = match setup(pam, raw, "session") {
+        Ok((_, cfg)) => cfg,
+        Err(PamResultCode::PAM_IGNORE) => return PamResultCode::PAM_IGNORE, // a local user
+        Err(_) => return PamResultCode::PAM_SESSION_ERR,
+    };
     let Some(login_id) = pam.getenv(ENV_LOGIN_ID).filter(|l| !l.is_empty()) else {
         return PamResultCode::PAM_IGNORE; // not an OIDC login, or helperd was down at auth
     };
@@ -79,7 +83,11 @@ pub fn open_session(pam: &mut dyn Pam, raw: &[String]) -> PamResultCode {
 }
 
 pub fn close_session(pam: &mut dyn Pam, raw: &[String]) -> PamResultCode {
-    let Ok((_, cfg)) = setup(pam, raw, "session") else { return PamResultCode::PAM_SESSION_ERR };
+    let cfg = match setup(pam, raw, "session") {
+        Ok((_, cfg)) => cfg,
+        Err(PamResultCode::PAM_IGNORE) => return PamResultCode::PAM_IGNORE, // a local user
+        Err(_) => return PamResultCode::PAM_SESSION_ERR,
+    };
     let req = Request::CloseSession { pid: std::process::id() as i32 };
     match client(&cfg, 0).call(&req) {
         Ok(Response::SessionClosed { closed }) if closed > 0 => {

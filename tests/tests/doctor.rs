@@ -12,6 +12,8 @@ struct Setup {
     sshd: PathBuf,
     nss: PathBuf,
     pam: PathBuf,
+    /// Run doctor as if the NSS module read another path than the config's.
+    nss_elsewhere: std::cell::Cell<bool>,
 }
 
 fn setup() -> Setup {
@@ -37,12 +39,21 @@ fn setup() -> Setup {
     std::fs::write(d.join("sudoers"), "Defaults env_reset\n%sudo ALL=(ALL:ALL) ALL\n").unwrap();
     std::fs::create_dir_all(d.join("polkit")).unwrap();
     std::fs::write(pam.join("sudo"), "@include common-oidc\n").unwrap();
-    Setup { idp, env, h, sshd, nss, pam }
+    Setup { idp, env, h, sshd, nss, pam, nss_elsewhere: std::cell::Cell::new(false) }
 }
 
 impl Setup {
     fn doctor_with(&self, config: &Path) -> (i32, String) {
+        let snapshot = std::fs::read_to_string(config)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("nss_snapshot = \"").map(|v| v.trim_end_matches('"').to_string()))
+            .unwrap();
         let out = std::process::Command::new(helperd_bin())
+            .env(
+                "NSS_OIDC_SNAPSHOT",
+                if self.nss_elsewhere.get() { "/var/cache/pam-oidc/nss.snapshot".into() } else { snapshot },
+            )
             .args(["--config", &config.display().to_string(), "doctor"])
             .args(["--sshd-config", &self.sshd.display().to_string()])
             .args(["--nsswitch", &self.nss.display().to_string()])
@@ -166,6 +177,10 @@ fn helperd_socket_and_snapshot() {
     s.fails("snapshot", "No such file");
     std::fs::write(&snap, &good).unwrap();
     s.passes();
+    // The config names a snapshot path the NSS module does not read.
+    s.nss_elsewhere.set(true);
+    s.fails("snapshot", "libnss_oidc.so.2 reads /var/cache/pam-oidc/nss.snapshot");
+    s.nss_elsewhere.set(false);
     s.h.stop();
     s.fails("helperd", "helperd unreachable");
 }

@@ -1,6 +1,8 @@
 //! Issue 6: the .deb installs cleanly into a Debian bookworm root (debootstrap
 //! minbase, cached under target/debootstrap) via chroot + dpkg; the .rpm's file
-//! list, modes and scriptlets. Packages come from `scripts/package`.
+//! list, modes and scriptlets. Packages come from `scripts/package`. The man
+//! pages both packages install (packaging/man/): installed, compressed, clean
+//! roff, and in step with the code (every module argument, command and key).
 
 use integration::*;
 use std::path::{Path, PathBuf};
@@ -47,6 +49,18 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o7777
 }
 
+/// The man pages: (source in packaging/man/, installed path in both packages, `.TH` line start).
+const MAN_PAGES: [(&str, &str, &str); 3] = [
+    ("pam_oidc.8", "/usr/share/man/man8/pam_oidc.8.gz", ".TH PAM_OIDC 8 "),
+    ("helperd.8", "/usr/share/man/man8/helperd.8.gz", ".TH HELPERD 8 "),
+    ("pam-oidc.toml.5", "/usr/share/man/man5/pam-oidc.toml.5.gz", ".TH PAM\\-OIDC.TOML 5 "),
+];
+
+/// A man page's source with roff's escaped hyphens (`\-`) made plain.
+fn man_source(name: &str) -> String {
+    std::fs::read_to_string(root().join("packaging/man").join(name)).unwrap().replace("\\-", "-")
+}
+
 #[test]
 fn deb_installs_serves_an_oidc_user_and_purges_cleanly() {
     let r = bookworm();
@@ -86,6 +100,30 @@ fn deb_installs_serves_an_oidc_user_and_purges_cleanly() {
         ("usr/share/pam-configs/oidc", 0o644),
     ] {
         assert_eq!(mode(&root.join(p)), m, "{p}");
+    }
+    // Docs by reader, next to a DEP-5 copyright that names the package and its licence.
+    for d in ["README.md", "ARCHITECTURE.md", "LICENSE", "docs/install.md", "docs/configuration.md", "docs/tokens.md"] {
+        assert_eq!(mode(&root.join("usr/share/doc/pam-oidc").join(d)), 0o644, "{d}");
+    }
+    let copyright = std::fs::read_to_string(root.join("usr/share/doc/pam-oidc/copyright")).unwrap();
+    assert!(
+        copyright.starts_with("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/")
+            && copyright.contains("Upstream-Name: pam-oidc")
+            && copyright.contains("Files: *")
+            && copyright.contains("License: Apache-2.0"),
+        "{copyright}"
+    );
+    // The man pages: gzip (-9n, no name or timestamp in the header), the page itself.
+    for (src, path, th) in MAN_PAGES {
+        let p = root.join(path.trim_start_matches('/'));
+        assert_eq!(mode(&p), 0o644, "{path}");
+        let gz = std::fs::read(&p).unwrap();
+        assert!(gz.starts_with(&[0x1f, 0x8b, 8]), "{path} is not gzip");
+        assert_eq!((gz[3], &gz[4..8], gz[8]), (0, &[0u8; 4][..], 2), "{path}: not gzip -9n (name, mtime or level)");
+        let (ok, page) = chroot(root, &format!("zcat {path}"));
+        assert!(ok && page.lines().any(|l| l.starts_with(th)), "{path}: {page:.200}");
+        let source = std::fs::read_to_string(integration::root().join("packaging/man").join(src)).unwrap();
+        assert!(page == source, "{path} is not packaging/man/{src}: run scripts/package");
     }
     let (_, conffiles) = chroot(root, "cat /var/lib/dpkg/info/pam-oidc.conffiles");
     assert!(conffiles.contains("/etc/pam-oidc/config.toml"), "{conffiles}");
@@ -149,6 +187,9 @@ fn deb_installs_serves_an_oidc_user_and_purges_cleanly() {
         "etc/pam-oidc/id.key",
         "var/lib/pam-oidc",
         "var/cache/pam-oidc",
+        "usr/share/man/man8/pam_oidc.8.gz",
+        "usr/share/man/man8/helperd.8.gz",
+        "usr/share/man/man5/pam-oidc.toml.5.gz",
     ] {
         assert!(!root.join(p).exists(), "{p} left behind");
     }
@@ -168,9 +209,17 @@ fn rpm_file_list_modes_and_scriptlets() {
         ("/usr/lib/systemd/system/pam-oidc-helperd.service", "-rw-r--r--"),
         ("/usr/lib/pam-oidc/nsswitch", "-rwxr-xr-x"),
         ("/usr/lib/pam-oidc/id-key-init", "-rwxr-xr-x"),
+        (MAN_PAGES[0].1, "-rw-r--r--"),
+        (MAN_PAGES[1].1, "-rw-r--r--"),
+        (MAN_PAGES[2].1, "-rw-r--r--"),
     ] {
         let line = list.lines().find(|l| l.ends_with(path)).unwrap_or_else(|| panic!("{path} not in\n{list}"));
         assert!(line.starts_with(perms), "{line}");
+    }
+    // The man pages are documentation (%doc: `rpm --excludedocs` leaves them out).
+    let (_, docs) = sh(&format!("rpm -qdp {} 2>/dev/null", rpm.display()));
+    for (_, path, _) in MAN_PAGES {
+        assert!(docs.lines().any(|l| l == path), "{path} not %doc: {docs}");
     }
     let (_, cfg) = sh(&format!("rpm -qpc {} 2>/dev/null", rpm.display()));
     assert!(cfg.contains("/etc/pam-oidc/config.toml"), "config file: {cfg}");
@@ -207,4 +256,77 @@ fn nsswitch_helper_is_idempotent_and_reversible() {
     assert!(t.contains("shadow:         files\n"), "{t}");
     assert!(sh(&format!("{} remove {}", helper.display(), f.display())).0);
     assert_eq!(std::fs::read_to_string(&f).unwrap(), original);
+}
+
+#[test]
+fn man_pages_are_clean_roff() {
+    for (src, _, th) in MAN_PAGES {
+        let page = root().join("packaging/man").join(src);
+        assert!(std::fs::read_to_string(&page).unwrap().lines().any(|l| l.starts_with(th)), "{src}: no {th}");
+        let o = Command::new("groff").args(["-man", "-ww", "-z"]).arg(&page).output().expect("groff (groff-base)");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success() && err.is_empty(), "groff -man -ww {src}: {err}");
+    }
+}
+
+/// The pages document what the code accepts: every pam_oidc argument
+/// (`PAM_ARGUMENTS`), every helperd command and option (its usage text), and
+/// every config key (the key lists of the config's own unknown-field errors).
+#[test]
+fn man_pages_cover_every_argument_command_and_key() {
+    let pam = man_source("pam_oidc.8");
+    for arg in oidc_core::config::PAM_ARGUMENTS {
+        let documented = match arg.strip_suffix('=') {
+            Some(_) => pam.contains(&format!("\n.BI {arg} ")),
+            None => pam.contains(&format!("\n.B {arg}\n")),
+        };
+        assert!(documented, "pam_oidc.8 OPTIONS: no entry for {arg}");
+    }
+
+    let helperd = man_source("helperd.8");
+    let o = Command::new(helperd_bin()).arg("--help").output().unwrap();
+    let usage = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mut commands = 0;
+    for line in usage.lines().skip(2) {
+        let indent = line.len() - line.trim_start().len();
+        let Some(cmd) =
+            line.split_whitespace().next().filter(|w| indent < 8 && w.starts_with(|c: char| c.is_ascii_lowercase()))
+        else {
+            continue;
+        };
+        commands += 1;
+        assert!(helperd.contains(&format!("\\fB{cmd}")), "helperd.8: no command {cmd}");
+    }
+    assert!(commands >= 12, "{usage}");
+    for opt in usage.split(|c: char| c.is_whitespace() || c == '[' || c == ']').filter(|w| w.starts_with("--")) {
+        let opt = opt.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+        assert!(helperd.contains(&format!("\\fB{opt}\\fR")), "helperd.8: no option {opt}");
+    }
+
+    let toml = man_source("pam-oidc.toml.5");
+    for (table, probe) in [
+        ("", "zzz = 1"),
+        ("helperd", "[helperd]\nzzz = 1"),
+        ("pam", "[pam]\nzzz = 1"),
+        ("policy", "[policy]\nzzz = 1"),
+        ("issuer", "[[issuer]]\nzzz = 1"),
+        ("issuer.groups", "[[issuer]]\n[issuer.groups]\nzzz = 1"),
+        ("accounts", "[accounts]\nzzz = 1"),
+        ("role_account", "[[role_account]]\nzzz = 1"),
+        ("aws", "[aws]\nzzz = 1"),
+        ("aws.role", "[[aws.role]]\nzzz = 1"),
+    ] {
+        let text = format!("version = 1\n{probe}\n");
+        let e = oidc_core::config::Config::parse(&text, Path::new("probe.toml")).unwrap_err();
+        // serde: "unknown field `zzz`, expected `a`", "... expected `a` or `b`", "... expected one of `a`, `b`, ..."
+        let expected = e.message.split_once(", expected ").unwrap_or_else(|| panic!("{table}: {e}")).1;
+        let keys: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        assert!(!keys.is_empty(), "{e}");
+        for key in keys {
+            let documented = toml.contains(&format!("\\fB{key}\\fR"))
+                || toml.contains(&format!("[{key}]"))
+                || toml.contains(&format!("{table}.{key}"));
+            assert!(documented, "pam-oidc.toml.5: no entry for key {key} of [{table}]");
+        }
+    }
 }

@@ -101,6 +101,43 @@ fn shipped_stacks_leave_local_users_as_they_were() {
     local_and_oidc_users_each_get_what_they_should(&idp, &env, &host, true);
 }
 
+/// A mistyped module argument or a config that does not load must not lock
+/// local users out (their stacks reach pam_oidc first, with `default=die`):
+/// they fall through as always; OIDC users are refused (fail closed) and the
+/// error is logged for the operator.
+#[test]
+fn a_broken_argument_or_config_never_locks_local_users_out() {
+    let (idp, env, _h, host) = world(Stacks::shipped("require_groups=ops-admins"));
+    let local_sudo = |what: &str| {
+        let o = host.ssh_key("ladmin", "sudo -n true && echo NOPASSWD-OK");
+        assert!(text(&o).contains("NOPASSWD-OK"), "{what}: ladmin: {}\n{}", text(&o), host.syslog().join("\n"));
+        let (pw, _) = password_askpass(&env);
+        let none = env.dir.0.join("no.token");
+        std::fs::write(&none, "").unwrap();
+        let cmd = format!("echo {LOCAL_PASSWORD} | sudo -S -p 'SUDO-PW:' true && echo SUDO-PW-OK");
+        let o = host.ssh_with("lpass", &none, &cmd, &pw);
+        assert!(text(&o).contains("SUDO-PW-OK"), "{what}: lpass: {}\n{}", text(&o), host.syslog().join("\n"));
+    };
+    local_sudo("typo in the sudo stack");
+    // An OIDC user's sudo through the mistyped stack is refused, and the operator is told.
+    let tok = env.dir.0.join("alice.token");
+    std::fs::write(&tok, idp.token("host-login", "alice")).unwrap();
+    let o = host.ssh("alice", &tok, "sudo -S -p 'SUDO:' true </dev/null || echo ALICE-NO-SUDO");
+    assert!(text(&o).contains("ALICE-NO-SUDO"), "alice: {}", text(&o));
+    let line = host.wait_log("code=config-error");
+    assert!(line.contains("require_groups"), "{line}");
+    // A config that no longer parses: local users still log in and sudo.
+    env.append("this is not toml\n");
+    local_sudo("broken config");
+    let o = host.ssh_key("lkey", "echo KEY-OK");
+    assert!(text(&o).contains("KEY-OK"), "lkey: {}", text(&o));
+    assert!(
+        host.syslog().iter().any(|l| l.contains("config-error") && l.contains("user=ladmin")),
+        "{}",
+        host.syslog().join("\n")
+    );
+}
+
 #[test]
 fn the_pam_auth_update_profile_leaves_local_users_as_they_were() {
     let (idp, env, _h, host) = world(Stacks::profile());

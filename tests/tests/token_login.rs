@@ -129,6 +129,11 @@ fn require_group_module_argument() {
     // A typo in an argument is refused rather than silently dropping the restriction.
     let r = env.pam_with(&so, "require_groups=ops-admins", "alice", &idp.token("host-login", "alice"));
     r.assert_denied("config-error");
+    // device_code naming an issuer that is not configured (or has no device client)
+    // is a config error, not a silent fall-back to a token prompt.
+    let r = env.pam_with(&so, "device_code=https://nope.example.com", "alice", &idp.token("host-login", "alice"));
+    r.assert_denied("config-error");
+    assert!(r.log().iter().any(|l| l.contains("device_code=https://nope.example.com")), "{:?}", r.log());
 }
 
 #[test]

@@ -85,7 +85,8 @@ pub struct Groups {
     /// reserved or privileged group (e.g. `"ops-admins" = "sudo"`, served with
     /// `group: files [SUCCESS=merge] oidc`).
     pub map: BTreeMap<String, String>,
-    /// Unmapped groups become host groups (lower-cased, safe names only).
+    /// Unmapped groups become host groups (names that are already safe,
+    /// lower-case host names only; others are dropped, never folded).
     /// `false`: only `map` entries do.
     pub auto: bool,
 }
