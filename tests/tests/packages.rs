@@ -221,6 +221,12 @@ fn rpm_file_list_modes_and_scriptlets() {
     for (_, path, _) in MAN_PAGES {
         assert!(docs.lines().any(|l| l == path), "{path} not %doc: {docs}");
     }
+    // A real description (not the summary repeated), the licence as %license.
+    let (_, info) = sh(&format!("rpm -qip {} 2>/dev/null", rpm.display()));
+    let desc = info.split("Description :").nth(1).unwrap_or("");
+    assert!(desc.contains("libnss_oidc.so.2") && desc.contains("helperd doctor") && desc.lines().count() > 5, "{info}");
+    let (_, lic) = sh(&format!("rpm -qLp {} 2>/dev/null", rpm.display()));
+    assert!(lic.contains("/usr/share/licenses/pam-oidc/LICENSE"), "{lic}");
     let (_, cfg) = sh(&format!("rpm -qpc {} 2>/dev/null", rpm.display()));
     assert!(cfg.contains("/etc/pam-oidc/config.toml"), "config file: {cfg}");
     let (_, scripts) = sh(&format!("rpm -qp --scripts {} 2>/dev/null", rpm.display()));
