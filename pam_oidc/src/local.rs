@@ -21,18 +21,53 @@ pub fn classify(cfg: &Config, pam: &dyn Pam, user: &str) -> Kind {
     classify_with(Some(cfg), pam, user)
 }
 
-/// [`classify`] when the config may not have loaded: then the default uid
-/// range decides (an OIDC user outside it is refused by the other modules).
+/// [`classify`] when the config may not have loaded. Without it the uid
+/// range, pinned uids and role accounts are unknown, so the NSS snapshot
+/// decides: a name it serves is an OIDC account (refused, fail closed: its
+/// `account` line must never be skipped), any other name that resolves is
+/// local and left to the other modules.
 pub fn classify_with(cfg: Option<&Config>, pam: &dyn Pam, user: &str) -> Kind {
-    let defaults = oidc_core::config::Accounts::default();
-    let a = cfg.map_or(&defaults, |c| &c.accounts);
-    if cfg.is_some_and(|c| c.role_accounts.iter().any(|r| r.name == user)) || a.pinned_uids.contains_key(user) {
+    let Some(cfg) = cfg else {
+        return match pam.uid_of(user) {
+            None => Kind::Unknown,
+            Some(_) if served_by_snapshot(user) => Kind::Oidc,
+            Some(uid) => Kind::Local(uid),
+        };
+    };
+    let a = &cfg.accounts;
+    if cfg.role_accounts.iter().any(|r| r.name == user) || a.pinned_uids.contains_key(user) {
         return Kind::Oidc;
     }
     match pam.uid_of(user) {
         None => Kind::Unknown,
         Some(uid) if (a.uid_min..=a.uid_max).contains(&uid) => Kind::Oidc,
         Some(uid) => Kind::Local(uid),
+    }
+}
+
+unsafe extern "C" {
+    /// glibc: NULL in setuid/setgid (AT_SECURE) processes.
+    fn secure_getenv(name: *const libc::c_char) -> *mut libc::c_char;
+}
+
+/// Does the snapshot libnss_oidc.so.2 reads (the same path rule) serve `user`?
+/// An unreadable snapshot serves no one: then no OIDC account resolves at all.
+fn served_by_snapshot(user: &str) -> bool {
+    // SAFETY: a NUL-terminated literal; a non-NULL result is a NUL-terminated
+    // environment string that lives for the process.
+    let env = unsafe { secure_getenv(c"NSS_OIDC_SNAPSHOT".as_ptr()) };
+    let path = if env.is_null() {
+        std::path::PathBuf::from(nss_snapshot::format::DEFAULT_PATH)
+    } else {
+        // SAFETY: see above.
+        let c = unsafe { std::ffi::CStr::from_ptr(env) };
+        std::path::PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(c.to_bytes()))
+    };
+    let Ok(bytes) = std::fs::read(&path) else { return false };
+    match nss_snapshot::reader::Snapshot::parse(&bytes) {
+        Ok(s) => matches!(s.user_by_name(user.as_bytes()), Ok(Some(_))),
+        // A corrupt snapshot: the NSS module refuses it too, so it serves no one.
+        Err(_) => false,
     }
 }
 

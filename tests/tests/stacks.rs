@@ -138,6 +138,40 @@ fn a_broken_argument_or_config_never_locks_local_users_out() {
     );
 }
 
+/// With the config broken, an OIDC account must not pass for a local one —
+/// even with uids outside the default range (a site's own range): its
+/// `account` line (here: sudo's group gate, which NOPASSWD does not skip)
+/// must not fall through to pam_unix.
+#[test]
+fn a_broken_config_never_lets_an_oidc_account_skip_its_account_checks() {
+    let idp = Idp::start();
+    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    env.prelogin(&["alice", "bob"], &[]);
+    env.append("[accounts]\nuid_min = 536870912\nuid_max = 805306367\ngid_min = 805306368\ngid_max = 1073741823\n");
+    let h = env.start_helperd();
+    env.wait_cached(&idp.issuer());
+    let sudoers = format!("{SUDOERS}bob ALL=(ALL) NOPASSWD: ALL\n");
+    let host = SshHost::start_with_locals(&env, &Stacks::shipped("require_group=ops-admins"), &sudoers);
+    let tok = env.dir.0.join("bob.token");
+    std::fs::write(&tok, idp.token("host-login", "bob")).unwrap();
+    let config = env.config.clone();
+    let breaker = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let mut c = std::fs::read_to_string(&config).unwrap();
+        c.push_str("\nthis is not toml\n");
+        std::fs::write(&config, c).unwrap();
+    });
+    let o = host.ssh("bob", &tok, "id -u; sleep 4; sudo -n true && echo BOB-SUDO-BYPASS; echo END");
+    breaker.join().unwrap();
+    let t = text(&o);
+    assert!(t.contains("END"), "bob's session: {t}\n{}", host.syslog().join("\n"));
+    assert!(!t.contains("BOB-SUDO-BYPASS"), "bob (not in ops-admins) got sudo with the config broken: {t}");
+    // The local NOPASSWD admin still has sudo.
+    let o = host.ssh_key("ladmin", "sudo -n true && echo NOPASSWD-OK");
+    assert!(text(&o).contains("NOPASSWD-OK"), "ladmin: {}\n{}", text(&o), host.syslog().join("\n"));
+    drop(h);
+}
+
 #[test]
 fn the_pam_auth_update_profile_leaves_local_users_as_they_were() {
     let (idp, env, _h, host) = world(Stacks::profile());
