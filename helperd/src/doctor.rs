@@ -490,7 +490,10 @@ fn imds(cfg: &Config) -> Outcome {
     let addr = match std::net::ToSocketAddrs::to_socket_addrs(&hostport).ok().and_then(|mut a| a.next()) {
         Some(a) => a,
         None => {
-            return fail(format!("aws.imds_endpoint {ep}: not an address"), "set aws.imds_endpoint to http://IP[:PORT]")
+            return fail(
+                format!("aws.imds_endpoint {ep}: not an http://IP[:PORT] address to probe"),
+                "set aws.imds_endpoint to http://169.254.169.254 (or http://[fd00:ec2::254])",
+            )
         }
     };
     match probe_as_nobody(addr) {
@@ -563,8 +566,18 @@ fn probe_as_nobody(addr: std::net::SocketAddr) -> Result<bool, String> {
         }
     }
     let mut status = 0;
-    // SAFETY: waits for the child forked above.
-    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid || !libc::WIFEXITED(status) {
+    loop {
+        // SAFETY: waits for (reaps) the child forked above.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return Err("probe process failed".into());
+    }
+    if !libc::WIFEXITED(status) {
         return Err("probe process failed".into());
     }
     match libc::WEXITSTATUS(status) {

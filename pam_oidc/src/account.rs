@@ -58,7 +58,7 @@ pub fn acct_mgmt(pam: &mut dyn Pam, raw: &[String], now: i64) -> PamResultCode {
                 pam.log(Prio::Notice, &ev.to_string());
                 return PamResultCode::PAM_SUCCESS;
             }
-            Reuse::Unsatisfied(why) => why,
+            Reuse::Unsatisfied(why) | Reuse::LacksGroup(why) => why,
             // Not an OIDC login (e.g. a local user with a key). Only a stack that
             // demands a group needs OIDC; otherwise leave the decision to other modules.
             Reuse::NoSession(_) if a.require_groups.is_empty() => return PamResultCode::PAM_IGNORE,

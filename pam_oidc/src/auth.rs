@@ -87,6 +87,10 @@ pub fn setup(pam: &mut dyn Pam, raw: &[String], stage: &'static str) -> Result<(
                 let why = format!("device_code={url}: not a configured [[issuer]] with a device_client_id");
                 deny(pam, Rejection::Config(why), PamResultCode::PAM_SERVICE_ERR, Some(&c))
             }
+            Some(None) if !c.issuers.iter().any(|i| i.device_client_id.is_some()) => {
+                let why = "device_code: no configured [[issuer]] has a device_client_id".to_string();
+                deny(pam, Rejection::Config(why), PamResultCode::PAM_SERVICE_ERR, Some(&c))
+            }
             _ => Ok((a, c)),
         },
         Err(e) => deny(pam, Rejection::Config(e.to_string()), PamResultCode::PAM_AUTHINFO_UNAVAIL, None),
@@ -196,6 +200,7 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
     // they still satisfy what this stack demands. Otherwise: a fresh token.
     let client = ipc::Client::for_caller(&cfg.helperd, Duration::from_millis(cfg.pam.ipc_timeout_ms));
     let mut why_not_session = String::new();
+    let mut lacks_group = false;
     if !a.step_up {
         match crate::reuse::session_claims(
             &client,
@@ -224,14 +229,17 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
                 pam.log(Prio::Notice, &ev.to_string());
                 return PamResultCode::PAM_SUCCESS;
             }
-            other => why_not_session = other.why().to_string(),
+            other => {
+                lacks_group = matches!(other, crate::reuse::Reuse::LacksGroup(_));
+                why_not_session = other.why().to_string();
+            }
         }
     }
     let token = match a.device_issuer(&cfg) {
         Some(issuer) => crate::device::login(pam, &cfg, &client, issuer),
         // The session's claims fell short of the stack's group: say so in the
         // prompt (sudo passes PAM_SILENT, so a message would not be shown).
-        None if why_not_session.contains(": not in ") => {
+        None if lacks_group => {
             let mut c = cfg.clone();
             let base = c.pam.prompt.trim_end().trim_end_matches(':');
             c.pam.prompt = format!("{base} (this session is not in {}): ", a.require_groups.join(" or "));
@@ -243,7 +251,7 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
         Ok(t) => t,
         // sudo from a script (no tty) after the session's claims fell short:
         // the refusal names what fell short, not the silent prompt.
-        Err(r @ Rejection::NoToken(_)) if why_not_session.contains(": not in ") => {
+        Err(r @ Rejection::NoToken(_)) if lacks_group => {
             let want = a.require_groups.join(",");
             let r2 = Rejection::NotInAllowedGroup { want: format!("{want} (require_group); {why_not_session}; {r}") };
             return deny(pam, ev, &r2, r2.to_string());

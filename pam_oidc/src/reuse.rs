@@ -10,6 +10,9 @@ pub enum Reuse {
     Usable(Box<SessionClaims>, String),
     /// The caller is in an OIDC session whose claims do not satisfy the demand.
     Unsatisfied(String),
+    /// Ditto, and the claims lack every group the stack requires (a fresh
+    /// token is unlikely to help: the prompt and the refusal say so).
+    LacksGroup(String),
     /// The caller is in no OIDC session (or helperd cannot say).
     NoSession(String),
 }
@@ -17,7 +20,7 @@ pub enum Reuse {
 impl Reuse {
     pub fn why(&self) -> &str {
         match self {
-            Reuse::Usable(_, d) | Reuse::Unsatisfied(d) | Reuse::NoSession(d) => d,
+            Reuse::Usable(_, d) | Reuse::Unsatisfied(d) | Reuse::LacksGroup(d) | Reuse::NoSession(d) => d,
         }
     }
 }
@@ -47,6 +50,9 @@ pub fn session_claims(
             }
             match satisfies(&c, demand, now, leeway(&c.issuer)) {
                 Ok(()) => Reuse::Usable(c, detail),
+                Err(why) if !demand.groups.is_empty() && !demand.groups.iter().any(|g| c.groups.contains(g)) => {
+                    Reuse::LacksGroup(format!("{detail}: {why}"))
+                }
                 Err(why) => Reuse::Unsatisfied(format!("{detail}: {why}")),
             }
         }

@@ -134,6 +134,8 @@ fn require_group_module_argument() {
     let r = env.pam_with(&so, "device_code=https://nope.example.com", "alice", &idp.token("host-login", "alice"));
     r.assert_denied("config-error");
     assert!(r.log().iter().any(|l| l.contains("device_code=https://nope.example.com")), "{:?}", r.log());
+    let r = env.pam_with(&so, "device_code", "alice", &idp.token("host-login", "alice"));
+    r.assert_denied("config-error");
 }
 
 #[test]
