@@ -2,8 +2,10 @@
 //! maps. Its own crate so that everything that needs the format (helperd,
 //! `oidc_core`, hence `pam_oidc.so`) links no NSS entry point.
 //!
-//! * [`format`] — the layout, the writer, the keyed id hash and the name rules.
+//! * [`format`] — the layout, the writer and the keyed id hash.
+//! * [`names`] — the name rules (wildcards, portable names, reserved names).
 //! * [`reader`] — safe, bounds-checked lookups over the bytes.
 
 pub mod format;
+pub mod names;
 pub mod reader;

@@ -6,11 +6,11 @@
 
 mod accounts;
 mod aws;
+mod issuer;
 
-use crate::alg::Alg;
-use crate::claims::Conditions;
 pub use accounts::{Accounts, Groups, RoleAccount};
 pub use aws::{Aws, Role as AwsRole, Source as AwsSource};
+pub use issuer::{Issuer, MULTI_TENANT};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -157,174 +157,6 @@ pub struct Policy {
     pub allowed_groups: Vec<String>,
     /// A member of any of these is refused, whatever else.
     pub denied_groups: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Issuer {
-    /// Exact `iss` value; discovery is fetched from `<url>/.well-known/openid-configuration`.
-    pub url: String,
-    /// Other exact `iss` spellings this issuer signs with (Google: `accounts.google.com`).
-    #[serde(default)]
-    pub aliases: Vec<String>,
-    /// Accepted `aud` values (client IDs); at least one.
-    pub audiences: Vec<String>,
-    #[serde(default = "default_algorithms")]
-    pub algorithms: Vec<Alg>,
-    /// The claim that names a person or workload for good (`sub`; Entra: `oid`).
-    /// An identity is (issuer, this claim's value).
-    #[serde(default = "default_identity_claim")]
-    pub identity_claim: String,
-    /// Claim path of the login name (ignored when `username_template` is set).
-    #[serde(default = "default_username_claim")]
-    pub username_claim: String,
-    /// The login name built from claims, e.g. `gh-{repository_owner}`.
-    #[serde(default)]
-    pub username_template: Option<String>,
-    /// The login name is an email (`alice@example.com`): take the local part —
-    /// only for this domain; other domains are refused.
-    #[serde(default)]
-    pub username_domain: Option<String>,
-    /// Fold the login name to lower case (`Alice` logs in as `alice`). Only
-    /// for IdPs whose names are unique regardless of case (else `ALICE` and
-    /// `alice` would be one host name).
-    #[serde(default)]
-    pub username_lowercase: bool,
-    /// Prepended to every login name and every automatic group name of this
-    /// issuer: the issuer's own name space. Two issuers that make user
-    /// accounts never share a name space (one of them may have none).
-    #[serde(default)]
-    pub name_prefix: String,
-    /// Tokens log in as the name they carry (people). `false`: only through
-    /// `[[role_account]]` rules of this issuer (CI jobs, workloads).
-    #[serde(default = "yes")]
-    pub user_accounts: bool,
-    /// Claim path of the groups (a string or a list of strings).
-    #[serde(default = "default_groups_claim")]
-    pub groups_claim: String,
-    /// Which IdP groups become host groups, and under which names.
-    #[serde(default)]
-    pub groups: Groups,
-    /// Conditions every token of this issuer must meet (claim path → value,
-    /// glob or list): `hd`, `tid`, `repository_owner`, `email_verified` ...
-    #[serde(default)]
-    pub require: Conditions,
-    /// When the login name comes from `email`, `email_verified` must be true.
-    #[serde(default = "yes")]
-    pub require_email_verified: bool,
-    /// Accept access tokens (`typ: at+jwt`) as login tokens. Off: only ID tokens.
-    #[serde(default)]
-    pub allow_access_tokens: bool,
-    /// Take new accounts' uids from this claim (e.g. `uidNumber`) — only for
-    /// an issuer trusted to assign uids; every other issuer's come from the hash.
-    #[serde(default)]
-    pub uid_claim: Option<String>,
-    #[serde(default = "default_leeway")]
-    pub leeway_secs: u64,
-    #[serde(default = "default_max_lifetime")]
-    pub max_token_lifetime_secs: u64,
-    /// If set, `azp` must be present and equal.
-    #[serde(default)]
-    pub required_azp: Option<String>,
-    /// If non-empty, `acr` must be one of these.
-    #[serde(default)]
-    pub acr_values: Vec<String>,
-    /// Every listed value must appear in `amr`.
-    #[serde(default)]
-    pub required_amr: Vec<String>,
-    /// If set, `auth_time` must be present and at most this old.
-    #[serde(default)]
-    pub max_auth_age_secs: Option<u64>,
-    /// Root-only file holding the shared secret; required for (and only used by) HS* algorithms.
-    #[serde(default)]
-    pub hmac_secret_file: Option<PathBuf>,
-    /// Skip discovery and fetch keys from here.
-    #[serde(default)]
-    pub jwks_uri: Option<String>,
-    /// Public client for device-code login (RFC 8628); must be one of `audiences`.
-    #[serde(default)]
-    pub device_client_id: Option<String>,
-    #[serde(default = "default_device_scope")]
-    pub device_scope: String,
-    /// Stacks without `token`/`device_code` arguments use device-code login with this issuer.
-    #[serde(default)]
-    pub device_login: bool,
-}
-
-/// Issuers anyone can get a token from: a token of theirs proves nothing about
-/// your organisation until a condition binds the tenant (claim paths listed).
-/// Only immutable ids count for CI issuers: names can be renamed and re-registered.
-pub const MULTI_TENANT: &[(&str, &[&str])] = &[
-    ("https://token.actions.githubusercontent.com", &["repository_owner_id", "repository_id", "enterprise_id"]),
-    ("https://gitlab.com", &["namespace_id", "project_id"]),
-    ("https://accounts.google.com", &["hd"]),
-    ("https://login.microsoftonline.com/common/v2.0", &["tid"]),
-    ("https://login.microsoftonline.com/organizations/v2.0", &["tid"]),
-    ("https://login.microsoftonline.com/consumers/v2.0", &["tid"]),
-    ("https://app.terraform.io", &["terraform_organization_id"]),
-    ("https://agent.buildkite.com", &["organization_slug"]),
-];
-
-impl Issuer {
-    /// Does this issuer sign with `iss` (its URL or an alias)?
-    pub fn is(&self, iss: &str) -> bool {
-        self.url == iss || self.aliases.iter().any(|a| a == iss)
-    }
-
-    /// Does this issuer have a name space (user accounts, or a prefix for its groups)?
-    pub fn owns_names(&self) -> bool {
-        self.user_accounts || !self.name_prefix.is_empty()
-    }
-
-    /// Does the login name come from the `email` claim?
-    pub fn name_from_email(&self) -> bool {
-        match &self.username_template {
-            Some(t) => crate::claims::template_paths(t).contains(&"email"),
-            None => self.username_claim == "email",
-        }
-    }
-}
-
-fn yes() -> bool {
-    true
-}
-fn default_identity_claim() -> String {
-    "sub".into()
-}
-
-fn default_device_scope() -> String {
-    "openid profile".into()
-}
-
-fn default_algorithms() -> Vec<Alg> {
-    vec![Alg::RS256, Alg::ES256]
-}
-fn default_username_claim() -> String {
-    "preferred_username".into()
-}
-fn default_groups_claim() -> String {
-    "groups".into()
-}
-fn default_leeway() -> u64 {
-    60
-}
-fn default_max_lifetime() -> u64 {
-    3600
-}
-
-impl<'de> Deserialize<'de> for Alg {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if s.eq_ignore_ascii_case("none") {
-            return Err(serde::de::Error::custom("algorithm \"none\" is never allowed"));
-        }
-        Alg::parse(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "unknown algorithm {s:?} (one of: {})",
-                crate::alg::ALL.map(|a| a.name()).join(", ")
-            ))
-        })
-    }
 }
 
 /// A config error that names file, line and key.

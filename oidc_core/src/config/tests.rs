@@ -1,4 +1,5 @@
 use super::*;
+use crate::alg::Alg;
 
 fn parse(t: &str) -> Result<Config, ConfigError> {
     Config::parse(t, Path::new("/etc/pam-oidc/config.toml"))
