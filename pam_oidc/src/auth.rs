@@ -183,12 +183,6 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
         crate::local::Kind::Unknown => pam.log(Prio::Warning, &crate::local::unknown_user_note(&user)),
         crate::local::Kind::Oidc => {}
     }
-    // A second run of the module in one transaction (our line and the
-    // common-auth profile's both in a stack) reuses the first result.
-    if pam.getenv(ENV_USER).is_some_and(|u| u == user) && pam.getenv(ENV_ISSUER).is_some_and(|i| !i.is_empty()) {
-        pam.log(Prio::Info, &format!("auth user={} already authenticated in this transaction", audit_clean(&user)));
-        return PamResultCode::PAM_SUCCESS;
-    }
     let mut ev = AuditEvent {
         stage: "auth",
         service: pam.service(),
@@ -196,6 +190,21 @@ pub fn authenticate(pam: &mut dyn Pam, raw: &[String], clock: &dyn Fn() -> i64) 
         rhost: pam.rhost(),
         ..Default::default()
     };
+    // A second run of the module in one transaction (our line and the
+    // common-auth profile's both in a stack) reuses the claims the first run
+    // verified — one prompt — but holds them to this line's own demands.
+    if let Some(c) = pam.verified().filter(|c| c.account == user && !a.step_up) {
+        let leeway = cfg.issuer(&c.issuer).map_or(0, |i| i.leeway_secs);
+        let rest = oidc_core::session::Demand { groups: vec![], ..a.demand(&cfg) };
+        let judged = oidc_core::policy::check_groups(&c.groups, &c.idp_groups, &cfg.policy, &a.require_groups)
+            .and_then(|()| oidc_core::session::satisfies(&c, &rest, clock(), leeway).map_err(Rejection::StepUpFailed));
+        if let Err(r) = judged {
+            (ev.issuer, ev.sub, ev.jti) = (c.issuer.clone(), c.sub.clone(), c.jti.clone().unwrap_or_default());
+            return deny(pam, ev, &r, format!("{r} (claims verified earlier in this transaction)"));
+        }
+        pam.log(Prio::Info, &format!("auth user={} already authenticated in this transaction", audit_clean(&user)));
+        return PamResultCode::PAM_SUCCESS;
+    }
     // Inside a live OIDC session (e.g. sudo): its verified claims may do, if
     // they still satisfy what this stack demands. Otherwise: a fresh token.
     let client = ipc::Client::for_caller(&cfg.helperd, Duration::from_millis(cfg.pam.ipc_timeout_ms));
@@ -393,6 +402,7 @@ fn publish(pam: &mut dyn Pam, c: &SessionClaims, login_id: Option<&str>) -> Resu
     for (k, val) in env {
         pam.putenv(k, val).map_err(|rc| Rejection::Config(format!("pam_putenv {k} failed ({rc:?})")))?;
     }
+    pam.keep_verified(c);
     Ok(())
 }
 

@@ -33,7 +33,20 @@ fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "\\0")).unwrap_or_default()
 }
 
+/// pam_set_data key of the claims verified in this transaction.
+const VERIFIED: &str = "pam_oidc.verified";
+
 impl Pam for RealPam<'_> {
+    fn verified(&self) -> Option<oidc_core::session::SessionClaims> {
+        // SAFETY: only `keep_verified` stores data under this key, always a
+        // `SessionClaims`, so the type read back is the type stored.
+        unsafe { self.h.get_data::<oidc_core::session::SessionClaims>(VERIFIED) }.ok().cloned()
+    }
+
+    fn keep_verified(&mut self, c: &oidc_core::session::SessionClaims) {
+        let _ = self.h.set_data(VERIFIED, Box::new(c.clone()));
+    }
+
     fn uid_of(&self, name: &str) -> Option<u32> {
         let cname = CString::new(name).ok()?;
         let mut buf = vec![0u8; 16 * 1024];

@@ -30,6 +30,10 @@ pub trait Pam {
     fn log(&self, prio: Prio, msg: &str);
     /// The uid `name` resolves to through NSS (all sources), if it resolves.
     fn uid_of(&self, name: &str) -> Option<u32>;
+    /// Claims an earlier run of the module verified in this transaction
+    /// (module data of this handle: no other module or user can set it).
+    fn verified(&self) -> Option<oidc_core::session::SessionClaims>;
+    fn keep_verified(&mut self, c: &oidc_core::session::SessionClaims);
 }
 
 pub fn unix_now() -> i64 {

@@ -24,6 +24,7 @@ struct Fake {
     errors: Vec<String>,
     env: HashMap<String, String>,
     log: std::cell::RefCell<Vec<String>>,
+    verified: Option<oidc_core::session::SessionClaims>,
 }
 
 impl Pam for Fake {
@@ -58,6 +59,12 @@ impl Pam for Fake {
     }
     fn log(&self, _prio: Prio, msg: &str) {
         self.log.borrow_mut().push(msg.into());
+    }
+    fn verified(&self) -> Option<oidc_core::session::SessionClaims> {
+        self.verified.clone()
+    }
+    fn keep_verified(&mut self, c: &oidc_core::session::SessionClaims) {
+        self.verified = Some(c.clone());
     }
     fn uid_of(&self, name: &str) -> Option<u32> {
         // "lbob" is a local account here; OIDC names resolve in the OIDC range.
@@ -285,6 +292,12 @@ fn local_accounts_are_left_to_the_other_modules() {
     let mut p = Fake { user: "alice".into(), reply: Some(format!("{}\n", s.token)), ..Default::default() };
     assert_eq!(authenticate(&mut p, &args(&s, &[]), &|| NOW), PamResultCode::PAM_SUCCESS);
     assert_eq!(authenticate(&mut p, &args(&s, &[]), &|| NOW), PamResultCode::PAM_SUCCESS);
+    assert_eq!(p.prompts.len(), 1, "{:?}", p.prompts);
+    // The PAM environment is no proof: OIDC_* set there by anything else never skip the token.
+    let mut p = Fake { user: "alice".into(), ..Default::default() };
+    p.env.insert(ENV_USER.into(), "alice".into());
+    p.env.insert("OIDC_ISSUER".into(), "https://idp.example".into());
+    assert_ne!(authenticate(&mut p, &args(&s, &[]), &|| NOW), PamResultCode::PAM_SUCCESS);
     assert_eq!(p.prompts.len(), 1, "{:?}", p.prompts);
 }
 

@@ -520,6 +520,18 @@ impl Env {
         svc
     }
 
+    /// pamtester through a stack of our own: `{M}` in `lines` is the module
+    /// with this env's config.
+    pub fn pam_lines(&self, lines: &str, user: &str, reply: &str) -> PamRun {
+        let svc = self.service_dir(&module_so(), "");
+        let m = format!("{} config={}", module_so().display(), self.config.display());
+        let p = svc.join("oidc-test-lines");
+        std::fs::write(&p, lines.replace("{M}", &m)).unwrap();
+        let stack = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(svc.join("oidc-test"), stack).unwrap();
+        pamtester(&svc, user, reply)
+    }
+
     pub fn pam(&self, user: &str, token: &str) -> PamRun {
         self.pam_with(&module_so(), "", user, token)
     }

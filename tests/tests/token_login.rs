@@ -304,3 +304,21 @@ fn check_token_prints_every_check() {
     assert!(out.contains("[FAIL] exp") && out.contains("[FAIL] aud"), "{out}");
     assert!(out.contains("RESULT: REFUSED (expired)"), "{out}");
 }
+
+/// Issue 13 (4): a second pam_oidc line in one transaction reuses the first
+/// line's verified claims — but only as far as they meet its own demands
+/// (require_group, step_up), never as a blanket success.
+#[test]
+fn a_second_line_in_one_transaction_keeps_its_own_demands() {
+    let (idp, env, _h) = setup("", ALL_ALGS);
+    let two = "auth required {M}\nauth required {M} require_group=ops-admins\naccount required {M}\n";
+    // bob (devs only): the first line verifies his token; the second wants ops-admins.
+    env.pam_lines(two, "bob", &idp.token("host-login", "bob")).assert_denied("not-in-allowed-group");
+    // alice (ops-admins): one token, one prompt, one verification.
+    let r = env.pam_lines(two, "alice", &idp.token("host-login", "alice"));
+    r.assert_allowed();
+    assert_eq!(r.log().iter().filter(|l| l.contains("token verified")).count(), 1, "{:?}", r.log());
+    // step_up on the second line: never reused; with one token on stdin, refused.
+    let step = "auth required {M}\nauth required {M} step_up\naccount required {M}\n";
+    env.pam_lines(step, "alice", &idp.token("host-login", "alice")).assert_denied("no-token");
+}
