@@ -150,7 +150,10 @@ fn record_use_locally(cfg: &Config, issuer: &str, replay_id: Option<&str>, exp: 
         .open(dir.join(name));
     match f {
         Ok(mut f) => {
-            let _ = writeln!(f, "{issuer}\t{exp}\t{id}");
+            // Kept while the token is valid: exp plus the issuer's leeway, as helperd keeps uses.
+            let leeway = cfg.issuer(issuer).map_or(0, |i| i.leeway_secs);
+            let until = exp.saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX));
+            let _ = writeln!(f, "{issuer}\t{until}\t{id}");
             let _ = f.sync_all();
             Ok(())
         }

@@ -88,6 +88,12 @@ pub fn close_session(pam: &mut dyn Pam, raw: &[String]) -> PamResultCode {
         Err(PamResultCode::PAM_IGNORE) => return PamResultCode::PAM_IGNORE, // a local user
         Err(_) => return PamResultCode::PAM_SESSION_ERR,
     };
+    // A local account's session (cron, su, a key login) is none of helperd's business.
+    if let Ok(user) = pam.user() {
+        if let crate::local::Kind::Local(_) = crate::local::classify(&cfg, pam, &user) {
+            return PamResultCode::PAM_IGNORE;
+        }
+    }
     let req = Request::CloseSession { pid: std::process::id() as i32 };
     match client(&cfg, 0).call(&req) {
         Ok(Response::SessionClosed { closed }) if closed > 0 => {

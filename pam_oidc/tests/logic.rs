@@ -286,6 +286,9 @@ fn local_accounts_are_left_to_the_other_modules() {
     let mut p = Fake { user: "lbob".into(), reply: Some("password\n".into()), ..Default::default() };
     assert_eq!(authenticate(&mut p, &args(&s, &["require_group=ops"]), &|| NOW), PamResultCode::PAM_IGNORE);
     assert_eq!(acct_mgmt(&mut p, &args(&s, &["require_group=ops"]), NOW), PamResultCode::PAM_IGNORE);
+    // Closing a local user's session (cron, su) asks helperd nothing and logs nothing,
+    // even with helperd down.
+    assert_eq!(pam_oidc::session::close_session(&mut p, &args(&s, &[])), PamResultCode::PAM_IGNORE);
     assert!(p.prompts.is_empty(), "{:?}", p.prompts);
     assert!(p.log.borrow().is_empty(), "{:?}", p.log.borrow());
     // A second run in one transaction reuses the first (no second prompt).
@@ -308,6 +311,10 @@ fn a_token_logs_in_once_even_with_helperd_down() {
     let s = setup("once");
     let mut p = Fake { user: "alice".into(), reply: Some(format!("{}\n", s.token)), ..Default::default() };
     assert_eq!(authenticate(&mut p, &args(&s, &[]), &|| NOW), PamResultCode::PAM_SUCCESS);
+    // The use is kept as long as the token is valid: exp plus the issuer's leeway (as helperd keeps it).
+    let marker = std::fs::read_dir(s.dir.join("replay.d")).unwrap().flatten().next().unwrap().path();
+    let text = std::fs::read_to_string(marker).unwrap();
+    assert_eq!(text.split('\t').nth(1), Some((NOW + 60 + 60).to_string().as_str()), "{text}");
     let mut p = Fake { user: "alice".into(), reply: Some(format!("{}\n", s.token)), ..Default::default() };
     assert_eq!(authenticate(&mut p, &args(&s, &[]), &|| NOW), PamResultCode::PAM_AUTH_ERR);
     assert_eq!(p.errors, ["OIDC login refused: this token was already used; get a new one"]);
