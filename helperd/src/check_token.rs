@@ -3,6 +3,7 @@
 //! exactly the module's verification path (cache, one refresh on unknown kid).
 
 use oidc_core::config::Config;
+use oidc_core::ipc::Helper as _;
 use oidc_core::login::verify_token;
 use oidc_core::policy::check_groups;
 use std::io::Read;

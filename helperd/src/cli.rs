@@ -3,6 +3,7 @@
 use crate::keys::unix_now;
 use oidc_core::audit::clean;
 use oidc_core::config::Config;
+use oidc_core::ipc::Helper as _;
 use oidc_core::ipc::{Request, Response};
 use std::time::Duration;
 

@@ -16,6 +16,7 @@ mod sessions;
 mod snapshot;
 
 use oidc_core::config::{Config, DEFAULT_PATH};
+use oidc_core::ipc::Helper as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;

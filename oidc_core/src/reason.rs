@@ -100,6 +100,9 @@ pub enum Rejection {
         want: String,
     },
     InDeniedGroup(String),
+    /// The stack demands a group but the caller has no verified OIDC
+    /// identity (no login in this transaction, no usable session).
+    NoOidcIdentity(String),
     // --- accounts
     /// helperd refused the identity (code, reason): name taken, uid collision, local account...
     AccountRefused {
@@ -160,6 +163,7 @@ impl Rejection {
             UserMismatch { .. } => "user-mismatch",
             NotInAllowedGroup { .. } => "not-in-allowed-group",
             InDeniedGroup(_) => "in-denied-group",
+            NoOidcIdentity(_) => "no-oidc-identity",
             AccountRefused { .. } => "account-refused",
             AccountsUnavailable(_) => "accounts-unavailable",
             Replayed(_) => "replayed",
@@ -183,7 +187,7 @@ impl Rejection {
             UserMismatch { .. } | NoAccountRule { .. } => "OIDC login refused: token is for another user",
             ReservedName(_) => "OIDC login refused: this name cannot be used",
             NotInAllowedGroup { .. } => "OIDC login refused: not in a group allowed on this host",
-            InDeniedGroup(_) => "OIDC login refused: access denied",
+            InDeniedGroup(_) | NoOidcIdentity(_) => "OIDC login refused: access denied",
             Config(_) => "OIDC login unavailable: configuration error",
             AccountRefused { .. } | AccountsUnavailable(_) => "OIDC login refused: account unavailable",
             StepUpFailed(_) => "OIDC login refused: a more recent or stronger login is required",
@@ -270,6 +274,7 @@ impl std::fmt::Display for Rejection {
                 write!(f, "not in an allowed group (need one of {})", clean(want))
             }
             InDeniedGroup(g) => write!(f, "member of denied group {}", clean(g)),
+            NoOidcIdentity(why) => write!(f, "{}", clean_n(why, MAX_CONTEXT)),
             AccountRefused { code, reason } => write!(f, "account refused ({code}): {}", clean_n(reason, MAX_CONTEXT)),
             AccountsUnavailable(why) => write!(f, "account store unavailable: {}", clean_n(why, MAX_CONTEXT)),
             Replayed(why) => write!(f, "replayed token: {}", clean_n(why, MAX_CONTEXT)),

@@ -5,7 +5,7 @@
 
 use oidc_core::accounts::{LoginEvent, Store, STORE_FILE};
 use oidc_core::config::Config;
-use oidc_core::ipc::{Client, Request, Response};
+use oidc_core::ipc::{Helper, Request, Response};
 use oidc_core::verify::Verified;
 use oidc_core::Rejection;
 use serde_json::Value;
@@ -34,7 +34,7 @@ fn gecos(cfg: &Config, v: &Verified) -> String {
 /// account (no admission; only the claims are kept for the session).
 pub fn admit(
     cfg: &Config,
-    client: &Client,
+    client: &dyn Helper,
     v: &Verified,
     claims: &mut oidc_core::session::SessionClaims,
     role: bool,

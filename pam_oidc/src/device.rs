@@ -6,11 +6,17 @@
 
 use crate::handle::Pam;
 use oidc_core::config::{Config, Issuer};
-use oidc_core::ipc::{Client, Request, Response};
+use oidc_core::ipc::{Helper, Request, Response};
 use oidc_core::{Rejection, Secret};
 use std::time::Duration;
 
-pub fn login(pam: &mut dyn Pam, cfg: &Config, client: &Client, issuer: &Issuer) -> Result<Secret, Rejection> {
+pub fn login(
+    pam: &mut dyn Pam,
+    cfg: &Config,
+    client: &dyn Helper,
+    issuer: &Issuer,
+    host: &str,
+) -> Result<Secret, Rejection> {
     let rhost = pam.rhost();
     let started = client.call(&Request::DeviceStart { issuer: issuer.url.clone(), rhost: rhost.clone() });
     let (flow_id, url, code) = match started {
@@ -24,7 +30,6 @@ pub fn login(pam: &mut dyn Pam, cfg: &Config, client: &Client, issuer: &Issuer) 
     };
     // Name the host, the account and where the login comes from: a user who
     // did not start this login (a phishing relay) can tell.
-    let host = nix_hostname();
     let user = pam.user().unwrap_or_default();
     let from = if rhost.is_empty() { String::new() } else { format!(" from {}", oidc_core::audit::clean(&rhost)) };
     let prompt = format!(
@@ -34,8 +39,8 @@ pub fn login(pam: &mut dyn Pam, cfg: &Config, client: &Client, issuer: &Issuer) 
     let prompt = prompt.replace("  ", " ").replace(" ,", ",");
     pam.prompt_secret(&prompt).map_err(|rc| Rejection::NoToken(format!("conversation failed ({rc:?})")))?;
     let wait = cfg.pam.device_timeout_secs;
-    let long = Client::for_caller(&cfg.helperd, Duration::from_secs(wait + 5));
-    match long.call(&Request::DeviceWait { flow_id, timeout_secs: wait }) {
+    let req = Request::DeviceWait { flow_id, timeout_secs: wait };
+    match client.call_within(&req, Duration::from_secs(wait + 5)) {
         Ok(Response::DeviceToken { id_token }) => Ok(id_token),
         Ok(Response::DeviceFailed { code, reason }) => Err(match code.as_str() {
             "denied" => Rejection::DeviceDenied(reason),
@@ -46,16 +51,4 @@ pub fn login(pam: &mut dyn Pam, cfg: &Config, client: &Client, issuer: &Issuer) 
         Ok(other) => Err(Rejection::DeviceError(format!("helperd: {other:?}"))),
         Err(e) => Err(Rejection::DeviceTimeout(e.to_string())),
     }
-}
-
-/// This host's name (for the prompt); "this host" if it cannot be read.
-fn nix_hostname() -> String {
-    let mut b = [0u8; 256];
-    // SAFETY: `b` is a valid buffer of b.len() bytes; gethostname NUL-terminates within it on success.
-    let rc = unsafe { libc::gethostname(b.as_mut_ptr().cast(), b.len()) };
-    if rc != 0 {
-        return "this host".into();
-    }
-    let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    oidc_core::audit::clean(&String::from_utf8_lossy(&b[..n]))
 }

@@ -35,9 +35,3 @@ pub trait Pam {
     fn verified(&self) -> Option<oidc_core::session::SessionClaims>;
     fn keep_verified(&mut self, c: &oidc_core::session::SessionClaims);
 }
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}

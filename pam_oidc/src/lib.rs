@@ -12,11 +12,15 @@ pub mod admit;
 pub mod args;
 pub mod auth;
 pub mod device;
+pub mod edges;
+pub mod env;
 mod ffi;
 pub mod handle;
 pub mod local;
+pub mod prompt;
 pub mod reuse;
 pub mod session;
+pub mod verdict;
 
 use pam::constants::{PamFlag, PamResultCode};
 use pam::module::{PamHandle, PamHooks};
@@ -28,22 +32,22 @@ pam::pam_hooks!(PamOidc);
 impl PamHooks for PamOidc {
     fn sm_authenticate(h: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
         let mut pam = ffi::RealPam::new(h, flags);
-        auth::authenticate(&mut pam, &args::to_strings(&args), &handle::unix_now)
+        auth::authenticate(&mut pam, &args::to_strings(&args), &edges::RealEdges)
     }
 
     fn acct_mgmt(h: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
         let mut pam = ffi::RealPam::new(h, flags);
-        account::acct_mgmt(&mut pam, &args::to_strings(&args), handle::unix_now())
+        account::acct_mgmt(&mut pam, &args::to_strings(&args), &edges::RealEdges)
     }
 
     fn sm_open_session(h: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
         let mut pam = ffi::RealPam::new(h, flags);
-        session::open_session(&mut pam, &args::to_strings(&args))
+        session::open_session(&mut pam, &args::to_strings(&args), &edges::RealEdges)
     }
 
     fn sm_close_session(h: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
         let mut pam = ffi::RealPam::new(h, flags);
-        session::close_session(&mut pam, &args::to_strings(&args))
+        session::close_session(&mut pam, &args::to_strings(&args), &edges::RealEdges)
     }
 
     fn sm_setcred(_h: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {

@@ -2,7 +2,7 @@
 //! OIDC login): helperd finds the session from the calling process's tree and
 //! real uid, so a process of another uid cannot borrow someone's claims.
 
-use oidc_core::ipc::{Client, Request, Response};
+use oidc_core::ipc::{Helper, Request, Response};
 use oidc_core::session::{satisfies, Demand, SessionClaims};
 
 pub enum Reuse {
@@ -30,7 +30,7 @@ impl Reuse {
 /// background process of the session (no tty, nobody at the keyboard) gets
 /// root through them only in that window, as with sudo's own timestamp.
 pub fn session_claims(
-    client: &Client,
+    client: &dyn Helper,
     user: &str,
     demand: &Demand,
     now: i64,

@@ -4,16 +4,26 @@
 //! trouble is logged and never blocks a login — except AWS credentials that a
 //! role marks `required` (then the login fails, with the reason).
 
-use crate::auth::{setup, ENV_GROUPS, ENV_LOGIN_ID};
+use crate::auth::setup;
+use crate::edges::Edges;
+use crate::env::{Published, ENV_LOGIN_ID};
 use crate::handle::{Pam, Prio};
+use crate::verdict::finish;
 use oidc_core::config::Config;
-use oidc_core::ipc::{AwsStatus, Client, Request, Response};
+use oidc_core::ipc::{AwsStatus, Request, Response};
 use pam::constants::PamResultCode;
 use std::time::Duration;
 
-fn client(cfg: &Config, secs: u64) -> Client {
-    let t = Duration::from_millis(cfg.pam.ipc_timeout_ms).max(Duration::from_secs(secs));
-    Client::for_caller(&cfg.helperd, t)
+/// The stage's config, or the code for a stack whose config is broken (a
+/// local user's session is never blocked by it).
+fn config(pam: &mut dyn Pam, raw: &[String]) -> Result<Config, PamResultCode> {
+    match setup(pam, raw, "session") {
+        Ok((_, cfg)) => Ok(cfg),
+        Err(j) => match finish(pam, *j) {
+            PamResultCode::PAM_IGNORE => Err(PamResultCode::PAM_IGNORE),
+            _ => Err(PamResultCode::PAM_SESSION_ERR),
+        },
+    }
 }
 
 /// The session's environment for AWS CLIs and SDKs: a config whose
@@ -38,18 +48,24 @@ fn aws_env(pam: &mut dyn Pam, cfg: &Config, user: &str, st: &AwsStatus) -> PamRe
     }
 }
 
-pub fn open_session(pam: &mut dyn Pam, raw: &[String]) -> PamResultCode {
-    let cfg = match setup(pam, raw, "session") {
-        Ok((_, cfg)) => cfg,
-        Err(PamResultCode::PAM_IGNORE) => return PamResultCode::PAM_IGNORE, // a local user
-        Err(_) => return PamResultCode::PAM_SESSION_ERR,
+pub fn open_session(pam: &mut dyn Pam, raw: &[String], edges: &dyn Edges) -> PamResultCode {
+    let cfg = match config(pam, raw) {
+        Ok(cfg) => cfg,
+        Err(rc) => return rc,
     };
-    let Some(login_id) = pam.getenv(ENV_LOGIN_ID).filter(|l| !l.is_empty()) else {
+    let published = Published::read(pam);
+    if published.login_id.is_empty() {
         return PamResultCode::PAM_IGNORE; // not an OIDC login, or helperd was down at auth
+    }
+    let req = Request::OpenSession {
+        login_id: published.login_id.clone(),
+        pid: edges.pid(),
+        tty: pam.tty(),
+        rhost: pam.rhost(),
     };
-    let req = Request::OpenSession { login_id, pid: std::process::id() as i32, tty: pam.tty(), rhost: pam.rhost() };
     let user = pam.user().unwrap_or_default();
-    let rc = match client(&cfg, cfg.aws.timeout_secs + 2).call(&req) {
+    let wait = Duration::from_secs(cfg.aws.timeout_secs + 2);
+    let rc = match edges.helper(&cfg).call_within(&req, wait) {
         Ok(Response::SessionOpened { id, aws }) => {
             pam.log(Prio::Info, &format!("session open user={user} session={id}"));
             match aws {
@@ -64,11 +80,8 @@ pub fn open_session(pam: &mut dyn Pam, raw: &[String]) -> PamResultCode {
             };
             pam.log(Prio::Warning, &format!("session open user={user}: {why}"));
             // Without helperd there are no AWS credentials; fail only if they are required.
-            let groups: Vec<String> =
-                pam.getenv(ENV_GROUPS).unwrap_or_default().split(',').map(str::to_string).collect();
-            let issuer = pam.getenv(crate::auth::ENV_ISSUER).unwrap_or_default();
-            let required =
-                cfg.aws.require_credentials || cfg.aws.role_for(&groups, &issuer).is_some_and(|r| r.required);
+            let required = cfg.aws.require_credentials
+                || cfg.aws.role_for(&published.groups, &published.issuer).is_some_and(|r| r.required);
             if required {
                 pam.error("AWS credentials unavailable: helperd unreachable");
                 PamResultCode::PAM_SESSION_ERR
@@ -82,11 +95,10 @@ pub fn open_session(pam: &mut dyn Pam, raw: &[String]) -> PamResultCode {
     rc
 }
 
-pub fn close_session(pam: &mut dyn Pam, raw: &[String]) -> PamResultCode {
-    let cfg = match setup(pam, raw, "session") {
-        Ok((_, cfg)) => cfg,
-        Err(PamResultCode::PAM_IGNORE) => return PamResultCode::PAM_IGNORE, // a local user
-        Err(_) => return PamResultCode::PAM_SESSION_ERR,
+pub fn close_session(pam: &mut dyn Pam, raw: &[String], edges: &dyn Edges) -> PamResultCode {
+    let cfg = match config(pam, raw) {
+        Ok(cfg) => cfg,
+        Err(rc) => return rc,
     };
     // A local account's session (cron, su, a key login) is none of helperd's business.
     if let Ok(user) = pam.user() {
@@ -94,8 +106,8 @@ pub fn close_session(pam: &mut dyn Pam, raw: &[String]) -> PamResultCode {
             return PamResultCode::PAM_IGNORE;
         }
     }
-    let req = Request::CloseSession { pid: std::process::id() as i32 };
-    match client(&cfg, 0).call(&req) {
+    let req = Request::CloseSession { pid: edges.pid() };
+    match edges.helper(&cfg).call(&req) {
         Ok(Response::SessionClosed { closed }) if closed > 0 => {
             let user = pam.user().unwrap_or_default();
             pam.log(Prio::Info, &format!("session close user={user}"));

@@ -2,7 +2,7 @@
 //! full disk under the state directory — bounded time, consistent state, clear logs.
 
 use integration::*;
-use oidc_core::ipc::{call, Client, Request, Response};
+use oidc_core::ipc::{call, Client, Helper as _, Request, Response};
 use std::io::Write;
 use std::time::{Duration, Instant};
 

@@ -180,7 +180,9 @@ fn thousand_unknown_kids_cause_at_most_one_fetch_per_window() {
         // The module's own verification path: cache, then one helperd refresh.
         let kid = format!("random-{i}-{}", now());
         let t = raw_token(&json!({"alg": "RS256", "kid": kid}), &idp.claims("alice", "host-login"), &[1u8; 256]);
-        let mut refresh = |iss: &str| oidc_core::ipc::Client::new(&cfg.helperd.socket, timeout).refresh_jwks(iss);
+        let mut refresh = |iss: &str| {
+            oidc_core::ipc::Helper::refresh_jwks(&oidc_core::ipc::Client::new(&cfg.helperd.socket, timeout), iss)
+        };
         let out = oidc_core::login::verify_token(&cfg, &t, now(), &mut refresh);
         if matches!(out.result, Err(oidc_core::Rejection::UnknownKid(_))) {
             refused += 1;
