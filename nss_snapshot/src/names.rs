@@ -32,10 +32,17 @@ pub fn wildcard(p: &[u8], s: &[u8], single: bool) -> bool {
     pi == p.len()
 }
 
-/// Portable login name as shadow-utils accepts by default: `[a-z_][a-z0-9_.-]*`, ≤ 32.
+/// The longest login name a token may make (shadow-utils' default).
+pub const MAX_LOGIN_NAME: usize = 32;
+
+/// Portable login name as shadow-utils accepts by default:
+/// `[a-z_][a-z0-9_.-]*` (a trailing `$` is not allowed: no machine accounts),
+/// at most [`MAX_LOGIN_NAME`] bytes. No upper case, `:`, `/`, spaces or
+/// control characters. The one home of this rule: the module's name check and
+/// the NSS reader both use it.
 pub fn portable_name(n: &[u8]) -> bool {
     !n.is_empty()
-        && n.len() <= 32
+        && n.len() <= MAX_LOGIN_NAME
         && (n[0].is_ascii_lowercase() || n[0] == b'_')
         && n.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-'))
 }

@@ -21,6 +21,7 @@ pub mod jwks;
 pub mod login;
 pub mod policy;
 pub mod reason;
+pub mod replay;
 pub mod secret;
 pub mod session;
 pub mod strict_json;

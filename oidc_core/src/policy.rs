@@ -3,11 +3,10 @@
 use crate::config::Policy;
 use crate::reason::Rejection;
 
-pub const MAX_LOGIN_NAME: usize = 32;
+pub use nss_snapshot::names::MAX_LOGIN_NAME;
 
-/// POSIX portable user names as shadow-utils accepts them by default:
-/// `[a-z_][a-z0-9_.-]*` (a trailing `$` is not allowed: no machine accounts),
-/// at most 32 bytes. No upper case, `:`, `/`, spaces or control characters.
+/// A login name a token may make: [`nss_snapshot::names::portable_name`] (the
+/// rule NSS serves by), with the reason when it is not one.
 pub fn check_login_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("empty".into());
@@ -15,10 +14,7 @@ pub fn check_login_name(name: &str) -> Result<(), String> {
     if name.len() > MAX_LOGIN_NAME {
         return Err(format!("longer than {MAX_LOGIN_NAME} bytes"));
     }
-    let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
-    if !first_ok || !rest_ok {
+    if !nss_snapshot::names::portable_name(name.as_bytes()) {
         return Err(format!("{name:?} is not a portable login name ([a-z_][a-z0-9_.-]*)"));
     }
     Ok(())

@@ -123,50 +123,35 @@ pub fn admit(
 /// `state_dir/replay.d` (helperd takes the markers in when it starts). If
 /// neither can be done (not root, no state dir), the login is refused.
 fn record_use_locally(cfg: &Config, issuer: &str, replay_id: Option<&str>, exp: i64) -> Result<(), Rejection> {
+    use oidc_core::replay::{Marker, Saved, FILE, PENDING_DIR};
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let Some(id) = replay_id else { return Ok(()) };
-    let dir = cfg.helperd.state_dir.join("replay.d");
+    let dir = cfg.helperd.state_dir.join(PENDING_DIR);
     let unavailable = |why: String| Rejection::AccountsUnavailable(format!("helperd is down and {why}"));
-    if let Ok(b) = std::fs::read(cfg.helperd.state_dir.join("replay.json")) {
-        let used = serde_json::from_slice::<serde_json::Value>(&b).ok().is_some_and(|v| {
-            v["seen"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|e| e[0].as_str() == Some(issuer) && e[1].as_str() == Some(id)))
-        });
-        if used {
-            return Err(Rejection::Replayed(format!(
-                "token already used on this host ({})",
-                oidc_core::audit::clean(id)
-            )));
+    let replayed = || Rejection::Replayed(format!("token already used on this host ({})", oidc_core::audit::clean(id)));
+    if let Ok(b) = std::fs::read(cfg.helperd.state_dir.join(FILE)) {
+        if Saved::parse(&b).is_ok_and(|s| s.contains(issuer, id)) {
+            return Err(replayed());
         }
     }
-    let name: String = marker_name(&format!("{issuer}\n{id}"));
+    // Kept while the token is valid: exp plus the issuer's leeway, as helperd keeps uses.
+    let leeway = cfg.issuer(issuer).map_or(0, |i| i.leeway_secs);
+    let until = exp.saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX));
+    let marker = Marker { issuer: issuer.to_string(), until, id: id.to_string() };
     let f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(dir.join(name));
+        .open(dir.join(marker.file_name()));
     match f {
         Ok(mut f) => {
-            // Kept while the token is valid: exp plus the issuer's leeway, as helperd keeps uses.
-            let leeway = cfg.issuer(issuer).map_or(0, |i| i.leeway_secs);
-            let until = exp.saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX));
-            let _ = writeln!(f, "{issuer}\t{until}\t{id}");
+            let _ = f.write_all(marker.line().as_bytes());
             let _ = f.sync_all();
             Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Err(Rejection::Replayed(format!("token already used on this host ({})", oidc_core::audit::clean(id))))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(replayed()),
         Err(e) => Err(unavailable(format!("the token's use cannot be recorded in {}: {e}", dir.display()))),
     }
-}
-
-/// A file name for a replay marker: hex of a 64-bit FNV-1a over the text,
-/// twice with different seeds (128 bits; collisions only refuse a login).
-fn marker_name(text: &str) -> String {
-    let h = |seed: u64| text.bytes().fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("{:016x}{:016x}", h(0xcbf2_9ce4_8422_2325), h(0x8422_2325_cbf2_9ce4))
 }
