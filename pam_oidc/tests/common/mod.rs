@@ -28,6 +28,8 @@ pub struct Fake {
     pub env: HashMap<String, String>,
     pub log: std::cell::RefCell<Vec<String>>,
     pub verified: Option<oidc_core::session::SessionClaims>,
+    /// Answers prompts when set (instead of `reply`).
+    pub answer: Option<Box<dyn FnMut(&str) -> Option<String>>>,
 }
 
 impl Pam for Fake {
@@ -48,6 +50,9 @@ impl Pam for Fake {
     }
     fn prompt_secret(&mut self, msg: &str) -> Result<Option<Secret>, PamResultCode> {
         self.prompts.push(msg.into());
+        if let Some(f) = &mut self.answer {
+            return Ok(f(msg).map(Secret::new));
+        }
         Ok(self.reply.clone().map(Secret::new))
     }
     fn error(&mut self, msg: &str) {
