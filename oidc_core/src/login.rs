@@ -2,11 +2,13 @@
 //! run it: parse, pick the issuer, load its keys from the cache, and on an
 //! unknown `kid` (or no cache) ask for one refresh, then verify.
 //!
-//! I/O here is reading the cache file and the HMAC secret file; the refresh is
-//! a callback (the module passes an IPC call with a deadline).
+//! The logic is [`verify_token_with`] over a [`KeyStore`]: the real one
+//! ([`CacheDir`]) reads the cache file helperd writes and the HMAC secret
+//! file, and asks helperd to refresh (an IPC call with a deadline); tests
+//! pass keys in memory.
 
 use crate::config::Config;
-use crate::jwks::{read_cache, Jwks};
+use crate::jwks::{read_cache, CacheFile, Jwks};
 use crate::reason::Rejection;
 use crate::verify::{verify, Keys, Report, Verified};
 use serde_json::Value;
@@ -39,14 +41,48 @@ impl Outcome {
     }
 }
 
-/// `refresh(issuer)` asks helperd to refetch the issuer's JWKS; it returns a
-/// description of what happened (or why it could not).
+/// Where verification gets keys.
+pub trait KeyStore {
+    /// The issuer's cached key set (and its cache record: when it expires).
+    fn cached(&self, issuer: &str) -> Result<(CacheFile, Jwks), String>;
+    /// An issuer's HMAC secret, from its root-only file.
+    fn hmac_secret(&self, file: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, String>;
+    /// Ask helperd to refetch the issuer's keys: a description of what
+    /// happened, or why it could not.
+    fn refresh(&mut self, issuer: &str) -> Result<String, String>;
+}
+
+/// The real key store: helperd's cache dir, and `refresh` (an IPC call).
+pub struct CacheDir<'a> {
+    pub dir: &'a std::path::Path,
+    pub refresh: &'a mut dyn FnMut(&str) -> Result<String, String>,
+}
+
+impl KeyStore for CacheDir<'_> {
+    fn cached(&self, issuer: &str) -> Result<(CacheFile, Jwks), String> {
+        read_cache(self.dir, issuer)
+    }
+    fn hmac_secret(&self, file: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+        read_secret_file(file)
+    }
+    fn refresh(&mut self, issuer: &str) -> Result<String, String> {
+        (self.refresh)(issuer)
+    }
+}
+
+/// [`verify_token_with`] over helperd's cache dir; `refresh(issuer)` asks
+/// helperd to refetch the issuer's JWKS.
 pub fn verify_token(
     cfg: &Config,
     token: &str,
     now: i64,
     refresh: &mut dyn FnMut(&str) -> Result<String, String>,
 ) -> Outcome {
+    verify_token_with(cfg, token, now, &mut CacheDir { dir: &cfg.helperd.cache_dir, refresh })
+}
+
+/// One token against the config, with keys from `keys`.
+pub fn verify_token_with(cfg: &Config, token: &str, now: i64, keys: &mut dyn KeyStore) -> Outcome {
     let mut out = Outcome {
         result: Err(Rejection::Empty),
         issuer: None,
@@ -79,7 +115,7 @@ pub fn verify_token(
         return out;
     };
     let secret = match &icfg.hmac_secret_file {
-        Some(f) if parsed.alg.is_hmac() => match read_secret_file(f) {
+        Some(f) if parsed.alg.is_hmac() => match keys.hmac_secret(f) {
             Ok(s) => Some(s),
             Err(e) => {
                 out.result = Err(Rejection::Config(e));
@@ -89,8 +125,8 @@ pub fn verify_token(
         _ => None,
     };
     let max_stale = i64::try_from(cfg.helperd.jwks_max_stale_secs).unwrap_or(i64::MAX);
-    let load = |notes: &mut Vec<String>| -> Option<Jwks> {
-        match read_cache(&cfg.helperd.cache_dir, iss) {
+    let load = |keys: &dyn KeyStore, notes: &mut Vec<String>| -> Option<Jwks> {
+        match keys.cached(iss) {
             Ok((file, _)) if now.saturating_sub(file.expires_at) > max_stale => {
                 notes.push(format!(
                     "cached JWKS expired {}s ago, beyond helperd.jwks_max_stale_secs={max_stale}: not used \
@@ -115,17 +151,17 @@ pub fn verify_token(
         let keys = Keys { jwks, hmac_secret: secret.as_deref().map(Vec::as_slice) };
         verify(&parsed, icfg, keys, now, report)
     };
-    let mut jwks = load(&mut out.notes);
+    let mut jwks = load(keys, &mut out.notes);
     let mut report = Report::default();
     let mut result = run(jwks.as_ref(), &mut report);
     if matches!(result, Err(Rejection::UnknownKid(_) | Rejection::KeysUnavailable(_))) {
-        let refreshed = refresh(iss);
+        let refreshed = keys.refresh(iss);
         let note = match &refreshed {
             Ok(d) => format!("refresh: {d}"),
             Err(e) => format!("refresh failed: {e}"),
         };
         out.notes.push(note);
-        jwks = load(&mut out.notes).or(jwks);
+        jwks = load(keys, &mut out.notes).or(jwks);
         report = Report::default();
         result = run(jwks.as_ref(), &mut report);
         match &result {
@@ -247,5 +283,50 @@ mod tests {
         let mut up = |_: &str| Ok("fetched: 1 keys".to_string());
         assert_eq!(verify_token(&cfg, &sign("nope"), now, &mut up).result.unwrap_err().code(), "unknown-kid");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A key rotated in at the IdP: the first try misses the kid, one refresh
+    /// brings it, the second try verifies — in memory, no files.
+    #[test]
+    fn an_unknown_kid_asks_for_one_refresh() {
+        struct Rotating {
+            jwks: serde_json::Value,
+            refreshed: usize,
+        }
+        impl KeyStore for Rotating {
+            fn cached(&self, issuer: &str) -> Result<(CacheFile, Jwks), String> {
+                let keys = if self.refreshed > 0 { self.jwks.clone() } else { serde_json::json!({"keys": []}) };
+                let file = CacheFile {
+                    v: crate::jwks::CACHE_VERSION,
+                    issuer: issuer.into(),
+                    jwks_uri: String::new(),
+                    fetched_at: 0,
+                    expires_at: i64::MAX,
+                    jwks: keys.clone(),
+                };
+                Ok((file, Jwks::from_value(&keys).map_err(|e| e.to_string())?))
+            }
+            fn hmac_secret(&self, _: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+                Err("none".into())
+            }
+            fn refresh(&mut self, _: &str) -> Result<String, String> {
+                self.refreshed += 1;
+                Ok("fetched: 1 keys".into())
+            }
+        }
+        let keys: serde_json::Value = serde_json::from_str(include_str!("../tests/fixtures/test-keys.json")).unwrap();
+        let text = "version = 1\n[[issuer]]\nurl = \"https://idp.test\"\naudiences = [\"a\"]\n";
+        let cfg = Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let now = 1_800_000_000;
+        let claims = serde_json::json!({"iss":"https://idp.test","sub":"s","aud":"a","exp":now+60,"iat":now,"preferred_username":"alice"});
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        h.kid = Some("rsa1".into());
+        let k = jsonwebtoken::EncodingKey::from_rsa_pem(keys["rsa"]["pem"].as_str().unwrap().as_bytes()).unwrap();
+        let tok = jsonwebtoken::encode(&h, &claims, &k).unwrap();
+        let mut store = Rotating { jwks: serde_json::json!({"keys": [keys["rsa"]["jwk"]]}), refreshed: 0 };
+        let out = verify_token_with(&cfg, &tok, now, &mut store);
+        assert_eq!(out.result.unwrap().username, "alice");
+        assert_eq!(store.refreshed, 1);
+        assert!(out.notes.iter().any(|n| n.contains("refresh: fetched")), "{:?}", out.notes);
     }
 }

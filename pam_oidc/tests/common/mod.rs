@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod script;
+#[allow(unused_imports)] // not every test file uses both
 pub use script::{Script, TestEdges};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,6 +16,9 @@ use pam_oidc::handle::{Pam, Prio};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
+
+/// Answers a prompt (the reply, or none).
+pub type Answerer = Box<dyn FnMut(&str) -> Option<String>>;
 
 pub const NOW: i64 = 1_800_000_000;
 
@@ -29,7 +33,7 @@ pub struct Fake {
     pub log: std::cell::RefCell<Vec<String>>,
     pub verified: Option<oidc_core::session::SessionClaims>,
     /// Answers prompts when set (instead of `reply`).
-    pub answer: Option<Box<dyn FnMut(&str) -> Option<String>>>,
+    pub answer: Option<Answerer>,
 }
 
 impl Pam for Fake {
