@@ -25,6 +25,7 @@ pub mod replay;
 pub mod secret;
 pub mod session;
 pub mod strict_json;
+pub mod time;
 pub mod token;
 pub mod verify;
 

@@ -23,7 +23,7 @@ pub struct RealEdges;
 
 impl Edges for RealEdges {
     fn now(&self) -> i64 {
-        unix_now()
+        oidc_core::time::unix_now()
     }
 
     fn helper(&self, cfg: &Config) -> Box<dyn Helper + '_> {
@@ -44,10 +44,4 @@ impl Edges for RealEdges {
     fn pid(&self) -> i32 {
         i32::try_from(std::process::id()).unwrap_or(i32::MAX)
     }
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
