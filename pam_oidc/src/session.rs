@@ -26,25 +26,38 @@ fn config(pam: &mut dyn Pam, raw: &[String]) -> Result<Config, PamResultCode> {
     }
 }
 
-/// The session's environment for AWS CLIs and SDKs: a config whose
-/// `credential_process` asks helperd (no secret in the environment or on disk).
-fn aws_env(pam: &mut dyn Pam, cfg: &Config, user: &str, st: &AwsStatus) -> PamResultCode {
-    if st.granted {
-        let file = cfg.aws.config_file.display().to_string();
-        for (k, v) in [("AWS_CONFIG_FILE", file.as_str()), ("AWS_SDK_LOAD_CONFIG", "1")] {
+/// What opening a session comes to, before anything is written: the log
+/// lines, the environment to set, a message for the user and the code.
+pub struct Opened {
+    pub log: Vec<(Prio, String)>,
+    pub env: Vec<(&'static str, String)>,
+    pub message: Option<String>,
+    pub rc: PamResultCode,
+}
+
+impl Opened {
+    fn new(rc: PamResultCode) -> Opened {
+        Opened { log: vec![], env: vec![], message: None, rc }
+    }
+
+    /// Write it: log lines, environment (a variable that cannot be set is
+    /// logged), the message; the login id is always removed from the
+    /// session's environment.
+    fn apply(self, pam: &mut dyn Pam, user: &str) -> PamResultCode {
+        for (prio, line) in &self.log {
+            pam.log(*prio, line);
+        }
+        for (k, v) in &self.env {
             if pam.putenv(k, v).is_err() {
                 pam.log(Prio::Warning, &format!("session open user={user}: cannot set {k}"));
             }
         }
-        pam.log(Prio::Info, &format!("session open user={user}: {}", st.message));
-        return PamResultCode::PAM_SUCCESS;
-    }
-    pam.log(Prio::Warning, &format!("session open user={user}: {}", st.message));
-    pam.error(&st.message);
-    if st.required_failed {
-        PamResultCode::PAM_SESSION_ERR
-    } else {
-        PamResultCode::PAM_SUCCESS
+        if let Some(m) = &self.message {
+            pam.error(m);
+        }
+        // The login id has done its job; keep it out of the session's environment.
+        let _ = pam.putenv(ENV_LOGIN_ID, "");
+        self.rc
     }
 }
 
@@ -57,42 +70,66 @@ pub fn open_session(pam: &mut dyn Pam, raw: &[String], edges: &dyn Edges) -> Pam
     if published.login_id.is_empty() {
         return PamResultCode::PAM_IGNORE; // not an OIDC login, or helperd was down at auth
     }
+    let user = pam.user().unwrap_or_default();
     let req = Request::OpenSession {
         login_id: published.login_id.clone(),
         pid: edges.pid(),
         tty: pam.tty(),
         rhost: pam.rhost(),
     };
-    let user = pam.user().unwrap_or_default();
     let wait = Duration::from_secs(cfg.aws.timeout_secs + 2);
-    let rc = match edges.helper(&cfg).call_within(&req, wait) {
+    let answer = edges.helper(&cfg).call_within(&req, wait);
+    decide_open(&cfg, &published, &user, answer).apply(pam, &user)
+}
+
+/// The session's fate from helperd's answer.
+pub fn decide_open(
+    cfg: &Config,
+    published: &Published,
+    user: &str,
+    answer: Result<Response, oidc_core::ipc::IpcError>,
+) -> Opened {
+    match answer {
         Ok(Response::SessionOpened { id, aws }) => {
-            pam.log(Prio::Info, &format!("session open user={user} session={id}"));
-            match aws {
-                Some(st) => aws_env(pam, &cfg, &user, &st),
-                None => PamResultCode::PAM_SUCCESS,
+            let mut o = Opened::new(PamResultCode::PAM_SUCCESS);
+            o.log.push((Prio::Info, format!("session open user={user} session={id}")));
+            if let Some(st) = aws {
+                aws_outcome(&mut o, cfg, user, &st);
             }
+            o
         }
         other => {
             let why = match other {
                 Ok(r) => format!("helperd refused: {r:?}"),
                 Err(e) => e.to_string(),
             };
-            pam.log(Prio::Warning, &format!("session open user={user}: {why}"));
             // Without helperd there are no AWS credentials; fail only if they are required.
             let required = cfg.aws.require_credentials
                 || cfg.aws.role_for(&published.groups, &published.issuer).is_some_and(|r| r.required);
+            let mut o = Opened::new(if required { PamResultCode::PAM_SESSION_ERR } else { PamResultCode::PAM_SUCCESS });
+            o.log.push((Prio::Warning, format!("session open user={user}: {why}")));
             if required {
-                pam.error("AWS credentials unavailable: helperd unreachable");
-                PamResultCode::PAM_SESSION_ERR
-            } else {
-                PamResultCode::PAM_SUCCESS
+                o.message = Some("AWS credentials unavailable: helperd unreachable".into());
             }
+            o
         }
-    };
-    // The login id has done its job; keep it out of the session's environment.
-    let _ = pam.putenv(ENV_LOGIN_ID, "");
-    rc
+    }
+}
+
+/// The session's environment for AWS CLIs and SDKs: a config whose
+/// `credential_process` asks helperd (no secret in the environment or on disk).
+fn aws_outcome(o: &mut Opened, cfg: &Config, user: &str, st: &AwsStatus) {
+    if st.granted {
+        o.env.push(("AWS_CONFIG_FILE", cfg.aws.config_file.display().to_string()));
+        o.env.push(("AWS_SDK_LOAD_CONFIG", "1".into()));
+        o.log.push((Prio::Info, format!("session open user={user}: {}", st.message)));
+        return;
+    }
+    o.log.push((Prio::Warning, format!("session open user={user}: {}", st.message)));
+    o.message = Some(st.message.clone());
+    if st.required_failed {
+        o.rc = PamResultCode::PAM_SESSION_ERR;
+    }
 }
 
 pub fn close_session(pam: &mut dyn Pam, raw: &[String], edges: &dyn Edges) -> PamResultCode {

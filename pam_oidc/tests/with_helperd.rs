@@ -265,3 +265,22 @@ fn the_session_is_bound_to_the_login_and_its_aws_credentials_reported() {
     let mut p = Fake { user: "alice".into(), ..Default::default() };
     assert_eq!(open_session(&mut p, &args(&s, &[]), &TestEdges::with(NOW, &script)), PamResultCode::PAM_IGNORE);
 }
+
+#[test]
+fn without_helperd_a_session_fails_only_when_aws_credentials_are_required() {
+    use pam_oidc::env::Published;
+    use pam_oidc::session::decide_open;
+    let s = setup("h-sess-down");
+    let mut cfg = oidc_core::config::Config::load(&s.config).unwrap();
+    let p = Published { user: "alice".into(), login_id: "L-1".into(), ..Default::default() };
+    let down = || Err(IpcError::Connect(std::io::ErrorKind::ConnectionRefused.into()));
+    let o = decide_open(&cfg, &p, "alice", down());
+    assert_eq!((o.rc, o.message), (PamResultCode::PAM_SUCCESS, None));
+    cfg.aws.require_credentials = true;
+    let o = decide_open(&cfg, &p, "alice", down());
+    assert_eq!(o.rc, PamResultCode::PAM_SESSION_ERR);
+    assert_eq!(o.message.as_deref(), Some("AWS credentials unavailable: helperd unreachable"));
+    // An odd answer is no better than none.
+    let o = decide_open(&cfg, &p, "alice", Ok(Response::Pong { version: "x".into() }));
+    assert_eq!(o.rc, PamResultCode::PAM_SESSION_ERR);
+}
