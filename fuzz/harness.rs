@@ -10,10 +10,10 @@
 #![allow(dead_code)]
 
 use jsonwebtoken::{Algorithm, EncodingKey};
-use oidc_core::config::Config;
-use oidc_core::ipc::{Request, Response};
-use oidc_core::jwks::Jwks;
-use oidc_core::verify::{verify, Keys, Report, Verified};
+use oidc_core::Config;
+use oidc_core::Jwks;
+use oidc_core::{verify, Keys, Report, Verified};
+use oidc_core::{Request, Response};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -61,7 +61,7 @@ fn fixture() -> &'static Fixture {
 /// Verify `token` the way the module does (parse, issuer, keys, claims) at [`NOW`].
 fn verify_at_now(token: &str) -> Result<Verified, oidc_core::Rejection> {
     let f = fixture();
-    let parsed = oidc_core::token::parse(token, f.cfg.pam.max_token_bytes)?;
+    let parsed = oidc_core::parse_token(token, f.cfg.pam.max_token_bytes)?;
     let iss = parsed.issuer()?;
     let icfg = f.cfg.issuer(iss).ok_or_else(|| oidc_core::Rejection::UntrustedIssuer(iss.to_string()))?;
     let keys = Keys { jwks: Some(&f.jwks), hmac_secret: Some(HMAC_SECRET) };
@@ -84,9 +84,9 @@ fn check_accepted(token: &str, v: &Verified) {
     assert!(v.exp.saturating_add(60) >= NOW, "accepted an expired token (exp {})", v.exp);
     assert!(v.iat <= NOW + 60, "accepted a token from the future (iat {})", v.iat);
     assert!(!v.sub.is_empty() && v.sub.len() <= 255, "accepted sub {:?}", v.sub);
-    assert!(oidc_core::policy::check_login_name(&v.username).is_ok(), "accepted username {:?}", v.username);
+    assert!(oidc_core::check_login_name(&v.username).is_ok(), "accepted username {:?}", v.username);
     for g in &v.groups {
-        assert!(oidc_core::policy::check_group_name(g).is_ok(), "accepted group {g:?}");
+        assert!(oidc_core::check_group_name(g).is_ok(), "accepted group {g:?}");
     }
     let aud = match v.claims.get("aud") {
         Some(Value::String(s)) => vec![s.clone()],
@@ -100,9 +100,9 @@ fn check_accepted(token: &str, v: &Verified) {
     if let Some(azp) = v.claims.get("azp") {
         assert_eq!(azp, &Value::String("host".into()), "accepted a foreign azp");
     }
-    let (host, _) = oidc_core::accounts::map_groups(&v.groups, icfg, &f.cfg);
+    let (host, _) = oidc_core::map_groups(&v.groups, icfg, &f.cfg);
     for h in host.iter().filter(|h| !h.explicit) {
-        assert!(oidc_core::policy::check_login_name(&h.name).is_ok(), "host group {:?}", h.name);
+        assert!(oidc_core::check_login_name(&h.name).is_ok(), "host group {:?}", h.name);
         assert!(!nss_snapshot::format::is_reserved(h.name.as_bytes()), "reserved host group {:?}", h.name);
         assert_eq!(h.name, h.raw, "a host group is the IdP group itself");
     }
@@ -161,7 +161,7 @@ pub fn ipc_decodes(data: &[u8]) -> bool {
     } else {
         data
     };
-    oidc_core::ipc::decode::<Request>(body).is_ok() || oidc_core::ipc::decode::<Response>(body).is_ok()
+    oidc_core::decode_frame::<Request>(body).is_ok() || oidc_core::decode_frame::<Response>(body).is_ok()
 }
 
 fn sign(header: &[u8], payload: &[u8], alg: Algorithm, key: &EncodingKey) -> String {
@@ -179,7 +179,7 @@ fn sign(header: &[u8], payload: &[u8], alg: Algorithm, key: &EncodingKey) -> Str
 /// JWKS of garbage can never count as "usable keys" and replace a good cache.
 pub fn jwks(data: &[u8]) {
     use base64::Engine as _;
-    use oidc_core::jwks::Material;
+    use oidc_core::Material;
     let Ok(j) = Jwks::from_idp_body(data) else { return };
     // An independent check of the material's shape (the oracle for "usable").
     let len = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v).map(|b| b.len()).unwrap_or(0);
@@ -196,11 +196,11 @@ pub fn jwks(data: &[u8]) {
         assert!(ok, "a key with malformed material counts as usable: {k:?}");
     }
     for name in ["RS256", "PS256", "ES256", "ES384", "EdDSA", "HS256"] {
-        let Some(alg) = oidc_core::alg::Alg::parse(name) else { continue };
+        let Some(alg) = oidc_core::Alg::parse(name) else { continue };
         // A token without a kid gets the keys that fit (never an HMAC key, never too many).
         if let Ok(keys) = j.select(None, alg) {
             assert!(!alg.is_hmac(), "an HMAC key was selected from a JWKS");
-            assert!(!keys.is_empty() && keys.len() <= oidc_core::jwks::MAX_KIDLESS_KEYS);
+            assert!(!keys.is_empty() && keys.len() <= oidc_core::MAX_KIDLESS_KEYS);
         }
         for kid in j.keys.iter().filter_map(|k| k.kid.as_deref()) {
             if let Ok(sel) = j.select(Some(kid), alg) {
@@ -299,17 +299,17 @@ pub fn ipc(data: &[u8]) {
         let _ = a.shutdown(std::net::Shutdown::Write);
         let deadline = Instant::now() + Duration::from_millis(200);
         if as_request {
-            if let Ok(r) = oidc_core::ipc::read_frame::<Request>(&mut b, deadline) {
+            if let Ok(r) = oidc_core::read_frame::<Request>(&mut b, deadline) {
                 round_trip(&r);
             }
-        } else if let Ok(r) = oidc_core::ipc::read_frame::<Response>(&mut b, deadline) {
+        } else if let Ok(r) = oidc_core::read_frame::<Response>(&mut b, deadline) {
             round_trip(&r);
         }
     }
-    if let Ok(r) = oidc_core::ipc::decode::<Request>(data) {
+    if let Ok(r) = oidc_core::decode_frame::<Request>(data) {
         round_trip(&r);
     }
-    if let Ok(r) = oidc_core::ipc::decode::<Response>(data) {
+    if let Ok(r) = oidc_core::decode_frame::<Response>(data) {
         round_trip(&r);
     }
 }
@@ -319,12 +319,12 @@ fn round_trip<T: serde::Serialize + for<'de> serde::Deserialize<'de>>(msg: &T) {
     use std::time::{Duration, Instant};
     let Ok((mut a, mut b)) = UnixStream::pair() else { return };
     let deadline = Instant::now() + Duration::from_secs(2);
-    match oidc_core::ipc::write_frame(&mut a, msg, deadline) {
+    match oidc_core::write_frame(&mut a, msg, deadline) {
         Ok(()) => {}
-        Err(oidc_core::ipc::IpcError::TooLarge(_)) => return,
+        Err(oidc_core::IpcError::TooLarge(_)) => return,
         Err(e) => panic!("write_frame of a decoded message: {e}"),
     }
-    let back: T = match oidc_core::ipc::read_frame(&mut b, deadline) {
+    let back: T = match oidc_core::read_frame(&mut b, deadline) {
         Ok(m) => m,
         Err(e) => panic!("a re-encoded message does not decode: {e}"),
     };

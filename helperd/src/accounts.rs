@@ -7,9 +7,9 @@ use crate::atomic;
 use crate::keys::unix_now;
 use crate::log::{error, info, warning};
 use nss_snapshot::format::IdKey;
-use oidc_core::accounts::{LocalDb, LoginEvent, Store, StoredGroup, StoredUser, STORE_FILE};
-use oidc_core::config::Config;
-use oidc_core::ipc::Response;
+use oidc_core::Config;
+use oidc_core::Response;
+use oidc_core::{LocalDb, LoginEvent, Store, StoredGroup, StoredUser, STORE_FILE};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -114,7 +114,7 @@ impl AccountService {
         // The ids a new account and its new groups would get: taken by another source?
         let a = &self.cfg.accounts;
         if !ev.name.is_empty() && store.find(&ev.issuer, &ev.sub).is_none() {
-            if let Ok(uid) = oidc_core::accounts::new_uid(a, key, ev) {
+            if let Ok(uid) = oidc_core::new_uid(a, key, ev) {
                 let taken = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
                     .ok()
                     .flatten()
@@ -126,7 +126,7 @@ impl AccountService {
         }
         for g in groups.iter().filter(|g| key.is_some() && !store.groups.iter().any(|sg| sg.name == **g)) {
             let Some(key) = key else { continue };
-            let gid = oidc_core::accounts::gid_for(a, key, g);
+            let gid = oidc_core::gid_for(a, key, g);
             let taken = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)).ok().flatten();
             if taken.is_some_and(|t| !store.groups.iter().any(|sg| sg.name == t.name) && !ours_user(&t.name)) {
                 local.gids.insert(gid);
@@ -193,9 +193,9 @@ impl AccountService {
         let mut local = self.local();
         let who = format!(
             "issuer={} sub={} name={}",
-            oidc_core::audit::clean(&ev.issuer),
-            oidc_core::audit::clean(&ev.sub),
-            oidc_core::audit::clean(&ev.name)
+            oidc_core::clean(&ev.issuer),
+            oidc_core::clean(&ev.sub),
+            oidc_core::clean(&ev.name)
         );
         // Without a usable key, accounts already here keep working; new ones wait.
         let (key, key_error) = match self.id_key() {
@@ -206,9 +206,7 @@ impl AccountService {
             }
         };
         let candidates: Vec<String> = match self.cfg.issuer(&ev.issuer) {
-            Some(i) => {
-                oidc_core::accounts::map_groups(&ev.groups, i, &self.cfg).0.into_iter().map(|h| h.name).collect()
-            }
+            Some(i) => oidc_core::map_groups(&ev.groups, i, &self.cfg).0.into_iter().map(|h| h.name).collect(),
             None => vec![],
         };
         self.add_foreign_names(&current, &mut local, key.as_ref(), ev, &candidates);
@@ -272,12 +270,12 @@ impl AccountService {
             *current = before;
             return Err(refused("accounts-unavailable", format!("cannot write the account store: {e}")));
         }
-        info!("account rebound by uid={by_uid}: {}", oidc_core::audit::clean(&detail));
+        info!("account rebound by uid={by_uid}: {}", oidc_core::clean(&detail));
         Ok(detail)
     }
 
     /// Log the admission; the detail for the reply.
-    fn admitted_line(&self, admitted: &oidc_core::accounts::Admitted, who: &str) -> String {
+    fn admitted_line(&self, admitted: &oidc_core::Admitted, who: &str) -> String {
         let groups: Vec<String> = admitted.groups.iter().map(|(n, g)| format!("{n}({g})")).collect();
         info!(
             "account {} {who} uid={} groups={}",
@@ -302,7 +300,7 @@ impl AccountService {
         let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
         let mut local = self.local();
         let candidates: Vec<String> =
-            oidc_core::accounts::map_groups(raw, iss, &self.cfg).0.into_iter().map(|h| h.name).collect();
+            oidc_core::map_groups(raw, iss, &self.cfg).0.into_iter().map(|h| h.name).collect();
         let ev = LoginEvent {
             issuer: iss.url.clone(),
             sub: String::new(),
@@ -314,7 +312,7 @@ impl AccountService {
         self.add_foreign_names(&store, &mut local, None, &ev, &candidates);
         let (groups, warnings) = store.servable_groups(iss, raw, &self.cfg, &local);
         for w in warnings {
-            warning!("role account login issuer={}: {w}", oidc_core::audit::clean(issuer));
+            warning!("role account login issuer={}: {w}", oidc_core::clean(issuer));
         }
         groups
     }
@@ -322,7 +320,7 @@ impl AccountService {
     /// The identity holding an OIDC account name, if any ("issuer sub").
     pub fn holder_of(&self, name: &str) -> Option<String> {
         let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        store.users.iter().find(|u| u.name == name).map(|u| format!("{} {}", u.issuer, oidc_core::audit::clean(&u.sub)))
+        store.users.iter().find(|u| u.name == name).map(|u| format!("{} {}", u.issuer, oidc_core::clean(&u.sub)))
     }
 
     pub fn users(&self) -> Vec<StoredUser> {

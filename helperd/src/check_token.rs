@@ -2,10 +2,10 @@
 //! token on stdin and prints every check with pass/fail and the reason, using
 //! exactly the module's verification path (cache, one refresh on unknown kid).
 
-use oidc_core::config::Config;
-use oidc_core::ipc::Helper as _;
-use oidc_core::login::verify_token;
-use oidc_core::policy::check_groups;
+use oidc_core::check_groups;
+use oidc_core::verify_token;
+use oidc_core::Config;
+use oidc_core::Helper as _;
 use std::io::Read;
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ pub fn run(cfg: &Config, o: &Opts, now: i64) -> i32 {
         return 1;
     }
     let token = raw.trim();
-    let client = oidc_core::ipc::Client::for_caller(&cfg.helperd, Duration::from_millis(cfg.pam.ipc_timeout_ms));
+    let client = oidc_core::Client::for_caller(&cfg.helperd, Duration::from_millis(cfg.pam.ipc_timeout_ms));
     let mut refresh = |iss: &str| {
         if o.refresh {
             client.refresh_jwks(iss)
@@ -36,11 +36,7 @@ pub fn run(cfg: &Config, o: &Opts, now: i64) -> i32 {
         }
     };
     let out = verify_token(cfg, token, now, &mut refresh);
-    println!(
-        "token: {} bytes, issuer {}",
-        token.len(),
-        out.issuer.as_deref().map_or("-".into(), oidc_core::audit::clean)
-    );
+    println!("token: {} bytes, issuer {}", token.len(), out.issuer.as_deref().map_or("-".into(), oidc_core::clean));
     if out.report.checks.is_empty() {
         if let Err(e) = &out.result {
             line(false, "structure", &e.to_string());
@@ -48,21 +44,21 @@ pub fn run(cfg: &Config, o: &Opts, now: i64) -> i32 {
     }
     for c in &out.report.checks {
         match &c.result {
-            Ok(d) => line(true, c.name, &oidc_core::audit::clean(d)),
+            Ok(d) => line(true, c.name, &oidc_core::clean(d)),
             Err(e) => line(false, c.name, &e.to_string()),
         }
     }
     for n in &out.notes {
-        println!("note: {}", oidc_core::audit::clean(n));
+        println!("note: {}", oidc_core::clean(n));
     }
     let mut verdict = out.result.clone().map(|_| ());
     if let Ok(v) = &out.result {
         for w in &v.warnings {
-            println!("note: {}", oidc_core::audit::clean(w));
+            println!("note: {}", oidc_core::clean(w));
         }
         // A misspelt or absent groups claim: name the claims that look like groups.
         if let Some(i) = cfg.issuer(&v.issuer) {
-            if oidc_core::claims::get(&v.claims, &i.groups_claim).is_none() {
+            if oidc_core::get_claim(&v.claims, &i.groups_claim).is_none() {
                 let like: Vec<&str> = v
                     .claims
                     .iter()
@@ -76,7 +72,7 @@ pub fn run(cfg: &Config, o: &Opts, now: i64) -> i32 {
                     .collect();
                 println!(
                     "note: groups claim `{}` absent; {}",
-                    oidc_core::audit::clean(&i.groups_claim),
+                    oidc_core::clean(&i.groups_claim),
                     if like.is_empty() {
                         "the token has no list claim (does the IdP emit groups for this client?)".to_string()
                     } else {
@@ -89,16 +85,16 @@ pub fn run(cfg: &Config, o: &Opts, now: i64) -> i32 {
             }
         }
         let (host, warnings) = match cfg.issuer(&v.issuer) {
-            Some(i) => oidc_core::accounts::map_groups(&v.groups, i, cfg),
+            Some(i) => oidc_core::map_groups(&v.groups, i, cfg),
             None => (vec![], vec![]),
         };
         for w in &warnings {
-            println!("note: {}", oidc_core::audit::clean(w));
+            println!("note: {}", oidc_core::clean(w));
         }
         let host: Vec<String> = host.into_iter().map(|h| h.name).collect();
         line(true, "host groups", &if host.is_empty() { "(none)".into() } else { host.join(",") });
         if let Some(u) = &o.user {
-            match oidc_core::accounts::account_for(cfg, v, u, &host) {
+            match oidc_core::account_for(cfg, v, u, &host) {
                 Ok(None) => line(true, "identity", &format!("{u} is the token's own name")),
                 Ok(Some(how)) => line(true, "identity", &how),
                 Err(e) => {

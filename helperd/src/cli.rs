@@ -1,10 +1,10 @@
 //! The admin commands that ask the running daemon: status, users, sessions.
 
 use crate::keys::unix_now;
-use oidc_core::audit::clean;
-use oidc_core::config::Config;
-use oidc_core::ipc::Helper as _;
-use oidc_core::ipc::{Request, Response};
+use oidc_core::clean;
+use oidc_core::Config;
+use oidc_core::Helper as _;
+use oidc_core::{Request, Response};
 use std::time::Duration;
 
 /// One request to the daemon; errors are printed, the Err is the exit code.
@@ -13,7 +13,7 @@ fn ask(cfg: &Config, req: Request) -> Result<Response, i32> {
 }
 
 fn ask_within(cfg: &Config, req: Request, timeout: Duration) -> Result<Response, i32> {
-    match oidc_core::ipc::Client::for_caller(&cfg.helperd, timeout).call(&req) {
+    match oidc_core::Client::for_caller(&cfg.helperd, timeout).call(&req) {
         Ok(Response::Error { message }) => {
             eprintln!("helperd: {message}");
             Err(1)

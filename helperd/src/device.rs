@@ -6,9 +6,9 @@
 
 use crate::fetch::Transport;
 use crate::log::{info, warning};
-use oidc_core::config::{Config, Issuer};
-use oidc_core::ipc::Response;
+use oidc_core::Response;
 use oidc_core::Secret;
+use oidc_core::{Config, Issuer};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -77,7 +77,7 @@ impl DeviceFlows {
             str_field(&doc, "device_authorization_endpoint").ok_or("the IdP has no device_authorization_endpoint")?;
         let tok = str_field(&doc, "token_endpoint").ok_or("the IdP has no token_endpoint")?;
         for u in [&dev, &tok] {
-            oidc_core::config::check_url(u)?;
+            oidc_core::check_url(u)?;
         }
         Ok((dev, tok))
     }
@@ -110,13 +110,13 @@ impl DeviceFlows {
             crate::log::limited_warning!(
                 "device-cap-host",
                 "device login refused: {here} flows waiting from {}",
-                oidc_core::audit::clean(&key)
+                oidc_core::clean(&key)
             );
             return Err(Response::DeviceFailed {
                 code: "busy".into(),
                 reason: format!(
                     "{here} device logins from {} are waiting (helperd.max_device_flows_per_host)",
-                    oidc_core::audit::clean(&key)
+                    oidc_core::clean(&key)
                 ),
             });
         }
@@ -204,9 +204,9 @@ impl DeviceFlows {
         info!(
             "device flow {} started issuer={} rhost={} user_code={}",
             &flow_id[..8],
-            oidc_core::audit::clean(issuer),
-            oidc_core::audit::clean(rhost),
-            oidc_core::audit::clean(&user_code)
+            oidc_core::clean(issuer),
+            oidc_core::clean(rhost),
+            oidc_core::clean(&user_code)
         );
         Response::DeviceStarted {
             flow_id,

@@ -6,9 +6,9 @@ mod imds;
 
 use crate::fetch::{Http, Transport};
 use imds::imds;
-use oidc_core::config::{Config, ConfigError};
-use oidc_core::ipc::{call, Request, Response};
-use oidc_core::jwks::Jwks;
+use oidc_core::Jwks;
+use oidc_core::{ipc_call, Request, Response};
+use oidc_core::{Config, ConfigError};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -109,7 +109,7 @@ pub fn run(config: &Path, cfg: Result<Config, ConfigError>, o: &Opts) -> i32 {
     }
 }
 
-fn issuer_checks(r: &mut Report, http: &Http, iss: &oidc_core::config::Issuer) {
+fn issuer_checks(r: &mut Report, http: &Http, iss: &oidc_core::Issuer) {
     let name = format!("issuer {}", iss.url);
     let url = format!("{}/.well-known/openid-configuration", iss.url.trim_end_matches('/'));
     let fetched = match http.get(&url) {
@@ -315,7 +315,7 @@ fn pam_stack(dir: &Path, svc: &str) -> Outcome {
     for l in lines.iter().filter(|l| l.contains("pam_oidc.so")) {
         let args = l.split("pam_oidc.so").nth(1).unwrap_or("");
         for a in args.split_whitespace() {
-            let known = oidc_core::config::PAM_ARGUMENTS.iter().any(|k| match k.strip_suffix('=') {
+            let known = oidc_core::PAM_ARGUMENTS.iter().any(|k| match k.strip_suffix('=') {
                 Some(name) => a.strip_prefix(name).is_some_and(|v| v.starts_with('=') && v.len() > 1),
                 None => a == *k,
             });
@@ -325,7 +325,7 @@ fn pam_stack(dir: &Path, svc: &str) -> Outcome {
                         "{}: unknown pam_oidc argument {a:?} (every login through it would be refused)",
                         main.display()
                     ),
-                    format!("use one of: {}", oidc_core::config::PAM_ARGUMENTS.join(" ")),
+                    format!("use one of: {}", oidc_core::PAM_ARGUMENTS.join(" ")),
                 );
             }
         }
@@ -352,7 +352,7 @@ fn pam_stack(dir: &Path, svc: &str) -> Outcome {
 }
 
 fn running(cfg: &Config) -> Outcome {
-    match call(&cfg.helperd.socket, &Request::Ping, Duration::from_secs(2)) {
+    match ipc_call(&cfg.helperd.socket, &Request::Ping, Duration::from_secs(2)) {
         Ok(Response::Pong { version }) => Ok(format!("helperd {version} answers on {}", cfg.helperd.socket.display())),
         Ok(other) => fail(format!("unexpected answer {other:?}"), "restart helperd"),
         Err(e) => fail(e.to_string(), "systemctl enable --now pam-oidc-helperd; journalctl -u pam-oidc-helperd"),
@@ -508,8 +508,8 @@ fn snapshot(cfg: &Config) -> Outcome {
         .map_err(|_| (format!("{} is corrupt", p.display()), "restart helperd to rewrite it".to_string()))?;
     // Every account in the store resolves in the snapshot with its uid (login
     // times may be newer in the store: they are not part of the snapshot).
-    let store_path = cfg.helperd.state_dir.join(oidc_core::accounts::STORE_FILE);
-    if let Ok(store) = oidc_core::accounts::Store::load(&store_path) {
+    let store_path = cfg.helperd.state_dir.join(oidc_core::STORE_FILE);
+    if let Ok(store) = oidc_core::Store::load(&store_path) {
         let missing = store
             .users
             .iter()

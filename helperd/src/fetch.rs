@@ -77,10 +77,10 @@ pub fn redirect_target(from: &str, location: &str) -> Result<String, String> {
     if from.starts_with("https://") && !to.starts_with("https://") {
         return Err(format!(
             "redirect from {from} to {} refused: never from https to anything else",
-            oidc_core::audit::clean(&to)
+            oidc_core::clean(&to)
         ));
     }
-    oidc_core::config::check_url(&to).map_err(|e| format!("redirect from {from} refused: {e}"))?;
+    oidc_core::check_url(&to).map_err(|e| format!("redirect from {from} refused: {e}"))?;
     Ok(to)
 }
 

@@ -6,9 +6,9 @@
 use crate::atomic;
 use crate::fetch::Transport;
 use crate::log::{info, warning};
-use oidc_core::config::{check_url, Config, Issuer};
-use oidc_core::ipc::{IssuerStatus, Response};
-use oidc_core::jwks::{cache_path, read_cache, CacheFile, Jwks, CACHE_VERSION};
+use oidc_core::{check_url, Config, Issuer};
+use oidc_core::{jwks_cache_path, read_jwks_cache, CacheFile, Jwks, JWKS_CACHE_VERSION};
+use oidc_core::{IssuerStatus, Response};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -43,7 +43,7 @@ impl KeyCache {
         let mut states = HashMap::new();
         for iss in &cfg.issuers {
             let mut st = State::default();
-            if let Ok((file, jwks)) = read_cache(&cfg.helperd.cache_dir, &iss.url) {
+            if let Ok((file, jwks)) = read_jwks_cache(&cfg.helperd.cache_dir, &iss.url) {
                 st.fetched_at = Some(file.fetched_at);
                 st.expires_at = Some(file.expires_at);
                 st.keys = jwks.keys.len();
@@ -65,7 +65,7 @@ impl KeyCache {
     /// window — or at once when root asks with `force` (`helperd refresh --force`).
     pub fn refresh_on_demand(&self, issuer: &str, force: bool) -> Response {
         let (Some(icfg), Some(st)) = (self.cfg.issuer(issuer), self.states.get(issuer)) else {
-            return Response::Error { message: format!("issuer not configured: {}", oidc_core::audit::clean(issuer)) };
+            return Response::Error { message: format!("issuer not configured: {}", oidc_core::clean(issuer)) };
         };
         // Never queue behind a fetch already under way (anyone may start one):
         // say so at once; root's `--force` waits for its own.
@@ -179,7 +179,7 @@ impl KeyCache {
                 }
                 let u = doc.get("jwks_uri").and_then(Value::as_str).ok_or("discovery has no jwks_uri")?.to_string();
                 check_url(&u).map_err(|e| format!("discovery jwks_uri: {e}"))?;
-                let name = cache_path(&h.cache_dir, &icfg.url);
+                let name = jwks_cache_path(&h.cache_dir, &icfg.url);
                 let p = h.cache_dir.join("discovery").join(name.file_name().unwrap_or_default());
                 let bytes = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
                 atomic::write(&p, &bytes, 0o644).map_err(|e| format!("writing {}: {e}", p.display()))?;
@@ -197,7 +197,7 @@ impl KeyCache {
         let ttl = max_age.unwrap_or(h.jwks_ttl_default_secs).clamp(h.jwks_ttl_min_secs, h.jwks_ttl_max_secs);
         let now = unix_now();
         let file = CacheFile {
-            v: CACHE_VERSION,
+            v: JWKS_CACHE_VERSION,
             issuer: icfg.url.clone(),
             jwks_uri,
             fetched_at: now,
@@ -205,7 +205,7 @@ impl KeyCache {
             // Only the keys accepted here: one helperd refused is never selectable.
             jwks: serde_json::json!({ "keys": jwks.keys.iter().map(|k| k.to_jwk()).collect::<Vec<_>>() }),
         };
-        let path = cache_path(&h.cache_dir, &icfg.url);
+        let path = jwks_cache_path(&h.cache_dir, &icfg.url);
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
         atomic::write(&path, &bytes, 0o644).map_err(|e| format!("writing {}: {e}", path.display()))?;
         Ok((file, jwks.keys.len()))

@@ -15,8 +15,8 @@ mod server;
 mod sessions;
 mod snapshot;
 
-use oidc_core::config::{Config, DEFAULT_PATH};
-use oidc_core::ipc::Helper as _;
+use oidc_core::Helper as _;
+use oidc_core::{Config, DEFAULT_CONFIG_PATH};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -47,7 +47,7 @@ commands:
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mut config = PathBuf::from(DEFAULT_PATH);
+    let mut config = PathBuf::from(DEFAULT_CONFIG_PATH);
     if args.first().map(String::as_str) == Some("--config") {
         if args.len() < 2 {
             eprintln!("{USAGE}");
@@ -108,7 +108,7 @@ fn main() -> ExitCode {
         "refresh" => match args.get(1) {
             Some(iss) => {
                 let force = args.get(2).map(String::as_str) == Some("--force");
-                let client = oidc_core::ipc::Client::for_caller(&cfg.helperd, Duration::from_secs(30));
+                let client = oidc_core::Client::for_caller(&cfg.helperd, Duration::from_secs(30));
                 match client.refresh_jwks_with(iss, force) {
                     Ok(d) => {
                         println!("{d}");

@@ -58,7 +58,7 @@ impl ReplayCache {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let key = (issuer.to_string(), id.to_string());
         if seen.get(&key).is_some_and(|u| *u >= now) {
-            return Err(format!("token already used on this host ({})", oidc_core::audit::clean(id)));
+            return Err(format!("token already used on this host ({})", oidc_core::clean(id)));
         }
         if seen.len() >= MAX_ENTRIES {
             seen.retain(|_, u| *u >= now);

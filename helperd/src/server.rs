@@ -15,7 +15,7 @@ use crate::accounts::AccountService;
 use crate::keys::KeyCache;
 use crate::log::{error, limited_warning, warning};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-use oidc_core::ipc::{read_frame, write_frame, Request, Response};
+use oidc_core::{read_frame, write_frame, Request, Response};
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -64,12 +64,12 @@ pub struct Services {
     pub replay: crate::replay::ReplayCache,
 }
 
-fn aws_status(o: crate::aws::Outcome) -> Option<oidc_core::ipc::AwsStatus> {
+fn aws_status(o: crate::aws::Outcome) -> Option<oidc_core::AwsStatus> {
     use crate::aws::Outcome;
     match o {
         Outcome::NoRole => None,
-        Outcome::Granted(message) => Some(oidc_core::ipc::AwsStatus { granted: true, required_failed: false, message }),
-        Outcome::Failed { required, code, reason } => Some(oidc_core::ipc::AwsStatus {
+        Outcome::Granted(message) => Some(oidc_core::AwsStatus { granted: true, required_failed: false, message }),
+        Outcome::Failed { required, code, reason } => Some(oidc_core::AwsStatus {
             granted: false,
             required_failed: required,
             message: format!("AWS credentials unavailable ({code}): {reason}"),
@@ -199,8 +199,8 @@ fn spawn(stream: UnixStream, peer: Peer, slot: Slot, svc: &Arc<Services>, deadli
 
 fn login(
     svc: &Services,
-    event: Option<&oidc_core::accounts::LoginEvent>,
-    claims: &oidc_core::session::SessionClaims,
+    event: Option<&oidc_core::LoginEvent>,
+    claims: &oidc_core::SessionClaims,
     web_token: Option<&oidc_core::Secret>,
     raw_groups: &[String],
     replay_id: Option<&str>,
@@ -215,9 +215,9 @@ fn login(
             if let Err(why) = svc.replay.reserve(&claims.issuer, id, until, crate::keys::unix_now()) {
                 warning!(
                     "login refused code=replayed issuer={} identity={} account={}: {why}",
-                    oidc_core::audit::clean(&claims.issuer),
-                    oidc_core::audit::clean(&claims.identity),
-                    oidc_core::audit::clean(&claims.account)
+                    oidc_core::clean(&claims.issuer),
+                    oidc_core::clean(&claims.identity),
+                    oidc_core::clean(&claims.account)
                 );
                 return Response::Refused { code: "replayed".into(), reason: why };
             }
@@ -240,8 +240,8 @@ fn login(
 
 fn admit_login(
     svc: &Services,
-    event: Option<&oidc_core::accounts::LoginEvent>,
-    claims: &mut oidc_core::session::SessionClaims,
+    event: Option<&oidc_core::LoginEvent>,
+    claims: &mut oidc_core::SessionClaims,
     web_token: Option<&oidc_core::Secret>,
     raw_groups: &[String],
 ) -> Response {
@@ -260,8 +260,8 @@ fn admit_login(
                 warning!(
                     "role account login refused: {} is the OIDC account of {holder}; issuer={} identity={}",
                     claims.account,
-                    oidc_core::audit::clean(&claims.issuer),
-                    oidc_core::audit::clean(&claims.identity)
+                    oidc_core::clean(&claims.issuer),
+                    oidc_core::clean(&claims.identity)
                 );
                 return Response::Refused {
                     code: "name-of-another-issuer".into(),
@@ -304,7 +304,7 @@ fn handle(mut s: UnixStream, svc: &Services, peer: Peer, slot: &mut Slot, deadli
                 &format!("refresh:{uid}"),
                 &format!(
                     "jwks refresh requested by uid={uid} pid={pid} issuer={}{}",
-                    oidc_core::audit::clean(issuer),
+                    oidc_core::clean(issuer),
                     if force { " (forced)" } else { "" }
                 ),
             );
@@ -343,7 +343,7 @@ fn handle(mut s: UnixStream, svc: &Services, peer: Peer, slot: &mut Slot, deadli
         }
         Request::Sessions { offset } => {
             let all = svc.sessions.list();
-            let (mut sessions, next) = oidc_core::ipc::page(&all, *offset, |s| {
+            let (mut sessions, next) = oidc_core::page_of(&all, *offset, |s| {
                 s.claims.groups.truncate(16);
                 s.claims.idp_groups.truncate(16);
             });
@@ -371,7 +371,7 @@ fn handle(mut s: UnixStream, svc: &Services, peer: Peer, slot: &mut Slot, deadli
             svc.device.wait(flow_id, Duration::from_secs((*timeout_secs).min(3600)))
         }
         Request::Users { offset } => {
-            let (users, next) = oidc_core::ipc::page(&svc.accounts.users(), *offset, |u| u.groups.truncate(16));
+            let (users, next) = oidc_core::page_of(&svc.accounts.users(), *offset, |u| u.groups.truncate(16));
             Response::Users { users, next }
         }
     };

@@ -9,8 +9,8 @@
 
 use crate::keys::unix_now;
 use crate::log::{info, warning};
-use oidc_core::session::{find_session, SessionClaims, SessionInfo};
 use oidc_core::Secret;
+use oidc_core::{find_session, SessionClaims, SessionInfo};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -165,7 +165,7 @@ impl Sessions {
             "session {id} opened: user={} uid={uid} pid={pid} tty={tty} rhost={rhost} issuer={} sub={} token expires in {}s",
             claims.account,
             claims.issuer,
-            oidc_core::audit::clean(&claims.sub),
+            oidc_core::clean(&claims.sub),
             claims.exp - unix_now()
         );
         let s = SessionInfo {

@@ -39,7 +39,7 @@ pub fn clean_n(s: &str, max: usize) -> String {
 }
 
 /// A unix time as `2026-11-30T06:12:03Z` (UTC; proleptic Gregorian).
-pub fn utc(t: i64) -> String {
+pub(crate) fn utc(t: i64) -> String {
     let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
     // Howard Hinnant's days-from-civil, inverted.
     let z = days + 719_468;
@@ -55,7 +55,7 @@ pub fn utc(t: i64) -> String {
 }
 
 /// A span of seconds for people: `45 s`, `15 min`, `3 h 20 min`, `2 days`.
-pub fn span(secs: i64) -> String {
+pub(crate) fn span(secs: i64) -> String {
     let s = secs.unsigned_abs();
     match s {
         0..=119 => format!("{s} s"),

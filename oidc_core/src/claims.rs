@@ -96,7 +96,7 @@ fn scalar_matches(o: &Scalar, v: &Value) -> bool {
 }
 
 /// `*` matches any run; every other character (`?` too) only itself.
-pub fn star_match(p: &[u8], s: &[u8]) -> bool {
+pub(crate) fn star_match(p: &[u8], s: &[u8]) -> bool {
     nss_snapshot::format::wildcard(p, s, false)
 }
 
@@ -111,7 +111,7 @@ impl Cond {
 pub type Conditions = BTreeMap<String, Cond>;
 
 /// `Err(why)` names the first condition that fails (for the log).
-pub fn check(conds: &Conditions, claims: &Map<String, Value>) -> Result<(), String> {
+pub(crate) fn check(conds: &Conditions, claims: &Map<String, Value>) -> Result<(), String> {
     for (path, cond) in conds {
         match get(claims, path) {
             None => return Err(format!("claim {path} is missing (need {})", cond.describe())),
@@ -130,7 +130,7 @@ pub fn check(conds: &Conditions, claims: &Map<String, Value>) -> Result<(), Stri
 }
 
 /// Validate conditions in config: paths non-empty, lists non-empty, no nested lists.
-pub fn validate(conds: &Conditions) -> Result<(), String> {
+pub(crate) fn validate(conds: &Conditions) -> Result<(), String> {
     for (path, c) in conds {
         if path.is_empty() || path.split('.').any(str::is_empty) {
             return Err(format!("claim path {path:?} is empty or has an empty segment"));
@@ -145,7 +145,7 @@ pub fn validate(conds: &Conditions) -> Result<(), String> {
 }
 
 /// A claim used as a string: strings as they are, integers in decimal.
-pub fn as_text(v: &Value) -> Option<String> {
+pub(crate) fn as_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
@@ -155,7 +155,7 @@ pub fn as_text(v: &Value) -> Option<String> {
 
 /// Render `gh-{repository_owner}`: each `{path}` is replaced by that claim as
 /// text. A missing or non-text claim, or an unbalanced brace, is an error.
-pub fn render(template: &str, claims: &Map<String, Value>) -> Result<String, String> {
+pub(crate) fn render(template: &str, claims: &Map<String, Value>) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -175,7 +175,7 @@ pub fn render(template: &str, claims: &Map<String, Value>) -> Result<String, Str
 }
 
 /// The claim paths a template uses.
-pub fn template_paths(template: &str) -> Vec<&str> {
+pub(crate) fn template_paths(template: &str) -> Vec<&str> {
     template.split('{').skip(1).filter_map(|p| p.split_once('}').map(|(p, _)| p)).collect()
 }
 

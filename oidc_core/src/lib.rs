@@ -1,33 +1,74 @@
 //! Core of pam-oidc: everything that can be pure lives here so the PAM module,
-//! helperd and the tests share one implementation.
+//! helperd and the tests share one implementation. No sockets, no clock and
+//! no network inside: helperd is a [`Helper`], keys come from a
+//! [`KeyStore`], time from a [`Clock`] or a value passed in.
 //!
-//! * [`config`] — the one TOML config file and its typed views.
-//! * [`token`] — structural parsing of a compact JWS (size, parts, base64, JSON).
-//! * [`jwks`] — JWK sets, key selection, the on-disk JWKS cache format.
-//! * [`verify`] — signature and claim checks; time is passed in.
-//! * [`policy`] — login-name rules and group policy.
-//! * [`reason`] — the typed rejection reasons.
-//! * [`ipc`] — the helperd protocol and its length-prefixed codec.
-//! * [`audit`] — the one-line audit record.
-//! * [`secret`] — a token holder that wipes itself and never prints.
+//! The modules are private; this crate's API is the one `pub use` block
+//! below (rustls' `lib.rs` is the model), grouped by concern:
+//!
+//! * config — the one TOML config file and its typed views ([`Config`]).
+//! * tokens — structural parsing ([`parse_token`]), JWK sets and the on-disk
+//!   JWKS cache ([`Jwks`], [`CacheFile`]), signature and claim checks
+//!   ([`verify`]), one token start to finish ([`verify_token`]).
+//! * identity — login names, groups, accounts and uids ([`host_groups`],
+//!   [`account_for`], [`Store`], [`uid_for`]), group policy ([`check_groups`]).
+//! * sessions — the verified claims a session keeps ([`SessionClaims`]) and
+//!   what a stack demands of them ([`Demand`]).
+//! * helperd protocol — [`Request`], [`Response`], the frame codec, [`Client`].
+//! * records — the audit line ([`AuditEvent`]), the replay files, the typed
+//!   refusal reasons ([`Rejection`]), wiped secrets ([`Secret`]).
 
-pub mod accounts;
-pub mod alg;
-pub mod audit;
-pub mod claims;
-pub mod config;
-pub mod ipc;
-pub mod jwks;
-pub mod login;
-pub mod policy;
-pub mod reason;
-pub mod replay;
-pub mod secret;
-pub mod session;
-pub mod strict_json;
-pub mod time;
-pub mod token;
-pub mod verify;
+#![deny(unreachable_pub)]
 
-pub use reason::Rejection;
-pub use secret::Secret;
+mod accounts;
+mod alg;
+mod audit;
+mod claims;
+mod config;
+mod ipc;
+mod jwks;
+mod login;
+mod policy;
+mod reason;
+mod replay;
+mod secret;
+mod session;
+mod strict_json;
+mod time;
+mod token;
+mod verify;
+
+pub use crate::{
+    accounts::{
+        account_for, deny_probes, gid_for, host_groups, map_groups, new_uid, uid_for, Admitted, HostGroup, LocalDb,
+        LoginEvent, Refusal as AdmissionRefusal, Store, StoredGroup, StoredUser, UidError,
+        INCOMPLETE as GROUPS_INCOMPLETE, LAST_LOGIN_RESOLUTION_SECS, STORE_FILE, STORE_VERSION,
+    },
+    alg::{Alg, KeyKind, ALL as ALL_ALGS},
+    audit::{clean, clean_n, AuditEvent, Outcome as AuditOutcome, MAX_CONTEXT, MAX_LOGGED},
+    claims::{get as get_claim, Cond, Conditions, Scalar},
+    config::{
+        check_url, Accounts, Aws, AwsRole, AwsSource, Config, ConfigError, Groups as GroupSettings,
+        Helperd as HelperdSettings, Issuer, Pam as PamSettings, Policy, RoleAccount,
+        DEFAULT_PATH as DEFAULT_CONFIG_PATH, MAX_TOKEN_BYTES_CEILING, MULTI_TENANT, PAM_ARGUMENTS,
+        VERSION as CONFIG_VERSION,
+    },
+    ipc::{
+        call as ipc_call, decode as decode_frame, encode_frame, page as page_of, read_frame, write_frame, AwsStatus,
+        Client, Helper, IpcError, IssuerStatus, Request, Response, MAX_FRAME, PAGE_BUDGET, PROTOCOL_VERSION,
+    },
+    jwks::{
+        cache_path as jwks_cache_path, read_cache as read_jwks_cache, CacheFile, Jwks, Key as JwkKey, Material,
+        CACHE_VERSION as JWKS_CACHE_VERSION, MAX_CACHE_BYTES as MAX_JWKS_CACHE_BYTES, MAX_KIDLESS_KEYS,
+    },
+    login::{verify_token, verify_token_with, CacheDir, KeyStore, Outcome as TokenOutcome},
+    policy::{check_group_name, check_groups, check_login_name, MAX_LOGIN_NAME},
+    reason::Rejection,
+    replay::{Marker as ReplayMarker, Saved as ReplaySaved, FILE as REPLAY_FILE, PENDING_DIR as REPLAY_PENDING_DIR},
+    secret::Secret,
+    session::{find_session, satisfies, Demand, SessionClaims, SessionInfo},
+    strict_json::StrictObject,
+    time::{unix_now, Clock, SystemClock},
+    token::{parse as parse_token, Parsed as ParsedToken},
+    verify::{login_name, replay_id, verify, Check, Keys, Report, Verified},
+};

@@ -4,7 +4,7 @@
 //! or a changed default fails here until the docs say the same.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use oidc_core::config::Config;
+use oidc_core::Config;
 use std::collections::BTreeMap;
 
 const DOC: &str = include_str!("../../docs/configuration.md");

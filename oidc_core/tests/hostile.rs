@@ -6,8 +6,8 @@
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey};
-use oidc_core::config::Config;
-use oidc_core::login::verify_token;
+use oidc_core::verify_token;
+use oidc_core::Config;
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -67,7 +67,7 @@ fn setup() -> (Config, tempdir::Dir) {
     )
     .unwrap();
     let k = keys();
-    let cache = oidc_core::jwks::CacheFile {
+    let cache = oidc_core::CacheFile {
         v: 1,
         issuer: ISS.into(),
         jwks_uri: format!("{ISS}/jwks"),
@@ -75,7 +75,7 @@ fn setup() -> (Config, tempdir::Dir) {
         expires_at: NOW + 3600,
         jwks: json!({"keys": [k["rsa"]["jwk"], k["ec"]["jwk"]]}),
     };
-    let p = oidc_core::jwks::cache_path(&dir.0, ISS);
+    let p = oidc_core::jwks_cache_path(&dir.0, ISS);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, serde_json::to_vec(&cache).unwrap()).unwrap();
     (cfg, dir)

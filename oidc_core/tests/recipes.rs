@@ -8,9 +8,9 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey};
-use oidc_core::config::Config;
-use oidc_core::jwks::Jwks;
-use oidc_core::verify::{verify, Keys, Report};
+use oidc_core::Config;
+use oidc_core::Jwks;
+use oidc_core::{verify, Keys, Report};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -65,16 +65,16 @@ fn login(cfg: &Config, claims: &Value, user: &str) -> Result<(String, Vec<String
     let k = keys();
     let jwks = Jwks::from_value(&json!({"keys": [k["rsa"]["jwk"]]})).unwrap();
     let tok = sign(claims);
-    let p = oidc_core::token::parse(&tok, 16384).map_err(|e| e.code())?;
+    let p = oidc_core::parse_token(&tok, 16384).map_err(|e| e.code())?;
     let iss = p.issuer().map_err(|e| e.code())?;
     let icfg = cfg.issuer(iss).ok_or("untrusted-issuer")?;
     let v = verify(&p, icfg, Keys { jwks: Some(&jwks), hmac_secret: None }, NOW, &mut Report::default())
         .map_err(|e| e.code())?;
-    let (host, mut warnings) = oidc_core::accounts::map_groups(&v.groups, icfg, cfg);
+    let (host, mut warnings) = oidc_core::map_groups(&v.groups, icfg, cfg);
     warnings.extend(v.warnings.clone());
     let host: Vec<String> = host.into_iter().map(|h| h.name).collect();
-    let how = oidc_core::accounts::account_for(cfg, &v, user, &host).map_err(|e| e.code())?;
-    oidc_core::policy::check_groups(&host, &v.groups, &cfg.policy, &[]).map_err(|e| e.code())?;
+    let how = oidc_core::account_for(cfg, &v, user, &host).map_err(|e| e.code())?;
+    oidc_core::check_groups(&host, &v.groups, &cfg.policy, &[]).map_err(|e| e.code())?;
     Ok((how.unwrap_or_else(|| format!("own account {} ({})", v.username, v.identity)), host, warnings))
 }
 
@@ -327,10 +327,10 @@ fn role_account_refusal_names_each_reason_once() {
     let k = keys();
     let jwks = Jwks::from_value(&json!({"keys": [k["rsa"]["jwk"]]})).unwrap();
     let tok = sign(&claims);
-    let p = oidc_core::token::parse(&tok, 16384).unwrap();
+    let p = oidc_core::parse_token(&tok, 16384).unwrap();
     let v = verify(&p, &cfg.issuers[0], Keys { jwks: Some(&jwks), hmac_secret: None }, NOW, &mut Report::default())
         .unwrap();
-    let why = oidc_core::accounts::account_for(&cfg, &v, "deploy", &[]).unwrap_err().to_string();
+    let why = oidc_core::account_for(&cfg, &v, "deploy", &[]).unwrap_err().to_string();
     assert_eq!(why.matches("deploy").count(), 1, "{why}");
     assert_eq!(why.matches("evil/fork").count(), 1, "{why}");
 }

@@ -4,8 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use oidc_core::ipc::{read_frame, write_frame, Request, Response};
 use oidc_core::Secret;
+use oidc_core::{read_frame, write_frame, Request, Response};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -70,7 +70,7 @@ fn frames_with_secrets_are_wiped() {
         assert!(
             matches!(&got, Response::AwsCredentials { secret_access_key, .. } if secret_access_key.expose().as_bytes() == MARK)
         );
-        let claims = oidc_core::session::SessionClaims {
+        let claims = oidc_core::SessionClaims {
             issuer: "https://idp".into(),
             sub: "s".into(),
             account: "alice".into(),

@@ -10,8 +10,8 @@ use crate::env::Published;
 use crate::handle::Pam;
 use crate::reuse::Reuse;
 use crate::verdict::{finish, Admission, Judgement, Refusal};
-use oidc_core::config::Config;
-use oidc_core::policy::check_groups;
+use oidc_core::check_groups;
+use oidc_core::Config;
 use oidc_core::Rejection;
 use pam::constants::PamResultCode;
 
@@ -77,7 +77,7 @@ pub fn decide(pam: &mut dyn Pam, a: &Args, cfg: &Config, user: &str, edges: &dyn
     }
     let r = match check_groups(&p.groups, &p.idp_groups, &cfg.policy, &a.require_groups) {
         Ok(()) => {
-            let reason = format!("group policy satisfied (groups={})", oidc_core::audit::clean(&p.groups.join(",")));
+            let reason = format!("group policy satisfied (groups={})", oidc_core::clean(&p.groups.join(",")));
             Ok(Admission::Allowed { reason, publish: None })
         }
         Err(r) => refuse(r),

@@ -3,11 +3,11 @@
 //! collision, local account). If helperd cannot be reached, only an identity
 //! the account store already holds under this name may log in.
 
-use oidc_core::accounts::{LoginEvent, Store, STORE_FILE};
-use oidc_core::config::Config;
-use oidc_core::ipc::{Helper, Request, Response};
-use oidc_core::verify::Verified;
+use oidc_core::Config;
 use oidc_core::Rejection;
+use oidc_core::Verified;
+use oidc_core::{Helper, Request, Response};
+use oidc_core::{LoginEvent, Store, STORE_FILE};
 use serde_json::Value;
 
 /// The uid claim of the token's issuer, if that issuer assigns uids.
@@ -16,7 +16,7 @@ fn uid_claim_name<'c>(cfg: &'c Config, v: &Verified) -> Option<&'c str> {
 }
 
 fn uid_claim(cfg: &Config, v: &Verified) -> Option<u32> {
-    let c = oidc_core::claims::get(&v.claims, uid_claim_name(cfg, v)?)?;
+    let c = oidc_core::get_claim(&v.claims, uid_claim_name(cfg, v)?)?;
     match c {
         Value::Number(n) => n.as_u64().and_then(|x| u32::try_from(x).ok()),
         Value::String(s) => s.parse().ok(),
@@ -36,11 +36,11 @@ pub fn admit(
     cfg: &Config,
     client: &dyn Helper,
     v: &Verified,
-    claims: &mut oidc_core::session::SessionClaims,
+    claims: &mut oidc_core::SessionClaims,
     role: bool,
     token: Option<&oidc_core::Secret>,
 ) -> Result<(String, Option<String>), Rejection> {
-    let replay_id = token.map(|t| oidc_core::verify::replay_id(t.expose(), v.jti.as_deref()));
+    let replay_id = token.map(|t| oidc_core::replay_id(t.expose(), v.jti.as_deref()));
     if role {
         let req = Request::Login {
             event: None,
@@ -123,22 +123,22 @@ pub fn admit(
 /// `state_dir/replay.d` (helperd takes the markers in when it starts). If
 /// neither can be done (not root, no state dir), the login is refused.
 fn record_use_locally(cfg: &Config, issuer: &str, replay_id: Option<&str>, exp: i64) -> Result<(), Rejection> {
-    use oidc_core::replay::{Marker, Saved, FILE, PENDING_DIR};
+    use oidc_core::{ReplayMarker, ReplaySaved, REPLAY_FILE, REPLAY_PENDING_DIR};
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let Some(id) = replay_id else { return Ok(()) };
-    let dir = cfg.helperd.state_dir.join(PENDING_DIR);
+    let dir = cfg.helperd.state_dir.join(REPLAY_PENDING_DIR);
     let unavailable = |why: String| Rejection::AccountsUnavailable(format!("helperd is down and {why}"));
-    let replayed = || Rejection::Replayed(format!("token already used on this host ({})", oidc_core::audit::clean(id)));
-    if let Ok(b) = std::fs::read(cfg.helperd.state_dir.join(FILE)) {
-        if Saved::parse(&b).is_ok_and(|s| s.contains(issuer, id)) {
+    let replayed = || Rejection::Replayed(format!("token already used on this host ({})", oidc_core::clean(id)));
+    if let Ok(b) = std::fs::read(cfg.helperd.state_dir.join(REPLAY_FILE)) {
+        if ReplaySaved::parse(&b).is_ok_and(|s| s.contains(issuer, id)) {
             return Err(replayed());
         }
     }
     // Kept while the token is valid: exp plus the issuer's leeway, as helperd keeps uses.
     let leeway = cfg.issuer(issuer).map_or(0, |i| i.leeway_secs);
     let until = exp.saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX));
-    let marker = Marker { issuer: issuer.to_string(), until, id: id.to_string() };
+    let marker = ReplayMarker { issuer: issuer.to_string(), until, id: id.to_string() };
     let f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

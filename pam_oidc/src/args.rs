@@ -41,7 +41,7 @@ pub fn to_strings(args: &[&std::ffi::CStr]) -> Vec<String> {
 
 pub fn parse(args: &[String]) -> Result<Args, String> {
     let mut a = Args {
-        config: oidc_core::config::DEFAULT_PATH.into(),
+        config: oidc_core::DEFAULT_CONFIG_PATH.into(),
         source: TokenSource::Prompt,
         require_groups: vec![],
         max_age: None,
@@ -72,7 +72,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
             ("debug", None) => a.debug = true,
             #[cfg(feature = "fault-injection")]
             ("fault", Some(f)) => a.fault = Some(f.to_string()),
-            _ => return Err(format!("unknown or malformed module argument {:?}", oidc_core::audit::clean(arg))),
+            _ => return Err(format!("unknown or malformed module argument {:?}", oidc_core::clean(arg))),
         }
     }
     Ok(a)
@@ -80,8 +80,8 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
 
 impl Args {
     /// What this stack demands of the claims it accepts.
-    pub fn demand(&self, cfg: &oidc_core::config::Config) -> oidc_core::session::Demand {
-        oidc_core::session::Demand {
+    pub fn demand(&self, cfg: &oidc_core::Config) -> oidc_core::Demand {
+        oidc_core::Demand {
             groups: self.require_groups.clone(),
             max_age: self.max_age,
             acr: self.acr.clone(),
@@ -92,7 +92,7 @@ impl Args {
 
 impl Args {
     /// The issuer to run a device-code login with, if this stack uses one.
-    pub fn device_issuer<'c>(&self, cfg: &'c oidc_core::config::Config) -> Option<&'c oidc_core::config::Issuer> {
+    pub fn device_issuer<'c>(&self, cfg: &'c oidc_core::Config) -> Option<&'c oidc_core::Issuer> {
         if self.token_only {
             return None;
         }

@@ -8,10 +8,10 @@ use crate::edges::Edges;
 use crate::handle::{Pam, Prio};
 use crate::prompt::{looks_like_jwt, read_token};
 use crate::verdict::{finish, Admission, Judgement, Publish, Refusal};
-use oidc_core::audit::AuditEvent;
-use oidc_core::config::Config;
-use oidc_core::login::{verify_token, Outcome};
-use oidc_core::session::SessionClaims;
+use oidc_core::AuditEvent;
+use oidc_core::Config;
+use oidc_core::SessionClaims;
+use oidc_core::{verify_token, TokenOutcome};
 use oidc_core::{Rejection, Secret};
 use pam::constants::PamResultCode;
 
@@ -51,8 +51,7 @@ pub fn setup(pam: &mut dyn Pam, raw: &[String], stage: &'static str) -> Result<(
         if local {
             let mut ev = j.ev.clone();
             ev.code = r.code().into();
-            ev.reason =
-                format!("{r}; {} is a local account: left to the other modules", oidc_core::audit::clean(&user));
+            ev.reason = format!("{r}; {} is a local account: left to the other modules", oidc_core::clean(&user));
             j.notes.push((Prio::Err, ev.to_string()));
             return Err(Box::new(j));
         }
@@ -63,7 +62,7 @@ pub fn setup(pam: &mut dyn Pam, raw: &[String], stage: &'static str) -> Result<(
         Ok(a) => a,
         Err(e) => {
             // The ranges of the config the stack names, if it loads, tell local from OIDC.
-            let path = raw.iter().find_map(|x| x.strip_prefix("config=")).unwrap_or(oidc_core::config::DEFAULT_PATH);
+            let path = raw.iter().find_map(|x| x.strip_prefix("config=")).unwrap_or(oidc_core::DEFAULT_CONFIG_PATH);
             let cfg = Config::load(std::path::Path::new(path)).ok();
             return deny(pam, Rejection::Config(e), PamResultCode::PAM_SERVICE_ERR, cfg.as_ref());
         }
@@ -156,11 +155,9 @@ fn judge(
     if let Some(c) = pam.verified().filter(|c| c.account == user && !a.step_up) {
         identify(&mut j.ev, &c);
         let leeway = cfg.issuer(&c.issuer).map_or(0, |i| i.leeway_secs);
-        let rest = oidc_core::session::Demand { groups: vec![], ..a.demand(cfg) };
-        let judged = oidc_core::policy::check_groups(&c.groups, &c.idp_groups, &cfg.policy, &a.require_groups)
-            .and_then(|()| {
-                oidc_core::session::satisfies(&c, &rest, edges.now(), leeway).map_err(Rejection::StepUpFailed)
-            });
+        let rest = oidc_core::Demand { groups: vec![], ..a.demand(cfg) };
+        let judged = oidc_core::check_groups(&c.groups, &c.idp_groups, &cfg.policy, &a.require_groups)
+            .and_then(|()| oidc_core::satisfies(&c, &rest, edges.now(), leeway).map_err(Rejection::StepUpFailed));
         return match judged {
             Err(r) => {
                 let reason = format!("{r} (claims verified earlier in this transaction)");
@@ -188,14 +185,11 @@ fn judge(
         match reuse {
             crate::reuse::Reuse::Usable(c, detail) => {
                 identify(&mut j.ev, &c);
-                if let Err(r) =
-                    oidc_core::policy::check_groups(&c.groups, &c.idp_groups, &cfg.policy, &a.require_groups)
-                {
+                if let Err(r) = oidc_core::check_groups(&c.groups, &c.idp_groups, &cfg.policy, &a.require_groups) {
                     let reason = r.to_string();
                     return refuse(r, reason);
                 }
-                let reason =
-                    format!("claims of {detail} reused; groups={}", oidc_core::audit::clean(&c.groups.join(",")));
+                let reason = format!("claims of {detail} reused; groups={}", oidc_core::clean(&c.groups.join(",")));
                 return Ok(Admission::Allowed {
                     reason,
                     publish: Some(Box::new(Publish { claims: *c, login_id: None })),
@@ -241,11 +235,11 @@ fn judge(
     let mut refresh = |iss: &str| helper.refresh_jwks(iss);
     let now = edges.now();
     let token = Secret::new(token.expose().trim().to_string());
-    let out: Outcome = verify_token(cfg, token.expose(), now, &mut refresh);
+    let out: TokenOutcome = verify_token(cfg, token.expose(), now, &mut refresh);
     if a.debug {
         for c in &out.report.checks {
             let r = match &c.result {
-                Ok(d) => format!("pass {}", oidc_core::audit::clean(d)),
+                Ok(d) => format!("pass {}", oidc_core::clean(d)),
                 Err(e) => format!("fail {e}"),
             };
             j.notes.push((Prio::Info, format!("auth debug check={} {r}", c.name)));
@@ -271,11 +265,11 @@ fn judge(
         return refuse(r, reason);
     };
     let local = local_db(cfg);
-    let (host_groups, mut warnings) = oidc_core::accounts::host_groups(&v.groups, icfg, cfg, &local);
+    let (host_groups, mut warnings) = oidc_core::host_groups(&v.groups, icfg, cfg, &local);
     warnings.splice(0..0, v.warnings.iter().cloned());
-    let probes = oidc_core::accounts::deny_probes(icfg, &v.all_groups, v.groups_incomplete);
+    let probes = oidc_core::deny_probes(icfg, &v.all_groups, v.groups_incomplete);
     // Its own account, or a role account (e.g. `deploy`) a rule of its issuer grants.
-    let role = match oidc_core::accounts::account_for(cfg, &v, user, &host_groups) {
+    let role = match oidc_core::account_for(cfg, &v, user, &host_groups) {
         Ok(r) => r,
         Err(r) => {
             let reason = format!("{r}{}", notes(&warnings));
@@ -284,15 +278,15 @@ fn judge(
     };
     // Group policy here too, so a stack without our `account` line (or an
     // application that skips pam_acct_mgmt) cannot bypass denied_groups.
-    if let Err(r) = oidc_core::policy::check_groups(&host_groups, &probes, &cfg.policy, &a.require_groups) {
+    if let Err(r) = oidc_core::check_groups(&host_groups, &probes, &cfg.policy, &a.require_groups) {
         let reason = format!("{r}{}", notes(&warnings));
         return refuse(r, reason);
     }
     let mut claims = SessionClaims::from_verified(&v, user, host_groups, probes);
     claims.verified_at = now;
-    let fresh = oidc_core::session::Demand { groups: vec![], ..a.demand(cfg) };
+    let fresh = oidc_core::Demand { groups: vec![], ..a.demand(cfg) };
     let leeway = cfg.issuer(&v.issuer).map_or(0, |i| i.leeway_secs);
-    if let Err(why) = oidc_core::session::satisfies(&claims, &fresh, now, leeway) {
+    if let Err(why) = oidc_core::satisfies(&claims, &fresh, now, leeway) {
         let r = Rejection::StepUpFailed(why);
         let reason = r.to_string();
         return refuse(r, reason);
@@ -309,8 +303,7 @@ fn judge(
     };
     // helperd may have dropped groups it could not serve (another issuer's,
     // a name now local): policy holds on what the host really serves.
-    if let Err(r) = oidc_core::policy::check_groups(&claims.groups, &claims.idp_groups, &cfg.policy, &a.require_groups)
-    {
+    if let Err(r) = oidc_core::check_groups(&claims.groups, &claims.idp_groups, &cfg.policy, &a.require_groups) {
         let reason = format!("{r}{}", notes(&warnings));
         return refuse(r, reason);
     }
@@ -318,10 +311,10 @@ fn judge(
         if why_not_session.is_empty() { String::new() } else { format!("; fresh token because {why_not_session}") };
     let reason = format!(
         "{reason}{step}; {}; alg={} kid={} groups={}{}",
-        oidc_core::audit::clean_n(&account, oidc_core::audit::MAX_CONTEXT),
+        oidc_core::clean_n(&account, oidc_core::MAX_CONTEXT),
         v.alg,
         v.kid.as_deref().unwrap_or("-"),
-        oidc_core::audit::clean(&claims.groups.join(",")),
+        oidc_core::clean(&claims.groups.join(",")),
         notes(&warnings)
     );
     Ok(Admission::Allowed { reason, publish: Some(Box::new(Publish { claims, login_id })) })
@@ -329,9 +322,9 @@ fn judge(
 
 /// The host's own users and groups (files): automatic group names that clash
 /// with them never count for policy (helperd drops them from NSS too).
-fn local_db(cfg: &Config) -> oidc_core::accounts::LocalDb {
+fn local_db(cfg: &Config) -> oidc_core::LocalDb {
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
-    oidc_core::accounts::LocalDb::parse(&read(&cfg.accounts.passwd_file), &read(&cfg.accounts.group_file))
+    oidc_core::LocalDb::parse(&read(&cfg.accounts.passwd_file), &read(&cfg.accounts.group_file))
 }
 
 /// Dropped groups and other warnings, for the audit line (escaped, bounded).
@@ -339,5 +332,5 @@ fn notes(w: &[String]) -> String {
     if w.is_empty() {
         return String::new();
     }
-    format!("; warnings: {}", oidc_core::audit::clean_n(&w.join("; "), oidc_core::audit::MAX_CONTEXT))
+    format!("; warnings: {}", oidc_core::clean_n(&w.join("; "), oidc_core::MAX_CONTEXT))
 }

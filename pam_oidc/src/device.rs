@@ -5,8 +5,8 @@
 //! `pam.device_timeout_secs` — for the ID token, then verifies it like any other.
 
 use crate::handle::Pam;
-use oidc_core::config::{Config, Issuer};
-use oidc_core::ipc::{Helper, Request, Response};
+use oidc_core::{Config, Issuer};
+use oidc_core::{Helper, Request, Response};
 use oidc_core::{Rejection, Secret};
 use std::time::Duration;
 
@@ -31,10 +31,10 @@ pub fn login(
     // Name the host, the account and where the login comes from: a user who
     // did not start this login (a phishing relay) can tell.
     let user = pam.user().unwrap_or_default();
-    let from = if rhost.is_empty() { String::new() } else { format!(" from {}", oidc_core::audit::clean(&rhost)) };
+    let from = if rhost.is_empty() { String::new() } else { format!(" from {}", oidc_core::clean(&rhost)) };
     let prompt = format!(
         "To log in to {host} as {} {from}, open {url} and confirm the code {code}, then press Enter: ",
-        oidc_core::audit::clean(&user)
+        oidc_core::clean(&user)
     );
     let prompt = prompt.replace("  ", " ").replace(" ,", ",");
     pam.prompt_secret(&prompt).map_err(|rc| Rejection::NoToken(format!("conversation failed ({rc:?})")))?;

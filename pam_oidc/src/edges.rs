@@ -2,8 +2,8 @@
 //! helperd, this host's name and this process. [`RealEdges`] is the real
 //! world; the in-process tests pass a scripted helper and a fixed clock.
 
-use oidc_core::config::Config;
-use oidc_core::ipc::{Client, Helper};
+use oidc_core::Config;
+use oidc_core::{Client, Helper};
 use std::time::Duration;
 
 pub trait Edges {
@@ -23,7 +23,7 @@ pub struct RealEdges;
 
 impl Edges for RealEdges {
     fn now(&self) -> i64 {
-        oidc_core::time::unix_now()
+        oidc_core::unix_now()
     }
 
     fn helper(&self, cfg: &Config) -> Box<dyn Helper + '_> {
@@ -38,7 +38,7 @@ impl Edges for RealEdges {
             return "this host".into();
         }
         let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-        oidc_core::audit::clean(&String::from_utf8_lossy(&b[..n]))
+        oidc_core::clean(&String::from_utf8_lossy(&b[..n]))
     }
 
     fn pid(&self) -> i32 {

@@ -4,8 +4,8 @@
 //! the session's processes. Written by [`publish`], read once by [`Published::read`].
 
 use crate::handle::Pam;
-use oidc_core::session::SessionClaims;
 use oidc_core::Rejection;
+use oidc_core::SessionClaims;
 
 /// The account logged into (the PAM user).
 pub const ENV_USER: &str = "OIDC_USER";

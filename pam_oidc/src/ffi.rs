@@ -37,13 +37,13 @@ fn cstring(s: &str) -> CString {
 const VERIFIED: &str = "pam_oidc.verified";
 
 impl Pam for RealPam<'_> {
-    fn verified(&self) -> Option<oidc_core::session::SessionClaims> {
+    fn verified(&self) -> Option<oidc_core::SessionClaims> {
         // SAFETY: only `keep_verified` stores data under this key, always a
         // `SessionClaims`, so the type read back is the type stored.
-        unsafe { self.h.get_data::<oidc_core::session::SessionClaims>(VERIFIED) }.ok().cloned()
+        unsafe { self.h.get_data::<oidc_core::SessionClaims>(VERIFIED) }.ok().cloned()
     }
 
-    fn keep_verified(&mut self, c: &oidc_core::session::SessionClaims) {
+    fn keep_verified(&mut self, c: &oidc_core::SessionClaims) {
         let _ = self.h.set_data(VERIFIED, Box::new(c.clone()));
     }
 

@@ -32,6 +32,6 @@ pub trait Pam {
     fn uid_of(&self, name: &str) -> Option<u32>;
     /// Claims an earlier run of the module verified in this transaction
     /// (module data of this handle: no other module or user can set it).
-    fn verified(&self) -> Option<oidc_core::session::SessionClaims>;
-    fn keep_verified(&mut self, c: &oidc_core::session::SessionClaims);
+    fn verified(&self) -> Option<oidc_core::SessionClaims>;
+    fn keep_verified(&mut self, c: &oidc_core::SessionClaims);
 }

@@ -5,7 +5,7 @@
 //! modules decide exactly as they did before pam_oidc was installed.
 
 use crate::handle::Pam;
-use oidc_core::config::Config;
+use oidc_core::Config;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -77,6 +77,6 @@ pub fn unknown_user_note(user: &str) -> String {
     format!(
         "user {} does not resolve (sshd treats it as invalid): configure pre-login names \
          (accounts.prelogin_patterns or roster_file) so never-seen users resolve before their first login",
-        oidc_core::audit::clean(user)
+        oidc_core::clean(user)
     )
 }

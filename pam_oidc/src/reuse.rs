@@ -2,8 +2,8 @@
 //! OIDC login): helperd finds the session from the calling process's tree and
 //! real uid, so a process of another uid cannot borrow someone's claims.
 
-use oidc_core::ipc::{Helper, Request, Response};
-use oidc_core::session::{satisfies, Demand, SessionClaims};
+use oidc_core::{satisfies, Demand, SessionClaims};
+use oidc_core::{Helper, Request, Response};
 
 pub enum Reuse {
     /// The session's claims satisfy the demand: (claims, which session).
@@ -63,6 +63,6 @@ pub fn session_claims(
 }
 
 /// The clock leeway of an issuer (0 for one no longer configured).
-pub fn leeway_of(cfg: &oidc_core::config::Config) -> impl Fn(&str) -> u64 + '_ {
+pub fn leeway_of(cfg: &oidc_core::Config) -> impl Fn(&str) -> u64 + '_ {
     move |iss| cfg.issuer(iss).map_or(0, |i| i.leeway_secs)
 }

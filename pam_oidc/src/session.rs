@@ -9,8 +9,8 @@ use crate::edges::Edges;
 use crate::env::{Published, ENV_LOGIN_ID};
 use crate::handle::{Pam, Prio};
 use crate::verdict::finish;
-use oidc_core::config::Config;
-use oidc_core::ipc::{AwsStatus, Request, Response};
+use oidc_core::Config;
+use oidc_core::{AwsStatus, Request, Response};
 use pam::constants::PamResultCode;
 use std::time::Duration;
 
@@ -87,7 +87,7 @@ pub fn decide_open(
     cfg: &Config,
     published: &Published,
     user: &str,
-    answer: Result<Response, oidc_core::ipc::IpcError>,
+    answer: Result<Response, oidc_core::IpcError>,
 ) -> Opened {
     match answer {
         Ok(Response::SessionOpened { id, aws }) => {

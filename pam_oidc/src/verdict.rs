@@ -5,9 +5,9 @@
 
 use crate::env::publish;
 use crate::handle::{Pam, Prio};
-use oidc_core::audit::AuditEvent;
-use oidc_core::session::SessionClaims;
+use oidc_core::AuditEvent;
 use oidc_core::Rejection;
+use oidc_core::SessionClaims;
 use pam::constants::PamResultCode;
 
 /// What a hook decided, and the record of it.

@@ -25,7 +25,7 @@ fn parses_known_and_refuses_unknown() {
 /// doctor checks stacks against oidc_core's list: every listed name parses here.
 #[test]
 fn doctor_knows_every_argument() {
-    for a in oidc_core::config::PAM_ARGUMENTS {
+    for a in oidc_core::PAM_ARGUMENTS {
         let arg = match *a {
             "config=" => "config=/etc/pam-oidc/config.toml".to_string(),
             "max_age=" => "max_age=60".to_string(),

@@ -84,8 +84,8 @@ fn refusals_are_logged_and_shown_briefly() {
 }
 
 /// A helperd that answers the session-claims question with `claims`.
-fn session_with(claims: oidc_core::session::SessionClaims) -> std::rc::Rc<Script> {
-    use oidc_core::ipc::Response;
+fn session_with(claims: oidc_core::SessionClaims) -> std::rc::Rc<Script> {
+    use oidc_core::Response;
     Script::new().expect("session_claims", move |_| {
         Ok(Response::Claims { claims: Some(Box::new(claims)), detail: "session 7 (sshd pid 42)".into() })
     })
@@ -97,7 +97,7 @@ fn session_with(claims: oidc_core::session::SessionClaims) -> std::rc::Rc<Script
 #[test]
 fn session_claims_are_reused_only_while_fresh() {
     let s = setup("reuse");
-    let claims = |auth_age: i64| oidc_core::session::SessionClaims {
+    let claims = |auth_age: i64| oidc_core::SessionClaims {
         issuer: "https://idp.test".into(),
         sub: "s-1".into(),
         account: "alice".into(),

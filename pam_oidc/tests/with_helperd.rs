@@ -10,9 +10,9 @@
 mod common;
 use common::*;
 
-use oidc_core::ipc::{AwsStatus, IpcError, Request, Response};
-use oidc_core::session::SessionClaims;
 use oidc_core::Secret;
+use oidc_core::SessionClaims;
+use oidc_core::{AwsStatus, IpcError, Request, Response};
 use pam::constants::PamResultCode;
 use pam_oidc::account::acct_mgmt;
 use pam_oidc::auth::authenticate;
@@ -271,7 +271,7 @@ fn without_helperd_a_session_fails_only_when_aws_credentials_are_required() {
     use pam_oidc::env::Published;
     use pam_oidc::session::decide_open;
     let s = setup("h-sess-down");
-    let mut cfg = oidc_core::config::Config::load(&s.config).unwrap();
+    let mut cfg = oidc_core::Config::load(&s.config).unwrap();
     let p = Published { user: "alice".into(), login_id: "L-1".into(), ..Default::default() };
     let down = || Err(IpcError::Connect(std::io::ErrorKind::ConnectionRefused.into()));
     let o = decide_open(&cfg, &p, "alice", down());

@@ -428,8 +428,8 @@ impl Env {
         self.dir.0.join("nss.snapshot")
     }
 
-    pub fn store(&self) -> oidc_core::accounts::Store {
-        oidc_core::accounts::Store::load(&self.dir.0.join("state/accounts.json")).unwrap()
+    pub fn store(&self) -> oidc_core::Store {
+        oidc_core::Store::load(&self.dir.0.join("state/accounts.json")).unwrap()
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -453,7 +453,7 @@ impl Env {
             die_with_parent(&mut c).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
         let sock = self.socket();
         wait_for("helperd socket", Duration::from_secs(10), || {
-            oidc_core::ipc::call(&sock, &oidc_core::ipc::Request::Ping, Duration::from_secs(1)).is_ok()
+            oidc_core::ipc_call(&sock, &oidc_core::Request::Ping, Duration::from_secs(1)).is_ok()
         });
         Helperd { child: Some(child), log }
     }
@@ -475,7 +475,7 @@ impl Env {
 
     /// Wait until helperd's first fetch has written the issuer's cache.
     pub fn wait_cached(&self, issuer: &str) {
-        let p = oidc_core::jwks::cache_path(&self.cache_dir(), issuer);
+        let p = oidc_core::jwks_cache_path(&self.cache_dir(), issuer);
         wait_for("JWKS cache file", Duration::from_secs(15), || p.exists());
     }
 
@@ -555,8 +555,8 @@ impl Env {
 }
 
 /// A Login request as pam_oidc sends it after verifying a token (for driving helperd directly).
-pub fn login_request(issuer: &str, sub: &str, name: &str, groups: &[String], gecos: &str) -> oidc_core::ipc::Request {
-    let event = oidc_core::accounts::LoginEvent {
+pub fn login_request(issuer: &str, sub: &str, name: &str, groups: &[String], gecos: &str) -> oidc_core::Request {
+    let event = oidc_core::LoginEvent {
         issuer: issuer.into(),
         sub: sub.into(),
         name: name.into(),
@@ -564,7 +564,7 @@ pub fn login_request(issuer: &str, sub: &str, name: &str, groups: &[String], gec
         uid_claim: None,
         gecos: gecos.into(),
     };
-    let claims = oidc_core::session::SessionClaims {
+    let claims = oidc_core::SessionClaims {
         issuer: issuer.into(),
         sub: sub.into(),
         account: name.into(),
@@ -578,5 +578,5 @@ pub fn login_request(issuer: &str, sub: &str, name: &str, groups: &[String], gec
         acr: None,
         verified_at: 0,
     };
-    oidc_core::ipc::Request::Login { event: Some(event), claims, web_token: None, role_groups: vec![], replay_id: None }
+    oidc_core::Request::Login { event: Some(event), claims, web_token: None, role_groups: vec![], replay_id: None }
 }

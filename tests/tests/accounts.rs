@@ -3,7 +3,7 @@
 
 use integration::nss::NssNs;
 use integration::*;
-use oidc_core::ipc::{call, Request, Response};
+use oidc_core::{ipc_call, Request, Response};
 use serde_json::json;
 use std::time::Duration;
 
@@ -45,7 +45,7 @@ fn logged_in_and_prelogin_users_resolve_through_glibc() {
     let (ok, pw) = ns.stdout(&["getent", "passwd", "alice"]);
     assert!(ok);
     let uid = uid_of(&pw);
-    assert_eq!(uid, oidc_core::accounts::uid_for(&oidc_core::config::Accounts::default(), &Env::id_key(), "alice"));
+    assert_eq!(uid, oidc_core::uid_for(&oidc_core::Accounts::default(), &Env::id_key(), "alice"));
     assert_eq!(pw, format!("alice:*:{uid}:{uid}:alice:/home/alice:/bin/bash\n"));
     assert_eq!(ns.stdout(&["getent", "passwd", &uid.to_string()]).1, pw);
     let (_, devs) = ns.stdout(&["getent", "group", "devs"]);
@@ -85,14 +85,14 @@ fn two_independent_state_dirs_agree_on_ids() {
         let u2 = s2.users.iter().find(|u| u.name == name).unwrap();
         assert_eq!(u1.uid, u2.uid, "{name}");
     }
-    let gid = |s: &oidc_core::accounts::Store, g: &str| s.groups.iter().find(|x| x.name == g).unwrap().gid;
+    let gid = |s: &oidc_core::Store, g: &str| s.groups.iter().find(|x| x.name == g).unwrap().gid;
     assert_eq!(gid(&s1, "devs"), gid(&s2, "devs"));
 }
 
 #[test]
 fn collisions_and_local_accounts_are_refused_with_a_log_line() {
     let idp = Idp::start();
-    let alice_uid = oidc_core::accounts::uid_for(&oidc_core::config::Accounts::default(), &Env::id_key(), "alice");
+    let alice_uid = oidc_core::uid_for(&oidc_core::Accounts::default(), &Env::id_key(), "alice");
     let env = env_for(&idp, &format!("pinned_uids = {{ erin = {alice_uid} }}"));
     let h = env.start_helperd();
     // A local account's name is never taken over: the module leaves it to the
@@ -178,7 +178,7 @@ fn sigkill_at_any_moment_leaves_a_consistent_store_and_snapshot() {
                 &[format!("team{}", i % 7)],
                 "",
             );
-            match call(&env.socket(), &req, Duration::from_secs(2)) {
+            match ipc_call(&env.socket(), &req, Duration::from_secs(2)) {
                 Ok(Response::Admitted { .. }) => admitted += 1,
                 _ => break,
             }
@@ -207,7 +207,7 @@ fn sigkill_at_any_moment_leaves_a_consistent_store_and_snapshot() {
     // A restart on the surviving state works.
     let _h = env.start_helperd();
     assert!(matches!(
-        call(&env.socket(), &Request::Users { offset: 0 }, Duration::from_secs(2)),
+        ipc_call(&env.socket(), &Request::Users { offset: 0 }, Duration::from_secs(2)),
         Ok(Response::Users { .. })
     ));
 }
@@ -225,7 +225,7 @@ fn only_a_change_is_written() {
     let login = |groups: &[&str]| {
         let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
         let req = login_request(&idp.issuer(), "s-rita", "rita", &groups, "Rita");
-        match call(&env.socket(), &req, Duration::from_secs(5)) {
+        match ipc_call(&env.socket(), &req, Duration::from_secs(5)) {
             Ok(Response::Admitted { .. }) => {}
             other => panic!("login: {other:?}"),
         }

@@ -2,7 +2,7 @@
 //! full disk under the state directory — bounded time, consistent state, clear logs.
 
 use integration::*;
-use oidc_core::ipc::{call, Client, Helper as _, Request, Response};
+use oidc_core::{ipc_call, Client, Helper as _, Request, Response};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,7 @@ fn a_byte_a_time_idp_is_cut_off_at_the_fetch_deadline() {
     assert!(r.is_err(), "{r:?}");
     assert!(took < Duration::from_secs(5), "took {took:?} with fetch_timeout_secs = 2");
     assert!(
-        matches!(call(&env.socket(), &Request::Ping, Duration::from_secs(2)), Ok(Response::Pong { .. })),
+        matches!(ipc_call(&env.socket(), &Request::Ping, Duration::from_secs(2)), Ok(Response::Pong { .. })),
         "helperd still serves"
     );
     let log = std::fs::read_to_string(&h.log).unwrap();
@@ -56,7 +56,7 @@ fn sigkill_during_a_jwks_fetch_leaves_no_torn_cache_and_a_restart_recovers() {
     let env = Env::new("", &Env::issuer_toml(&idp.issuer(), "\"RS256\""));
     let h = env.start_helperd();
     env.wait_cached(&idp.issuer());
-    let path = oidc_core::jwks::cache_path(&env.cache_dir(), &idp.issuer());
+    let path = oidc_core::jwks_cache_path(&env.cache_dir(), &idp.issuer());
     let before = std::fs::read(&path).unwrap();
     // Rotate keys, ask for a refresh and kill helperd while it runs, many times.
     for i in 0..8 {
@@ -72,7 +72,7 @@ fn sigkill_during_a_jwks_fetch_leaves_no_torn_cache_and_a_restart_recovers() {
         }
         let _ = asker.join();
         let bytes = std::fs::read(&path).unwrap();
-        assert!(oidc_core::jwks::read_cache(&env.cache_dir(), &idp.issuer()).is_ok(), "round {i}: torn cache");
+        assert!(oidc_core::read_jwks_cache(&env.cache_dir(), &idp.issuer()).is_ok(), "round {i}: torn cache");
         assert!(!bytes.is_empty());
         let leftovers: Vec<_> =
             std::fs::read_dir(path.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
@@ -106,7 +106,7 @@ fn a_full_state_disk_refuses_cleanly_and_keeps_the_last_good_store() {
         .spawn()
         .unwrap();
     let t = Instant::now();
-    while call(&env.socket(), &Request::Ping, Duration::from_secs(1)).is_err() {
+    while ipc_call(&env.socket(), &Request::Ping, Duration::from_secs(1)).is_err() {
         assert!(t.elapsed() < Duration::from_secs(10), "helperd did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -114,7 +114,7 @@ fn a_full_state_disk_refuses_cleanly_and_keeps_the_last_good_store() {
     for i in 0..2000 {
         let req =
             login_request(&idp.issuer(), &format!("s-{i}"), &format!("user{i}"), &["devs".into()], &"x".repeat(100));
-        match call(&env.socket(), &req, Duration::from_secs(5)) {
+        match ipc_call(&env.socket(), &req, Duration::from_secs(5)) {
             Ok(Response::Admitted { .. }) => {}
             Ok(Response::Refused { code, reason }) => {
                 refused = Some((i, code, reason));
@@ -132,7 +132,7 @@ fn a_full_state_disk_refuses_cleanly_and_keeps_the_last_good_store() {
         .arg(state.join("accounts.json"))
         .output()
         .unwrap();
-    let store: oidc_core::accounts::Store = serde_json::from_slice(&out.stdout).expect("the last good store parses");
+    let store: oidc_core::Store = serde_json::from_slice(&out.stdout).expect("the last good store parses");
     assert_eq!(store.users.len(), n, "every admitted login is in it, the refused one is not");
     let _ = child.kill();
     let _ = child.wait();
@@ -199,7 +199,7 @@ fn an_idp_answering_500_html_or_garbage_keys_never_replaces_good_keys() {
     let env = Env::new("", &Env::issuer_toml(&url, "\"RS256\""));
     let h = env.start_helperd();
     env.wait_cached(&url);
-    let cache = oidc_core::jwks::cache_path(&env.cache_dir(), &url);
+    let cache = oidc_core::jwks_cache_path(&env.cache_dir(), &url);
     let good = std::fs::read(&cache).unwrap();
     env.pam("alice", &token_for("alice")).assert_allowed();
     for (m, what, needle) in [

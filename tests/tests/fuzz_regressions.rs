@@ -60,7 +60,7 @@ fn seeds_run_clean_and_reach_the_deep_paths() {
         assert!(nss_snapshot::reader::Snapshot::parse(&s).is_ok());
     }
     for s in harness::seeds("config") {
-        assert!(oidc_core::config::Config::parse(std::str::from_utf8(&s).unwrap(), "c.toml".as_ref()).is_ok());
+        assert!(oidc_core::Config::parse(std::str::from_utf8(&s).unwrap(), "c.toml".as_ref()).is_ok());
     }
     for s in harness::seeds("ipc").iter().take(6) {
         assert!(harness::ipc_decodes(s), "ipc seed does not decode: {}", String::from_utf8_lossy(s));

@@ -6,7 +6,7 @@
 
 use integration::nss::NssNs;
 use integration::*;
-use oidc_core::ipc::{call, Request, Response};
+use oidc_core::{ipc_call, Request, Response};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -203,7 +203,7 @@ fn a_second_issuer_cannot_take_names_or_groups_of_the_first() {
     assert!(r.stderr.contains("name-of-another-issuer"), "{}", r.stderr);
     // helperd itself refuses a report of the second issuer for `alice`.
     let req = login_request(&idp2.issuer(), "u-x", "alice", &[], "");
-    match call(&env.socket(), &req, Duration::from_secs(5)).unwrap() {
+    match ipc_call(&env.socket(), &req, Duration::from_secs(5)).unwrap() {
         Response::Refused { code, .. } => assert_eq!(code, "name-of-another-issuer"),
         other => panic!("{other:?}"),
     }
@@ -369,7 +369,7 @@ fn entra_oid_identity_survives_a_second_client_and_overage_is_logged() {
     assert!(r.stderr.contains("groups not in token: overage"), "{}", r.stderr);
     // `helperd rebind` moves the name when an app is re-created (new oid space).
     let req = Request::Rebind { name: "alice".into(), issuer: idp.issuer(), sub: "oid-alice-new".into() };
-    assert!(matches!(call(&env.socket(), &req, Duration::from_secs(5)).unwrap(), Response::Rebound { .. }));
+    assert!(matches!(ipc_call(&env.socket(), &req, Duration::from_secs(5)).unwrap(), Response::Rebound { .. }));
     env.pam("alice", &tok("host-login", "pairwise-9", "oid-alice-new")).assert_allowed();
     assert!(helperd_log(&h).contains("account rebound by uid=0"), "{}", helperd_log(&h));
 }
@@ -407,10 +407,10 @@ fn names_and_ids_other_nss_sources_know_are_never_taken() {
     use nss_snapshot::format::{Group, User};
     let idp = Idp::start();
     let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
-    let a = oidc_core::config::Accounts::default();
+    let a = oidc_core::Accounts::default();
     let key = Env::id_key();
-    let dave_uid = oidc_core::accounts::uid_for(&a, &key, "dave");
-    let builders_gid = oidc_core::accounts::gid_for(&a, &key, "builders");
+    let dave_uid = oidc_core::uid_for(&a, &key, "dave");
+    let builders_gid = oidc_core::gid_for(&a, &key, "builders");
     // "Another source": a second snapshot the namespace's nsswitch lists after files.
     let other = integration::nss::NssNs::new("files oidc", "files oidc");
     let user = |name: &str, uid: u32| User {

@@ -3,7 +3,7 @@
 //! fd leak after 10,000 requests. Numbers are printed (for the notes), not timed.
 
 use integration::*;
-use oidc_core::ipc::{call, Request, Response};
+use oidc_core::{ipc_call, Request, Response};
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
@@ -81,7 +81,7 @@ fn two_hundred_simultaneous_logins_and_no_fd_leak() {
     assert_eq!(admitted, 200, "helperd admitted {admitted} logins");
     // 10,000 more requests: no descriptor is left behind.
     for _ in 0..10_000 {
-        assert!(matches!(call(&env.socket(), &Request::Ping, Duration::from_secs(2)), Ok(Response::Pong { .. })));
+        assert!(matches!(ipc_call(&env.socket(), &Request::Ping, Duration::from_secs(2)), Ok(Response::Pong { .. })));
     }
     std::thread::sleep(Duration::from_millis(300));
     let fds_after = fds(h.pid());

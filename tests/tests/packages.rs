@@ -281,7 +281,7 @@ fn man_pages_are_clean_roff() {
 #[test]
 fn man_pages_cover_every_argument_command_and_key() {
     let pam = man_source("pam_oidc.8");
-    for arg in oidc_core::config::PAM_ARGUMENTS {
+    for arg in oidc_core::PAM_ARGUMENTS {
         let documented = match arg.strip_suffix('=') {
             Some(_) => pam.contains(&format!("\n.BI {arg} ")),
             None => pam.contains(&format!("\n.B {arg}\n")),
@@ -323,7 +323,7 @@ fn man_pages_cover_every_argument_command_and_key() {
         ("aws.role", "[[aws.role]]\nzzz = 1"),
     ] {
         let text = format!("version = 1\n{probe}\n");
-        let e = oidc_core::config::Config::parse(&text, Path::new("probe.toml")).unwrap_err();
+        let e = oidc_core::Config::parse(&text, Path::new("probe.toml")).unwrap_err();
         // serde: "unknown field `zzz`, expected `a`", "... expected `a` or `b`", "... expected one of `a`, `b`, ..."
         let expected = e.message.split_once(", expected ").unwrap_or_else(|| panic!("{table}: {e}")).1;
         let keys: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();

@@ -172,7 +172,7 @@ fn thousand_unknown_kids_cause_at_most_one_fetch_per_window() {
     env.wait_cached(&idp.issuer());
     std::thread::sleep(std::time::Duration::from_millis(3100)); // the start-up fetch's window is over
     let before = idp.jwks_hits();
-    let cfg = oidc_core::config::Config::load(&env.config).unwrap();
+    let cfg = oidc_core::Config::load(&env.config).unwrap();
     let timeout = std::time::Duration::from_millis(cfg.pam.ipc_timeout_ms);
     let start = std::time::Instant::now();
     let mut refused = 0;
@@ -180,10 +180,9 @@ fn thousand_unknown_kids_cause_at_most_one_fetch_per_window() {
         // The module's own verification path: cache, then one helperd refresh.
         let kid = format!("random-{i}-{}", now());
         let t = raw_token(&json!({"alg": "RS256", "kid": kid}), &idp.claims("alice", "host-login"), &[1u8; 256]);
-        let mut refresh = |iss: &str| {
-            oidc_core::ipc::Helper::refresh_jwks(&oidc_core::ipc::Client::new(&cfg.helperd.socket, timeout), iss)
-        };
-        let out = oidc_core::login::verify_token(&cfg, &t, now(), &mut refresh);
+        let mut refresh =
+            |iss: &str| oidc_core::Helper::refresh_jwks(&oidc_core::Client::new(&cfg.helperd.socket, timeout), iss);
+        let out = oidc_core::verify_token(&cfg, &t, now(), &mut refresh);
         if matches!(out.result, Err(oidc_core::Rejection::UnknownKid(_))) {
             refused += 1;
         }

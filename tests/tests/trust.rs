@@ -111,12 +111,12 @@ fn users_is_root_only_and_lists_every_account() {
     for i in 0..600 {
         let name = format!("user{i:04}");
         let gecos = format!("A rather long display name for user number {i:04}, Department of Examples");
-        let r = oidc_core::ipc::call(
+        let r = oidc_core::ipc_call(
             &env.socket(),
             &login_request(&issuer, &format!("sub-{i}"), &name, &groups, &gecos),
             Duration::from_secs(5),
         );
-        assert!(matches!(r, Ok(oidc_core::ipc::Response::Admitted { .. })), "{i}: {r:?}");
+        assert!(matches!(r, Ok(oidc_core::Response::Admitted { .. })), "{i}: {r:?}");
     }
     let cfg = env.config.display().to_string();
     // Make the socket's directory reachable for the unprivileged caller.
@@ -210,7 +210,7 @@ fn an_unprivileged_user_cannot_stall_root_logins() {
 /// capped in all and per remote host, and waiting ones hold no connection slot.
 #[test]
 fn device_flows_are_capped_and_wait_outside_the_pool() {
-    use oidc_core::ipc::{call, Request, Response};
+    use oidc_core::{ipc_call, Request, Response};
     let idp = Idp::start();
     let issuer = Env::issuer_toml(&idp.issuer(), ALGS).replace(
         "audiences = [\"host-login\", \"host-login-es\", \"host-login-ed\"]",
@@ -226,8 +226,12 @@ fn device_flows_are_capped_and_wait_outside_the_pool() {
     env.wait_cached(&idp.issuer());
     let root_sock = env.dir.0.join("helperd-root.sock");
     let start = |rhost: &str| {
-        call(&root_sock, &Request::DeviceStart { issuer: idp.issuer(), rhost: rhost.into() }, Duration::from_secs(10))
-            .unwrap()
+        ipc_call(
+            &root_sock,
+            &Request::DeviceStart { issuer: idp.issuer(), rhost: rhost.into() },
+            Duration::from_secs(10),
+        )
+        .unwrap()
     };
     let mut flows = vec![];
     for i in 0..5 {
@@ -254,7 +258,7 @@ fn device_flows_are_capped_and_wait_outside_the_pool() {
         .map(|f| {
             let (sock, f) = (root_sock.clone(), f.clone());
             std::thread::spawn(move || {
-                call(&sock, &Request::DeviceWait { flow_id: f, timeout_secs: 6 }, Duration::from_secs(10))
+                ipc_call(&sock, &Request::DeviceWait { flow_id: f, timeout_secs: 6 }, Duration::from_secs(10))
             })
         })
         .collect();

@@ -9,9 +9,9 @@ mod sts;
 
 use crate::fetch::Http;
 use crate::log::{info, warning};
-use oidc_core::config::{Aws, AwsRole, AwsSource};
-use oidc_core::session::SessionClaims;
 use oidc_core::Secret;
+use oidc_core::SessionClaims;
+use oidc_core::{Aws, AwsRole, AwsSource};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

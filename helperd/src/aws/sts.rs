@@ -114,7 +114,7 @@ pub fn call(
             c if retryable(status, c) => "sts-throttled",
             _ => "sts-error",
         };
-        let mut reason = format!("STS HTTP {status} {code}: {}", oidc_core::audit::clean(&message));
+        let mut reason = format!("STS HTTP {status} {code}: {}", oidc_core::clean(&message));
         if kind == "clock-skew" {
             reason.push_str(" (check the clock: the request's signature time was refused)");
         }

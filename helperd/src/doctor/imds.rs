@@ -2,13 +2,13 @@
 //! instance metadata service (probed as uid 65534 from a forked child).
 
 use super::{fail, Outcome};
-use oidc_core::config::Config;
+use oidc_core::Config;
 
 /// With `[aws]` on the instance role, helperd hands each session scoped
 /// credentials. If any local user can reach IMDS, they read the instance
 /// role's own (broader) credentials directly: probe as an unprivileged uid.
 pub(super) fn imds(cfg: &Config) -> Outcome {
-    use oidc_core::config::AwsSource as Source;
+    use oidc_core::AwsSource as Source;
     if !cfg.aws.roles.iter().any(|r| r.source == Source::Instance) {
         return Ok("no [[aws.role]] uses the instance role".into());
     }

@@ -71,7 +71,7 @@ fn on_demand_refresh_is_rate_limited_under_concurrency() {
     let busy =
         all.iter().filter(|r| matches!(r, Response::Refreshed { detail, .. } if detail.contains("under way"))).count();
     assert_eq!(st.rate_limited as usize + busy, 999);
-    let (file, j) = read_cache(&dir, "https://idp.test").unwrap();
+    let (file, j) = read_jwks_cache(&dir, "https://idp.test").unwrap();
     assert_eq!(j.keys[0].kid.as_deref(), Some("k1"));
     assert_eq!(file.expires_at - file.fetched_at, 600, "default TTL 3600 clamped to max 600");
     std::fs::remove_dir_all(dir).unwrap();
@@ -81,7 +81,7 @@ fn on_demand_refresh_is_rate_limited_under_concurrency() {
 fn max_age_is_honoured_within_bounds_and_unknown_issuers_refused() {
     let (cache, _hits, dir) = setup("ttl", 0, Some(5), "https://idp.test");
     assert!(matches!(cache.refresh_on_demand("https://idp.test", false), Response::Refreshed { ok: true, .. }));
-    let (file, _) = read_cache(&dir, "https://idp.test").unwrap();
+    let (file, _) = read_jwks_cache(&dir, "https://idp.test").unwrap();
     assert_eq!(file.expires_at - file.fetched_at, 60, "max-age 5 raised to the 60 s minimum");
     assert!(matches!(cache.refresh_on_demand("https://other", false), Response::Error { .. }));
     std::fs::remove_dir_all(dir).unwrap();
@@ -95,7 +95,7 @@ fn discovery_issuer_mismatch_is_an_error_and_keeps_no_cache() {
         other => panic!("{other:?}"),
     }
     assert_eq!(hits.load(Ordering::SeqCst), 0);
-    assert!(read_cache(&dir, "https://idp.test").is_err());
+    assert!(read_jwks_cache(&dir, "https://idp.test").is_err());
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -113,7 +113,7 @@ fn a_jwks_without_usable_keys_leaves_the_old_cache() {
     let cache2 = KeyCache::new(cache.config().clone(), Box::new(fake));
     assert_eq!(cache2.status()[0].keys, 1, "state loaded from the cache on start");
     assert!(matches!(cache2.refresh_on_demand("https://idp.test", false), Response::Refreshed { ok: false, .. }));
-    assert_eq!(read_cache(&dir, "https://idp.test").unwrap().1.keys[0].kid.as_deref(), Some("k1"));
+    assert_eq!(read_jwks_cache(&dir, "https://idp.test").unwrap().1.keys[0].kid.as_deref(), Some("k1"));
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -139,7 +139,7 @@ fn only_accepted_keys_are_cached_and_force_skips_the_rate_limit() {
     };
     let cache = KeyCache::new(cache.config().clone(), Box::new(fake));
     assert!(matches!(cache.refresh_on_demand("https://idp.test", false), Response::Refreshed { ok: true, .. }));
-    let (file, j) = read_cache(&dir, "https://idp.test").unwrap();
+    let (file, j) = read_jwks_cache(&dir, "https://idp.test").unwrap();
     let kids: Vec<_> = j.keys.iter().filter_map(|k| k.kid.clone()).collect();
     assert_eq!(kids, ["good"], "raw cache: {}", file.jwks);
     assert!(!file.jwks.to_string().contains("short") && !file.jwks.to_string().contains("offcurve"));

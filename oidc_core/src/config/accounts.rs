@@ -11,10 +11,10 @@ use std::path::PathBuf;
 /// 0x70000000–0x7fffffff and systemd's foreign range. They lie in the upper
 /// part of systemd's container range (524288–1879048191), which only
 /// `systemd-nspawn --private-users=pick` allocates from.
-pub const UID_MIN: u32 = 0x4000_0000; // 1073741824
-pub const UID_MAX: u32 = 0x5FFF_FFFF; // 1610612735
-pub const GID_MIN: u32 = 0x6000_0000; // 1610612736
-pub const GID_MAX: u32 = 0x6FFF_FFFF; // 1879048191
+pub(super) const UID_MIN: u32 = 0x4000_0000; // 1073741824
+pub(super) const UID_MAX: u32 = 0x5FFF_FFFF; // 1610612735
+pub(super) const GID_MIN: u32 = 0x6000_0000; // 1610612736
+pub(super) const GID_MAX: u32 = 0x6FFF_FFFF; // 1879048191
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -135,7 +135,7 @@ impl RoleAccount {
 }
 
 /// Is a pre-login pattern namespaced (`dev-*`, `*.oidc`)?
-pub fn check_prelogin_pattern(p: &str) -> Result<(), String> {
+pub(super) fn check_prelogin_pattern(p: &str) -> Result<(), String> {
     let fixed = match (p.strip_suffix('*'), p.strip_prefix('*')) {
         (Some(f), None) | (None, Some(f)) => f,
         _ => return Err(format!("{p:?}: use prefix* or *suffix (one `*`, at one end)")),

@@ -31,7 +31,7 @@ pub struct Fake {
     pub errors: Vec<String>,
     pub env: HashMap<String, String>,
     pub log: std::cell::RefCell<Vec<String>>,
-    pub verified: Option<oidc_core::session::SessionClaims>,
+    pub verified: Option<oidc_core::SessionClaims>,
     /// Answers prompts when set (instead of `reply`).
     pub answer: Option<Answerer>,
 }
@@ -72,10 +72,10 @@ impl Pam for Fake {
     fn log(&self, _prio: Prio, msg: &str) {
         self.log.borrow_mut().push(msg.into());
     }
-    fn verified(&self) -> Option<oidc_core::session::SessionClaims> {
+    fn verified(&self) -> Option<oidc_core::SessionClaims> {
         self.verified.clone()
     }
-    fn keep_verified(&mut self, c: &oidc_core::session::SessionClaims) {
+    fn keep_verified(&mut self, c: &oidc_core::SessionClaims) {
         self.verified = Some(c.clone());
     }
     fn uid_of(&self, name: &str) -> Option<u32> {
@@ -131,7 +131,7 @@ pub fn setup_with(tag: &str, issuer_toml: &str, tail_toml: &str) -> Setup {
         ),
     )
     .unwrap();
-    let cache = oidc_core::jwks::CacheFile {
+    let cache = oidc_core::CacheFile {
         v: 1,
         issuer: "https://idp.test".into(),
         jwks_uri: "https://idp.test/jwks".into(),
@@ -148,7 +148,7 @@ pub fn setup_with(tag: &str, issuer_toml: &str, tail_toml: &str) -> Setup {
     std::fs::write(dir.join("accounts.json"), store.to_string()).unwrap();
     // helperd makes this at start; the module records token uses here while helperd is down.
     std::fs::create_dir_all(dir.join("replay.d")).unwrap();
-    let path = oidc_core::jwks::cache_path(&dir, "https://idp.test");
+    let path = oidc_core::jwks_cache_path(&dir, "https://idp.test");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, serde_json::to_vec(&cache).unwrap()).unwrap();
     let token = sign(&alice());

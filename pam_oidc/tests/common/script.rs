@@ -3,8 +3,8 @@
 //! call that never came fails it when the script is dropped (kanidm's
 //! `TestHandler` is the model).
 
-use oidc_core::config::Config;
-use oidc_core::ipc::{Client, Helper, IpcError, Request, Response};
+use oidc_core::Config;
+use oidc_core::{Client, Helper, IpcError, Request, Response};
 use pam_oidc::edges::Edges;
 use std::cell::RefCell;
 use std::collections::VecDeque;

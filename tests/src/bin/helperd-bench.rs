@@ -13,7 +13,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench tool
 
-use oidc_core::ipc::{call, read_frame, write_frame, Request, Response};
+use oidc_core::{ipc_call, read_frame, write_frame, Request, Response};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -65,7 +65,7 @@ fn main() {
         for _ in 0..threads {
             s.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
-                    match call(&socket, &request(), Duration::from_secs(10)) {
+                    match ipc_call(&socket, &request(), Duration::from_secs(10)) {
                         Ok(Response::Refused { .. } | Response::Error { .. }) | Err(_) => {
                             errors.fetch_add(1, Ordering::Relaxed);
                         }

@@ -14,7 +14,7 @@
 
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
-use oidc_core::config::Config;
+use oidc_core::Config;
 use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
@@ -74,7 +74,7 @@ fn main() {
     )
     .unwrap();
     let now = 1_800_000_000;
-    let cache = oidc_core::jwks::CacheFile {
+    let cache = oidc_core::CacheFile {
         v: 1,
         issuer: ISS.into(),
         jwks_uri: format!("{ISS}/jwks"),
@@ -82,10 +82,10 @@ fn main() {
         expires_at: now + 3600,
         jwks: json!({ "keys": keys }),
     };
-    let cache_path = oidc_core::jwks::cache_path(&work, ISS);
+    let cache_path = oidc_core::jwks_cache_path(&work, ISS);
     std::fs::create_dir_all(cache_path.parent().unwrap()).unwrap();
     std::fs::write(&cache_path, serde_json::to_vec(&cache).unwrap()).unwrap();
-    let jwks = oidc_core::jwks::Jwks::from_value(&cache.jwks).unwrap();
+    let jwks = oidc_core::Jwks::from_value(&cache.jwks).unwrap();
     // A typical ID token: ~1 KB with a dozen groups.
     let groups: Vec<String> = (0..12).map(|i| format!("team-{i:02}-engineering")).collect();
     let claims = json!({"iss": ISS, "sub": "00u1a2b3c4d5e6f7g8h9", "aud": "host", "exp": now + 300, "iat": now - 5,
@@ -101,7 +101,7 @@ fn main() {
         let dk = if *alg == Algorithm::HS256 {
             DecodingKey::from_secret(&secret)
         } else {
-            jwks.select(Some(&format!("k-{name}")), oidc_core::alg::Alg::parse(name).unwrap()).unwrap()[0]
+            jwks.select(Some(&format!("k-{name}")), oidc_core::Alg::parse(name).unwrap()).unwrap()[0]
                 .decoding_key()
                 .unwrap()
         };
@@ -121,12 +121,12 @@ fn main() {
         let sig_ns = time(n, || jsonwebtoken::crypto::verify(sig, input.as_bytes(), &dk, *alg).unwrap());
         let icfg = &cfg.issuers[0];
         let verify_ns = time(n, || {
-            let p = oidc_core::token::parse(&token, 16384).unwrap();
-            let keys = oidc_core::verify::Keys { jwks: Some(&jwks), hmac_secret: Some(&secret) };
-            oidc_core::verify::verify(&p, icfg, keys, now, &mut Default::default()).is_ok()
+            let p = oidc_core::parse_token(&token, 16384).unwrap();
+            let keys = oidc_core::Keys { jwks: Some(&jwks), hmac_secret: Some(&secret) };
+            oidc_core::verify(&p, icfg, keys, now, &mut Default::default()).is_ok()
         });
         let mut no_refresh = |_: &str| Err("no helperd".to_string());
-        let vt_ns = time(n, || oidc_core::login::verify_token(&cfg, &token, now, &mut no_refresh).result.is_ok());
+        let vt_ns = time(n, || oidc_core::verify_token(&cfg, &token, now, &mut no_refresh).result.is_ok());
         println!(
             "alg={name} bytes={} sig_ns={sig_ns:.0} verify_ns={verify_ns:.0} verify_token_ns={vt_ns:.0}",
             token.len()
