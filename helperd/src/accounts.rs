@@ -215,11 +215,11 @@ impl AccountService {
             Ok(a) => a,
             Err(mut r) => {
                 undo.restore(&mut current);
-                if let (Some(e), "accounts-unavailable") = (&key_error, r.code) {
+                if let (Some(e), "accounts-unavailable") = (&key_error, r.code.as_str()) {
                     r.reason = e.clone();
                 }
                 warning!("account refused code={} {who}: {}", r.code, r.reason);
-                return Err(Response::Refused { code: r.code.into(), reason: r.reason });
+                return Err(Response::Refused { code: r.code, reason: r.reason });
             }
         };
         for w in &admitted.warnings {
@@ -246,7 +246,7 @@ impl AccountService {
                 });
             if let Err(reason) = written {
                 undo.restore(&mut current);
-                return Err(Response::Refused { code: "accounts-unavailable".into(), reason });
+                return Err(Response::Refused { code: oidc_core::RefusalCode::AccountsUnavailable, reason });
             }
         }
         let groups = admitted.groups.iter().map(|(n, _)| n.clone()).collect();
@@ -257,18 +257,28 @@ impl AccountService {
     pub fn rebind(&self, name: &str, issuer: &str, sub: &str, by_uid: u32) -> Result<String, Response> {
         let mut current = self.store.lock().unwrap_or_else(|p| p.into_inner());
         let before = current.clone();
-        let refused = |code: &str, reason: String| Response::Refused { code: code.into(), reason };
+        let refused = |code: oidc_core::RefusalCode, reason: String| Response::Refused { code, reason };
         let Some(iss) = self.cfg.issuer(issuer) else {
-            return Err(refused("untrusted-issuer", format!("{issuer} is not a configured issuer")));
+            return Err(refused(
+                oidc_core::RefusalCode::UntrustedIssuer,
+                format!("{issuer} is not a configured issuer"),
+            ));
         };
         if self.cfg.name_owner(name).map(|o| o.url.as_str()) != Some(iss.url.as_str()) {
-            return Err(refused("name-of-another-issuer", format!("{name} is not in the name space of {issuer}")));
+            return Err(refused(
+                oidc_core::RefusalCode::NameOfAnotherIssuer,
+                format!("{name} is not in the name space of {issuer}"),
+            ));
         }
         let detail = current.rebind(name, &iss.url, sub).map_err(|r| refused(r.code, r.reason))?;
-        let bytes = serde_json::to_vec_pretty(&*current).map_err(|e| refused("accounts-unavailable", e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(&*current)
+            .map_err(|e| refused(oidc_core::RefusalCode::AccountsUnavailable, e.to_string()))?;
         if let Err(e) = atomic::write(&self.store_path, &bytes, 0o600) {
             *current = before;
-            return Err(refused("accounts-unavailable", format!("cannot write the account store: {e}")));
+            return Err(refused(
+                oidc_core::RefusalCode::AccountsUnavailable,
+                format!("cannot write the account store: {e}"),
+            ));
         }
         info!("account rebound by uid={by_uid}: {}", oidc_core::clean(&detail));
         Ok(detail)

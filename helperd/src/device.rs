@@ -20,7 +20,7 @@ const GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 enum State {
     Pending,
     Done(Secret),
-    Failed(&'static str, String),
+    Failed(oidc_core::DeviceFailure, String),
 }
 
 struct Flow {
@@ -102,7 +102,7 @@ impl DeviceFlows {
         if all >= h.max_device_flows {
             crate::log::limited_warning!("device-cap", "device login refused: {all} flows waiting (max_device_flows)");
             return Err(Response::DeviceFailed {
-                code: "busy".into(),
+                code: oidc_core::DeviceFailure::Busy,
                 reason: format!("{all} device logins are waiting (helperd.max_device_flows); try again later"),
             });
         }
@@ -113,7 +113,7 @@ impl DeviceFlows {
                 oidc_core::clean(&key)
             );
             return Err(Response::DeviceFailed {
-                code: "busy".into(),
+                code: oidc_core::DeviceFailure::Busy,
                 reason: format!(
                     "{here} device logins from {} are waiting (helperd.max_device_flows_per_host)",
                     oidc_core::clean(&key)
@@ -121,7 +121,10 @@ impl DeviceFlows {
             });
         }
         let Some(flow_id) = crate::sessions::random_id() else {
-            return Err(Response::DeviceFailed { code: "error".into(), reason: "no randomness".into() });
+            return Err(Response::DeviceFailed {
+                code: oidc_core::DeviceFailure::Error,
+                reason: "no randomness".into(),
+            });
         };
         let flow = Arc::new(Flow {
             state: Mutex::new(State::Pending),
@@ -154,7 +157,7 @@ impl DeviceFlows {
     }
 
     fn start_reserved(self: &Arc<Self>, issuer: &str, rhost: &str, flow_id: String, flow: Arc<Flow>) -> Response {
-        let fail = |reason: String| Response::DeviceFailed { code: "error".into(), reason };
+        let fail = |reason: String| Response::DeviceFailed { code: oidc_core::DeviceFailure::Error, reason };
         let Some(icfg) = self.cfg.issuer(issuer) else { return fail(format!("issuer not configured: {issuer}")) };
         let Some(client_id) = icfg.device_client_id.clone() else {
             return fail(format!("{issuer} has no device_client_id"));
@@ -230,11 +233,17 @@ impl DeviceFlows {
         loop {
             std::thread::sleep(Duration::from_secs(interval));
             if start.elapsed() >= limit {
-                return State::Failed("timeout", format!("not completed within {}s", limit.as_secs()));
+                return State::Failed(
+                    oidc_core::DeviceFailure::Timeout,
+                    format!("not completed within {}s", limit.as_secs()),
+                );
             }
             if let Some(p) = owner {
                 if p.start.is_none() || crate::sessions::start_time(p.pid) != p.start {
-                    return State::Failed("abandoned", format!("the login (process {}) is gone", p.pid));
+                    return State::Failed(
+                        oidc_core::DeviceFailure::Abandoned,
+                        format!("the login (process {}) is gone", p.pid),
+                    );
                 }
             }
             let form = [("grant_type", GRANT), ("device_code", device_code), ("client_id", client_id)];
@@ -247,24 +256,36 @@ impl DeviceFlows {
             };
             let v = match json(&body) {
                 Ok(v) => v,
-                Err(e) => return State::Failed("error", format!("{token_ep}: HTTP {status}: {e}")),
+                Err(e) => {
+                    return State::Failed(oidc_core::DeviceFailure::Error, format!("{token_ep}: HTTP {status}: {e}"))
+                }
             };
             if status == 200 {
                 return match str_field(&v, "id_token") {
                     Some(t) => State::Done(Secret::new(t)),
-                    None => {
-                        State::Failed("error", "token response has no id_token (is `openid` in device_scope?)".into())
-                    }
+                    None => State::Failed(
+                        oidc_core::DeviceFailure::Error,
+                        "token response has no id_token (is `openid` in device_scope?)".into(),
+                    ),
                 };
             }
             let desc = str_field(&v, "error_description").unwrap_or_default();
             match str_field(&v, "error").as_deref() {
                 Some("authorization_pending") => {}
                 Some("slow_down") => interval += 5,
-                Some("access_denied") => return State::Failed("denied", format!("the user denied the login {desc}")),
-                Some("expired_token") => return State::Failed("expired", format!("the device code expired {desc}")),
-                Some(e) => return State::Failed("error", format!("{e} {desc}")),
-                None => return State::Failed("error", format!("HTTP {status} without an error code")),
+                Some("access_denied") => {
+                    return State::Failed(oidc_core::DeviceFailure::Denied, format!("the user denied the login {desc}"))
+                }
+                Some("expired_token") => {
+                    return State::Failed(oidc_core::DeviceFailure::Expired, format!("the device code expired {desc}"))
+                }
+                Some(e) => return State::Failed(oidc_core::DeviceFailure::Error, format!("{e} {desc}")),
+                None => {
+                    return State::Failed(
+                        oidc_core::DeviceFailure::Error,
+                        format!("HTTP {status} without an error code"),
+                    )
+                }
             }
         }
     }
@@ -272,7 +293,10 @@ impl DeviceFlows {
     /// Wait for a flow to end, at most `timeout`.
     pub fn wait(&self, flow_id: &str, timeout: Duration) -> Response {
         let Some(flow) = self.flows.lock().unwrap_or_else(|e| e.into_inner()).get(flow_id).cloned() else {
-            return Response::DeviceFailed { code: "error".into(), reason: "unknown device flow".into() };
+            return Response::DeviceFailed {
+                code: oidc_core::DeviceFailure::Error,
+                reason: "unknown device flow".into(),
+            };
         };
         let guard = flow.state.lock().unwrap_or_else(|e| e.into_inner());
         let (state, _) = flow
@@ -285,9 +309,9 @@ impl DeviceFlows {
                 self.flows.lock().unwrap_or_else(|e| e.into_inner()).remove(flow_id);
                 Response::DeviceToken { id_token: t }
             }
-            State::Failed(code, reason) => Response::DeviceFailed { code: code.into(), reason },
+            State::Failed(code, reason) => Response::DeviceFailed { code, reason },
             State::Pending => Response::DeviceFailed {
-                code: "timeout".into(),
+                code: oidc_core::DeviceFailure::Timeout,
                 reason: format!("the user did not complete the login within {}s", timeout.as_secs()),
             },
         }

@@ -219,7 +219,7 @@ fn login(
                     oidc_core::clean(&claims.identity),
                     oidc_core::clean(&claims.account)
                 );
-                return Response::Refused { code: "replayed".into(), reason: why };
+                return Response::Refused { code: oidc_core::RefusalCode::Replayed, reason: why };
             }
             Some(id)
         }
@@ -232,7 +232,7 @@ fn login(
             svc.replay.release(&claims.issuer, id);
         } else if let Err(why) = svc.replay.commit() {
             svc.replay.release(&claims.issuer, id);
-            return Response::Refused { code: "accounts-unavailable".into(), reason: why };
+            return Response::Refused { code: oidc_core::RefusalCode::AccountsUnavailable, reason: why };
         }
     }
     resp
@@ -264,7 +264,7 @@ fn admit_login(
                     oidc_core::clean(&claims.identity)
                 );
                 return Response::Refused {
-                    code: "name-of-another-issuer".into(),
+                    code: oidc_core::RefusalCode::NameOfAnotherIssuer,
                     reason: format!("{} is an OIDC user's account, not a role account", claims.account),
                 };
             }
@@ -278,9 +278,10 @@ fn admit_login(
     let keep = svc.aws.wants_web_token(&claims.groups, &claims.issuer);
     match svc.sessions.add_pending(claims.clone(), web_token.filter(|_| keep).cloned()) {
         Some(login_id) => Response::Admitted { detail, login_id, groups },
-        None => {
-            Response::Refused { code: "accounts-unavailable".into(), reason: "no randomness for a login id".into() }
-        }
+        None => Response::Refused {
+            code: oidc_core::RefusalCode::AccountsUnavailable,
+            reason: "no randomness for a login id".into(),
+        },
     }
 }
 
@@ -312,7 +313,7 @@ fn handle(mut s: UnixStream, svc: &Services, peer: Peer, slot: &mut Slot, deadli
         }
         _ if uid != 0 && req.root_only() => {
             limited_warning!(&format!("root-only:{uid}"), "refused {} from uid={uid} pid={pid}: root only", req.name());
-            Response::Refused { code: "permission-denied".into(), reason: "only root may do this".into() }
+            Response::Refused { code: oidc_core::RefusalCode::PermissionDenied, reason: "only root may do this".into() }
         }
         Request::Login { event, claims, web_token, role_groups, replay_id } => {
             login(svc, event.as_ref(), claims, web_token.as_ref(), role_groups, replay_id.as_deref())

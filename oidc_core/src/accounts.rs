@@ -156,11 +156,11 @@ pub struct Admitted {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub code: &'static str,
+    pub code: crate::ipc::RefusalCode,
     pub reason: String,
 }
 
-fn refuse(code: &'static str, reason: String) -> Refusal {
+fn refuse(code: crate::ipc::RefusalCode, reason: String) -> Refusal {
     Refusal { code, reason }
 }
 
@@ -229,16 +229,22 @@ impl Store {
     ) -> Result<Admitted, Refusal> {
         let a = &cfg.accounts;
         if local.users.contains_key(&ev.name) {
-            return Err(refuse("local-account", format!("{} is a local account; OIDC never shadows it", ev.name)));
+            return Err(refuse(
+                crate::ipc::RefusalCode::LocalAccount,
+                format!("{} is a local account; OIDC never shadows it", ev.name),
+            ));
         }
         let Some(issuer) = cfg.issuer(&ev.issuer) else {
-            return Err(refuse("untrusted-issuer", format!("{} is not a configured issuer", ev.issuer)));
+            return Err(refuse(
+                crate::ipc::RefusalCode::UntrustedIssuer,
+                format!("{} is not a configured issuer", ev.issuer),
+            ));
         };
         match cfg.name_owner(&ev.name) {
             Some(owner) if owner.url == issuer.url && issuer.user_accounts => {}
             owner => {
                 return Err(refuse(
-                    "name-of-another-issuer",
+                    crate::ipc::RefusalCode::NameOfAnotherIssuer,
                     format!(
                         "{} is in the name space of {}; refused for a token of {}",
                         ev.name,
@@ -252,7 +258,7 @@ impl Store {
         if let Some(i) = existing {
             if self.users[i].name != ev.name {
                 return Err(refuse(
-                    "identity-renamed",
+                    crate::ipc::RefusalCode::IdentityRenamed,
                     format!(
                         "identity {} already holds the name {}; it cannot also log in as {}",
                         ev.sub, self.users[i].name, ev.name
@@ -264,7 +270,7 @@ impl Store {
             self.users.iter().find(|u| u.name == ev.name && !(u.issuer == ev.issuer && u.sub == ev.sub))
         {
             return Err(refuse(
-                "name-taken",
+                crate::ipc::RefusalCode::NameTaken,
                 format!(
                     "{} belongs to identity {} of {}; refused for {}; `helperd rebind` moves it",
                     ev.name, holder.sub, holder.issuer, ev.sub
@@ -273,18 +279,24 @@ impl Store {
         }
         if existing.is_none() {
             if let Some(why) = local.name_clash(&ev.name) {
-                return Err(refuse("reserved-name", why));
+                return Err(refuse(crate::ipc::RefusalCode::ReservedName, why));
             }
             if self.groups.iter().any(|g| g.name == ev.name) {
-                return Err(refuse("reserved-name", format!("{} is a host group's name", ev.name)));
+                return Err(refuse(
+                    crate::ipc::RefusalCode::ReservedName,
+                    format!("{} is a host group's name", ev.name),
+                ));
             }
             if cfg.role_accounts.iter().any(|r| r.name == ev.name) {
-                return Err(refuse("reserved-name", format!("{} is a role account ([[role_account]])", ev.name)));
+                return Err(refuse(
+                    crate::ipc::RefusalCode::ReservedName,
+                    format!("{} is a role account ([[role_account]])", ev.name),
+                ));
             }
             let sk = skeleton(ev.name.as_bytes());
             if let Some(o) = self.users.iter().find(|u| skeleton(u.name.as_bytes()) == sk) {
                 return Err(refuse(
-                    "reserved-name",
+                    crate::ipc::RefusalCode::ReservedName,
                     format!("{} differs from the OIDC account {} only in case or punctuation", ev.name, o.name),
                 ));
             }
@@ -296,28 +308,34 @@ impl Store {
                     Ok(u) => u,
                     Err(UidError::OutOfRange(c)) => {
                         return Err(refuse(
-                            "uid-out-of-range",
+                            crate::ipc::RefusalCode::UidOutOfRange,
                             format!("uid claim {c} outside {}..={}", a.uid_min, a.uid_max),
                         ));
                     }
                     Err(UidError::NoKey) => {
                         return Err(refuse(
-                            "accounts-unavailable",
+                            crate::ipc::RefusalCode::AccountsUnavailable,
                             "no usable id key: a new account's uid cannot be computed (helperd doctor)".into(),
                         ));
                     }
                 };
                 if uid == 0 || local.uids.contains(&uid) || local.gids.contains(&uid) {
-                    return Err(refuse("uid-collision", format!("uid {uid} for {} is a local uid or gid", ev.name)));
+                    return Err(refuse(
+                        crate::ipc::RefusalCode::UidCollision,
+                        format!("uid {uid} for {} is a local uid or gid", ev.name),
+                    ));
                 }
                 if let Some(h) = self.users.iter().find(|u| u.uid == uid) {
                     return Err(refuse(
-                        "uid-collision",
+                        crate::ipc::RefusalCode::UidCollision,
                         format!("uid {uid} for {} is held by {}; pin another in accounts.pinned_uids", ev.name, h.name),
                     ));
                 }
                 if self.groups.iter().any(|g| g.gid == uid) {
-                    return Err(refuse("uid-collision", format!("uid {uid} for {} is an OIDC group's gid", ev.name)));
+                    return Err(refuse(
+                        crate::ipc::RefusalCode::UidCollision,
+                        format!("uid {uid} for {} is an OIDC group's gid", ev.name),
+                    ));
                 }
                 uid
             }
@@ -433,12 +451,12 @@ impl Store {
     pub fn rebind(&mut self, name: &str, issuer: &str, sub: &str) -> Result<String, Refusal> {
         if let Some(other) = self.users.iter().find(|u| u.issuer == issuer && u.sub == sub && u.name != name) {
             return Err(refuse(
-                "identity-holds-another-name",
+                crate::ipc::RefusalCode::IdentityHoldsAnotherName,
                 format!("identity {sub} of {issuer} holds {}", other.name),
             ));
         }
         let Some(u) = self.users.iter_mut().find(|u| u.name == name) else {
-            return Err(refuse("no-such-account", format!("{name} is not an OIDC account here")));
+            return Err(refuse(crate::ipc::RefusalCode::NoSuchAccount, format!("{name} is not an OIDC account here")));
         };
         let before = format!("{} {}", u.issuer, u.sub);
         u.issuer = issuer.to_string();

@@ -55,7 +55,8 @@ pub use crate::{
     },
     ipc::{
         call as ipc_call, decode as decode_frame, encode_frame, page as page_of, read_frame, write_frame, AwsStatus,
-        Client, Helper, IpcError, IssuerStatus, Request, Response, MAX_FRAME, PAGE_BUDGET, PROTOCOL_VERSION,
+        Client, DeviceFailure, Helper, IpcError, IssuerStatus, RefusalCode, Request, Response, MAX_FRAME, PAGE_BUDGET,
+        PROTOCOL_VERSION,
     },
     jwks::{
         cache_path as jwks_cache_path, read_cache as read_jwks_cache, CacheFile, Jwks, Key as JwkKey, Material,

@@ -106,7 +106,7 @@ pub enum Rejection {
     // --- accounts
     /// helperd refused the identity (code, reason): name taken, uid collision, local account...
     AccountRefused {
-        code: String,
+        code: crate::ipc::RefusalCode,
         reason: String,
     },
     AccountsUnavailable(String),

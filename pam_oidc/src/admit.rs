@@ -6,7 +6,7 @@
 use oidc_core::Config;
 use oidc_core::Rejection;
 use oidc_core::Verified;
-use oidc_core::{Helper, Request, Response};
+use oidc_core::{Helper, RefusalCode, Request, Response};
 use oidc_core::{LoginEvent, Store, STORE_FILE};
 use serde_json::Value;
 
@@ -56,7 +56,7 @@ pub fn admit(
                 }
                 (detail, Some(login_id))
             }
-            Ok(Response::Refused { code, reason }) if code == "replayed" => return Err(Rejection::Replayed(reason)),
+            Ok(Response::Refused { code: RefusalCode::Replayed, reason }) => return Err(Rejection::Replayed(reason)),
             Ok(Response::Refused { code, reason }) => return Err(Rejection::AccountRefused { code, reason }),
             Ok(other) => return Err(Rejection::AccountsUnavailable(format!("unexpected answer {other:?}"))),
             // helperd is not running: decide here, recording the token's use ourselves.
@@ -94,7 +94,7 @@ pub fn admit(
             }
             Ok((detail, Some(login_id)))
         }
-        Ok(Response::Refused { code, reason }) if code == "replayed" => Err(Rejection::Replayed(reason)),
+        Ok(Response::Refused { code: RefusalCode::Replayed, reason }) => Err(Rejection::Replayed(reason)),
         Ok(Response::Refused { code, reason }) => Err(Rejection::AccountRefused { code, reason }),
         Ok(other) => Err(Rejection::AccountsUnavailable(format!("unexpected answer {other:?}"))),
         // Only when helperd is not running at all: a hang, a refused frame or an

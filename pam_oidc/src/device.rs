@@ -6,7 +6,7 @@
 
 use crate::handle::Pam;
 use oidc_core::{Config, Issuer};
-use oidc_core::{Helper, Request, Response};
+use oidc_core::{DeviceFailure, Helper, Request, Response};
 use oidc_core::{Rejection, Secret};
 use std::time::Duration;
 
@@ -42,11 +42,11 @@ pub fn login(
     let req = Request::DeviceWait { flow_id, timeout_secs: wait };
     match client.call_within(&req, Duration::from_secs(wait + 5)) {
         Ok(Response::DeviceToken { id_token }) => Ok(id_token),
-        Ok(Response::DeviceFailed { code, reason }) => Err(match code.as_str() {
-            "denied" => Rejection::DeviceDenied(reason),
-            "expired" => Rejection::DeviceExpired(reason),
-            "timeout" => Rejection::DeviceTimeout(reason),
-            _ => Rejection::DeviceError(reason),
+        Ok(Response::DeviceFailed { code, reason }) => Err(match code {
+            DeviceFailure::Denied => Rejection::DeviceDenied(reason),
+            DeviceFailure::Expired => Rejection::DeviceExpired(reason),
+            DeviceFailure::Timeout | DeviceFailure::Abandoned => Rejection::DeviceTimeout(reason),
+            DeviceFailure::Busy | DeviceFailure::Error => Rejection::DeviceError(reason),
         }),
         Ok(other) => Err(Rejection::DeviceError(format!("helperd: {other:?}"))),
         Err(e) => Err(Rejection::DeviceTimeout(e.to_string())),

@@ -12,7 +12,7 @@ use common::*;
 
 use oidc_core::Secret;
 use oidc_core::SessionClaims;
-use oidc_core::{AwsStatus, IpcError, Request, Response};
+use oidc_core::{AwsStatus, DeviceFailure, IpcError, RefusalCode, Request, Response};
 use pam::constants::PamResultCode;
 use pam_oidc::account::acct_mgmt;
 use pam_oidc::auth::authenticate;
@@ -78,12 +78,12 @@ fn policy_holds_on_the_groups_helperd_admitted() {
 fn helperd_refusals_are_the_users_answer() {
     let s = setup("h-refused");
     for (code, shown) in [
-        ("replayed", "OIDC login refused: this token was already used; get a new one"),
-        ("name-taken", "OIDC login refused: account unavailable"),
+        (RefusalCode::Replayed, "OIDC login refused: this token was already used; get a new one"),
+        (RefusalCode::NameTaken, "OIDC login refused: account unavailable"),
     ] {
         let script = Script::new()
             .expect("session_claims", no_session)
-            .expect("login", move |_| Ok(Response::Refused { code: code.into(), reason: "as helperd says".into() }));
+            .expect("login", move |_| Ok(Response::Refused { code, reason: "as helperd says".into() }));
         let (p, rc) = login(&s, &script, &[]);
         assert_eq!(rc, PamResultCode::PAM_AUTH_ERR, "{code}");
         assert_eq!(p.errors, [shown]);
@@ -198,11 +198,11 @@ fn a_device_login_waits_for_helperd_and_verifies_the_token() {
 #[test]
 fn a_device_login_denied_or_expired_at_the_idp_is_refused_with_its_reason() {
     for (code, want, shown) in [
-        ("denied", "code=device-denied", "OIDC login refused: the login was denied"),
-        ("expired", "code=device-expired", "OIDC login refused: the login was not completed in time"),
-        ("error", "code=device-error", "OIDC login unavailable: device login failed"),
+        (DeviceFailure::Denied, "code=device-denied", "OIDC login refused: the login was denied"),
+        (DeviceFailure::Expired, "code=device-expired", "OIDC login refused: the login was not completed in time"),
+        (DeviceFailure::Error, "code=device-error", "OIDC login unavailable: device login failed"),
     ] {
-        let s = device_setup(&format!("h-dev-{code}"));
+        let s = device_setup(&format!("h-dev-{}", code.as_str()));
         let script = Script::new()
             .expect("session_claims", no_session)
             .expect("device_start", |_| {
@@ -214,9 +214,7 @@ fn a_device_login_denied_or_expired_at_the_idp_is_refused_with_its_reason() {
                     expires_in: 600,
                 })
             })
-            .expect("device_wait", move |_| {
-                Ok(Response::DeviceFailed { code: code.into(), reason: "IdP says".into() })
-            });
+            .expect("device_wait", move |_| Ok(Response::DeviceFailed { code, reason: "IdP says".into() }));
         let mut p = Fake { user: "alice".into(), reply: Some(String::new()), ..Default::default() };
         let rc = authenticate(&mut p, &args(&s, &["device_code"]), &TestEdges::with(NOW, &script));
         assert_ne!(rc, PamResultCode::PAM_SUCCESS);

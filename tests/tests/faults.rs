@@ -124,7 +124,7 @@ fn a_full_state_disk_refuses_cleanly_and_keeps_the_last_good_store() {
         }
     }
     let (n, code, reason) = refused.expect("the 48 KiB disk fills up");
-    assert_eq!(code, "accounts-unavailable");
+    assert_eq!(code, oidc_core::RefusalCode::AccountsUnavailable);
     assert!(reason.contains("No space left"), "{reason}");
     // The store on the full disk is read through the namespace's mount: check from inside.
     let out = std::process::Command::new("nsenter")

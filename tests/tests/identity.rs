@@ -204,7 +204,7 @@ fn a_second_issuer_cannot_take_names_or_groups_of_the_first() {
     // helperd itself refuses a report of the second issuer for `alice`.
     let req = login_request(&idp2.issuer(), "u-x", "alice", &[], "");
     match ipc_call(&env.socket(), &req, Duration::from_secs(5)).unwrap() {
-        Response::Refused { code, .. } => assert_eq!(code, "name-of-another-issuer"),
+        Response::Refused { code, .. } => assert_eq!(code, oidc_core::RefusalCode::NameOfAnotherIssuer),
         other => panic!("{other:?}"),
     }
     // ext-alice's `devs` (second issuer) is `ext-devs`, never alice's `devs` (first issuer).

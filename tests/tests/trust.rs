@@ -238,7 +238,10 @@ fn device_flows_are_capped_and_wait_outside_the_pool() {
         match start("203.0.113.7") {
             Response::DeviceStarted { flow_id, .. } => flows.push(flow_id),
             Response::DeviceFailed { code, reason } => {
-                assert!(i >= 3 && code == "busy" && reason.contains("203.0.113.7"), "{i}: {reason}");
+                assert!(
+                    i >= 3 && code == oidc_core::DeviceFailure::Busy && reason.contains("203.0.113.7"),
+                    "{i}: {reason}"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -247,7 +250,7 @@ fn device_flows_are_capped_and_wait_outside_the_pool() {
     for i in 0..20 {
         match start(&format!("198.51.100.{i}")) {
             Response::DeviceStarted { flow_id, .. } => flows.push(flow_id),
-            Response::DeviceFailed { code, .. } => assert_eq!(code, "busy"),
+            Response::DeviceFailed { code, .. } => assert_eq!(code, oidc_core::DeviceFailure::Busy),
             other => panic!("{other:?}"),
         }
     }

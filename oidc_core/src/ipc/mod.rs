@@ -16,7 +16,7 @@ mod protocol;
 
 pub use client::{call, Client};
 pub use frame::{decode, encode_frame, read_frame, write_frame};
-pub use protocol::{page, AwsStatus, IssuerStatus, Request, Response, PAGE_BUDGET};
+pub use protocol::{page, AwsStatus, DeviceFailure, IssuerStatus, RefusalCode, Request, Response, PAGE_BUDGET};
 
 use std::time::Duration;
 

@@ -147,7 +147,7 @@ pub enum Response {
         detail: String,
     },
     Refused {
-        code: String,
+        code: RefusalCode,
         reason: String,
     },
     Users {
@@ -184,9 +184,8 @@ pub enum Response {
     DeviceToken {
         id_token: crate::Secret,
     },
-    /// `code`: denied, expired, timeout or error.
     DeviceFailed {
-        code: String,
+        code: DeviceFailure,
         reason: String,
     },
     AwsCredentials {
@@ -244,4 +243,119 @@ pub fn page<T: Serialize + Clone>(items: &[T], offset: usize, shrink: impl Fn(&m
         out.push(it);
     }
     (out, None)
+}
+
+/// Why helperd refused a request: one code per meaning, the same string on
+/// the wire, in logs and in tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefusalCode {
+    /// The token was already used to log in on this host.
+    Replayed,
+    /// The account store cannot be read or written (or no randomness for an id).
+    AccountsUnavailable,
+    /// Only root may make this request.
+    PermissionDenied,
+    /// The issuer is not configured.
+    UntrustedIssuer,
+    /// The name belongs to another issuer's name space.
+    NameOfAnotherIssuer,
+    /// The name is a local (files or other NSS source) account.
+    LocalAccount,
+    /// The name is reserved on Linux hosts.
+    ReservedName,
+    /// The identity's uid is taken by another identity (until pinned).
+    UidCollision,
+    /// No such OIDC account (rebind).
+    NoSuchAccount,
+    /// The name is held by another identity of the issuer.
+    NameTaken,
+    /// Rebind: the identity already holds another name on this host.
+    IdentityHoldsAnotherName,
+    /// The identity logs in under a new name but already holds another one
+    /// (a name changed at the IdP: `helperd rebind` moves it).
+    IdentityRenamed,
+    /// The uid claim is outside the configured range.
+    UidOutOfRange,
+}
+
+impl RefusalCode {
+    /// The code as logged and sent (`replayed`, `uid-collision`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalCode::Replayed => "replayed",
+            RefusalCode::AccountsUnavailable => "accounts-unavailable",
+            RefusalCode::PermissionDenied => "permission-denied",
+            RefusalCode::UntrustedIssuer => "untrusted-issuer",
+            RefusalCode::NameOfAnotherIssuer => "name-of-another-issuer",
+            RefusalCode::LocalAccount => "local-account",
+            RefusalCode::ReservedName => "reserved-name",
+            RefusalCode::UidCollision => "uid-collision",
+            RefusalCode::NoSuchAccount => "no-such-account",
+            RefusalCode::NameTaken => "name-taken",
+            RefusalCode::IdentityHoldsAnotherName => "identity-holds-another-name",
+            RefusalCode::IdentityRenamed => "identity-renamed",
+            RefusalCode::UidOutOfRange => "uid-out-of-range",
+        }
+    }
+}
+
+impl std::fmt::Display for RefusalCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a device-code login ended without a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceFailure {
+    /// The user denied the login at the IdP (`access_denied`).
+    Denied,
+    /// The device code expired at the IdP (`expired_token`).
+    Expired,
+    /// Not completed within the module's wait.
+    Timeout,
+    /// The process that started the login is gone.
+    Abandoned,
+    /// Too many flows (per remote host, or in all).
+    Busy,
+    /// Anything else: the IdP's answer, the network, helperd.
+    Error,
+}
+
+impl DeviceFailure {
+    /// The code as logged and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceFailure::Denied => "denied",
+            DeviceFailure::Expired => "expired",
+            DeviceFailure::Timeout => "timeout",
+            DeviceFailure::Abandoned => "abandoned",
+            DeviceFailure::Busy => "busy",
+            DeviceFailure::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod codes {
+    use super::*;
+
+    #[test]
+    fn codes_are_the_same_on_the_wire_and_in_logs() {
+        for c in [RefusalCode::Replayed, RefusalCode::UidCollision, RefusalCode::NameOfAnotherIssuer] {
+            assert_eq!(serde_json::to_value(c).unwrap(), serde_json::Value::from(c.as_str()));
+        }
+        for c in [DeviceFailure::Denied, DeviceFailure::Busy, DeviceFailure::Abandoned] {
+            assert_eq!(serde_json::to_value(c).unwrap(), serde_json::Value::from(c.as_str()));
+        }
+        assert!(serde_json::from_str::<RefusalCode>("\"made-up\"").is_err());
+    }
 }
