@@ -97,8 +97,10 @@ fn map_file(p: &CStr) -> Result<Mapping, Unavail> {
     if fd < 0 {
         return Err(Unavail::Missing);
     }
-    // SAFETY: zeroed `stat` is a valid out-buffer; fd is open.
+    // SAFETY: `libc::stat` is a plain C struct of integers: all zero bytes is a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open (checked >= 0 above, closed only below); &mut st is a
+    // valid, writable `struct stat` for fstat to fill.
     let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
     let len = usize::try_from(st.st_size).unwrap_or(0);
     if !ok || len < crate::format::HEADER_LEN || (st.st_mode & libc::S_IFMT) != libc::S_IFREG {

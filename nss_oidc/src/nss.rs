@@ -112,7 +112,8 @@ unsafe fn buf<'a>(buf: *mut c_char, len: size_t) -> Option<Buf<'a>> {
     if buf.is_null() {
         return None;
     }
-    // SAFETY: per the function contract.
+    // SAFETY: the caller guarantees `len` writable bytes at `buf` (non-null, checked
+    // above) for 'a — glibc's buffer for this one call, which nothing else touches meanwhile.
     Some(Buf { b: unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) }, used: 0 })
 }
 
@@ -216,7 +217,7 @@ unsafe fn entry<T>(
     guard(errnop, || {
         // SAFETY: glibc passes a valid result pointer; checked non-null.
         let Some(out) = (unsafe { out.as_mut() }) else { return Res::Unavail };
-        // SAFETY: per the function contract.
+        // SAFETY: `entry`'s contract is `buf`'s: `b` holds `len` writable bytes.
         let Some(mut b) = (unsafe { buf(b, len) }) else { return Res::Range };
         match lookup(|s| f(s, out, &mut b)) {
             Ok(Some(r)) => r,
@@ -237,7 +238,8 @@ pub unsafe extern "C" fn _nss_oidc_getpwnam_r(
     errnop: *mut c_int,
 ) -> nss_status {
     let Some(name) = cstr(name) else { return finish(Res::NotFound, errnop) };
-    // SAFETY: glibc NSS calling convention.
+    // SAFETY: glibc's NSS contract is `entry`'s: the result struct pointer is null or
+    // writable, `b` holds `len` writable bytes, errnop is null or writable.
     unsafe {
         entry(pw, b, len, errnop, |s, pw, b| match s.user_by_name(name)? {
             Some(u) => Ok(Some(fill_passwd(&u, pw, b))),
@@ -256,7 +258,8 @@ pub unsafe extern "C" fn _nss_oidc_getpwuid_r(
     len: size_t,
     errnop: *mut c_int,
 ) -> nss_status {
-    // SAFETY: glibc NSS calling convention.
+    // SAFETY: glibc's NSS contract is `entry`'s: the result struct pointer is null or
+    // writable, `b` holds `len` writable bytes, errnop is null or writable.
     unsafe { entry(pw, b, len, errnop, |s, pw, b| Ok(s.user_by_uid(uid)?.map(|u| fill_passwd(&u, pw, b)))) }
 }
 
@@ -271,7 +274,8 @@ pub unsafe extern "C" fn _nss_oidc_getgrnam_r(
     errnop: *mut c_int,
 ) -> nss_status {
     let Some(name) = cstr(name) else { return finish(Res::NotFound, errnop) };
-    // SAFETY: glibc NSS calling convention.
+    // SAFETY: glibc's NSS contract is `entry`'s: the result struct pointer is null or
+    // writable, `b` holds `len` writable bytes, errnop is null or writable.
     unsafe { entry(gr, b, len, errnop, |s, gr, b| Ok(s.group_by_name(name)?.map(|g| fill_group(&g, gr, b)))) }
 }
 
@@ -285,7 +289,8 @@ pub unsafe extern "C" fn _nss_oidc_getgrgid_r(
     len: size_t,
     errnop: *mut c_int,
 ) -> nss_status {
-    // SAFETY: glibc NSS calling convention.
+    // SAFETY: glibc's NSS contract is `entry`'s: the result struct pointer is null or
+    // writable, `b` holds `len` writable bytes, errnop is null or writable.
     unsafe { entry(gr, b, len, errnop, |s, gr, b| Ok(s.group_by_gid(gid)?.map(|g| fill_group(&g, gr, b)))) }
 }
 
@@ -362,7 +367,8 @@ unsafe fn add_group(
     if g == skip {
         return Ok(true);
     }
-    // SAFETY: per the function contract.
+    // SAFETY: the contract: start, size and groupsp are glibc's non-null, valid
+    // initgroups pointers (the caller checked them non-null).
     let (st, sz, arr) = unsafe { (*start, *size, *groupsp) };
     if st < 0 || sz < st || (arr.is_null() && sz > 0) {
         return Err(());
@@ -387,7 +393,8 @@ unsafe fn add_group(
             return Err(());
         }
         arr = p;
-        // SAFETY: per the function contract.
+        // SAFETY: groupsp and size are valid and writable (the contract); `p` replaces
+        // the array realloc just moved, so glibc's bookkeeping stays consistent.
         unsafe {
             *groupsp = p;
             *size = new;
@@ -447,7 +454,7 @@ unsafe fn next_entry<T>(
     next: impl FnOnce(&Snap, usize, &mut T, &mut Buf<'_>) -> Result<Option<(Res, usize)>, crate::reader::Corrupt>,
 ) -> nss_status {
     let mut cur = cursor.lock().unwrap_or_else(|p| p.into_inner());
-    // SAFETY: per the function contract.
+    // SAFETY: `next_entry`'s contract is `entry`'s; the pointers pass through unchanged.
     unsafe {
         entry(out, b, len, errnop, |s, out, b| {
             Ok(next(s, *cur, out, b)?.map(|(r, n)| {
@@ -469,7 +476,8 @@ pub unsafe extern "C" fn _nss_oidc_getpwent_r(
     len: size_t,
     errnop: *mut c_int,
 ) -> nss_status {
-    // SAFETY: glibc NSS calling convention.
+    // SAFETY: glibc's NSS contract is `entry`'s: the result struct pointer is null or
+    // writable, `b` holds `len` writable bytes, errnop is null or writable.
     unsafe {
         next_entry(&PW_CURSOR, pw, b, len, errnop, |s, cur, pw, b| {
             Ok(s.user_next(cur)?.map(|(u, n)| (fill_passwd(&u, pw, b), n)))
@@ -486,7 +494,8 @@ pub unsafe extern "C" fn _nss_oidc_getgrent_r(
     len: size_t,
     errnop: *mut c_int,
 ) -> nss_status {
-    // SAFETY: glibc NSS calling convention.
+    // SAFETY: glibc's NSS contract is `entry`'s: the result struct pointer is null or
+    // writable, `b` holds `len` writable bytes, errnop is null or writable.
     unsafe {
         next_entry(&GR_CURSOR, gr, b, len, errnop, |s, cur, gr, b| {
             Ok(s.group_next(cur)?.map(|(g, n)| (fill_group(&g, gr, b), n)))

@@ -44,7 +44,8 @@ fn lookups_during_replacement() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("nss.snapshot");
     replace(&path, 0);
-    // SAFETY (test): set before any thread reads the environment.
+    // SAFETY: the only test in this binary, before it spawns any thread: nothing reads or writes
+    // the environment concurrently with this set_var.
     unsafe { std::env::set_var("NSS_OIDC_SNAPSHOT", &path) };
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
@@ -67,14 +68,21 @@ fn lookups_during_replacement() {
                 for i in 0..100_000u32 {
                     let n = (i * 7 + t) % 200;
                     let name = CString::new(format!("user{n}")).unwrap();
+                    // SAFETY: `libc::passwd` is integers and raw pointers: all-zero bytes (null pointers) is a valid
+                    // value.
                     let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
                     let mut err = 0;
                     let st = if i % 2 == 0 {
+                        // SAFETY: the NSS contract: name is a live NUL-terminated CString; the result struct and err
+                        // are valid out-pointers and buf holds at least the length passed in writable bytes, all
+                        // outliving the call.
                         unsafe {
                             _nss_oidc_getpwnam_r(name.as_ptr(), &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut err)
                         }
                     } else {
                         let uid = 100_000 * ((i / 2) % 10 + 1) + n;
+                        // SAFETY: the NSS contract: a uid by value; the result struct and err are valid out-pointers
+                        // and buf holds at least the length passed in writable bytes, all outliving the call.
                         unsafe { _nss_oidc_getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut err) }
                     };
                     if st != nss_status::NSS_STATUS_SUCCESS {
@@ -85,7 +93,9 @@ fn lookups_during_replacement() {
                         continue;
                     }
                     found += 1;
+                    // SAFETY: SUCCESS: pw_name points at a NUL-terminated copy inside `buf`, alive and untouched since.
                     let pname = unsafe { CStr::from_ptr(pw.pw_name) }.to_str().unwrap();
+                    // SAFETY: as above, for pw_gecos.
                     let gecos = unsafe { CStr::from_ptr(pw.pw_gecos) }.to_str().unwrap();
                     let (g, num) = gecos.split_once('-').unwrap();
                     let (g, num): (u32, u32) = (g.parse().unwrap(), num.parse().unwrap());

@@ -1,34 +1,15 @@
 //! The NSS snapshot file: one immutable file, written by helperd (atomic
-//! rename), mapped read-only by every process. Little-endian, 4-byte aligned.
-//!
-//! ```text
-//! header (96 bytes)  magic "OIDCNSS\x01", version, header_len, total_len,
-//!                    header_sum, stale, n_users, n_groups,
-//!                    users (off,len), groups (off,len),
-//!                    4 index tables (off,slots): user name, uid, group name, gid,
-//!                    generation (u64), pre-login rule offset (0 = none)
-//! pre-login rule     len, sum, uid_min, uid_max, key/home/shell/npat (u16),
-//!                    pattern lengths (u16, padded), key, home, shell, patterns, pad
-//! user records       len, sum, uid, gid, ngroups, 4 string lengths (u16),
-//!                    gids[ngroups], name, gecos, dir, shell, pad
-//! group records      len, sum, gid, nmem, name_len (u16), pad (u16),
-//!                    member lengths[nmem] (u16, padded), name, members, pad
-//! index tables       u32 absolute record offsets, EMPTY = u32::MAX, open
-//!                    addressing with linear probing, slots a power of two
-//! ```
+//! rename), mapped read-only by every process. The byte layout (every offset,
+//! named) is [`crate::layout`], re-exported here.
 //!
 //! Integrity: the header has a checksum; every record has a checksum checked
 //! when it is read, so a flipped byte yields "unavailable", never a wrong answer.
 //! `stale` is the one mutable field: helperd sets it in the old file after
 //! replacing it, so readers re-map without a syscall per lookup.
 
-pub const MAGIC: [u8; 8] = *b"OIDCNSS\x01";
-/// 2: the pre-login rule names the root-only id key file instead of carrying a public key.
-pub const VERSION: u32 = 2;
-pub const HEADER_LEN: usize = 96;
-pub const EMPTY: u32 = u32::MAX;
-pub const STALE_OFFSET: usize = 24;
-pub const HEADER_SUM_OFFSET: usize = 20;
+use zeroize::Zeroize as _;
+
+pub use crate::layout::*;
 /// Default location; helperd writes it, the module maps it.
 pub const DEFAULT_PATH: &str = "/var/cache/pam-oidc/nss.snapshot";
 /// Limits that keep every length in its field and every loop bounded.
@@ -88,11 +69,8 @@ impl std::fmt::Debug for IdKey {
 
 impl Drop for IdKey {
     fn drop(&mut self) {
-        for b in self.0.iter_mut() {
-            // SAFETY: `b` is a valid, aligned, exclusive reference (a volatile write
-            // so the wipe is not optimised away).
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
+        // Volatile writes (inside zeroize): the wipe is not optimised away.
+        self.0.zeroize();
     }
 }
 
@@ -139,7 +117,7 @@ impl IdKey {
     pub fn read(path: &std::path::Path) -> Result<IdKey, String> {
         let mut buf = read_private_file(path, 128)?;
         let k = IdKey::parse(&buf).map_err(|e| format!("{}: {e}", path.display()));
-        buf.fill(0);
+        buf.zeroize();
         k
     }
 }
@@ -199,8 +177,8 @@ pub fn hash_id(id: u32) -> u32 {
 pub fn header_sum(h: &[u8]) -> u32 {
     let mut c = [0u8; HEADER_LEN];
     c.copy_from_slice(&h[..HEADER_LEN]);
-    c[HEADER_SUM_OFFSET..HEADER_SUM_OFFSET + 4].fill(0);
-    c[STALE_OFFSET..STALE_OFFSET + 4].fill(0);
+    set32(&mut c, header::SUM, 0);
+    set32(&mut c, header::STALE, 0);
     fnv32(&c)
 }
 
@@ -234,6 +212,21 @@ fn check_str(what: &str, s: &str, allow_empty: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Write a u32 at a named offset of a buffer already that long.
+fn set32(b: &mut [u8], off: usize, x: u32) {
+    b[off..off + 4].copy_from_slice(&x.to_le_bytes());
+}
+
+fn set16(b: &mut [u8], off: usize, x: u16) {
+    b[off..off + 2].copy_from_slice(&x.to_le_bytes());
+}
+
+/// A header region or table field: (offset, length or slots).
+fn set_pair(b: &mut [u8], field: usize, off: u32, second: u32) {
+    set32(b, field, off);
+    set32(b, field + header::PAIR_SECOND, second);
+}
+
 fn put32(v: &mut Vec<u8>, x: u32) {
     v.extend_from_slice(&x.to_le_bytes());
 }
@@ -243,7 +236,7 @@ fn put16(v: &mut Vec<u8>, x: u16) {
 }
 
 fn pad4(v: &mut Vec<u8>) {
-    while !v.len().is_multiple_of(4) {
+    while !v.len().is_multiple_of(ALIGN) {
         v.push(0);
     }
 }
@@ -254,12 +247,12 @@ fn len16(s: &str) -> u16 {
 
 fn seal(rec: &mut [u8]) {
     let len = u32::try_from(rec.len()).unwrap_or(u32::MAX);
-    rec[0..4].copy_from_slice(&len.to_le_bytes());
-    let sum = sum32(&rec[8..]);
-    rec[4..8].copy_from_slice(&sum.to_le_bytes());
+    set32(rec, record::LEN, len);
+    let sum = sum32(&rec[record::BODY..]);
+    set32(rec, record::SUM, sum);
 }
 
-fn user_record(u: &User) -> Result<Vec<u8>, String> {
+fn encode_user(u: &User) -> Result<Vec<u8>, String> {
     check_str("user name", &u.name, false)?;
     check_str("gecos", &u.gecos, true)?;
     check_str("home", &u.dir, false)?;
@@ -267,12 +260,13 @@ fn user_record(u: &User) -> Result<Vec<u8>, String> {
     if u.groups.len() > MAX_GROUPS_PER_USER {
         return Err(format!("user {}: more than {MAX_GROUPS_PER_USER} groups", u.name));
     }
-    let mut r = vec![0u8; 8];
-    put32(&mut r, u.uid);
-    put32(&mut r, u.gid);
-    put32(&mut r, u.groups.len() as u32);
-    for s in [&u.name, &u.gecos, &u.dir, &u.shell] {
-        put16(&mut r, len16(s));
+    use user_record::*;
+    let mut r = vec![0u8; GIDS];
+    set32(&mut r, UID, u.uid);
+    set32(&mut r, GID, u.gid);
+    set32(&mut r, NGROUPS, u.groups.len() as u32);
+    for (field, s) in [(NAME_LEN, &u.name), (GECOS_LEN, &u.gecos), (DIR_LEN, &u.dir), (SHELL_LEN, &u.shell)] {
+        set16(&mut r, field, len16(s));
     }
     for g in &u.groups {
         put32(&mut r, *g);
@@ -285,16 +279,16 @@ fn user_record(u: &User) -> Result<Vec<u8>, String> {
     Ok(r)
 }
 
-fn group_record(g: &Group) -> Result<Vec<u8>, String> {
+fn encode_group(g: &Group) -> Result<Vec<u8>, String> {
     check_str("group name", &g.name, false)?;
     if g.members.len() > MAX_MEMBERS {
         return Err(format!("group {}: too many members", g.name));
     }
-    let mut r = vec![0u8; 8];
-    put32(&mut r, g.gid);
-    put32(&mut r, g.members.len() as u32);
-    put16(&mut r, len16(&g.name));
-    put16(&mut r, 0);
+    use group_record::*;
+    let mut r = vec![0u8; MEMBER_LENS];
+    set32(&mut r, GID, g.gid);
+    set32(&mut r, NMEM, g.members.len() as u32);
+    set16(&mut r, NAME_LEN, len16(&g.name));
     for m in &g.members {
         check_str("member", m, false)?;
         put16(&mut r, len16(m));
@@ -309,20 +303,21 @@ fn group_record(g: &Group) -> Result<Vec<u8>, String> {
     Ok(r)
 }
 
-fn prelogin_record(p: &Prelogin) -> Result<Vec<u8>, String> {
+fn encode_rule(p: &Prelogin) -> Result<Vec<u8>, String> {
     check_str("key file", &p.key_file, false)?;
     check_str("home", &p.home, false)?;
     check_str("shell", &p.shell, false)?;
     if p.patterns.len() > 256 {
         return Err("more than 256 pre-login patterns".into());
     }
-    let mut r = vec![0u8; 8];
-    put32(&mut r, p.uid_min);
-    put32(&mut r, p.uid_max);
-    for s in [&p.key_file, &p.home, &p.shell] {
-        put16(&mut r, len16(s));
+    use rule_record::*;
+    let mut r = vec![0u8; PATTERN_LENS];
+    set32(&mut r, UID_MIN, p.uid_min);
+    set32(&mut r, UID_MAX, p.uid_max);
+    for (field, s) in [(KEY_FILE_LEN, &p.key_file), (HOME_LEN, &p.home), (SHELL_LEN, &p.shell)] {
+        set16(&mut r, field, len16(s));
     }
-    put16(&mut r, p.patterns.len() as u16);
+    set16(&mut r, N_PATTERNS, p.patterns.len() as u16);
     for pat in &p.patterns {
         check_str("pattern", pat, false)?;
         put16(&mut r, len16(pat));
@@ -383,7 +378,7 @@ pub fn build_with(
         let off = u32::try_from(out.len()).map_err(|_| "snapshot larger than 4 GiB")?;
         by_uname.push((fnv32(u.name.as_bytes()), off));
         by_uid.push((hash_id(u.uid), off));
-        out.extend_from_slice(&user_record(u)?);
+        out.extend_from_slice(&encode_user(u)?);
     }
     let groups_off = out.len();
     let (mut by_gname, mut by_gid) = (vec![], vec![]);
@@ -391,13 +386,13 @@ pub fn build_with(
         let off = u32::try_from(out.len()).map_err(|_| "snapshot larger than 4 GiB")?;
         by_gname.push((fnv32(g.name.as_bytes()), off));
         by_gid.push((hash_id(g.gid), off));
-        out.extend_from_slice(&group_record(g)?);
+        out.extend_from_slice(&encode_group(g)?);
     }
     let groups_end = out.len();
     let rule_off = match prelogin {
         Some(p) => {
             let off = u32::try_from(out.len()).map_err(|_| "too large")?;
-            out.extend_from_slice(&prelogin_record(p)?);
+            out.extend_from_slice(&encode_rule(p)?);
             off
         }
         None => 0,
@@ -411,24 +406,23 @@ pub fn build_with(
         }
     }
     let total = u32::try_from(out.len()).map_err(|_| "snapshot larger than 4 GiB")?;
-    let mut h = Vec::with_capacity(HEADER_LEN);
-    h.extend_from_slice(&MAGIC);
-    for x in [VERSION, HEADER_LEN as u32, total, 0, 0, users.len() as u32, groups.len() as u32] {
-        put32(&mut h, x);
+    let h = &mut out[..HEADER_LEN];
+    h[header::MAGIC..header::MAGIC + MAGIC.len()].copy_from_slice(&MAGIC);
+    set32(h, header::VERSION, VERSION);
+    set32(h, header::HEADER_LEN, HEADER_LEN as u32);
+    set32(h, header::TOTAL_LEN, total);
+    // header::SUM below, over the rest; header::STALE starts at 0.
+    set32(h, header::N_USERS, users.len() as u32);
+    set32(h, header::N_GROUPS, groups.len() as u32);
+    set_pair(h, header::USERS, users_off as u32, (groups_off - users_off) as u32);
+    set_pair(h, header::GROUPS, groups_off as u32, (groups_end - groups_off) as u32);
+    let fields = [header::USER_NAME_TABLE, header::UID_TABLE, header::GROUP_NAME_TABLE, header::GID_TABLE];
+    for (field, (off, slots)) in fields.into_iter().zip(tables) {
+        set_pair(h, field, off, slots);
     }
-    for x in [users_off, groups_off - users_off, groups_off, groups_end - groups_off] {
-        put32(&mut h, x as u32);
-    }
-    for (off, slots) in tables {
-        put32(&mut h, off);
-        put32(&mut h, slots);
-    }
-    put32(&mut h, generation as u32);
-    put32(&mut h, (generation >> 32) as u32);
-    put32(&mut h, rule_off);
-    debug_assert_eq!(h.len(), HEADER_LEN);
-    out[..HEADER_LEN].copy_from_slice(&h);
-    let sum = header_sum(&out);
-    out[HEADER_SUM_OFFSET..HEADER_SUM_OFFSET + 4].copy_from_slice(&sum.to_le_bytes());
+    h[header::GENERATION..header::GENERATION + 8].copy_from_slice(&generation.to_le_bytes());
+    set32(h, header::RULE, rule_off);
+    let sum = header_sum(h);
+    set32(h, header::SUM, sum);
     Ok(out)
 }

@@ -2,10 +2,17 @@
 //! maps. Its own crate so that everything that needs the format (helperd,
 //! `oidc_core`, hence `pam_oidc.so`) links no NSS entry point.
 //!
-//! * [`format`] — the layout, the writer and the keyed id hash.
+//! * [`layout`] — every header and record field's offset, named once.
+//! * [`format`] — the writer and the keyed id hash (re-exports [`layout`]).
 //! * [`names`] — the name rules (wildcards, portable names, reserved names).
 //! * [`reader`] — safe, bounds-checked lookups over the bytes.
+//!
+//! No `unsafe` here: the mapping (the one unsafe part of reading) is
+//! `nss_oidc`'s; the key wipe uses `zeroize`.
+
+#![forbid(unsafe_code)]
 
 pub mod format;
+pub mod layout;
 pub mod names;
 pub mod reader;

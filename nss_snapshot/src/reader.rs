@@ -108,42 +108,46 @@ impl<'a> GroupRef<'a> {
 impl<'a> Snapshot<'a> {
     pub fn parse(buf: &'a [u8]) -> R<Snapshot<'a>> {
         let h = buf.get(..HEADER_LEN).ok_or(Corrupt)?;
-        if h[..8] != MAGIC || u32_at(h, 8)? != VERSION || u32_at(h, 12)? as usize != HEADER_LEN {
+        if h[header::MAGIC..header::MAGIC + MAGIC.len()] != MAGIC
+            || u32_at(h, header::VERSION)? != VERSION
+            || u32_at(h, header::HEADER_LEN)? as usize != HEADER_LEN
+        {
             return Err(Corrupt);
         }
-        if u32_at(h, 16)? as usize != buf.len() || u32_at(h, HEADER_SUM_OFFSET)? != header_sum(h) {
+        if u32_at(h, header::TOTAL_LEN)? as usize != buf.len() || u32_at(h, header::SUM)? != header_sum(h) {
             return Err(Corrupt);
         }
         let region = |o: usize| -> R<Region> {
-            let (off, len) = (u32_at(h, o)? as usize, u32_at(h, o + 4)? as usize);
+            let (off, len) = (u32_at(h, o)? as usize, u32_at(h, o + header::PAIR_SECOND)? as usize);
             let end = off.checked_add(len).ok_or(Corrupt)?;
-            if off < HEADER_LEN || end > buf.len() || off % 4 != 0 {
+            if off < HEADER_LEN || end > buf.len() || !off.is_multiple_of(ALIGN) {
                 return Err(Corrupt);
             }
             Ok(Region { off, len })
         };
         let table = |o: usize| -> R<Table> {
-            let (off, slots) = (u32_at(h, o)? as usize, u32_at(h, o + 4)? as usize);
-            let end = slots.checked_mul(4).and_then(|n| n.checked_add(off)).ok_or(Corrupt)?;
-            if !slots.is_power_of_two() || off < HEADER_LEN || end > buf.len() || off % 4 != 0 {
+            let (off, slots) = (u32_at(h, o)? as usize, u32_at(h, o + header::PAIR_SECOND)? as usize);
+            let end = slots.checked_mul(TABLE_ENTRY).and_then(|n| n.checked_add(off)).ok_or(Corrupt)?;
+            if !slots.is_power_of_two() || off < HEADER_LEN || end > buf.len() || !off.is_multiple_of(ALIGN) {
                 return Err(Corrupt);
             }
             Ok(Table { off, slots })
         };
         Ok(Snapshot {
             buf,
-            n_users: u32_at(h, 28)?,
-            n_groups: u32_at(h, 32)?,
-            users: region(36)?,
-            groups: region(44)?,
-            t_uname: table(52)?,
-            t_uid: table(60)?,
-            t_gname: table(68)?,
-            t_gid: table(76)?,
-            generation: u64::from(u32_at(h, 84)?) | (u64::from(u32_at(h, 88)?) << 32),
-            rule: match u32_at(h, 92)? as usize {
+            n_users: u32_at(h, header::N_USERS)?,
+            n_groups: u32_at(h, header::N_GROUPS)?,
+            users: region(header::USERS)?,
+            groups: region(header::GROUPS)?,
+            t_uname: table(header::USER_NAME_TABLE)?,
+            t_uid: table(header::UID_TABLE)?,
+            t_gname: table(header::GROUP_NAME_TABLE)?,
+            t_gid: table(header::GID_TABLE)?,
+            generation: u64::from(u32_at(h, header::GENERATION)?)
+                | (u64::from(u32_at(h, header::GENERATION + 4)?) << 32),
+            rule: match u32_at(h, header::RULE)? as usize {
                 0 => None,
-                off if off >= HEADER_LEN && off < buf.len() && off.is_multiple_of(4) => {
+                off if off >= HEADER_LEN && off < buf.len() && off.is_multiple_of(ALIGN) => {
                     Some(Region { off, len: buf.len() - off })
                 }
                 _ => return Err(Corrupt),
@@ -154,12 +158,12 @@ impl<'a> Snapshot<'a> {
     /// The record at `off` inside `region`, checksum verified: (bytes, next offset).
     fn record(&self, region: Region, off: usize) -> R<(&'a [u8], usize)> {
         let end = region.off + region.len;
-        if off < region.off || !off.is_multiple_of(4) || off >= end {
+        if off < region.off || !off.is_multiple_of(ALIGN) || off >= end {
             return Err(Corrupt);
         }
-        let len = u32_at(self.buf, off)? as usize;
+        let len = u32_at(self.buf, off + record::LEN)? as usize;
         let rend = off.checked_add(len).ok_or(Corrupt)?;
-        if len < 16 || !len.is_multiple_of(4) || rend > end {
+        if len < record::MIN_LEN || !len.is_multiple_of(ALIGN) || rend > end {
             return Err(Corrupt);
         }
         Ok((&self.buf[off..rend], rend))
@@ -167,7 +171,7 @@ impl<'a> Snapshot<'a> {
 
     /// The record's checksum; checked before any field of a record is returned.
     fn verify(rec: &[u8]) -> R<()> {
-        if u32_at(rec, 4)? != sum32(rec.get(8..).ok_or(Corrupt)?) {
+        if u32_at(rec, record::SUM)? != sum32(rec.get(record::BODY..).ok_or(Corrupt)?) {
             return Err(Corrupt);
         }
         Ok(())
@@ -182,14 +186,16 @@ impl<'a> Snapshot<'a> {
     /// Parse a user record with bounds checks but without its checksum: only
     /// to compare the key; the match is verified before use.
     fn user_unverified(&self, off: usize) -> R<(UserRef<'a>, usize, &'a [u8])> {
+        use user_record::*;
         let (rec, next) = self.record(self.users, off)?;
-        let ngroups = u32_at(rec, 16)? as usize;
+        let ngroups = u32_at(rec, NGROUPS)? as usize;
         if ngroups > MAX_GROUPS_PER_USER {
             return Err(Corrupt);
         }
-        let lens = [u16_at(rec, 20)?, u16_at(rec, 22)?, u16_at(rec, 24)?, u16_at(rec, 26)?].map(usize::from);
-        let mut pos = 28 + ngroups * 4;
-        let gids = rec.get(28..pos).ok_or(Corrupt)?;
+        let lens = [u16_at(rec, NAME_LEN)?, u16_at(rec, GECOS_LEN)?, u16_at(rec, DIR_LEN)?, u16_at(rec, SHELL_LEN)?]
+            .map(usize::from);
+        let mut pos = GIDS + ngroups * 4;
+        let gids = rec.get(GIDS..pos).ok_or(Corrupt)?;
         let mut s = [&[][..]; 4];
         for (i, l) in lens.iter().enumerate() {
             s[i] = rec.get(pos..pos + l).ok_or(Corrupt)?;
@@ -199,8 +205,8 @@ impl<'a> Snapshot<'a> {
             return Err(Corrupt);
         }
         let u = UserRef {
-            uid: u32_at(rec, 8)?,
-            gid: u32_at(rec, 12)?,
+            uid: u32_at(rec, UID)?,
+            gid: u32_at(rec, GID)?,
             name: s[0],
             gecos: s[1],
             dir: s[2],
@@ -217,15 +223,16 @@ impl<'a> Snapshot<'a> {
     }
 
     fn group_unverified(&self, off: usize) -> R<(GroupRef<'a>, usize, &'a [u8])> {
+        use group_record::*;
         let (rec, next) = self.record(self.groups, off)?;
-        let nmem = u32_at(rec, 12)? as usize;
+        let nmem = u32_at(rec, NMEM)? as usize;
         if nmem > MAX_MEMBERS {
             return Err(Corrupt);
         }
-        let name_len = usize::from(u16_at(rec, 16)?);
-        let lens_end = 20 + nmem * 2;
-        let lens = rec.get(20..lens_end).ok_or(Corrupt)?;
-        let name_off = (lens_end + 3) & !3;
+        let name_len = usize::from(u16_at(rec, NAME_LEN)?);
+        let lens_end = MEMBER_LENS + nmem * 2;
+        let lens = rec.get(MEMBER_LENS..lens_end).ok_or(Corrupt)?;
+        let name_off = lens_end.next_multiple_of(ALIGN);
         let name = rec.get(name_off..name_off + name_len).ok_or(Corrupt)?;
         let total: usize = lens.chunks_exact(2).map(|c| usize::from(u16::from_le_bytes([c[0], c[1]]))).sum();
         let moff = name_off + name_len;
@@ -233,7 +240,7 @@ impl<'a> Snapshot<'a> {
         if name.is_empty() {
             return Err(Corrupt);
         }
-        Ok((GroupRef { gid: u32_at(rec, 8)?, name, nmem, lens, members }, next, rec))
+        Ok((GroupRef { gid: u32_at(rec, GID)?, name, nmem, lens, members }, next, rec))
     }
 
     /// Probe a table: call `check` on each candidate until it says yes; bounded by the slot count.
@@ -241,7 +248,7 @@ impl<'a> Snapshot<'a> {
         let mask = t.slots - 1;
         let mut i = hash as usize & mask;
         for _ in 0..t.slots {
-            let off = u32_at(self.buf, t.off + i * 4)?;
+            let off = u32_at(self.buf, t.off + i * TABLE_ENTRY)?;
             if off == EMPTY {
                 return Ok(None);
             }
@@ -307,11 +314,12 @@ impl<'a> Snapshot<'a> {
         }
         let (rec, _) = self.record(region, region.off)?;
         Self::verify(rec)?;
-        let (uid_min, uid_max) = (u32_at(rec, 8)?, u32_at(rec, 12)?);
-        let lens = [u16_at(rec, 16)?, u16_at(rec, 18)?, u16_at(rec, 20)?].map(usize::from);
-        let npat = usize::from(u16_at(rec, 22)?);
-        let plens = rec.get(24..24 + npat * 2).ok_or(Corrupt)?;
-        let mut pos = (24 + npat * 2 + 3) & !3;
+        use rule_record::*;
+        let (uid_min, uid_max) = (u32_at(rec, UID_MIN)?, u32_at(rec, UID_MAX)?);
+        let lens = [u16_at(rec, KEY_FILE_LEN)?, u16_at(rec, HOME_LEN)?, u16_at(rec, SHELL_LEN)?].map(usize::from);
+        let npat = usize::from(u16_at(rec, N_PATTERNS)?);
+        let plens = rec.get(PATTERN_LENS..PATTERN_LENS + npat * 2).ok_or(Corrupt)?;
+        let mut pos = (PATTERN_LENS + npat * 2).next_multiple_of(ALIGN);
         let mut f = [&[][..]; 3];
         for (i, l) in lens.iter().enumerate() {
             f[i] = rec.get(pos..pos + l).ok_or(Corrupt)?;

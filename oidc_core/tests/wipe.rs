@@ -17,6 +17,8 @@ static FOUND: AtomicUsize = AtomicUsize::new(0);
 
 struct Watch;
 
+// SAFETY: every method passes its arguments unchanged to `System` and returns
+// its result; the hooks before dealloc/realloc only read the live old block.
 unsafe impl GlobalAlloc for Watch {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         // SAFETY: forwarded as is.

@@ -50,10 +50,12 @@ impl Pam for RealPam<'_> {
     fn uid_of(&self, name: &str) -> Option<u32> {
         let cname = CString::new(name).ok()?;
         let mut buf = vec![0u8; 16 * 1024];
-        // SAFETY: zeroed `passwd` is a valid out-parameter; `buf` outlives the
-        // call; glibc writes only within `buf.len()` bytes and sets `result`.
+        // SAFETY: `libc::passwd` is integers and raw pointers: all-zero bytes
+        // (null pointers) is a valid value, used only as an out-parameter.
         let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: cname is NUL-terminated; pw and result are valid out-pointers;
+        // buf outlives the call and glibc writes only within `buf.len()` bytes.
         let rc = unsafe { libc::getpwnam_r(cname.as_ptr(), &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
         (rc == 0 && !result.is_null()).then_some(pw.pw_uid)
     }

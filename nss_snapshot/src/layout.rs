@@ -1,0 +1,124 @@
+//! The snapshot's byte layout, named once: every header field's and every
+//! record field's offset is a `pub const` here, used by both the writer
+//! ([`crate::format`]) and the reader ([`crate::reader`]), as SSSD's
+//! `mmap_cache.h` does for its memory caches. Little-endian; regions, records
+//! and tables 4-byte aligned ([`ALIGN`]). Moving any of these changes the file
+//! format: bump [`VERSION`] (`tests/layout.rs` pins the bytes).
+//!
+//! ```text
+//! header (96 bytes)  magic "OIDCNSS\x01", version, header_len, total_len,
+//!                    header_sum, stale, n_users, n_groups,
+//!                    users (off,len), groups (off,len),
+//!                    4 index tables (off,slots): user name, uid, group name, gid,
+//!                    generation (u64), pre-login rule offset (0 = none)
+//! pre-login rule     len, sum, uid_min, uid_max, key/home/shell/npat (u16),
+//!                    pattern lengths (u16, padded), key, home, shell, patterns, pad
+//! user records       len, sum, uid, gid, ngroups, 4 string lengths (u16),
+//!                    gids[ngroups], name, gecos, dir, shell, pad
+//! group records      len, sum, gid, nmem, name_len (u16), pad (u16),
+//!                    member lengths[nmem] (u16, padded), name, members, pad
+//! index tables       u32 absolute record offsets, EMPTY = u32::MAX, open
+//!                    addressing with linear probing, slots a power of two
+//! ```
+
+pub const MAGIC: [u8; 8] = *b"OIDCNSS\x01";
+/// 2: the pre-login rule names the root-only id key file instead of carrying a public key.
+pub const VERSION: u32 = 2;
+/// Alignment of every region, record and table (records are padded to it).
+pub const ALIGN: usize = 4;
+/// An index table slot: a u32 absolute record offset, or [`EMPTY`].
+pub const TABLE_ENTRY: usize = 4;
+pub const EMPTY: u32 = u32::MAX;
+
+/// Header fields: byte offsets from the start of the file. Each is a u32
+/// unless noted. A region field is a pair (offset, length in bytes), a table
+/// field a pair (offset, slots): the offset at the field, the second value
+/// [`PAIR_SECOND`] bytes after it.
+pub mod header {
+    /// `[u8; 8]`, [`super::MAGIC`].
+    pub const MAGIC: usize = 0;
+    pub const VERSION: usize = 8;
+    /// Always [`LEN`]; a reader refuses any other.
+    pub const HEADER_LEN: usize = 12;
+    /// The file's length; a reader refuses a file of another length.
+    pub const TOTAL_LEN: usize = 16;
+    /// `header_sum`: over the header with this field and [`STALE`] read as zero.
+    pub const SUM: usize = 20;
+    /// The one mutable field: helperd sets it in the old file after replacing it.
+    pub const STALE: usize = 24;
+    pub const N_USERS: usize = 28;
+    pub const N_GROUPS: usize = 32;
+    /// Region of the user records.
+    pub const USERS: usize = 36;
+    /// Region of the group records.
+    pub const GROUPS: usize = 44;
+    /// Table: user name (fnv32) → user record.
+    pub const USER_NAME_TABLE: usize = 52;
+    /// Table: uid (`hash_id`) → user record.
+    pub const UID_TABLE: usize = 60;
+    /// Table: group name (fnv32) → group record.
+    pub const GROUP_NAME_TABLE: usize = 68;
+    /// Table: gid (`hash_id`) → group record.
+    pub const GID_TABLE: usize = 76;
+    /// u64.
+    pub const GENERATION: usize = 84;
+    /// Offset of the pre-login rule record; 0 = none.
+    pub const RULE: usize = 92;
+    /// The header's length.
+    pub const LEN: usize = 96;
+    /// In a pair field: where the length (or slot count) is, after the offset.
+    pub const PAIR_SECOND: usize = 4;
+}
+
+pub const HEADER_LEN: usize = header::LEN;
+pub const STALE_OFFSET: usize = header::STALE;
+pub const HEADER_SUM_OFFSET: usize = header::SUM;
+
+/// The fields every record starts with (offsets from the record's start).
+pub mod record {
+    /// u32: the record's length, padding included.
+    pub const LEN: usize = 0;
+    /// u32: `sum32` of the bytes from [`BODY`] to the end of the record.
+    pub const SUM: usize = 4;
+    pub const BODY: usize = 8;
+    /// The shortest record a reader accepts; each kind's own fields are
+    /// bounds-checked when they are read.
+    pub const MIN_LEN: usize = 16;
+}
+
+/// A user record's fields (after [`record`]'s); the four lengths are u16.
+pub mod user_record {
+    pub const UID: usize = 8;
+    pub const GID: usize = 12;
+    pub const NGROUPS: usize = 16;
+    pub const NAME_LEN: usize = 20;
+    pub const GECOS_LEN: usize = 22;
+    pub const DIR_LEN: usize = 24;
+    pub const SHELL_LEN: usize = 26;
+    /// u32 × ngroups, then name, gecos, dir, shell and padding.
+    pub const GIDS: usize = 28;
+}
+
+/// A group record's fields (after [`record`]'s).
+pub mod group_record {
+    pub const GID: usize = 8;
+    pub const NMEM: usize = 12;
+    /// u16, followed by a zero u16.
+    pub const NAME_LEN: usize = 16;
+    /// u16 × nmem, padded to [`super::ALIGN`], then the name, the members and padding.
+    pub const MEMBER_LENS: usize = 20;
+}
+
+/// The pre-login rule record's fields (after [`record`]'s); the lengths and
+/// the pattern count are u16.
+pub mod rule_record {
+    pub const UID_MIN: usize = 8;
+    pub const UID_MAX: usize = 12;
+    pub const KEY_FILE_LEN: usize = 16;
+    pub const HOME_LEN: usize = 18;
+    pub const SHELL_LEN: usize = 20;
+    pub const N_PATTERNS: usize = 22;
+    /// u16 × npat, padded to [`super::ALIGN`], then key file, home, shell,
+    /// the patterns and padding.
+    pub const PATTERN_LENS: usize = 24;
+}
