@@ -79,7 +79,7 @@ impl SessionClaims {
 pub struct Demand {
     /// `require_group=`: host groups, any one of which suffices.
     pub groups: Vec<String>,
-    /// `max_age=`: seconds since the user last authenticated at the IdP.
+    /// `max_age=`: at most this many seconds since the user authenticated at the IdP.
     pub max_age: Option<u64>,
     /// `acr=`: accepted `acr` values, any one of which suffices.
     pub acr: Vec<String>,

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 /// The frame envelope's `v`; a frame of another version is refused.
 pub const PROTOCOL_VERSION: u32 = 1;
-/// Largest frame body in bytes (the JSON after the 4-byte length), either way.
+/// Largest frame body in bytes (the JSON after the 4-byte length), in either direction.
 pub const MAX_FRAME: usize = 64 * 1024;
 
 /// The helperd calls a PAM hook or a CLI command makes: [`Client`] for real,

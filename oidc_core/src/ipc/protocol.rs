@@ -56,15 +56,15 @@ pub enum Request {
     Rebind {
         /// The account name to move.
         name: String,
-        /// The account's issuer (an account never moves to another issuer).
+        /// The new identity's issuer: the one whose name space holds `name`.
         issuer: String,
-        /// The new identity's `sub`.
+        /// The new identity: its value of the issuer's `identity_claim`.
         sub: String,
     },
     /// Bind a verified login to the session opened by process `pid` (root only).
     OpenSession {
-        /// The id [`Response::Admitted`] returned; it is single use and expires if
-        /// no session opens in time.
+        /// The id [`Response::Admitted`] returned: single use, forgotten after
+        /// 10 minutes without a session (helperd's `PENDING_TTL`).
         login_id: String,
         /// The process calling `pam_open_session` (the module's getpid(2)).
         pid: i32,
@@ -158,7 +158,7 @@ pub enum Response {
     Refreshed {
         /// A fetch of the issuer's keys happened for this request.
         fetched: bool,
-        /// The fetch succeeded; on a skip, whether the last fetch did.
+        /// The fetch succeeded; on a skip, the last fetch did not fail.
         ok: bool,
         /// For people: key count and lifetime, the rate limit, or the error.
         detail: String,
@@ -290,7 +290,7 @@ pub struct AwsStatus {
 pub struct IssuerStatus {
     /// The issuer URL, as configured.
     pub issuer: String,
-    /// Keys in the cache (0 before the first fetch).
+    /// Keys in the cache (0 if there is none).
     pub keys: usize,
     /// When the cached keys were fetched (Unix seconds); none before the first fetch.
     pub fetched_at: Option<i64>,
