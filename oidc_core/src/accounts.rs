@@ -19,6 +19,7 @@ use nss_snapshot::format::{id_hash, is_reserved, skeleton, Group, IdKey, Prelogi
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+/// The store format's version (`v`); [`Store::load`] refuses any other.
 pub const STORE_VERSION: u32 = 1;
 /// The store file in `helperd.state_dir` (0600 root; helperd writes it, the
 /// module reads it only when helperd is unreachable).
@@ -28,22 +29,34 @@ pub const STORE_FILE: &str = "accounts.json";
 /// common login costs no fsync (helperd writes the store only on a change).
 pub const LAST_LOGIN_RESOLUTION_SECS: i64 = 300;
 
+/// An OIDC account: one identity of one issuer, with the name and uid it keeps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredUser {
+    /// The issuer's configured URL.
     pub issuer: String,
+    /// The identity: the value of the issuer's `identity_claim` (`sub` by default).
     pub sub: String,
+    /// The login name: an identity keeps the first it logged in with (`helperd rebind`
+    /// moves a name to another identity).
     pub name: String,
+    /// Fixed at the first login; also the gid of the user's private group.
     pub uid: u32,
+    /// GECOS field from the latest login's `accounts.gecos_claim` (no `:`, `,` or control characters).
     pub gecos: String,
     /// NSS group names (after mapping) from the latest login.
     pub groups: Vec<String>,
+    /// First login (Unix seconds).
     pub first_login: i64,
+    /// Latest login (Unix seconds), to [`LAST_LOGIN_RESOLUTION_SECS`].
     pub last_login: i64,
 }
 
+/// A host group OIDC users are members of: an OIDC group, or a local one they join.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredGroup {
+    /// The NSS group name (after mapping).
     pub name: String,
+    /// The keyed hash of the name, or the local group's gid when `local`.
     pub gid: u32,
     /// An existing local group that OIDC members are added to (merge).
     pub local: bool,
@@ -53,10 +66,14 @@ pub struct StoredGroup {
     pub issuer: String,
 }
 
+/// helperd's account store ([`STORE_FILE`]): every OIDC account and host group ever admitted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Store {
+    /// Format version, [`STORE_VERSION`].
     pub v: u32,
+    /// The accounts; no two share a name, an identity or a uid.
     pub users: Vec<StoredUser>,
+    /// The host groups; no two share a name or a gid.
     pub groups: Vec<StoredGroup>,
 }
 
@@ -71,9 +88,13 @@ impl Default for Store {
 /// no OIDC name may share a skeleton (case/punctuation-blind form) with them.
 #[derive(Debug, Clone, Default)]
 pub struct LocalDb {
+    /// Local user names and their uids.
     pub users: HashMap<String, u32>,
+    /// Every local uid.
     pub uids: HashSet<u32>,
+    /// Local group names and their gids.
     pub groups: HashMap<String, u32>,
+    /// Every local gid.
     pub gids: HashSet<u32>,
     /// Skeletons of every user and group name above.
     pub skeletons: HashSet<Vec<u8>>,
@@ -98,12 +119,14 @@ impl LocalDb {
         db
     }
 
+    /// Record a local user: its name, uid and skeleton.
     pub fn add_user(&mut self, name: &str, uid: u32) {
         self.uids.insert(uid);
         self.skeletons.insert(skeleton(name.as_bytes()));
         self.users.insert(name.to_string(), uid);
     }
 
+    /// Record a local group: its name, gid and skeleton.
     pub fn add_group(&mut self, name: &str, gid: u32) {
         self.gids.insert(gid);
         self.skeletons.insert(skeleton(name.as_bytes()));
@@ -136,27 +159,38 @@ pub struct LoginEvent {
     pub issuer: String,
     /// The identity: the value of the issuer's `identity_claim` (`sub` by default).
     pub sub: String,
+    /// The login name the verified token maps to.
     pub name: String,
     /// Raw IdP groups from the token.
     pub groups: Vec<String>,
+    /// The issuer's `uid_claim`, when configured and the token has a valid one.
     pub uid_claim: Option<u32>,
+    /// GECOS field from `accounts.gecos_claim`: at most 128 characters, no `:`,
+    /// `,` or control characters; empty if absent.
     pub gecos: String,
 }
 
+/// A login [`Store::admit`] accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admitted {
+    /// The account's uid.
     pub uid: u32,
+    /// The primary gid: the user's private group, equal to `uid`.
     pub gid: u32,
     /// (NSS name, gid) of the supplementary groups.
     pub groups: Vec<(String, u32)>,
+    /// The account was created by this login.
     pub new: bool,
     /// Groups skipped and why (logged by helperd).
     pub warnings: Vec<String>,
 }
 
+/// Why [`Store::admit`] refused a login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// Why, as the same code helperd sends in [`crate::Response::Refused`].
     pub code: crate::ipc::RefusalCode,
+    /// The details, for the log (names, identities, uids).
     pub reason: String,
 }
 
@@ -194,6 +228,7 @@ pub fn new_uid(a: &Accounts, key: Option<&IdKey>, ev: &LoginEvent) -> Result<u32
     }
 }
 
+/// The gid a new OIDC host group gets: the keyed fleet hash of its name.
 pub fn gid_for(a: &Accounts, key: &IdKey, group: &str) -> u32 {
     id_hash(key, b"group", group.as_bytes(), a.gid_min, a.gid_max)
 }
@@ -214,6 +249,7 @@ impl Store {
         }
     }
 
+    /// The account of identity `sub` of `issuer`, if it has logged in here.
     pub fn find(&self, issuer: &str, sub: &str) -> Option<&StoredUser> {
         self.users.iter().find(|u| u.issuer == issuer && u.sub == sub)
     }

@@ -2,26 +2,41 @@
 
 use jsonwebtoken::Algorithm;
 
+/// A JWS `alg` this crate verifies (RFC 7518, RFC 8037); `none` is not one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Alg {
+    /// HMAC with SHA-256 (shared secret: `hmac_secret_file`).
     HS256,
+    /// HMAC with SHA-384.
     HS384,
+    /// HMAC with SHA-512.
     HS512,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
     RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
     RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
     RS512,
+    /// RSASSA-PSS with SHA-256.
     PS256,
+    /// RSASSA-PSS with SHA-384.
     PS384,
+    /// RSASSA-PSS with SHA-512.
     PS512,
+    /// ECDSA on P-256 with SHA-256.
     ES256,
+    /// ECDSA on P-384 with SHA-384.
     ES384,
+    /// EdDSA; only Ed25519 keys.
     EdDSA,
 }
 
 /// The kind of key an algorithm needs. A JWK of another kind is never used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
+    /// A shared secret (not a JWK: `hmac_secret_file`).
     Hmac,
+    /// An RSA key (`kty: RSA`).
     Rsa,
     /// EC with this curve name.
     Ec(&'static str),
@@ -29,6 +44,7 @@ pub enum KeyKind {
     Okp(&'static str),
 }
 
+/// Every [`Alg`], in declaration order.
 pub const ALL: [Alg; 12] = [
     Alg::HS256,
     Alg::HS384,
@@ -50,6 +66,7 @@ impl Alg {
         ALL.into_iter().find(|a| a.name() == s)
     }
 
+    /// The RFC 7518 name, as in the `alg` header and the config.
     pub fn name(self) -> &'static str {
         match self {
             Alg::HS256 => "HS256",
@@ -67,10 +84,12 @@ impl Alg {
         }
     }
 
+    /// An HS* algorithm: verified with the issuer's shared secret, not its JWKS.
     pub fn is_hmac(self) -> bool {
         matches!(self, Alg::HS256 | Alg::HS384 | Alg::HS512)
     }
 
+    /// The kind of key (and curve) this algorithm needs.
     pub fn key_kind(self) -> KeyKind {
         match self {
             Alg::HS256 | Alg::HS384 | Alg::HS512 => KeyKind::Hmac,
@@ -81,6 +100,7 @@ impl Alg {
         }
     }
 
+    /// The same algorithm in jsonwebtoken's terms.
     pub fn to_jwt(self) -> Algorithm {
         match self {
             Alg::HS256 => Algorithm::HS256,

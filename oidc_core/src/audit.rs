@@ -65,22 +65,33 @@ pub(crate) fn span(secs: i64) -> String {
     }
 }
 
+/// A decision: allow or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// Access granted.
     Allow,
+    /// Access refused.
     Deny,
 }
 
 /// One decision. `Display` renders the syslog line.
 #[derive(Debug, Clone, Default)]
 pub struct AuditEvent {
+    /// The PAM stage: `auth`, `account` or `session`.
     pub stage: &'static str,
+    /// `PAM_SERVICE` (`sshd`, `sudo`, ...).
     pub service: String,
+    /// The PAM user.
     pub user: String,
+    /// `PAM_RHOST`, empty if unset.
     pub rhost: String,
+    /// The token's `iss` as parsed: unverified when the token was refused; empty if unparsed.
     pub issuer: String,
+    /// The token's `sub` as parsed (unverified when refused); empty if unparsed.
     pub sub: String,
+    /// The token's `jti` as parsed (unverified when refused); empty if none.
     pub jti: String,
+    /// The decision: `result=allow` or `result=deny`.
     pub allow: bool,
     /// Stable code (`expired`, ...) or `ok`.
     pub code: String,

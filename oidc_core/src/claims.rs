@@ -44,8 +44,11 @@ fn lookup<'a>(obj: &'a Map<String, Value>, segs: &[&str]) -> Option<&'a Value> {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum Scalar {
+    /// A JSON boolean.
     Bool(bool),
+    /// A JSON integer.
     Int(i64),
+    /// A string, matching exactly except that `*` matches any run of characters.
     Str(String),
 }
 
@@ -53,7 +56,9 @@ pub enum Scalar {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum Cond {
+    /// One accepted value.
     One(Scalar),
+    /// Any of these values.
     Any(Vec<Scalar>),
 }
 
@@ -73,6 +78,7 @@ impl Cond {
         }
     }
 
+    /// The condition as people read it in a refusal (`"acme"`, `one of [1, 2]`).
     pub fn describe(&self) -> String {
         let one = |s: &Scalar| match s {
             Scalar::Bool(b) => b.to_string(),

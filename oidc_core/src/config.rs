@@ -14,34 +14,46 @@ pub use issuer::{Issuer, MULTI_TENANT};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+/// Where the module and helperd read the config unless told otherwise (`config=`, `--config`).
 pub const DEFAULT_PATH: &str = "/etc/pam-oidc/config.toml";
+/// The config format this build reads: `version` must equal it.
 pub const VERSION: u32 = 1;
 /// Hard ceiling for `pam.max_token_bytes`.
 pub const MAX_TOKEN_BYTES_CEILING: usize = 64 * 1024;
 
+/// The whole config file, parsed and validated ([`Config::load`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Must be [`VERSION`].
     pub version: u32,
+    /// `[helperd]`: sockets, directories, limits, key fetching.
     #[serde(default)]
     pub helperd: Helperd,
+    /// `[pam]`: what the module does inside sshd/sudo.
     #[serde(default)]
     pub pam: Pam,
+    /// `[policy]`: host-wide group allow and deny lists.
     #[serde(default)]
     pub policy: Policy,
+    /// `[[issuer]]`: the trusted IdPs; a token of any other is refused.
     #[serde(rename = "issuer", default)]
     pub issuers: Vec<Issuer>,
+    /// `[accounts]`: how identities become POSIX users.
     #[serde(default)]
     pub accounts: Accounts,
     /// Moved to `[issuer.groups]` (group mapping is per issuer); kept only to say so.
     #[serde(default)]
     pub groups: Option<toml::Value>,
+    /// `[[role_account]]`: local accounts tokens may log in as, by rule.
     #[serde(rename = "role_account", default)]
     pub role_accounts: Vec<RoleAccount>,
+    /// `[aws]`: per-session AWS credentials.
     #[serde(default)]
     pub aws: Aws,
 }
 
+/// `[helperd]`: the daemon's sockets, directories, limits and key fetching.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Helperd {
@@ -56,8 +68,11 @@ pub struct Helperd {
     pub max_connections_per_uid: usize,
     /// Device-code logins waiting at once, in all, and from one remote host.
     pub max_device_flows: usize,
+    /// Device-code logins waiting at once from one remote host (`PAM_RHOST`).
     pub max_device_flows_per_host: usize,
+    /// JWKS (and discovery) cache, written by helperd, read by the module.
     pub cache_dir: PathBuf,
+    /// helperd's state: the account store, the replay file and `replay.d`.
     pub state_dir: PathBuf,
     /// Connect + read deadline for each request to an IdP.
     pub fetch_timeout_secs: u64,
@@ -67,6 +82,7 @@ pub struct Helperd {
     pub jwks_ttl_default_secs: u64,
     /// Bounds applied to the IdP's `max-age`.
     pub jwks_ttl_min_secs: u64,
+    /// Upper bound on the IdP's `max-age`, in seconds.
     pub jwks_ttl_max_secs: u64,
     /// Concurrent client connections served; more are refused.
     pub max_connections: usize,
@@ -117,6 +133,7 @@ impl Default for Helperd {
     }
 }
 
+/// `[pam]`: the module's prompt, limits and deadlines.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Pam {
@@ -150,6 +167,7 @@ impl Default for Pam {
     }
 }
 
+/// `[policy]`: checked against a login's host group names (after mapping).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
@@ -162,9 +180,13 @@ pub struct Policy {
 /// A config error that names file, line and key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The config file.
     pub file: PathBuf,
+    /// 1-based line of the fault, when known.
     pub line: Option<usize>,
+    /// The key at fault, dotted (`issuer[0].audiences`), when known.
     pub key: Option<String>,
+    /// What is wrong.
     pub message: String,
 }
 

@@ -12,17 +12,40 @@ use std::path::{Path, PathBuf};
 /// One usable public key from a JWKS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
+    /// The JWK's `kid`; a token with a `kid` is checked only against the key of that `kid`.
     pub kid: Option<String>,
     /// The JWK's own `alg`, if it pins one.
     pub alg: Option<String>,
+    /// The public key itself.
     pub material: Material,
 }
 
+/// Public key material by JWK type (`kty`), base64url as in the JWK.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Material {
-    Rsa { n: String, e: String },
-    Ec { crv: String, x: String, y: String },
-    Okp { crv: String, x: String },
+    /// `kty: RSA`.
+    Rsa {
+        /// The modulus.
+        n: String,
+        /// The public exponent.
+        e: String,
+    },
+    /// `kty: EC`.
+    Ec {
+        /// The curve name; only `P-256` and `P-384` fit an algorithm.
+        crv: String,
+        /// The point's x coordinate.
+        x: String,
+        /// The point's y coordinate.
+        y: String,
+    },
+    /// `kty: OKP`.
+    Okp {
+        /// The curve name; only `Ed25519` fits an algorithm.
+        crv: String,
+        /// The public key.
+        x: String,
+    },
 }
 
 impl Key {
@@ -72,6 +95,7 @@ impl Key {
         Value::Object(o)
     }
 
+    /// The key in jsonwebtoken's form; [`Rejection::NoUsableKey`] if the material does not decode.
     pub fn decoding_key(&self) -> Result<DecodingKey, Rejection> {
         let r = match &self.material {
             Material::Rsa { n, e } => DecodingKey::from_rsa_components(n, e),
@@ -85,6 +109,7 @@ impl Key {
 /// The public signing keys of one issuer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Jwks {
+    /// The keys accepted, in JWKS order.
     pub keys: Vec<Key>,
     /// Keys skipped while parsing, with why (reported by check-token / helperd logs).
     pub skipped: Vec<String>,
@@ -111,7 +136,7 @@ impl Jwks {
 
     /// A JWKS as the IdP serves it (helperd before it replaces a cache, doctor):
     /// [`Jwks::from_value`], and a key counts only if its material is
-    /// well-formed ([`check_material`]), so a JWKS of garbage keys has no usable
+    /// well-formed (`check_material`), so a JWKS of garbage keys has no usable
     /// key. Readers of the cache helperd wrote skip this (it is not free: EC
     /// points are decoded) — it ran before the cache was written.
     pub fn from_idp(v: &Value) -> Result<Jwks, String> {
@@ -254,15 +279,22 @@ fn check_material(m: &Material) -> Result<(), String> {
 /// The JWKS cache file written by helperd (atomic rename), read by the module.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CacheFile {
+    /// Format version, [`CACHE_VERSION`].
     pub v: u32,
+    /// The issuer's configured URL; [`read_cache`] refuses a file of another issuer.
     pub issuer: String,
+    /// Where the keys were fetched from (`jwks_uri` of the config or of discovery).
     pub jwks_uri: String,
     /// Unix seconds.
     pub fetched_at: i64,
+    /// When the keys go stale (Unix seconds): helperd refetches then, and the
+    /// module stops using them `helperd.jwks_max_stale_secs` later.
     pub expires_at: i64,
+    /// The accepted keys as a JWK set (`{"keys":[...]}`), already checked by [`Jwks::from_idp`].
     pub jwks: Value,
 }
 
+/// The cache file format's version; [`read_cache`] refuses any other.
 pub const CACHE_VERSION: u32 = 1;
 /// Cache files larger than this are not read.
 pub const MAX_CACHE_BYTES: u64 = 1024 * 1024;

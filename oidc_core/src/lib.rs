@@ -19,6 +19,7 @@
 //!   refusal reasons ([`Rejection`]), wiped secrets ([`Secret`]).
 
 #![deny(unreachable_pub)]
+#![deny(missing_docs)]
 
 mod accounts;
 mod alg;

@@ -17,10 +17,15 @@ use serde_json::Value;
 /// (unverified unless `result` is `Ok`) — for the audit line.
 #[derive(Debug)]
 pub struct Outcome {
+    /// The verified token, or why it was refused.
     pub result: Result<Verified, Rejection>,
+    /// The token's `iss`, once parsed.
     pub issuer: Option<String>,
+    /// The token's `sub`, once parsed.
     pub sub: Option<String>,
+    /// The token's `jti`, once parsed.
     pub jti: Option<String>,
+    /// Every check [`verify`] made (empty if it never ran).
     pub report: Report,
     /// Context for the log: stale cache, refresh results.
     pub notes: Vec<String>,
@@ -54,7 +59,9 @@ pub trait KeyStore {
 
 /// The real key store: helperd's cache dir, and `refresh` (an IPC call).
 pub struct CacheDir<'a> {
+    /// helperd's cache dir (`helperd.cache_dir`).
     pub dir: &'a std::path::Path,
+    /// Asks helperd to refetch an issuer's keys (normally [`crate::Helper::refresh_jwks`]).
     pub refresh: &'a mut dyn FnMut(&str) -> Result<String, String>,
 }
 

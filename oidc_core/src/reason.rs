@@ -4,78 +4,138 @@
 
 use crate::audit::{clean, clean_n, MAX_CONTEXT};
 
+/// Why a login was refused. Strings inside are operator context, cleaned by
+/// `Display` before they reach a log; [`Rejection::user_message`] shows none of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
     // --- structure
+    /// The token is the empty string.
     Empty,
+    /// The token is longer than `pam.max_token_bytes`, checked before any decoding.
     Oversize {
+        /// The token's length in bytes.
         len: usize,
+        /// The limit in bytes (`pam.max_token_bytes`).
         max: usize,
     },
+    /// Not a compact JWS: not three dot-separated parts, or an empty part.
     Malformed(&'static str),
+    /// A part (`header`, `payload`) is not base64url without padding.
     BadBase64(&'static str),
+    /// A part decodes but is not one strict JSON object.
     BadJson {
+        /// `header` or `payload`.
         part: &'static str,
+        /// The JSON parser's error.
         detail: String,
     },
     // --- header
+    /// The header says `alg: none` (refused whatever the config says).
     AlgNone,
+    /// An `alg` this crate does not implement (the header's value).
     AlgUnsupported(String),
+    /// An `alg` this crate implements but the issuer's `algorithms` leave out.
     AlgNotAllowed {
+        /// The token's `alg`.
         alg: String,
+        /// The issuer's allowed algorithms, comma-separated.
         allowed: String,
     },
+    /// The header has `crit`: no critical extensions are supported.
     Crit,
+    /// Another header fault: `alg` missing or not a string, a bad `kid` or `typ`.
     BadHeader(String),
     // --- issuer and keys
+    /// The token's (unverified) `iss` is not a configured issuer.
     UntrustedIssuer(String),
+    /// The issuer's key set has no key with the token's `kid` (the `kid`);
+    /// a refresh of the keys may fix it.
     UnknownKid(String),
+    /// Keys exist but none can check this token: wrong type or curve, no
+    /// HMAC secret, unreadable material, too many kid-less candidates.
     NoUsableKey(String),
+    /// The issuer's keys could not be had: no cache and helperd could not fetch them.
     KeysUnavailable(String),
+    /// The signature does not verify with the selected key.
     BadSignature,
     // --- claims
+    /// A required claim (its name) is absent.
     MissingClaim(&'static str),
+    /// A claim is present but unusable (wrong type, empty, too long, out of range).
     BadClaim {
+        /// The claim's name (from the token or the issuer's config).
         claim: String,
+        /// What is wrong with it.
         why: String,
     },
+    /// `exp` is past, even with the leeway.
     Expired {
+        /// The token's `exp` (Unix seconds).
         exp: i64,
+        /// The verifier's time (Unix seconds).
         now: i64,
+        /// The issuer's clock leeway in seconds.
         leeway: u64,
     },
+    /// `nbf` is in the future, even with the leeway.
     NotYetValid {
+        /// The token's `nbf` (Unix seconds).
         nbf: i64,
+        /// The verifier's time (Unix seconds).
         now: i64,
+        /// The issuer's clock leeway in seconds.
         leeway: u64,
     },
+    /// `iat` is in the future, even with the leeway.
     IssuedInFuture {
+        /// The token's `iat` (Unix seconds).
         iat: i64,
+        /// The verifier's time (Unix seconds).
         now: i64,
+        /// The issuer's clock leeway in seconds.
         leeway: u64,
     },
+    /// `exp - iat` is longer than the issuer's `max_token_lifetime_secs`.
     LifetimeTooLong {
+        /// `exp - iat` in seconds.
         lifetime: i64,
+        /// The limit in seconds.
         max: u64,
     },
+    /// No `aud` value is one of the issuer's audiences.
     AudienceMismatch {
+        /// The token's audiences, comma-separated.
         got: String,
+        /// The configured audiences, comma-separated.
         want: String,
     },
+    /// `azp` is not what the audiences demand (absent with several audiences,
+    /// or not a configured audience).
     AzpMismatch {
+        /// The token's `azp`, or `(absent)`.
         got: String,
+        /// What was expected.
         want: String,
     },
+    /// `acr` is absent or not one of the issuer's `acr_values`.
     AcrNotAccepted {
+        /// The token's `acr`, or `(absent)`.
         got: String,
+        /// The accepted values, comma-separated.
         want: String,
     },
+    /// `amr` lacks a value the issuer's `required_amr` lists.
     AmrMissing {
+        /// The token's `amr` values, comma-separated.
         got: String,
+        /// The required values (all of them), comma-separated.
         want: String,
     },
+    /// `auth_time` is older than the issuer's `max_auth_age_secs`.
     AuthTooOld {
+        /// Seconds since `auth_time`.
         age: i64,
+        /// The limit in seconds.
         max: u64,
     },
     /// `typ: at+jwt` (RFC 9068): an access token is not a login token.
@@ -83,22 +143,31 @@ pub enum Rejection {
     /// An `[issuer.require]` condition failed.
     ClaimCondition(String),
     // --- identity and policy
+    /// The username claim does not make a valid login name (the reason).
     InvalidUsername(String),
     /// The name is reserved or already means something on this host.
     ReservedName(String),
     /// The PAM user is not the token's own name and no account rule of the
     /// token's issuer grants it.
     NoAccountRule {
+        /// The PAM user asked for.
         account: String,
+        /// Why no rule matched.
         why: String,
     },
+    /// The token's login name is not the PAM user.
     UserMismatch {
+        /// The login name the token maps to.
         token_user: String,
+        /// The user PAM asked to authenticate.
         pam_user: String,
     },
+    /// Group policy: none of the token's host groups is allowed here.
     NotInAllowedGroup {
+        /// The allowed groups, which policy demanded them, and what the token has.
         want: String,
     },
+    /// Group policy: a token group is denied here (the group, or the reason).
     InDeniedGroup(String),
     /// The stack demands a group but the caller has no verified OIDC
     /// identity (no login in this transaction, no usable session).
@@ -106,21 +175,30 @@ pub enum Rejection {
     // --- accounts
     /// helperd refused the identity (code, reason): name taken, uid collision, local account...
     AccountRefused {
+        /// helperd's refusal code (see [`crate::Response::Refused`]).
         code: crate::ipc::RefusalCode,
+        /// helperd's reason.
         reason: String,
     },
+    /// helperd could not be asked, or could not record the login (the reason).
     AccountsUnavailable(String),
     /// The token was already used to log in on this host.
     Replayed(String),
     /// A fresh token that does not meet the stack's max_age / acr demands.
     StepUpFailed(String),
     // --- device-code login
+    /// The IdP says the user denied the device-code login.
     DeviceDenied(String),
+    /// The device code expired before the user finished.
     DeviceExpired(String),
+    /// The module stopped waiting for the device-code login, or its call to helperd failed.
     DeviceTimeout(String),
+    /// The device-code login failed otherwise (helperd or the IdP).
     DeviceError(String),
     // --- environment
+    /// The config is unreadable or invalid, or a PAM call failed: not the token's fault.
     Config(String),
+    /// No token came: the conversation failed or was empty, or `use_first_pass` found none.
     NoToken(String),
 }
 

@@ -13,16 +13,19 @@ pub const PENDING_DIR: &str = "replay.d";
 /// `replay.json`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Saved {
+    /// Format version.
     pub v: u32,
     /// (issuer, replay id, kept until)
     pub seen: Vec<(String, String, i64)>,
 }
 
 impl Saved {
+    /// Parse the file's bytes.
     pub fn parse(b: &[u8]) -> Result<Saved, String> {
         serde_json::from_slice(b).map_err(|e| e.to_string())
     }
 
+    /// Has `id` of `issuer` been used?
     pub fn contains(&self, issuer: &str, id: &str) -> bool {
         self.seen.iter().any(|(i, d, _)| i == issuer && d == id)
     }
@@ -31,9 +34,11 @@ impl Saved {
 /// One use recorded by the module: `issuer \t until \t id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Marker {
+    /// The issuer's configured URL.
     pub issuer: String,
     /// Kept while the token is valid: `exp` plus the issuer's leeway.
     pub until: i64,
+    /// The token's replay id ([`crate::replay_id`]).
     pub id: String,
 }
 
@@ -46,10 +51,12 @@ impl Marker {
         d.as_ref().iter().take(16).map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The marker file's content.
     pub fn line(&self) -> String {
         format!("{}\t{}\t{}\n", self.issuer, self.until, self.id)
     }
 
+    /// Read a marker file's content; `None` if it is not one.
     pub fn parse(text: &str) -> Option<Marker> {
         let f: Vec<&str> = text.trim_end().splitn(3, '\t').collect();
         let [issuer, until, id] = f[..] else { return None };

@@ -3,10 +3,12 @@
 
 use zeroize::Zeroizing;
 
+/// A string wiped on drop, shown as `[redacted]` by `Debug` and `Display`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(Zeroizing<String>);
 
 impl Secret {
+    /// Take ownership of `s`; it is wiped when the `Secret` drops.
     pub fn new(s: String) -> Self {
         Secret(Zeroizing::new(s))
     }
@@ -16,10 +18,12 @@ impl Secret {
         &self.0
     }
 
+    /// Length in bytes.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Is it the empty string?
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

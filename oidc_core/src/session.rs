@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 /// The non-secret claims of a verified token, kept for the session's life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionClaims {
+    /// The issuer's configured URL.
     pub issuer: String,
+    /// The token's `sub` claim.
     pub sub: String,
     /// The account logged into (differs from `identity` for a role account).
     pub account: String,
@@ -20,10 +22,15 @@ pub struct SessionClaims {
     /// token's own groups ([`crate::accounts::deny_probes`]).
     #[serde(default)]
     pub idp_groups: Vec<String>,
+    /// The token's `jti`, if it had one.
     pub jti: Option<String>,
+    /// The token's `exp` (Unix seconds): reuse ends then, plus the issuer's leeway.
     pub exp: i64,
+    /// The token's `iat` (Unix seconds).
     pub iat: i64,
+    /// The token's `auth_time` (Unix seconds): when the user authenticated at the IdP.
     pub auth_time: Option<i64>,
+    /// The token's `acr`, compared with a stack's `acr=`.
     pub acr: Option<String>,
     /// When this host verified the token (the login here).
     #[serde(default)]
@@ -70,8 +77,11 @@ impl SessionClaims {
 /// What a stack demands of claims (module arguments `require_group=`, `max_age=`, `acr=`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Demand {
+    /// `require_group=`: host groups, any one of which suffices.
     pub groups: Vec<String>,
+    /// `max_age=`: at most this many seconds since the user authenticated at the IdP.
     pub max_age: Option<u64>,
+    /// `acr=`: accepted `acr` values, any one of which suffices.
     pub acr: Vec<String>,
     /// `max_age` may count from `iat` when the token has no `auth_time`
     /// (`pam.max_age_uses_iat`). Off by default: a refreshed ID token has a
@@ -110,16 +120,22 @@ pub fn satisfies(c: &SessionClaims, d: &Demand, now: i64, leeway_secs: u64) -> R
 /// A live session: the process that opened it and the account's uid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
+    /// helperd's id of the session.
     pub id: u64,
+    /// The uid of the account logged into.
     pub uid: u32,
     /// The PAM process that opened the session (sshd's per-connection monitor,
     /// login, ...): every process of the session descends from it.
     pub pid: i32,
     /// Its start time (clock ticks since boot) — guards against pid reuse.
     pub pid_start: u64,
+    /// `PAM_TTY` at open, empty if unset.
     pub tty: String,
+    /// `PAM_RHOST` at open, empty if unset.
     pub rhost: String,
+    /// When the session opened (Unix seconds).
     pub opened: i64,
+    /// The verified claims of the login that opened it.
     pub claims: SessionClaims,
     /// AWS role, source and credential expiry (never secrets).
     #[serde(default)]

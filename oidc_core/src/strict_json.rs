@@ -7,6 +7,7 @@
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
+/// A JSON object parsed with duplicate member names refused.
 #[derive(Debug, Clone, Default)]
 pub struct StrictObject(pub Map<String, Value>);
 
@@ -34,10 +35,12 @@ impl<'de> Deserialize<'de> for StrictObject {
 }
 
 impl StrictObject {
+    /// Parse bytes as one JSON object; `Err` on a duplicate member or anything else not an object.
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
         serde_json::from_slice(bytes).map_err(|e| e.to_string())
     }
 
+    /// The member named `k`.
     pub fn get(&self, k: &str) -> Option<&Value> {
         self.0.get(k)
     }

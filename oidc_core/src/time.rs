@@ -6,7 +6,9 @@ use std::time::Duration;
 /// Unix time in seconds and a way to wait: the real clock, or a fake one
 /// that tests advance (a poller's `sleep` then costs no real time).
 pub trait Clock: Send + Sync {
+    /// Unix time in seconds.
     fn now(&self) -> i64;
+    /// Wait `d` (a fake clock advances instead).
     fn sleep(&self, d: Duration);
 }
 

@@ -19,9 +19,13 @@ pub struct Parsed<'t> {
     pub signing_input: &'t str,
     /// The third part, still base64url.
     pub signature: &'t str,
+    /// The header's `alg`; `none` never parses.
     pub alg: Alg,
+    /// The header's `kid` (at most 256 bytes), if any.
     pub kid: Option<String>,
+    /// The whole header.
     pub header: StrictObject,
+    /// The payload: the claims, unverified.
     pub claims: StrictObject,
 }
 

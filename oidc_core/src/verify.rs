@@ -16,6 +16,7 @@ use serde_json::Value;
 pub struct Verified {
     /// The issuer's configured URL (also when the token used an alias).
     pub issuer: String,
+    /// The token's `sub` claim (1 to 255 bytes).
     pub sub: String,
     /// The value of the issuer's `identity_claim` (`sub` by default): with
     /// `issuer`, what an account belongs to.
@@ -32,13 +33,21 @@ pub struct Verified {
     pub groups_incomplete: bool,
     /// What was dropped or missing and why (logged; the login goes on).
     pub warnings: Vec<String>,
+    /// The token's `jti`, if any.
     pub jti: Option<String>,
+    /// The token's `exp` (Unix seconds).
     pub exp: i64,
+    /// The token's `iat` (Unix seconds).
     pub iat: i64,
+    /// The token's `auth_time` (Unix seconds), if any.
     pub auth_time: Option<i64>,
+    /// The token's `acr`, if any.
     pub acr: Option<String>,
+    /// The token's `amr` values (empty if absent).
     pub amr: Vec<String>,
+    /// The algorithm the signature was verified with.
     pub alg: Alg,
+    /// The header's `kid`, if any.
     pub kid: Option<String>,
     /// Every claim of the verified token (for account mapping: uid and GECOS claims).
     pub claims: serde_json::Map<String, Value>,
@@ -47,19 +56,26 @@ pub struct Verified {
 /// The keys available for one issuer.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Keys<'a> {
+    /// The issuer's JWK set; none when there is no usable cache.
     pub jwks: Option<&'a Jwks>,
     /// Only when the issuer's config allows HS* and names a secret file.
     pub hmac_secret: Option<&'a [u8]>,
 }
 
+/// One verification step and its result, for [`Report`].
 #[derive(Debug, Clone)]
 pub struct Check {
+    /// What was checked (`issuer`, `algorithm`, `signature`, a claim name, ...).
     pub name: &'static str,
+    /// What passed (for people), or why it failed.
     pub result: Result<String, Rejection>,
 }
 
+/// Every check [`verify`] made, in order: what `helperd check-token` prints.
 #[derive(Debug, Default, Clone)]
 pub struct Report {
+    /// The checks made; verification stops at the first failure of the header and
+    /// signature steps, but claim checks all run.
     pub checks: Vec<Check>,
 }
 

@@ -16,6 +16,7 @@ pub(super) const UID_MAX: u32 = 0x5FFF_FFFF; // 1610612735
 pub(super) const GID_MIN: u32 = 0x6000_0000; // 1610612736
 pub(super) const GID_MAX: u32 = 0x6FFF_FFFF; // 1879048191
 
+/// `[accounts]`: names, uids, home and shell of OIDC users.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Accounts {
@@ -26,9 +27,13 @@ pub struct Accounts {
     pub id_key_file: PathBuf,
     /// Replaced by `id_key_file` (the old key was public); kept only to say so.
     pub id_hash_key: Option<String>,
+    /// Lowest uid the keyed hash gives and a uid claim may ask for (pins may lie outside).
     pub uid_min: u32,
+    /// Highest uid of that range; it must not overlap the gid range.
     pub uid_max: u32,
+    /// Lowest gid an OIDC host group gets.
     pub gid_min: u32,
+    /// Highest gid an OIDC host group gets.
     pub gid_max: u32,
     /// Moved to `[[issuer]] uid_claim` (only an issuer trusted to assign
     /// uids may); kept only to say so.
@@ -37,6 +42,7 @@ pub struct Accounts {
     pub pinned_uids: BTreeMap<String, u32>,
     /// `{name}` is replaced by the login name.
     pub home: String,
+    /// Login shell of OIDC users (an absolute path).
     pub shell: String,
     /// Claim for the GECOS field (display name); empty if absent.
     pub gecos_claim: String,
@@ -49,6 +55,7 @@ pub struct Accounts {
     pub roster_file: Option<PathBuf>,
     /// Where local accounts are read from (never shadowed, never reused).
     pub passwd_file: PathBuf,
+    /// Local groups, read like `passwd_file`.
     pub group_file: PathBuf,
 }
 
@@ -74,6 +81,7 @@ impl Default for Accounts {
     }
 }
 
+/// `[issuer.groups]`: which of an issuer's IdP groups become host groups.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Groups {
@@ -103,6 +111,7 @@ impl Default for Groups {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoleAccount {
+    /// The local account (a valid login name).
     pub name: String,
     /// The issuer URL whose tokens this rule is for.
     pub issuer: Option<String>,

@@ -5,9 +5,11 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// `[aws]`: endpoints, deadlines and the role rules.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Aws {
+    /// The AWS region for STS.
     pub region: String,
     /// STS endpoint; empty = `https://sts.<region>.amazonaws.com`.
     pub sts_endpoint: String,
@@ -25,6 +27,7 @@ pub struct Aws {
     pub config_file: PathBuf,
     /// The command that AWS config runs as `credential_process` (as the session's user).
     pub credential_process: String,
+    /// `[[aws.role]]`, in order: the first that matches wins ([`Aws::role_for`]).
     #[serde(rename = "role")]
     pub roles: Vec<Role>,
 }
@@ -46,6 +49,7 @@ impl Default for Aws {
     }
 }
 
+/// Where a role's credentials come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
@@ -59,13 +63,17 @@ pub enum Source {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Role {
+    /// The host group (after mapping) whose members get this role.
     pub group: String,
     /// Only tokens of this issuer (its URL) get this role; unset: any issuer's
     /// host group of that name (host group names are per issuer already).
     #[serde(default)]
     pub issuer: Option<String>,
+    /// The role to assume (`arn:aws:iam::…:role/…`).
     pub role_arn: String,
+    /// How helperd gets the credentials.
     pub source: Source,
+    /// Lifetime of the credentials in seconds (900..=43200; default 3600).
     #[serde(default = "default_duration")]
     pub duration_secs: u64,
     /// Scope-down session policy (JSON), AssumeRole only.
@@ -84,6 +92,7 @@ fn default_duration() -> u64 {
 }
 
 impl Aws {
+    /// The STS endpoint: `sts_endpoint`, else the region's.
     pub fn sts(&self) -> String {
         if self.sts_endpoint.is_empty() {
             format!("https://sts.{}.amazonaws.com", self.region)

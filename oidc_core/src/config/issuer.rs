@@ -6,6 +6,7 @@ use crate::claims::Conditions;
 use serde::Deserialize;
 use std::path::PathBuf;
 
+/// `[[issuer]]`: one trusted IdP.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Issuer {
@@ -16,6 +17,7 @@ pub struct Issuer {
     pub aliases: Vec<String>,
     /// Accepted `aud` values (client IDs); at least one.
     pub audiences: Vec<String>,
+    /// Accepted signature algorithms (default RS256 and ES256; `none` never).
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<Alg>,
     /// The claim that names a person or workload for good (`sub`; Entra: `oid`).
@@ -66,8 +68,10 @@ pub struct Issuer {
     /// an issuer trusted to assign uids; every other issuer's come from the hash.
     #[serde(default)]
     pub uid_claim: Option<String>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds (default 60).
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
+    /// Longest `exp - iat` accepted, in seconds (default 3600).
     #[serde(default = "default_max_lifetime")]
     pub max_token_lifetime_secs: u64,
     /// If set, `azp` must be present and equal.
@@ -91,6 +95,7 @@ pub struct Issuer {
     /// Public client for device-code login (RFC 8628); must be one of `audiences`.
     #[serde(default)]
     pub device_client_id: Option<String>,
+    /// OAuth scope asked for in device-code login (default `openid profile`).
     #[serde(default = "default_device_scope")]
     pub device_scope: String,
     /// Stacks without `token`/`device_code` arguments use device-code login with this issuer.

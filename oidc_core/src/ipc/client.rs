@@ -72,6 +72,7 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client of one socket, each call bounded by `timeout`.
     pub fn new(socket: &Path, timeout: Duration) -> Client {
         Client { sockets: vec![socket.to_path_buf()], timeout, down: std::cell::RefCell::new(None) }
     }

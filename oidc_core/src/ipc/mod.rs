@@ -20,7 +20,9 @@ pub use protocol::{page, AwsStatus, DeviceFailure, IssuerStatus, RefusalCode, Re
 
 use std::time::Duration;
 
+/// The frame envelope's `v`; a frame of another version is refused.
 pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest frame body in bytes (the JSON after the 4-byte length), in either direction.
 pub const MAX_FRAME: usize = 64 * 1024;
 
 /// The helperd calls a PAM hook or a CLI command makes: [`Client`] for real,
@@ -60,12 +62,19 @@ pub trait Helper {
     }
 }
 
+/// Why a call to helperd failed. [`Helper::unreachable`] tells "helperd is
+/// not there" from "helperd could not take this request".
 #[derive(Debug)]
 pub enum IpcError {
+    /// The socket could not be connected to (absent, refused, path too long).
     Connect(std::io::Error),
+    /// No answer before the deadline.
     Timeout,
+    /// Reading or writing the socket failed.
     Io(std::io::Error),
+    /// A frame (of this many bytes) larger than [`MAX_FRAME`].
     TooLarge(usize),
+    /// Not a frame of this protocol: bad JSON, another version, a closed connection mid-frame.
     Protocol(String),
     /// An earlier call of this transaction found helperd unreachable.
     Down(String),

@@ -5,24 +5,32 @@ use serde::{Deserialize, Serialize};
 
 use super::MAX_FRAME;
 
+/// A request to helperd, one per connection. JSON, tagged by `op`; unknown
+/// fields are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 #[allow(clippy::large_enum_variant)] // one short-lived message per connection
 pub enum Request {
+    /// Liveness check (any peer); answered with [`Response::Pong`].
     Ping,
     /// A token carried a kid the cache does not have (or there is no cache):
     /// fetch this issuer's keys now, unless fetched within the rate-limit window.
     RefreshJwks {
+        /// The issuer URL, as configured.
         issuer: String,
         /// Skip the rate limit (root only: `helperd refresh --force`).
         #[serde(default)]
         force: bool,
     },
+    /// Key cache state of every configured issuer (any peer); answered with [`Response::Status`].
     Status,
     /// A verified login (root peers only): admit the identity (`event`; none
     /// for a role account) and keep its claims until the session opens.
     Login {
+        /// The admission to record: name, identity and token groups of an OIDC user.
         event: Option<crate::accounts::LoginEvent>,
+        /// The verified claims the session will carry; helperd replaces `groups`
+        /// with the host groups it admits.
         claims: crate::session::SessionClaims,
         /// The verified token, kept only if the session's AWS role uses web identity.
         #[serde(default)]
@@ -39,25 +47,35 @@ pub enum Request {
     /// The account store (names, ids, groups, issuer, identity, GECOS, login
     /// times; root only), one page from `offset` on.
     Users {
+        /// Index of the first user to list (0 for the first page).
         #[serde(default)]
         offset: usize,
     },
     /// Move an OIDC account name to another identity of its issuer (root only):
     /// an IdP app re-created, a pairwise `sub` changed.
     Rebind {
+        /// The account name to move.
         name: String,
+        /// The new identity's issuer: the one whose name space holds `name`.
         issuer: String,
+        /// The new identity: its value of the issuer's `identity_claim`.
         sub: String,
     },
     /// Bind a verified login to the session opened by process `pid` (root only).
     OpenSession {
+        /// The id [`Response::Admitted`] returned: single use, forgotten after
+        /// 10 minutes without a session (helperd's `PENDING_TTL`).
         login_id: String,
+        /// The process calling `pam_open_session` (the module's getpid(2)).
         pid: i32,
+        /// `PAM_TTY`, empty if unset.
         tty: String,
+        /// `PAM_RHOST`, empty if unset.
         rhost: String,
     },
     /// The session opened by `pid` ended (root only).
     CloseSession {
+        /// The process that opened the session ([`Request::OpenSession`]'s `pid`).
         pid: i32,
     },
     /// The verified claims of the session the calling process belongs to
@@ -65,19 +83,24 @@ pub enum Request {
     SessionClaims,
     /// Live sessions (root only), one page from `offset` on.
     Sessions {
+        /// Index of the first session to list (0 for the first page).
         #[serde(default)]
         offset: usize,
     },
     /// Start a device-code login with an issuer (root only), for a login
     /// from `rhost` (flows are capped per remote host).
     DeviceStart {
+        /// The issuer URL, as configured.
         issuer: String,
+        /// `PAM_RHOST` of the login, empty if unset.
         #[serde(default)]
         rhost: String,
     },
     /// Wait up to `timeout_secs` for a device-code login to finish (root only).
     DeviceWait {
+        /// The id [`Response::DeviceStarted`] returned.
         flow_id: String,
+        /// Seconds to wait; helperd caps it at 3600.
         timeout_secs: u64,
     },
     /// AWS credentials of the caller's session (the session's uid, or root).
@@ -101,6 +124,7 @@ impl Request {
         )
     }
 
+    /// The `op` tag of this request, for logs.
     pub fn name(&self) -> &'static str {
         match self {
             Request::Ping => "ping",
@@ -120,103 +144,163 @@ impl Request {
     }
 }
 
+/// helperd's answer to a [`Request`]. JSON, tagged by `kind`; unknown fields
+/// are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Response {
+    /// Answer to [`Request::Ping`].
     Pong {
+        /// helperd's package version.
         version: String,
     },
     /// `fetched`: a fetch happened for this request; `detail` explains a skip or an error.
     Refreshed {
+        /// A fetch of the issuer's keys happened for this request.
         fetched: bool,
+        /// The fetch succeeded; on a skip, the last fetch did not fail.
         ok: bool,
+        /// For people: key count and lifetime, the rate limit, or the error.
         detail: String,
     },
+    /// Answer to [`Request::Status`].
     Status {
+        /// One entry per configured issuer, in config order.
         issuers: Vec<IssuerStatus>,
     },
+    /// [`Request::Login`] accepted: the login is pending until
+    /// [`Request::OpenSession`] names `login_id`.
     Admitted {
+        /// What was admitted, for the log.
         detail: String,
+        /// Random id of the pending login: the module keeps it for the session
+        /// stage and sends it in [`Request::OpenSession`].
         login_id: String,
         /// The host groups helperd admitted (policy is checked on these);
         /// none for a role account.
         #[serde(default)]
         groups: Option<Vec<String>>,
     },
+    /// Answer to [`Request::Rebind`].
     Rebound {
+        /// What moved, for people.
         detail: String,
     },
+    /// helperd refused the request.
     Refused {
+        /// Why: one code per meaning (`replayed`, `permission-denied`, an
+        /// admission refusal's code, ...), the same string in logs.
         code: RefusalCode,
+        /// Why, for people.
         reason: String,
     },
+    /// Answer to [`Request::Users`]: one page of the account store.
     Users {
+        /// The page; an entry's `groups` may be cut to 16 to fit the page.
         users: Vec<crate::accounts::StoredUser>,
         /// The offset of the next page, if there is one.
         #[serde(default)]
         next: Option<usize>,
     },
+    /// Answer to [`Request::OpenSession`]: the session is live in helperd.
     SessionOpened {
+        /// helperd's id of the session.
         id: u64,
         /// AWS credentials for the session: what happened (no secrets).
         aws: Option<AwsStatus>,
     },
+    /// Answer to [`Request::CloseSession`].
     SessionClosed {
+        /// How many live sessions of that process were removed (0 if none).
         closed: usize,
     },
+    /// Answer to [`Request::SessionClaims`].
     Claims {
+        /// The claims of the caller's session; none if it is in no OIDC session.
         claims: Option<Box<crate::session::SessionClaims>>,
+        /// How the session was found, or why none was, for people.
         detail: String,
     },
+    /// Answer to [`Request::Sessions`]: one page of the live sessions.
     Sessions {
+        /// The page; an entry's `groups` and `idp_groups` may be cut to 16 to fit the page.
         sessions: Vec<crate::session::SessionInfo>,
+        /// The offset of the next page, if there is one.
         #[serde(default)]
         next: Option<usize>,
     },
+    /// Answer to [`Request::DeviceStart`]: what to show the user.
     DeviceStarted {
+        /// helperd's random id of the flow, for [`Request::DeviceWait`].
         flow_id: String,
+        /// The IdP's page where the user enters `user_code`.
         verification_uri: String,
+        /// The same page with the code filled in, if the IdP gives one.
         verification_uri_complete: Option<String>,
+        /// The code the user types at `verification_uri`.
         user_code: String,
+        /// Seconds until the IdP expires the code (capped at 3600; 300 if the IdP says nothing).
         expires_in: u64,
     },
     /// The ID token of a finished device-code login (verified by the module like any token).
     DeviceToken {
+        /// The token, unverified: never logged.
         id_token: crate::Secret,
     },
+    /// A device-code login ended without a token.
     DeviceFailed {
+        /// How the flow ended without a token.
         code: DeviceFailure,
+        /// Details, for people.
         reason: String,
     },
+    /// Answer to [`Request::AwsCredentials`]: the session's temporary AWS credentials.
     AwsCredentials {
+        /// The AWS access key id (not secret).
         access_key_id: String,
+        /// The secret access key: never logged.
         secret_access_key: crate::Secret,
+        /// The STS session token: never logged.
         session_token: crate::Secret,
         /// RFC 3339.
         expiration: String,
     },
+    /// The request failed (a bad frame, an unknown issuer or login id, ...).
     Error {
+        /// What went wrong, for people.
         message: String,
     },
 }
 
+/// What became of a session's AWS credentials when it opened (no secrets);
+/// none in [`Response::SessionOpened`] when no role applies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AwsStatus {
+    /// helperd obtained the role's credentials.
     pub granted: bool,
     /// The role's credentials could not be obtained and the role is `required`
     /// (or no role matched and `aws.require_credentials` is set): the login fails.
     pub required_failed: bool,
+    /// For people: the role granted, or why not (with a code).
     pub message: String,
 }
 
+/// Key cache state of one issuer in helperd (answer to [`Request::Status`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuerStatus {
+    /// The issuer URL, as configured.
     pub issuer: String,
+    /// Keys in the cache (0 if there is none).
     pub keys: usize,
+    /// When the cached keys were fetched (Unix seconds); none before the first fetch.
     pub fetched_at: Option<i64>,
+    /// When the cached keys go stale (Unix seconds); none before the first fetch.
     pub expires_at: Option<i64>,
+    /// Fetches tried since helperd started.
     pub fetches: u64,
+    /// Refresh requests skipped by the rate limit since helperd started.
     pub rate_limited: u64,
+    /// The error of the last fetch; none once one succeeds.
     pub last_error: Option<String>,
 }
 
