@@ -19,8 +19,15 @@ pub const MAX_MEMBERS: usize = 65535;
 
 pub use crate::names::{glob, is_reserved, portable_name, skeleton, wildcard, RESERVED, RESERVED_PREFIXES};
 
+/// FNV-1a, 32 bits: the snapshot's name index (not keyed; the index is
+/// probed, never trusted). The one home of FNV in the workspace.
 pub fn fnv32(b: &[u8]) -> u32 {
     b.iter().fold(0x811c_9dc5u32, |h, &x| (h ^ u32::from(x)).wrapping_mul(0x0100_0193))
+}
+
+/// FNV-1a, 64 bits: stable file names (the JWKS cache's per-issuer file).
+pub fn fnv64(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Record checksum: word-at-a-time (8 bytes per step), each step a bijection

@@ -308,11 +308,7 @@ pub fn cache_path(cache_dir: &Path, issuer: &str) -> PathBuf {
         .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
         .take(64)
         .collect();
-    cache_dir.join("jwks").join(format!("{slug}-{:016x}.json", fnv1a(issuer.as_bytes())))
-}
-
-fn fnv1a(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3))
+    cache_dir.join("jwks").join(format!("{slug}-{:016x}.json", nss_snapshot::format::fnv64(issuer.as_bytes())))
 }
 
 /// Read an issuer's cached JWKS. Errors are reasons for the log.
