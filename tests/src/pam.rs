@@ -107,12 +107,16 @@ fn pamtester(svc: &Path, user: &str, reply: &str) -> PamRun {
     pam_finish(child, t)
 }
 
+/// How many times [`Env::pam_with`] runs pamtester when pam_wrapper's config dir collides.
+const PAM_WRAPPER_ATTEMPTS: usize = 10;
+
 impl Env {
     /// Run pamtester for `user` with `reply` on stdin through a stack of
     /// `auth` + `account` lines using `module` with `args`.
     pub fn pam_with(&self, module: &Path, args: &str, user: &str, reply: &str) -> PamRun {
         let svc = self.service_dir(module, args);
-        loop {
+        let mut last = None;
+        for _ in 0..PAM_WRAPPER_ATTEMPTS {
             let run = pamtester(&svc, user, reply);
             // pam_wrapper names its per-process config dir /tmp/pam.X with one character;
             // under heavy parallelism two processes can get the same one and one of them
@@ -126,7 +130,11 @@ impl Env {
             if !collided {
                 return run;
             }
+            last = Some(run);
         }
+        panic!(
+            "pamtester for {user}: pam_wrapper could not set up its config dir in {PAM_WRAPPER_ATTEMPTS} attempts; last run:\n{last:#?}"
+        )
     }
 
     /// The PAM service dir (`oidc-test`: auth + account lines using `module` with `args`).
