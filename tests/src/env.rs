@@ -1,7 +1,8 @@
 //! A test environment: config, cache, state, socket and PAM service dir in one
 //! temp dir. Starting helperd and running PAM on it: helperd.rs, pam.rs.
 
-use crate::TempDir;
+use crate::{Config, TempDir};
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 /// The test fleet's id key (hex).
@@ -11,62 +12,64 @@ pub const TEST_ID_KEY: &str = "5e1f0c2a9b7d4e3f8a6c1b0d2e4f6a8c";
 pub struct Env {
     pub dir: TempDir,
     pub config: PathBuf,
+    /// What `config` was rendered from (the test's parts and this dir's defaults).
+    cfg: RefCell<Config>,
 }
 
 impl Env {
-    /// `issuers_toml` is the `[[issuer]]` part; `extra` goes before it (e.g. `[policy]`).
-    pub fn new(extra: &str, issuers_toml: &str) -> Env {
+    /// An environment running `cfg` (issuers, policy, ...) on top of its own paths
+    /// and the tests' defaults (fetch timeout 10 s, JWKS refresh window 1 s, IPC
+    /// timeout 1.5 s, the test id key); a key `cfg` sets replaces the default.
+    pub fn new(cfg: Config) -> Env {
         let dir = TempDir::new("env");
         let d = &dir.0;
         let config = d.join("config.toml");
         // The fleet id key (root-only, as `helperd id-key generate` writes it).
         Env::write_id_key(&d.join("id.key"), TEST_ID_KEY);
-        let text = format!(
-            "version = 1\n[helperd]\nsocket = \"{0}/helperd.sock\"\ncache_dir = \"{0}/cache\"\nstate_dir = \"{0}/state\"\nnss_snapshot = \"{0}/nss.snapshot\"\n\
-             fetch_timeout_secs = 10\njwks_refresh_min_interval_secs = 1\n\n[pam]\nipc_timeout_ms = 1500\n\n\
-             [accounts]\nid_key_file = \"{0}/id.key\"\n\n{extra}\n{issuers_toml}\n",
-            d.display()
-        );
-        std::fs::write(&config, text).unwrap();
-        Env { dir, config }
+        let base = Config::new()
+            .helperd("socket", d.join("helperd.sock"))
+            .helperd("cache_dir", d.join("cache"))
+            .helperd("state_dir", d.join("state"))
+            .helperd("nss_snapshot", d.join("nss.snapshot"))
+            .helperd("fetch_timeout_secs", 10)
+            .helperd("jwks_refresh_min_interval_secs", 1)
+            .pam("ipc_timeout_ms", 1500)
+            .accounts("id_key_file", d.join("id.key"));
+        let env = Env { dir, config, cfg: RefCell::new(base.merge(&cfg)) };
+        env.write();
+        env
     }
 
-    /// A standard issuer table for `idp` accepting the test clients.
-    pub fn issuer_toml(url: &str, algs: &str) -> String {
-        format!(
-            "[[issuer]]\nurl = \"{url}\"\naudiences = [\"host-login\", \"host-login-es\", \"host-login-ed\"]\nalgorithms = [{algs}]\nleeway_secs = 5\n"
-        )
+    /// The config as it is now.
+    pub fn cfg(&self) -> Config {
+        self.cfg.borrow().clone()
     }
 
-    /// Append TOML (new tables) to the config; helperd reads it at start.
-    /// An `[accounts]` table merges into the one the environment already has.
-    pub fn append(&self, toml: &str) {
-        let mut c = std::fs::read_to_string(&self.config).unwrap();
-        let mut rest = toml.to_string();
-        if let Some(body) = rest.strip_prefix("[accounts]\n") {
-            let (accounts, after) = match body.find("\n[") {
-                Some(i) => (body[..i + 1].to_string(), body[i + 1..].to_string()),
-                None => (body.to_string(), String::new()),
-            };
-            c = c.replacen("[accounts]\n", &format!("[accounts]\n{accounts}"), 1);
-            rest = after;
-        }
-        c.push('\n');
-        c.push_str(&rest);
-        std::fs::write(&self.config, c).unwrap();
+    /// Change the config and rewrite the file (helperd reads it at start, the module at each run).
+    pub fn edit(&self, f: impl FnOnce(Config) -> Config) {
+        let cfg = f(self.cfg());
+        *self.cfg.borrow_mut() = cfg;
+        self.write();
+    }
+
+    /// Write a changed copy of the config to `name` in this env's dir (the env's own
+    /// config stays as it is); returns its path.
+    pub fn variant(&self, name: &str, f: impl FnOnce(Config) -> Config) -> PathBuf {
+        let p = self.dir.0.join(name);
+        std::fs::write(&p, f(self.cfg()).render()).unwrap();
+        p
+    }
+
+    fn write(&self) {
+        std::fs::write(&self.config, self.cfg.borrow().render()).unwrap();
     }
 
     /// Names that resolve before their first login: a roster (exact names) and
-    /// namespaced patterns (`dev-*`). Appends the `[accounts]` keys.
+    /// namespaced patterns (`dev-*`). Sets the `[accounts]` keys.
     pub fn prelogin(&self, names: &[&str], patterns: &[&str]) {
         let roster = self.dir.0.join("roster");
         std::fs::write(&roster, names.iter().map(|n| format!("{n}\n")).collect::<String>()).unwrap();
-        let pats: Vec<String> = patterns.iter().map(|p| format!("{p:?}")).collect();
-        self.append(&format!(
-            "[accounts]\nroster_file = \"{}\"\nprelogin_patterns = [{}]\n",
-            roster.display(),
-            pats.join(", ")
-        ));
+        self.edit(|c| c.accounts("roster_file", roster).accounts("prelogin_patterns", patterns));
     }
 
     /// The id key every test environment uses (tests may compute uids with it).

@@ -6,6 +6,7 @@
 //! Artifacts are built by `scripts/test` (or `scripts/build`) before the tests run.
 
 mod artifacts;
+mod config;
 mod env;
 mod helperd;
 mod idp;
@@ -18,6 +19,7 @@ pub mod sshd;
 
 pub(crate) use artifacts::target;
 pub use artifacts::{fault_module_so, helperd_bin, module_so, nss_so, root};
+pub use config::{Config, Issuer, RoleAccount, Table, Value, TEST_AUDIENCES};
 pub use env::{Env, TEST_ID_KEY};
 pub use helperd::{login_request, Helperd};
 pub use idp::{b64, raw_token, Idp};
