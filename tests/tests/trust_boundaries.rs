@@ -263,3 +263,39 @@ fn device_flows_are_capped_and_wait_outside_the_pool() {
         assert!(matches!(w.join().unwrap(), Ok(Response::DeviceFailed { .. })));
     }
 }
+
+/// Issue 12 (9): an HMAC secret file is used only while it is private and root's
+/// (needs root to own and chown the file; the heavy tier runs as root).
+#[test]
+fn hmac_secret_file_must_be_private_and_roots() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("hmac");
+    let key = dir.0.join("hmac.key");
+    std::fs::write(&key, "a-shared-secret-of-at-least-32-bytes\n").unwrap();
+    let text = format!(
+        "version = 1\n[helperd]\ncache_dir = \"{}\"\n[[issuer]]\nurl = \"https://idp.test\"\naudiences = [\"a\"]\n\
+         algorithms = [\"HS256\"]\nhmac_secret_file = \"{}\"\n",
+        dir.0.display(),
+        key.display()
+    );
+    let cfg = oidc_core::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let now = 1_800_000_000;
+    let claims = json!({"iss": "https://idp.test", "sub": "s", "aud": "a", "exp": now + 60, "iat": now,
+        "preferred_username": "alice"});
+    let tok = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"a-shared-secret-of-at-least-32-bytes"),
+    )
+    .unwrap();
+    let mut no_refresh = |_: &str| Err("none".to_string());
+    let mut verify = || oidc_core::login::verify_token(&cfg, &tok, now, &mut no_refresh).result;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(verify().unwrap_err().code(), "config-error");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(verify().unwrap().username, "alice");
+    // A private file that root does not own is refused too.
+    std::os::unix::fs::chown(&key, Some(65534), None).unwrap();
+    let e = verify().unwrap_err();
+    assert!(e.code() == "config-error" && e.to_string().contains("not root"), "{e}");
+}
