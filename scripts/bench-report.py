@@ -111,7 +111,7 @@ for r in hd:
     w(f"| {label} | {r[1]} | {rate:,.0f} | {rate/base[r[1]]:.2f}× | {v['errors']} |")
 rss = dict(l.split(":")[0:2] for l in rd("rss.txt").splitlines() if ":" in l)
 w(f"\nhelperd after the run: VmRSS {rss.get('VmRSS','?').strip()}, peak VmHWM {rss.get('VmHWM','?').strip()}.")
-w("The 200-login load test (`tests/tests/load.rs`) asserts helperd's RSS < 20 MB while 200 PAM")
+w("The 200-login load test (`tests/tests/under_load.rs`) asserts helperd's RSS < 20 MB while 200 PAM")
 w("authentications run at once; its numbers are printed by the test.\n")
 
 # ---- sizes
@@ -133,7 +133,7 @@ summary = [
     f"| NSS lookup, module (100 … 100k users) | ≤ {direct_max/1000:.2f} µs, ≤ {direct_instr:,} instructions | ≤ 0.5 µs, ≤ 1,000 instructions |",
     f"| NSS lookup through glibc (100 … 100k users) | ≤ {glibc_max/1000:.2f} µs (glibc's dispatch included) | — (SSSD: 0.86 µs; files at 100k: {d[('100000','files','pwnam')][0]/1e6:.1f} ms) |",
     f"| PAM authenticate, warm keys, in-process | {p_ns['oidc']/1000:,.0f} µs = {p_ns['oidc']/p_ns['unix']:.3f}× pam_unix ({p_ns['unix']/1000:,.0f} µs) | ≤ 1 ms, ≤ 0.04× pam_unix |",
-    f"| helperd peak RSS over this run's {sum(float(kv(' '.join(r))['req_per_s']) * 3 for r in hd if r[0] != 'baseline'):,.0f} requests | {rss.get('VmHWM','?').strip()} | < 20 MB under 200 logins (see tests/tests/load.rs) |",
+    f"| helperd peak RSS over this run's {sum(float(kv(' '.join(r))['req_per_s']) * 3 for r in hd if r[0] != 'baseline'):,.0f} requests | {rss.get('VmHWM','?').strip()} | < 20 MB under 200 logins (see tests/tests/under_load.rs) |",
     f"| libnss_oidc.so.2 stripped | {sizes['libnss_oidc.so'][0]/1024:,.0f} KiB | < 500 KB |",
 ]
 out[SUMMARY_AT:SUMMARY_AT] = summary

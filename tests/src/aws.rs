@@ -43,13 +43,20 @@ pub struct Moto {
     child: Child,
     /// The "instance role" access key (served by the IMDS test server).
     pub instance_key: Value,
+    /// Holds moto's request recording (MOTO_RECORDER_FILEPATH); removed on drop.
+    _dir: TempDir,
 }
 
 impl Moto {
     pub fn start(auth: bool) -> Moto {
         let port = free_port();
+        // moto writes its recording to ./moto_recording unless told otherwise: keep
+        // it (and anything else it writes) in the test's temp dir.
+        let dir = TempDir::new("moto");
         let child = die_with_parent(&mut Command::new(venv("moto_server")))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .current_dir(&dir.0)
+            .env("MOTO_RECORDER_FILEPATH", dir.0.join("moto_recording"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -64,7 +71,7 @@ impl Moto {
             post(&format!("{url}/moto-api/reset-auth"), "0");
         }
         post(&format!("{url}/moto-api/recorder/start-recording"), "");
-        Moto { port, child, instance_key }
+        Moto { port, child, instance_key, _dir: dir }
     }
 
     pub fn url(&self) -> String {

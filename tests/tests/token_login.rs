@@ -4,11 +4,11 @@
 use integration::*;
 use serde_json::json;
 
-const ALL_ALGS: &str = "\"RS256\", \"ES256\", \"EdDSA\"";
+const ALL_ALGS: &[&str] = &["RS256", "ES256", "EdDSA"];
 
-fn setup(extra: &str, algs: &str) -> (Idp, Env, Helperd) {
+fn setup(extra: Config, algs: &[&str]) -> (Idp, Env, Helperd) {
     let idp = Idp::start();
-    let env = Env::new(extra, &Env::issuer_toml(&idp.issuer(), algs));
+    let env = Env::new(extra.issuer(Issuer::standard(&idp.issuer(), algs)));
     let h = env.start_helperd();
     env.wait_cached(&idp.issuer());
     (idp, env, h)
@@ -16,7 +16,7 @@ fn setup(extra: &str, algs: &str) -> (Idp, Env, Helperd) {
 
 #[test]
 fn accepts_rs256_es256_eddsa_tokens_from_the_idp() {
-    let (idp, env, _h) = setup("", ALL_ALGS);
+    let (idp, env, _h) = setup(Config::new(), ALL_ALGS);
     for client in ["host-login", "host-login-es", "host-login-ed"] {
         let t = idp.token(client, "alice");
         let r = env.pam("alice", &t);
@@ -38,8 +38,10 @@ fn accepts_rs256_es256_eddsa_tokens_from_the_idp() {
 
 #[test]
 fn refusals_each_with_their_logged_reason() {
-    let (idp, env, _h) =
-        setup("[policy]\nallowed_groups = [\"devs\"]\ndenied_groups = [\"contractors\"]\n", "\"RS256\", \"ES256\"");
+    let (idp, env, _h) = setup(
+        Config::new().policy("allowed_groups", ["devs"]).policy("denied_groups", ["contractors"]),
+        &["RS256", "ES256"],
+    );
     let n = now();
     let rs = |claims: serde_json::Value| idp.sign(json!({"alg": "RS256"}), claims);
     let base = || idp.claims("alice", "host-login");
@@ -51,10 +53,7 @@ fn refusals_each_with_their_logged_reason() {
     let good = rs(base());
     env.pam("alice", &good).assert_allowed();
     // A size cap below what a pamtester conversation can carry (misc_conv reads 4 KiB).
-    let cfg = std::fs::read_to_string(&env.config)
-        .unwrap()
-        .replace("ipc_timeout_ms = 1500", "ipc_timeout_ms = 1500\nmax_token_bytes = 3000");
-    std::fs::write(&env.config, cfg).unwrap();
+    env.edit(|c| c.pam("max_token_bytes", 3000));
 
     let cases: Vec<(&str, String, &str)> = vec![
         ("expired beyond leeway", rs(with(&|c| c["exp"] = json!(n - 60))), "expired"),
@@ -121,7 +120,7 @@ fn refusals_each_with_their_logged_reason() {
 
 #[test]
 fn require_group_module_argument() {
-    let (idp, env, _h) = setup("", ALL_ALGS);
+    let (idp, env, _h) = setup(Config::new(), ALL_ALGS);
     let so = module_so();
     env.pam_with(&so, "require_group=ops-admins", "alice", &idp.token("host-login", "alice")).assert_allowed();
     env.pam_with(&so, "require_group=ops-admins", "bob", &idp.token("host-login", "bob"))
@@ -140,14 +139,14 @@ fn require_group_module_argument() {
 
 #[test]
 fn use_first_pass_without_authtok_refuses() {
-    let (idp, env, _h) = setup("", ALL_ALGS);
+    let (idp, env, _h) = setup(Config::new(), ALL_ALGS);
     let r = env.pam_with(&module_so(), "use_first_pass", "alice", &idp.token("host-login", "alice"));
     r.assert_denied("no-token");
 }
 
 #[test]
 fn key_rotation_is_picked_up_without_restarts() {
-    let (mut idp, env, h) = setup("", ALL_ALGS);
+    let (mut idp, env, h) = setup(Config::new(), ALL_ALGS);
     env.pam("alice", &idp.token("host-login", "alice")).assert_allowed();
     idp.restart(); // new keys, new kids, same issuer
     std::thread::sleep(std::time::Duration::from_millis(1100)); // past the 1 s rate-limit window
@@ -162,12 +161,10 @@ fn key_rotation_is_picked_up_without_restarts() {
 #[test]
 fn thousand_unknown_kids_cause_at_most_one_fetch_per_window() {
     let idp = Idp::start();
-    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALL_ALGS));
     // A long window for this test.
-    let cfg = std::fs::read_to_string(&env.config)
-        .unwrap()
-        .replace("jwks_refresh_min_interval_secs = 1", "jwks_refresh_min_interval_secs = 3");
-    std::fs::write(&env.config, cfg).unwrap();
+    let env = Env::new(
+        Config::new().helperd("jwks_refresh_min_interval_secs", 3).issuer(Issuer::standard(&idp.issuer(), ALL_ALGS)),
+    );
     let _h = env.start_helperd();
     env.wait_cached(&idp.issuer());
     std::thread::sleep(std::time::Duration::from_millis(3100)); // the start-up fetch's window is over
@@ -204,7 +201,7 @@ fn thousand_unknown_kids_cause_at_most_one_fetch_per_window() {
 
 #[test]
 fn idp_down_with_cache_keeps_working() {
-    let (mut idp, env, _h) = setup("", ALL_ALGS);
+    let (mut idp, env, _h) = setup(Config::new(), ALL_ALGS);
     let t = idp.token("host-login", "alice");
     idp.stop();
     env.pam("alice", &t).assert_allowed();
@@ -221,7 +218,7 @@ fn idp_hanging_and_no_cache_fails_within_the_deadline() {
             held.push(c);
         }
     });
-    let env = Env::new("", &Env::issuer_toml(&url, ALL_ALGS));
+    let env = Env::new(Config::new().issuer(Issuer::standard(&url, ALL_ALGS)));
     let _h = env.start_helperd();
     let mut claims = json!({"iss": url, "sub": "u-alice", "aud": "host-login", "exp": now() + 300, "iat": now(), "preferred_username": "alice"});
     claims["groups"] = json!([]);
@@ -242,7 +239,7 @@ fn idp_hanging_and_no_cache_fails_within_the_deadline() {
 
 #[test]
 fn helperd_stopped_or_hung_login_uses_the_cache_and_never_hangs() {
-    let (idp, env, mut h) = setup("", ALL_ALGS);
+    let (idp, env, mut h) = setup(Config::new(), ALL_ALGS);
     // alice logs in once: helperd admits her to the account store.
     env.pam("alice", &idp.token("host-login", "alice")).assert_allowed();
     // Hung helperd (SIGSTOP): a known kid and a known identity need no helperd...
@@ -270,7 +267,7 @@ fn helperd_stopped_or_hung_login_uses_the_cache_and_never_hangs() {
 
 #[test]
 fn no_panic_reaches_c() {
-    let (idp, env, _h) = setup("", ALL_ALGS);
+    let (idp, env, _h) = setup(Config::new(), ALL_ALGS);
     let r = env.pam_with(&fault_module_so(), "fault=panic", "alice", &idp.token("host-login", "alice"));
     assert!(!r.ok);
     // pamtester exits normally and reports the PAM error: the panic became PAM_ABORT.
@@ -281,9 +278,8 @@ fn no_panic_reaches_c() {
 
 #[test]
 fn config_error_fails_closed_and_names_the_line() {
-    let (idp, env, _h) = setup("", ALL_ALGS);
-    let bad = std::fs::read_to_string(&env.config).unwrap().replace("leeway_secs = 5", "leeway = 5");
-    std::fs::write(&env.config, bad).unwrap();
+    let (idp, env, _h) = setup(Config::new(), ALL_ALGS);
+    env.edit(|c| c.edit_issuer(0, |i| i.unset("leeway_secs").set("leeway", 5)));
     let r = env.pam("alice", &idp.token("host-login", "alice"));
     r.assert_denied("config-error");
     assert!(r.stderr.contains("key issuer.leeway: unknown field"), "{}", r.stderr);
@@ -291,7 +287,7 @@ fn config_error_fails_closed_and_names_the_line() {
 
 #[test]
 fn check_token_prints_every_check() {
-    let (idp, env, _h) = setup("", ALL_ALGS);
+    let (idp, env, _h) = setup(Config::new(), ALL_ALGS);
     let (code, out) = env.check_token(&idp.token("host-login", "alice"), &["--user", "alice"]);
     assert_eq!(code, 0, "{out}");
     for check in ["issuer", "algorithm", "key", "signature", "exp", "aud", "username", "groups", "identity", "policy"] {
@@ -311,7 +307,7 @@ fn check_token_prints_every_check() {
 /// (require_group, step_up), never as a blanket success.
 #[test]
 fn a_second_line_in_one_transaction_keeps_its_own_demands() {
-    let (idp, env, _h) = setup("", ALL_ALGS);
+    let (idp, env, _h) = setup(Config::new(), ALL_ALGS);
     let two = "auth required {M}\nauth required {M} require_group=ops-admins\naccount required {M}\n";
     // bob (devs only): the first line verifies his token; the second wants ops-admins.
     env.pam_lines(two, "bob", &idp.token("host-login", "bob")).assert_denied("not-in-allowed-group");

@@ -8,11 +8,11 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-const ALGS: &str = "\"RS256\", \"ES256\"";
+const ALGS: &[&str] = &["RS256", "ES256"];
 
-fn setup(extra: &str) -> (Idp, Env, Helperd) {
+fn setup() -> (Idp, Env, Helperd) {
     let idp = Idp::start();
-    let env = Env::new(extra, &Env::issuer_toml(&idp.issuer(), ALGS));
+    let env = Env::new(Config::new().issuer(Issuer::standard(&idp.issuer(), ALGS)));
     let h = env.start_helperd();
     env.wait_cached(&idp.issuer());
     (idp, env, h)
@@ -37,7 +37,7 @@ fn raw_frame(sock: &std::path::Path, body: &[u8]) -> Vec<u8> {
 /// Item 4: nothing a client sends can start a line in helperd's log.
 #[test]
 fn log_lines_cannot_be_forged() {
-    let (_idp, env, h) = setup("");
+    let (_idp, env, h) = setup();
     let forged = "helperd[1] info: account created name=root";
     let body = format!(r#"{{"v":1,"body":{{"op":"x\n{forged}\r\u001b[2K"}}}}"#);
     raw_frame(&env.socket(), body.as_bytes());
@@ -56,7 +56,7 @@ fn log_lines_cannot_be_forged() {
 /// verifier and the stack's demands agree); `alg: none` is named as such.
 #[test]
 fn leeway_holds_end_to_end_and_alg_none_is_named() {
-    let (idp, env, _h) = setup("");
+    let (idp, env, _h) = setup();
     let mut c = idp.claims("alice", "host-login");
     c["exp"] = json!(now() - 2); // Env's issuer has leeway_secs = 5
     env.pam("alice", &rs(&idp, c)).assert_allowed();
@@ -68,7 +68,7 @@ fn leeway_holds_end_to_end_and_alg_none_is_named() {
 /// `auth_time`) does not pass as a fresh authentication unless configured.
 #[test]
 fn max_age_needs_auth_time_unless_configured() {
-    let (idp, env, _h) = setup("");
+    let (idp, env, _h) = setup();
     let so = module_so();
     let claims = |auth_time: Option<i64>| {
         let mut c = idp.claims("alice", "host-login"); // a fresh jti each time
@@ -86,8 +86,7 @@ fn max_age_needs_auth_time_unless_configured() {
     env.pam_with(&so, "max_age=900", "alice", &rs(&idp, claims(Some(now() - 1000)))).assert_denied("step-up-failed");
     // Real IdP tokens carry auth_time (the client requires it).
     env.pam_with(&so, "max_age=900", "alice", &idp.token("host-login", "alice")).assert_allowed();
-    let cfg = std::fs::read_to_string(&env.config).unwrap().replace("[pam]\n", "[pam]\nmax_age_uses_iat = true\n");
-    std::fs::write(&env.config, cfg).unwrap();
+    env.edit(|c| c.pam("max_age_uses_iat", true));
     env.pam_with(&so, "max_age=900", "alice", &no_auth_time).assert_allowed();
 }
 
@@ -104,7 +103,7 @@ fn as_nobody(argv: &[&str]) -> std::process::Output {
 /// lists any number of accounts (pages below the 64 KiB frame).
 #[test]
 fn users_is_root_only_and_lists_every_account() {
-    let (_idp, env, _h) = setup("");
+    let (_idp, env, _h) = setup();
     let issuer = std::fs::read_to_string(&env.config).unwrap();
     let issuer = issuer.split("url = \"").nth(1).unwrap().split('"').next().unwrap().to_string();
     let groups: Vec<String> = (0..8).map(|i| format!("team-{i}")).collect();
@@ -151,7 +150,7 @@ fn the_pam_module_exports_no_nss_entry_point() {
 /// a helperd restart — and the default lifetime cap is an hour.
 #[test]
 fn a_token_logs_in_once() {
-    let (idp, env, mut h) = setup("");
+    let (idp, env, mut h) = setup();
     let t = idp.token("host-login", "alice"); // a real IdP token (no jti: its signature counts)
     env.pam("alice", &t).assert_allowed();
     let r = env.pam("alice", &t);
@@ -174,7 +173,7 @@ fn a_token_logs_in_once() {
 /// the refusals are logged at a bounded rate.
 #[test]
 fn an_unprivileged_user_cannot_stall_root_logins() {
-    let (idp, env, h) = setup("");
+    let (idp, env, h) = setup();
     let script = format!(
         "import socket,time\nss=[]\nfor i in range(300):\n  s=socket.socket(socket.AF_UNIX)\n  try:\n    s.connect('{}')\n    ss.append(s)\n  except Exception:\n    pass\nprint('held', len(ss), flush=True)\ntime.sleep(60)\n",
         env.socket().display()
@@ -212,16 +211,16 @@ fn an_unprivileged_user_cannot_stall_root_logins() {
 fn device_flows_are_capped_and_wait_outside_the_pool() {
     use oidc_core::{ipc_call, Request, Response};
     let idp = Idp::start();
-    let issuer = Env::issuer_toml(&idp.issuer(), ALGS).replace(
-        "audiences = [\"host-login\", \"host-login-es\", \"host-login-ed\"]",
-        "audiences = [\"host-login\", \"host-device\"]\ndevice_client_id = \"host-device\"",
+    let issuer = Issuer::standard(&idp.issuer(), ALGS)
+        .set("audiences", ["host-login", "host-device"])
+        .set("device_client_id", "host-device");
+    let env = Env::new(
+        Config::new()
+            .helperd("max_connections", 8)
+            .helperd("max_device_flows", 12)
+            .helperd("max_device_flows_per_host", 3)
+            .issuer(issuer),
     );
-    let env = Env::new("", &issuer);
-    let cfg = std::fs::read_to_string(&env.config).unwrap().replace(
-        "[helperd]\n",
-        "[helperd]\nmax_connections = 8\nmax_device_flows = 12\nmax_device_flows_per_host = 3\n",
-    );
-    std::fs::write(&env.config, cfg).unwrap();
     let _h = env.start_helperd();
     env.wait_cached(&idp.issuer());
     let root_sock = env.dir.0.join("helperd-root.sock");
@@ -270,4 +269,40 @@ fn device_flows_are_capped_and_wait_outside_the_pool() {
     for w in waiters {
         assert!(matches!(w.join().unwrap(), Ok(Response::DeviceFailed { .. })));
     }
+}
+
+/// Issue 12 (9): an HMAC secret file is used only while it is private and root's
+/// (needs root to own and chown the file; the heavy tier runs as root).
+#[test]
+fn hmac_secret_file_must_be_private_and_roots() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("hmac");
+    let key = dir.0.join("hmac.key");
+    std::fs::write(&key, "a-shared-secret-of-at-least-32-bytes\n").unwrap();
+    let text = format!(
+        "version = 1\n[helperd]\ncache_dir = \"{}\"\n[[issuer]]\nurl = \"https://idp.test\"\naudiences = [\"a\"]\n\
+         algorithms = [\"HS256\"]\nhmac_secret_file = \"{}\"\n",
+        dir.0.display(),
+        key.display()
+    );
+    let cfg = oidc_core::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let now = 1_800_000_000;
+    let claims = json!({"iss": "https://idp.test", "sub": "s", "aud": "a", "exp": now + 60, "iat": now,
+        "preferred_username": "alice"});
+    let tok = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"a-shared-secret-of-at-least-32-bytes"),
+    )
+    .unwrap();
+    let mut no_refresh = |_: &str| Err("none".to_string());
+    let mut verify = || oidc_core::verify_token(&cfg, &tok, now, &mut no_refresh).result;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(verify().unwrap_err().code(), "config-error");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(verify().unwrap().username, "alice");
+    // A private file that root does not own is refused too.
+    std::os::unix::fs::chown(&key, Some(65534), None).unwrap();
+    let e = verify().unwrap_err();
+    assert!(e.code() == "config-error" && e.to_string().contains("not root"), "{e}");
 }

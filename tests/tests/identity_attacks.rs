@@ -10,7 +10,7 @@ use oidc_core::{ipc_call, Request, Response};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-const ALGS: &str = "\"RS256\", \"ES256\"";
+const ALGS: &[&str] = &["RS256", "ES256"];
 
 fn start(env: &Env, idps: &[&Idp]) -> Helperd {
     let h = env.start_helperd();
@@ -39,7 +39,7 @@ fn helperd_log(h: &Helperd) -> String {
 #[test]
 fn reserved_names_never_become_users_or_groups() {
     let idp = Idp::start();
-    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    let env = Env::new(Config::new().issuer(Issuer::standard(&idp.issuer(), ALGS)));
     let h = start(&env, &[&idp]);
     for name in ["Admin", "ADMIN", "admin", "wheel", "Docker", "sudo", "root", "a.d.m.i.n", "systemd-network", "uuidd"]
     {
@@ -99,8 +99,10 @@ fn reserved_names_never_become_users_or_groups() {
 fn policy_uses_host_group_names_and_denies_fail_closed() {
     let idp = Idp::start();
     let env = Env::new(
-        "[policy]\nallowed_groups = [\"ops-admins\"]\ndenied_groups = [\"contractors\"]\n",
-        &Env::issuer_toml(&idp.issuer(), ALGS),
+        Config::new()
+            .policy("allowed_groups", ["ops-admins"])
+            .policy("denied_groups", ["contractors"])
+            .issuer(Issuer::standard(&idp.issuer(), ALGS)),
     );
     let _h = start(&env, &[&idp]);
     let only_lookalike = rs(&idp, claims_with(&idp, "alice", |c| c["groups"] = json!(["OPS Admins"])));
@@ -120,10 +122,10 @@ fn policy_uses_host_group_names_and_denies_fail_closed() {
 #[test]
 fn uids_cannot_be_steered_without_the_key() {
     let idp = Idp::start();
-    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    let env = Env::new(Config::new().issuer(Issuer::standard(&idp.issuer(), ALGS)));
     // A small range so the test can grind collisions quickly.
     let (lo, hi) = (1_073_741_824u32, 1_073_741_824 + 99_999);
-    env.append(&format!("[accounts]\nuid_min = {lo}\nuid_max = {hi}\n"));
+    env.edit(|c| c.accounts("uid_min", lo).accounts("uid_max", hi));
     let _h = start(&env, &[&idp]);
     let key = Env::id_key();
     let keyed = |n: &str| nss_snapshot::format::id_hash(&key, b"user", n.as_bytes(), lo, hi);
@@ -175,12 +177,12 @@ fn uids_cannot_be_steered_without_the_key() {
 #[test]
 fn a_second_issuer_cannot_take_names_or_groups_of_the_first() {
     let (idp1, idp2) = (Idp::start(), Idp::start());
-    let second = format!(
-        "[[issuer]]\nurl = \"{}\"\naudiences = [\"host-login\"]\nusername_claim = \"email\"\nusername_domain = \"example.com\"\n\
-         name_prefix = \"ext-\"\n",
-        idp2.issuer()
-    );
-    let env = Env::new("", &format!("{}\n{second}", Env::issuer_toml(&idp1.issuer(), ALGS)));
+    let second = Issuer::new(&idp2.issuer())
+        .set("audiences", ["host-login"])
+        .set("username_claim", "email")
+        .set("username_domain", "example.com")
+        .set("name_prefix", "ext-");
+    let env = Env::new(Config::new().issuer(Issuer::standard(&idp1.issuer(), ALGS)).issuer(second));
     let _h = start(&env, &[&idp1, &idp2]);
     let mail = |verified: bool| {
         rs(
@@ -218,10 +220,10 @@ fn a_second_issuer_cannot_take_names_or_groups_of_the_first() {
 #[test]
 fn prelogin_names_are_namespaced_and_root_only() {
     let idp = Idp::start();
-    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    let env = Env::new(Config::new().issuer(Issuer::standard(&idp.issuer(), ALGS)));
     // `*` is refused when the config is read.
-    let bad = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
-    bad.append("[accounts]\nprelogin_patterns = [\"*\"]\n");
+    let bad = Env::new(Config::new().issuer(Issuer::standard(&idp.issuer(), ALGS)));
+    bad.edit(|c| c.accounts("prelogin_patterns", ["*"]));
     let out = std::process::Command::new(helperd_bin())
         .args(["--config".as_ref(), bad.config.as_os_str(), "run".as_ref()])
         .output()
@@ -255,7 +257,7 @@ fn prelogin_names_are_namespaced_and_root_only() {
 #[test]
 fn access_tokens_and_foreign_azp_are_refused() {
     let idp = Idp::start();
-    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    let env = Env::new(Config::new().issuer(Issuer::standard(&idp.issuer(), ALGS)));
     let _h = start(&env, &[&idp]);
     let at = idp.sign(json!({"alg": "RS256", "typ": "at+jwt"}), idp.claims("alice", "host-login"));
     env.pam("alice", &at).assert_denied("access-token");
@@ -269,22 +271,26 @@ fn access_tokens_and_foreign_azp_are_refused() {
 #[test]
 fn workload_tokens_log_in_only_through_their_rules() {
     let (ci, people) = (Idp::start(), Idp::start());
-    let workload = format!(
-        "[[issuer]]\nurl = \"{iss}\"\naudiences = [\"pam-oidc\"]\nuser_accounts = false\n[issuer.require]\nrepository_owner_id = \"1342004\"\n",
-        iss = ci.issuer()
-    );
-    let person = format!(
-        "[[issuer]]\nurl = \"{}\"\naudiences = [\"pam-oidc\", \"host-login\"]\nname_prefix = \"p-\"\n",
-        people.issuer()
-    );
-    let env = Env::new("", &format!("{workload}\n{person}"));
-    env.append(&format!(
-        "[[role_account]]\nname = \"deploy\"\nissuer = \"{iss}\"\n[role_account.require]\nrepository = \"acme/infra\"\n\
-         ref = \"refs/heads/main\"\nenvironment = \"prod\"\nevent_name = [\"push\", \"workflow_dispatch\"]\n\n\
-         [[role_account]]\nname = \"k8s-deployer\"\nissuer = \"{iss}\"\n[role_account.require]\n\
-         \"kubernetes.io.namespace\" = \"ci\"\n\"kubernetes.io.serviceaccount.name\" = \"deployer\"\n",
-        iss = ci.issuer()
-    ));
+    let workload = Issuer::new(&ci.issuer())
+        .set("audiences", ["pam-oidc"])
+        .set("user_accounts", false)
+        .require("repository_owner_id", "1342004");
+    let person = Issuer::new(&people.issuer()).set("audiences", ["pam-oidc", "host-login"]).set("name_prefix", "p-");
+    let env = Env::new(Config::new().issuer(workload).issuer(person));
+    env.edit(|c| {
+        c.role_account(
+            RoleAccount::new("deploy", &ci.issuer())
+                .require("repository", "acme/infra")
+                .require("ref", "refs/heads/main")
+                .require("environment", "prod")
+                .require("event_name", ["push", "workflow_dispatch"]),
+        )
+        .role_account(
+            RoleAccount::new("k8s-deployer", &ci.issuer())
+                .require("kubernetes.io.namespace", "ci")
+                .require("kubernetes.io.serviceaccount.name", "deployer"),
+        )
+    });
     let _h = start(&env, &[&ci, &people]);
     let n = now();
     let gh = |f: &dyn Fn(&mut Value), idp: &Idp| {
@@ -342,9 +348,7 @@ fn workload_tokens_log_in_only_through_their_rules() {
 #[test]
 fn entra_oid_identity_survives_a_second_client_and_overage_is_logged() {
     let idp = Idp::start();
-    let issuer =
-        Env::issuer_toml(&idp.issuer(), ALGS).replace("leeway_secs = 5", "leeway_secs = 5\nidentity_claim = \"oid\"");
-    let env = Env::new("", &issuer);
+    let env = Env::new(Config::new().issuer(Issuer::standard(&idp.issuer(), ALGS).set("identity_claim", "oid")));
     let h = start(&env, &[&idp]);
     let tok = |aud: &str, sub: &str, oid: &str| {
         let mut c = idp.claims("alice", aud);
@@ -378,14 +382,13 @@ fn entra_oid_identity_survives_a_second_client_and_overage_is_logged() {
 #[test]
 fn keycloak_roles_and_cognito_groups_become_host_groups() {
     let (kc, cg) = (Idp::start(), Idp::start());
-    let kc_toml = Env::issuer_toml(&kc.issuer(), ALGS)
-        .replace("leeway_secs = 5", "leeway_secs = 5\ngroups_claim = \"realm_access.roles\"");
-    let cg_toml = format!(
-        "[[issuer]]\nurl = \"{}\"\naudiences = [\"host-login\"]\nusername_claim = \"cognito:username\"\n\
-         groups_claim = \"cognito:groups\"\nname_prefix = \"c-\"\n",
-        cg.issuer()
-    );
-    let env = Env::new("", &format!("{kc_toml}\n{cg_toml}"));
+    let keycloak = Issuer::standard(&kc.issuer(), ALGS).set("groups_claim", "realm_access.roles");
+    let cognito = Issuer::new(&cg.issuer())
+        .set("audiences", ["host-login"])
+        .set("username_claim", "cognito:username")
+        .set("groups_claim", "cognito:groups")
+        .set("name_prefix", "c-");
+    let env = Env::new(Config::new().issuer(keycloak).issuer(cognito));
     let _h = start(&env, &[&kc, &cg]);
     let t = rs(&kc, claims_with(&kc, "alice", |c| c["realm_access"] = json!({"roles": ["ops", "offline_access"]})));
     env.pam("alice", &t).assert_allowed();
@@ -406,7 +409,7 @@ fn keycloak_roles_and_cognito_groups_become_host_groups() {
 fn names_and_ids_other_nss_sources_know_are_never_taken() {
     use nss_snapshot::format::{Group, User};
     let idp = Idp::start();
-    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    let env = Env::new(Config::new().issuer(Issuer::standard(&idp.issuer(), ALGS)));
     let a = oidc_core::Accounts::default();
     let key = Env::id_key();
     let dave_uid = oidc_core::uid_for(&a, &key, "dave");
@@ -453,12 +456,15 @@ fn names_and_ids_other_nss_sources_know_are_never_taken() {
 #[test]
 fn role_rules_and_deny_lists_use_what_the_host_serves() {
     let idp = Idp::start();
-    let env = Env::new("[policy]\ndenied_groups = [\"contractors\"]\n", &Env::issuer_toml(&idp.issuer(), ALGS));
+    let env = Env::new(
+        Config::new()
+            .policy("denied_groups", ["contractors"])
+            .issuer(Issuer::standard(&idp.issuer(), ALGS).map_group("db-admins", "dba"))
+            .role_account(RoleAccount::new("dbadmin", &idp.issuer()).set("group", "dba")),
+    );
     let group_file = env.dir.0.join("group");
     std::fs::write(&group_file, "root:x:0:\ndba:x:1500:\n").unwrap();
-    env.append("[issuer.groups]\nmap = { \"db-admins\" = \"dba\" }\n");
-    env.append(&format!("[accounts]\ngroup_file = \"{}\"\n", group_file.display()));
-    env.append(&format!("[[role_account]]\nname = \"dbadmin\"\nissuer = \"{}\"\ngroup = \"dba\"\n", idp.issuer()));
+    env.edit(|c| c.accounts("group_file", group_file));
     let _h = start(&env, &[&idp]);
     let tok = |groups: Value| rs(&idp, claims_with(&idp, "mallory", |c| c["groups"] = groups));
     // The attacker's own IdP group named like the local group grants nothing.

@@ -19,9 +19,7 @@ fn fds(pid: u32) -> usize {
 #[test]
 fn two_hundred_simultaneous_logins_and_no_fd_leak() {
     let idp = Idp::start();
-    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), "\"RS256\""));
-    let cfg = std::fs::read_to_string(&env.config).unwrap().replace("ipc_timeout_ms = 1500", "ipc_timeout_ms = 20000");
-    std::fs::write(&env.config, cfg).unwrap();
+    let env = Env::new(Config::new().pam("ipc_timeout_ms", 20000).issuer(Issuer::standard(&idp.issuer(), &["RS256"])));
     let h = env.start_helperd();
     env.wait_cached(&idp.issuer());
     let users: Vec<String> = (0..20).map(|i| format!("load{i}")).collect();

@@ -7,7 +7,7 @@ use integration::sshd::{askpass, SshHost, Stacks, LOCAL_PASSWORD};
 use integration::*;
 use std::path::PathBuf;
 
-const ALGS: &str = "\"RS256\", \"ES256\"";
+const ALGS: &[&str] = &["RS256", "ES256"];
 const SUDOERS: &str = "ladmin ALL=(ALL) NOPASSWD: ALL\nlpass ALL=(ALL:ALL) ALL\n%ops-admins ALL=(ALL:ALL) ALL\n";
 
 fn text(o: &std::process::Output) -> String {
@@ -16,7 +16,7 @@ fn text(o: &std::process::Output) -> String {
 
 fn world(stacks: Stacks) -> (Idp, Env, Helperd, SshHost) {
     let idp = Idp::start();
-    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    let env = Env::new(Config::new().issuer(Issuer::standard(&idp.issuer(), ALGS)));
     env.prelogin(&["alice", "bob"], &[]);
     let h = env.start_helperd();
     env.wait_cached(&idp.issuer());
@@ -127,7 +127,7 @@ fn a_broken_argument_or_config_never_locks_local_users_out() {
     let line = host.wait_log("code=config-error");
     assert!(line.contains("require_groups"), "{line}");
     // A config that no longer parses: local users still log in and sudo.
-    env.append("this is not toml\n");
+    env.edit(|c| c.raw("this is not toml\n"));
     local_sudo("broken config");
     let o = host.ssh_key("lkey", "echo KEY-OK");
     assert!(text(&o).contains("KEY-OK"), "lkey: {}", text(&o));
@@ -145,9 +145,14 @@ fn a_broken_argument_or_config_never_locks_local_users_out() {
 #[test]
 fn a_broken_config_never_lets_an_oidc_account_skip_its_account_checks() {
     let idp = Idp::start();
-    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    let env = Env::new(Config::new().issuer(Issuer::standard(&idp.issuer(), ALGS)));
     env.prelogin(&["alice", "bob"], &[]);
-    env.append("[accounts]\nuid_min = 536870912\nuid_max = 805306367\ngid_min = 805306368\ngid_max = 1073741823\n");
+    env.edit(|c| {
+        c.accounts("uid_min", 536870912)
+            .accounts("uid_max", 805306367)
+            .accounts("gid_min", 805306368)
+            .accounts("gid_max", 1073741823)
+    });
     let h = env.start_helperd();
     env.wait_cached(&idp.issuer());
     let sudoers = format!("{SUDOERS}bob ALL=(ALL) NOPASSWD: ALL\n");
@@ -184,7 +189,8 @@ fn the_pam_auth_update_profile_leaves_local_users_as_they_were() {
 fn messages_say_what_to_do() {
     use serde_json::json;
     let idp = Idp::start();
-    let env = Env::new("[policy]\nallowed_groups = [\"ops-admins\"]\n", &Env::issuer_toml(&idp.issuer(), ALGS));
+    let env =
+        Env::new(Config::new().policy("allowed_groups", ["ops-admins"]).issuer(Issuer::standard(&idp.issuer(), ALGS)));
     let _h = env.start_helperd();
     env.wait_cached(&idp.issuer());
     let line = |r: &PamRun| r.log().into_iter().find(|l| l.contains("result=deny")).unwrap_or_default().to_string();

@@ -6,7 +6,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 struct Setup {
-    idp: Idp,
+    /// Kept running for the checks that reach it.
+    _idp: Idp,
     env: Env,
     h: Helperd,
     sshd: PathBuf,
@@ -18,7 +19,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let idp = Idp::start();
-    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), "\"RS256\""));
+    let env = Env::new(Config::new().issuer(Issuer::standard(&idp.issuer(), &["RS256"])));
     env.prelogin(&["alice"], &["*-oidc"]);
     let h = env.start_helperd();
     env.wait_cached(&idp.issuer());
@@ -39,7 +40,7 @@ fn setup() -> Setup {
     std::fs::write(d.join("sudoers"), "Defaults env_reset\n%sudo ALL=(ALL:ALL) ALL\n").unwrap();
     std::fs::create_dir_all(d.join("polkit")).unwrap();
     std::fs::write(pam.join("sudo"), "@include common-oidc\n").unwrap();
-    Setup { idp, env, h, sshd, nss, pam, nss_elsewhere: std::cell::Cell::new(false) }
+    Setup { _idp: idp, env, h, sshd, nss, pam, nss_elsewhere: std::cell::Cell::new(false) }
 }
 
 impl Setup {
@@ -120,8 +121,7 @@ fn good_setup_passes_every_check() {
 #[test]
 fn config_errors_name_the_line() {
     let s = setup();
-    let bad = s.env.dir.0.join("bad.toml");
-    std::fs::write(&bad, std::fs::read_to_string(&s.env.config).unwrap().replace("leeway_secs", "leeway")).unwrap();
+    let bad = s.env.variant("bad.toml", |c| c.edit_issuer(0, |i| i.unset("leeway_secs").set("leeway", 5)));
     let (code, out) = s.doctor_with(&bad);
     assert_eq!(code, 1);
     assert!(out.contains("[FAIL] config") && out.contains("key issuer.leeway: unknown field"), "{out}");
@@ -211,9 +211,7 @@ fn fake_idp(issuer_in_doc: &str, date: &str) -> String {
 fn issuer_mismatch_unreachable_and_clock_skew() {
     let s = setup();
     let with_issuer = |url: &str| {
-        let p = s.env.dir.0.join("other.toml");
-        let t = std::fs::read_to_string(&s.env.config).unwrap().replace(&s.idp.issuer(), url);
-        std::fs::write(&p, t).unwrap();
+        let p = s.env.variant("other.toml", |c| c.edit_issuer(0, |i| i.set("url", url)));
         s.doctor_with(&p).1
     };
     let out = with_issuer("http://127.0.0.1:9");
@@ -326,7 +324,7 @@ fn stacks_and_privileged_groups() {
     .unwrap();
     s.fails("privileged groups", "netadmins");
     // An explicit map onto it (a stable id) is fine.
-    s.env.append("[issuer.groups]\nmap = { \"00000000-aaaa\" = \"netadmins\" }\n");
+    s.env.edit(|c| c.edit_issuer(0, |i| i.map_group("00000000-aaaa", "netadmins")));
     s.passes();
 }
 
@@ -336,17 +334,15 @@ fn stacks_and_privileged_groups() {
 #[test]
 fn imds_reachable_by_any_user_fails_when_aws_uses_the_instance_role() {
     let s = setup();
-    let cfg = std::fs::read_to_string(&s.env.config).unwrap();
     let with_aws = |endpoint: &str, source: &str| {
-        let p = s.env.dir.0.join(format!("aws-{source}.toml"));
-        std::fs::write(
-            &p,
-            format!(
-                "{cfg}\n[aws]\nimds_endpoint = \"{endpoint}\"\n[[aws.role]]\ngroup = \"devs\"\n\
-                 role_arn = \"arn:aws:iam::123456789012:role/devs\"\nsource = \"{source}\"\n"
-            ),
-        )
-        .unwrap();
+        let p = s.env.variant(&format!("aws-{source}.toml"), |c| {
+            c.aws("imds_endpoint", endpoint).aws_role(
+                Table::new()
+                    .set("group", "devs")
+                    .set("role_arn", "arn:aws:iam::123456789012:role/devs")
+                    .set("source", source),
+            )
+        });
         s.doctor_with(&p)
     };
     // An IMDS that answers anyone (here: a listener on 127.0.0.1).

@@ -7,7 +7,7 @@ use integration::sshd::{SshHost, Stacks};
 use integration::*;
 use std::path::PathBuf;
 
-const ALGS: &str = "\"RS256\", \"ES256\"";
+const ALGS: &[&str] = &["RS256", "ES256"];
 const OPS: &str = "arn:aws:iam::123456789012:role/ops";
 const DEVS: &str = "arn:aws:iam::123456789012:role/devs-web";
 const POLICY: &str =
@@ -20,28 +20,30 @@ struct World {
     host: SshHost,
 }
 
-/// `roles`: the `[[aws.role]]` tables; `extra`: more `[aws]` keys.
-fn world(sts: &str, imds: &str, extra: &str, roles: &str) -> World {
+/// `aws`: the `[[aws.role]]` tables and more `[aws]` keys.
+fn world(sts: &str, imds: &str, aws: Config) -> World {
     let idp = Idp::start();
-    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+    let env = Env::new(Config::new().issuer(Issuer::standard(&idp.issuer(), ALGS)));
     env.prelogin(&["alice", "bob", "carol", "zed"], &[]);
-    env.append(&format!(
-        "[aws]\nregion = \"us-east-1\"\nsts_endpoint = \"{sts}\"\nimds_endpoint = \"{imds}\"\n\
-         config_file = \"{dir}/aws-config\"\ncredential_process = \"{helperd} --config {cfg} credentials\"\ntimeout_secs = 5\n{extra}\n{roles}",
-        dir = env.dir.0.display(),
-        helperd = helperd_bin().display(),
-        cfg = env.config.display(),
-    ));
+    let config_file = env.dir.0.join("aws-config");
+    let credential_process = format!("{} --config {} credentials", helperd_bin().display(), env.config.display());
+    env.edit(|c| {
+        c.aws("region", "us-east-1")
+            .aws("sts_endpoint", sts)
+            .aws("imds_endpoint", imds)
+            .aws("config_file", config_file)
+            .aws("credential_process", credential_process)
+            .aws("timeout_secs", 5)
+            .merge(&aws)
+    });
     let h = env.start_helperd();
     env.wait_cached(&idp.issuer());
     let host = SshHost::start(&env, &Stacks::standard(""), "ALL ALL=(ALL:ALL) ALL\n");
     World { idp, env, h, host }
 }
 
-fn role(group: &str, arn: &str, source: &str, more: &str) -> String {
-    format!(
-        "[[aws.role]]\ngroup = \"{group}\"\nrole_arn = \"{arn}\"\nsource = \"{source}\"\nduration_secs = 900\n{more}\n"
-    )
+fn role(group: &str, arn: &str, source: &str) -> Table {
+    Table::new().set("group", group).set("role_arn", arn).set("source", source).set("duration_secs", 900)
 }
 
 impl World {
@@ -70,12 +72,10 @@ fn instance_role_assume_role_in_the_session_with_source_identity_tags_policy_dur
     let w = world(
         &moto.url(),
         &imds.url(),
-        "refresh_before_secs = 895",
-        &role(
-            "ops-admins",
-            OPS,
-            "instance",
-            &format!("policy = '{POLICY}'\ntags = {{ idp_sub = \"sub\", login = \"account\" }}"),
+        Config::new().aws("refresh_before_secs", 895).aws_role(
+            role("ops-admins", OPS, "instance")
+                .set("policy", POLICY)
+                .set("tags", Table::new().set("idp_sub", "sub").set("login", "account")),
         ),
     );
     // bob logs in first (so his uid resolves), then alice.
@@ -130,7 +130,7 @@ fn instance_role_assume_role_in_the_session_with_source_identity_tags_policy_dur
 #[test]
 fn web_identity_role_in_the_session() {
     let moto = Moto::start(false); // moto cannot check unsigned AssumeRoleWithWebIdentity with auth on
-    let w = world(&moto.url(), "http://127.0.0.1:9", "", &role("devs", DEVS, "web_identity", ""));
+    let w = world(&moto.url(), "http://127.0.0.1:9", Config::new().aws_role(role("devs", DEVS, "web_identity")));
     let t = w.ssh("bob", &moto.url(), "aws sts get-caller-identity --query Arn --output text");
     assert!(t.contains("arn:aws:sts::123456789012:assumed-role/devs-web/bob"), "{t}\n{}", w.log());
     let reqs = moto.sts_requests();
@@ -153,7 +153,11 @@ fn failures_behave_as_configured_and_are_logged() {
         (v1.url(), OPS, true, "imdsv2-refused"),
     ];
     for (imds, arn, required, code) in cases {
-        let w = world(&moto.url(), &imds, "", &role("ops-admins", arn, "instance", &format!("required = {required}")));
+        let w = world(
+            &moto.url(),
+            &imds,
+            Config::new().aws_role(role("ops-admins", arn, "instance").set("required", required)),
+        );
         let t = w.ssh("alice", &moto.url(), "echo SHELL-OK");
         assert!(w.log().contains(&format!("aws: session 1 (alice): {code}")), "{code}: {}", w.log());
         // The user is told through the PAM conversation (sshd shows session messages on

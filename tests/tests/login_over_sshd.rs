@@ -6,14 +6,14 @@ use integration::*;
 use serde_json::json;
 use std::path::PathBuf;
 
-const ALGS: &str = "\"RS256\", \"ES256\"";
+const ALGS: &[&str] = &["RS256", "ES256"];
 
 /// The users these tests log in as resolve before their first login (roster).
 const USERS: &[&str] = &["alice", "bob", "carol"];
 
-fn setup(policy: &str, patterns: &[&str], sudo_args: &str, sudoers: &str) -> (Idp, Env, Helperd, SshHost) {
+fn setup(policy: Config, patterns: &[&str], sudo_args: &str, sudoers: &str) -> (Idp, Env, Helperd, SshHost) {
     let idp = Idp::start();
-    let env = Env::new(policy, &Env::issuer_toml(&idp.issuer(), ALGS));
+    let env = Env::new(policy.issuer(Issuer::standard(&idp.issuer(), ALGS)));
     env.prelogin(USERS, patterns);
     let h = env.start_helperd();
     env.wait_cached(&idp.issuer());
@@ -33,7 +33,7 @@ fn text(o: &std::process::Output) -> String {
 
 #[test]
 fn first_login_of_a_never_seen_user_gets_claim_groups_home_and_session() {
-    let (idp, env, h, host) = setup("", &[], "", "");
+    let (idp, env, h, host) = setup(Config::new(), &[], "", "");
     let t = token_file(&env, "alice", &idp.token("host-login", "alice"));
     let out =
         host.ssh("alice", &t, "id; echo HOME=$HOME; stat -c '%a %U' $HOME; echo ENV=$OIDC_USER,$OIDC_SUB,$OIDC_ISSUER");
@@ -57,7 +57,7 @@ fn first_login_of_a_never_seen_user_gets_claim_groups_home_and_session() {
 
 #[test]
 fn refusals_over_sshd_are_logged_with_their_reason() {
-    let (idp, env, _h, host) = setup("[policy]\nallowed_groups = [\"devs\"]\n", &["dev-*"], "", "");
+    let (idp, env, _h, host) = setup(Config::new().policy("allowed_groups", ["devs"]), &["dev-*"], "", "");
     let cases: Vec<(&str, String, &str, &str)> = vec![
         ("alice", "not-a-token".into(), "code=malformed", "invalid token"),
         (
@@ -93,7 +93,7 @@ fn refusals_over_sshd_are_logged_with_their_reason() {
 
 #[test]
 fn tokens_of_1k_4k_12k_over_sshd_sudo_and_console_login() {
-    let (idp, env, _h, host) = setup("", &[], "step_up", "%devs ALL=(ALL:ALL) ALL\n");
+    let (idp, env, _h, host) = setup(Config::new(), &[], "step_up", "%devs ALL=(ALL:ALL) ALL\n");
     for size in [1024usize, 4096, 12 * 1024] {
         // A token for each login: each token logs in once on a host.
         let files: Vec<_> = (0..4)
@@ -128,7 +128,8 @@ fn tokens_of_1k_4k_12k_over_sshd_sudo_and_console_login() {
 
 #[test]
 fn sudo_reuses_fresh_session_claims_else_steps_up_and_checks_the_group() {
-    let (idp, env, h, host) = setup("", &[], "require_group=ops-admins max_age=3", "ALL ALL=(ALL:ALL) ALL\n");
+    let (idp, env, h, host) =
+        setup(Config::new(), &[], "require_group=ops-admins max_age=3", "ALL ALL=(ALL:ALL) ALL\n");
     let fresh = |user: &str| {
         format!(
             "curl -s 'http://127.0.0.1:{}/test/token?client=host-login&user={user}' | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id_token\"])' > /tmp/$$.tok; \
@@ -173,15 +174,11 @@ fn sudo_reuses_fresh_session_claims_else_steps_up_and_checks_the_group() {
 #[test]
 fn device_code_login_over_sshd_approved_denied_and_abandoned() {
     let idp = Idp::start();
-    let issuer = Env::issuer_toml(&idp.issuer(), ALGS).replace(
-        "audiences = [\"host-login\", \"host-login-es\", \"host-login-ed\"]",
-        "audiences = [\"host-login\", \"host-device\"]\ndevice_client_id = \"host-device\"\ndevice_scope = \"openid profile groups\"",
-    );
-    let env = Env::new("", &issuer);
-    let cfg = std::fs::read_to_string(&env.config)
-        .unwrap()
-        .replace("ipc_timeout_ms = 1500", "ipc_timeout_ms = 1500\ndevice_timeout_secs = 8");
-    std::fs::write(&env.config, cfg).unwrap();
+    let issuer = Issuer::standard(&idp.issuer(), ALGS)
+        .set("audiences", ["host-login", "host-device"])
+        .set("device_client_id", "host-device")
+        .set("device_scope", "openid profile groups");
+    let env = Env::new(Config::new().pam("device_timeout_secs", 8).issuer(issuer));
     env.prelogin(USERS, &[]);
     let _h = env.start_helperd();
     env.wait_cached(&idp.issuer());

@@ -7,16 +7,14 @@ use oidc_core::{ipc_call, Request, Response};
 use serde_json::json;
 use std::time::Duration;
 
-const ALGS: &str = "\"RS256\", \"ES256\"";
+const ALGS: &[&str] = &["RS256", "ES256"];
 
-fn env_for(idp: &Idp, accounts: &str) -> Env {
-    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), ALGS));
+/// `extra`: more config (e.g. `[accounts]` keys).
+fn env_for(idp: &Idp, extra: Config) -> Env {
+    let env = Env::new(extra.issuer(Issuer::standard(&idp.issuer(), ALGS).map_group("ops-admins", "sudo")));
     let roster = env.dir.0.join("roster");
     std::fs::write(&roster, "# names that resolve before their first login\nzoe\n").unwrap();
-    env.append(&format!(
-        "[accounts]\nprelogin_patterns = [\"dev-*\"]\nroster_file = \"{}\"\n{accounts}\n[issuer.groups]\nmap = {{ ops-admins = \"sudo\" }}\n",
-        roster.display()
-    ));
+    env.edit(|c| c.accounts("prelogin_patterns", ["dev-*"]).accounts("roster_file", roster));
     env
 }
 
@@ -27,7 +25,7 @@ fn uid_of(line: &str) -> u32 {
 #[test]
 fn logged_in_and_prelogin_users_resolve_through_glibc() {
     let idp = Idp::start();
-    let env = env_for(&idp, "");
+    let env = env_for(&idp, Config::new());
     let _h = env.start_helperd();
     let ns = NssNs::at(&env.snapshot(), "files oidc", "files [SUCCESS=merge] oidc");
 
@@ -72,7 +70,7 @@ fn logged_in_and_prelogin_users_resolve_through_glibc() {
 #[test]
 fn two_independent_state_dirs_agree_on_ids() {
     let idp = Idp::start();
-    let (e1, e2) = (env_for(&idp, ""), env_for(&idp, ""));
+    let (e1, e2) = (env_for(&idp, Config::new()), env_for(&idp, Config::new()));
     let (_h1, _h2) = (e1.start_helperd(), e2.start_helperd());
     for env in [&e1, &e2] {
         env.pam("alice", &idp.token("host-login", "alice")).assert_allowed();
@@ -93,7 +91,7 @@ fn two_independent_state_dirs_agree_on_ids() {
 fn collisions_and_local_accounts_are_refused_with_a_log_line() {
     let idp = Idp::start();
     let alice_uid = oidc_core::uid_for(&oidc_core::Accounts::default(), &Env::id_key(), "alice");
-    let env = env_for(&idp, &format!("pinned_uids = {{ erin = {alice_uid} }}"));
+    let env = env_for(&idp, Config::new().accounts("pinned_uids", Table::new().set("erin", alice_uid)));
     let h = env.start_helperd();
     // A local account's name is never taken over: the module leaves it to the
     // other modules (PAM_IGNORE; here there are none, so the login fails).
@@ -122,9 +120,9 @@ fn collisions_and_local_accounts_are_refused_with_a_log_line() {
 #[test]
 fn role_account_login_names_the_real_identity() {
     let idp = Idp::start();
-    let env = env_for(&idp, "");
+    let env = env_for(&idp, Config::new());
     // The rule names the host group (ops-admins is mapped to sudo here) and its issuer.
-    env.append(&format!("[[role_account]]\nname = \"deploy\"\nissuer = \"{}\"\ngroup = \"sudo\"\n", idp.issuer()));
+    env.edit(|c| c.role_account(RoleAccount::new("deploy", &idp.issuer()).set("group", "sudo")));
     let _h = env.start_helperd();
     let r = env.pam("deploy", &idp.token("host-login", "alice"));
     r.assert_allowed();
@@ -139,7 +137,7 @@ fn role_account_login_names_the_real_identity() {
 #[test]
 fn only_root_may_report_logins() {
     let idp = Idp::start();
-    let env = env_for(&idp, "");
+    let env = env_for(&idp, Config::new());
     let _h = env.start_helperd();
     let frame = r#"{"v":1,"op":"login","event":{"issuer":"x","sub":"s","name":"eve","groups":[],"uid_claim":null,"gecos":""},"claims":{"issuer":"x","sub":"s","account":"eve","identity":"eve","groups":[],"jti":null,"exp":9999999999,"iat":1,"auth_time":null,"acr":null}}"#;
     let py = format!(
@@ -159,7 +157,7 @@ fn only_root_may_report_logins() {
 #[test]
 fn sigkill_at_any_moment_leaves_a_consistent_store_and_snapshot() {
     let idp = Idp::start();
-    let env = env_for(&idp, "");
+    let env = env_for(&idp, Config::new());
     let mut admitted = 0;
     for round in 0..6u64 {
         let h = env.start_helperd();
@@ -218,7 +216,7 @@ fn sigkill_at_any_moment_leaves_a_consistent_store_and_snapshot() {
 fn only_a_change_is_written() {
     use std::os::unix::fs::MetadataExt as _;
     let idp = Idp::start();
-    let env = env_for(&idp, "");
+    let env = env_for(&idp, Config::new());
     let _h = env.start_helperd();
     let store = env.dir.0.join("state/accounts.json");
     let inode = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();

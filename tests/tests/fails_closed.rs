@@ -31,10 +31,7 @@ fn trickling_idp() -> String {
 #[test]
 fn a_byte_a_time_idp_is_cut_off_at_the_fetch_deadline() {
     let url = trickling_idp();
-    let env = Env::new("", &Env::issuer_toml(&url, "\"RS256\""));
-    let cfg =
-        std::fs::read_to_string(&env.config).unwrap().replace("fetch_timeout_secs = 10", "fetch_timeout_secs = 2");
-    std::fs::write(&env.config, cfg).unwrap();
+    let env = Env::new(Config::new().helperd("fetch_timeout_secs", 2).issuer(Issuer::standard(&url, &["RS256"])));
     let h = env.start_helperd();
     std::thread::sleep(Duration::from_millis(2500)); // the start-up fetch runs into the deadline too
     let t = Instant::now();
@@ -53,7 +50,7 @@ fn a_byte_a_time_idp_is_cut_off_at_the_fetch_deadline() {
 #[test]
 fn sigkill_during_a_jwks_fetch_leaves_no_torn_cache_and_a_restart_recovers() {
     let mut idp = Idp::start();
-    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), "\"RS256\""));
+    let env = Env::new(Config::new().issuer(Issuer::standard(&idp.issuer(), &["RS256"])));
     let h = env.start_helperd();
     env.wait_cached(&idp.issuer());
     let path = oidc_core::jwks_cache_path(&env.cache_dir(), &idp.issuer());
@@ -89,7 +86,7 @@ fn sigkill_during_a_jwks_fetch_leaves_no_torn_cache_and_a_restart_recovers() {
 #[test]
 fn a_full_state_disk_refuses_cleanly_and_keeps_the_last_good_store() {
     let idp = Idp::start();
-    let env = Env::new("", &Env::issuer_toml(&idp.issuer(), "\"RS256\""));
+    let env = Env::new(Config::new().issuer(Issuer::standard(&idp.issuer(), &["RS256"])));
     let state = env.dir.0.join("state");
     std::fs::create_dir_all(&state).unwrap();
     // helperd in a private mount namespace whose state dir is a 48 KiB tmpfs.
@@ -196,7 +193,7 @@ fn an_idp_answering_500_html_or_garbage_keys_never_replaces_good_keys() {
         c["iss"] = url.clone().into();
         idp.sign(serde_json::json!({"alg": "RS256", "kid": kid, "typ": "JWT"}), c)
     };
-    let env = Env::new("", &Env::issuer_toml(&url, "\"RS256\""));
+    let env = Env::new(Config::new().issuer(Issuer::standard(&url, &["RS256"])));
     let h = env.start_helperd();
     env.wait_cached(&url);
     let cache = oidc_core::jwks_cache_path(&env.cache_dir(), &url);
@@ -222,7 +219,7 @@ fn an_idp_answering_500_html_or_garbage_keys_never_replaces_good_keys() {
 
     // With no cache at all, the same faults refuse the login with the reason logged.
     mode.store(1, Ordering::SeqCst);
-    let env2 = Env::new("", &Env::issuer_toml(&url, "\"RS256\""));
+    let env2 = Env::new(Config::new().issuer(Issuer::standard(&url, &["RS256"])));
     let _h2 = env2.start_helperd();
     let r = env2.pam("alice", &token_for("alice"));
     r.assert_denied("keys-unavailable");
