@@ -67,3 +67,36 @@ impl Discovered {
         Ok(u.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Reply, ScriptedTransport};
+
+    const URL: &str = "https://idp.test/.well-known/openid-configuration";
+
+    #[test]
+    fn the_document_must_name_exactly_the_configured_issuer() {
+        let t = ScriptedTransport::new();
+        let doc = r#"{"issuer": "https://idp.test", "jwks_uri": "https://idp.test/k", "token_endpoint": "http://x/t"}"#;
+        t.expect("GET", URL, Reply::Dated(doc.into(), "Sun, 22 Nov 2026 14:45:00 GMT".into()))
+            .expect("GET", URL, Reply::Http(200, r#"{"issuer": "https://idp.test/"}"#.into()))
+            .expect("GET", URL, Reply::Http(200, r#"{"jwks_uri": "https://idp.test/k"}"#.into()))
+            .expect("GET", URL, Reply::Http(200, "<html>".into()))
+            .expect("GET", URL, Reply::Fail("connection refused".into()));
+        let d = discover(t.as_ref(), "https://idp.test").unwrap();
+        assert_eq!(d.date.as_deref(), Some("Sun, 22 Nov 2026 14:45:00 GMT"));
+        assert_eq!(d.endpoint("jwks_uri").unwrap(), "https://idp.test/k");
+        assert!(d.endpoint("token_endpoint").unwrap_err().contains("token_endpoint"), "plain http off loopback");
+        assert!(d.endpoint("device_authorization_endpoint").unwrap_err().contains("has no"));
+        let e = discover(t.as_ref(), "https://idp.test").unwrap_err().to_string();
+        assert!(e.contains("mismatch") && e.contains("\"https://idp.test/\""), "trailing slash: {e}");
+        assert!(matches!(discover(t.as_ref(), "https://idp.test"), Err(Error::Mismatch { got, .. }) if got.is_empty()));
+        assert!(discover(t.as_ref(), "https://idp.test").unwrap_err().to_string().contains("not JSON"));
+        assert!(
+            matches!(discover(t.as_ref(), "https://idp.test/"), Err(Error::Unreachable(_))),
+            "one URL, slash or not"
+        );
+        t.done();
+    }
+}

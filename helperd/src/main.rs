@@ -20,6 +20,8 @@ mod replay;
 mod server;
 mod sessions;
 mod snapshot;
+#[cfg(test)]
+mod testing;
 
 use oidc_core::config::{Config, DEFAULT_PATH};
 use oidc_core::ipc::Helper as _;

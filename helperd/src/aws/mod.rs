@@ -287,18 +287,4 @@ impl Broker {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sts_names_and_forms() {
-        assert_eq!(sts_name("alice"), "alice");
-        assert_eq!(sts_name("a b/c"), "a-b-c");
-        assert_eq!(sts_name("x"), "x-");
-        assert_eq!(sts_name(&"y".repeat(100)).len(), 64);
-        assert_eq!(crate::fetch::form_encode(&[("a b".into(), "x/y=z".into())]), "a%20b=x%2Fy%3Dz");
-        let xml = "<R><Error><Code>AccessDenied</Code><Message>no</Message></Error></R>";
-        assert_eq!(sts::xml_text(xml, "Code").as_deref(), Some("AccessDenied"));
-        assert_eq!(sts::xml_text(xml, "Nope"), None);
-    }
-}
+mod tests;
