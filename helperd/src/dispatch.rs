@@ -214,3 +214,6 @@ pub fn dispatch(svc: &Services, peer: Peer, req: Request, before_wait: &mut dyn 
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -151,6 +151,27 @@ impl Transport for ScriptedTransport {
     }
 }
 
+/// A shared script, for owners that want a `Box<dyn Transport>` (the key cache).
+impl Transport for Arc<ScriptedTransport> {
+    fn get(&self, url: &str) -> Result<Fetched, String> {
+        self.as_ref().get(url)
+    }
+    fn post_form(&self, url: &str, form: &[(&str, &str)]) -> Result<(u16, Vec<u8>), String> {
+        self.as_ref().post_form(url, form)
+    }
+    fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+        self.as_ref().send(method, url, headers, body)
+    }
+}
+
+/// A fresh temporary directory for one test.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("helperd-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// JSON text.
 pub fn json(v: serde_json::Value) -> String {
     v.to_string()
