@@ -33,6 +33,22 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
 }
 
+/// Unix seconds → `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+pub fn format_rfc3339(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
 /// `Sun, 22 Nov 2026 14:45:00 GMT` → unix seconds.
 pub fn parse_http_date(s: &str) -> Option<i64> {
     let p: Vec<&str> = s.split_whitespace().collect();
@@ -55,5 +71,10 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-11-22T14:30:00.123Z"), Some(1_795_357_800));
         assert_eq!(parse_rfc3339("2026-11-22T15:30:00+01:00"), Some(1_795_357_800));
         assert_eq!(parse_rfc3339("yesterday"), None);
+        for t in [0, 951_782_400, 1_795_357_800, 4_107_542_399, -86_401] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(t)), Some(t), "{}", format_rfc3339(t));
+        }
+        assert_eq!(format_rfc3339(1_795_357_800), "2026-11-22T14:30:00Z");
+        assert_eq!(format_rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 }

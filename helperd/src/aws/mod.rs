@@ -170,7 +170,21 @@ impl Broker {
                 )?
             }
         };
-        sts::parse_credentials(&xml)
+        let c = sts::parse_credentials(&xml)?;
+        // Credentials that expire before this host's "now" would be served
+        // expired and renewed on every request: the clock is wrong, say so.
+        let now = self.clock.now();
+        if c.expires_at <= now {
+            return Err(Failure::new(
+                "clock-skew",
+                format!(
+                    "STS credentials expire at {}, before this host's clock ({}): check the clock",
+                    c.expiration,
+                    crate::dates::format_rfc3339(now)
+                ),
+            ));
+        }
+        Ok(c)
     }
 
     /// Does the role for these groups use the user's token (web identity)?

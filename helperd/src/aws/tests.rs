@@ -255,6 +255,17 @@ fn web_identity_is_not_renewed_past_the_tokens_expiry() {
 }
 
 #[test]
+fn credentials_already_expired_by_this_hosts_clock_are_refused_as_clock_skew() {
+    // The host clock is ahead of AWS's: what STS just issued looks expired.
+    let (b, t, _) = broker("");
+    sts_ok(&t, "ASIAPAST", "2027-01-15T07:59:59Z");
+    let (_, code, reason) = failed(b.open(1, &claims("devs"), Some(Secret::new("tok".into()))));
+    assert_eq!(code, "clock-skew", "{reason}");
+    assert!(reason.contains("2027-01-15T08:00:00Z") && reason.contains("check the clock"), "{reason}");
+    t.done();
+}
+
+#[test]
 fn credentials_far_in_the_future_are_cached_and_not_renewed() {
     // A host clock far behind AWS's: Expiration looks days away. Today they
     // are served from the cache without renewal (see the report: they are
