@@ -109,7 +109,7 @@ pub fn run(config: &Path, cfg: Result<Config, ConfigError>, o: &Opts) -> i32 {
     }
 }
 
-fn issuer_checks(r: &mut Report, http: &Http, iss: &oidc_core::config::Issuer) {
+fn issuer_checks(r: &mut Report, http: &dyn Transport, iss: &oidc_core::config::Issuer) {
     let name = format!("issuer {}", iss.url);
     let found = match crate::discovery::discover(http, &iss.url) {
         Ok(d) => d,
@@ -517,4 +517,62 @@ fn snapshot(cfg: &Config) -> Outcome {
         }
     }
     Ok(format!("{} users, {} groups", s.n_users, s.n_groups))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Reply, ScriptedTransport};
+
+    const DISCOVERY: &str = "https://idp.test/.well-known/openid-configuration";
+
+    fn issuer() -> oidc_core::config::Issuer {
+        let text = "version = 1\n[[issuer]]\nurl = \"https://idp.test\"\naudiences = [\"a\"]\n";
+        Config::parse(text, Path::new("t.toml")).unwrap().issuers.remove(0)
+    }
+
+    /// The failures `issuer_checks` reports for a scripted IdP.
+    fn failures(t: &ScriptedTransport) -> usize {
+        let mut r = Report { failed: 0 };
+        issuer_checks(&mut r, t, &issuer());
+        t.done();
+        r.failed
+    }
+
+    #[test]
+    fn issuer_checks_use_the_one_discovery_rule() {
+        let keys = crate::testing::jwks("k");
+        let doc = |iss: &str| serde_json::json!({"issuer": iss, "jwks_uri": "https://idp.test/k"}).to_string();
+
+        let t = ScriptedTransport::new();
+        t.expect("GET", DISCOVERY, Reply::Http(200, doc("https://idp.test"))).expect(
+            "GET",
+            "https://idp.test/k",
+            Reply::Http(200, keys.clone()),
+        );
+        assert_eq!(failures(&t), 0, "discovery, keys; no Date header: clock not compared");
+
+        let t = ScriptedTransport::new();
+        t.expect("GET", DISCOVERY, Reply::Http(200, doc("https://idp.test"))).expect(
+            "GET",
+            "https://idp.test/k",
+            Reply::Http(200, r#"{"keys": []}"#.into()),
+        );
+        assert_eq!(failures(&t), 1, "no usable key");
+
+        let t = ScriptedTransport::new();
+        t.expect("GET", DISCOVERY, Reply::Dated(doc("https://idp.test"), "Mon, 01 Jan 2001 00:00:00 GMT".into()))
+            .expect("GET", "https://idp.test/k", Reply::Http(200, keys));
+        assert_eq!(failures(&t), 1, "the IdP's clock is decades off");
+
+        for reply in [
+            Reply::Http(200, doc("https://idp.test/")),
+            Reply::Http(200, "<html>".into()),
+            Reply::Fail("connection refused".into()),
+        ] {
+            let t = ScriptedTransport::new();
+            t.expect("GET", DISCOVERY, reply);
+            assert_eq!(failures(&t), 1, "one failure, and no further request");
+        }
+    }
 }

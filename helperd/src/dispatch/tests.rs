@@ -191,8 +191,7 @@ fn ping_status_and_refresh_for_anyone_force_only_for_root() {
     let Response::Status { issuers } = ask(&w, peer(1000), Request::Status) else { panic!() };
     assert_eq!((issuers.len(), issuers[0].keys, issuers[0].fetches), (1, 0, 0));
 
-    let n = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
-    let keys = json(serde_json::json!({"keys": [{"kty": "RSA", "kid": "k1", "n": n, "e": "AQAB"}]}));
+    let keys = crate::testing::jwks("k1");
     let discovery = json(serde_json::json!({"issuer": ISS, "jwks_uri": format!("{ISS}/jwks")}));
     let fetch = |t: &ScriptedTransport| {
         t.expect("GET", &format!("{ISS}/.well-known/openid-configuration"), Reply::Http(200, discovery.clone()))
