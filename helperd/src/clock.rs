@@ -6,36 +6,21 @@
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-pub trait Clock: Send + Sync {
-    /// Wall-clock time, unix seconds.
-    fn now(&self) -> i64;
-    /// Monotonic time since an arbitrary origin (for elapsed times and deadlines).
+pub use oidc_core::time::{unix_now, SystemClock};
+
+/// oidc_core's clock (unix seconds `now`, `sleep`) plus a monotonic reading
+/// for elapsed times and sub-second deadlines (STS backoff, pending logins,
+/// the device poller), which a wall-clock step must not move.
+pub trait Clock: oidc_core::time::Clock {
+    /// Monotonic time since an arbitrary origin.
     fn mono(&self) -> Duration;
-    /// Block this thread for `d`.
-    fn sleep(&self, d: Duration);
 }
-
-/// Seconds since the epoch by the system clock (0 before it).
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// The real clocks.
-pub struct SystemClock;
 
 static ORIGIN: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 impl Clock for SystemClock {
-    fn now(&self) -> i64 {
-        unix_now()
-    }
     fn mono(&self) -> Duration {
         ORIGIN.elapsed()
-    }
-    fn sleep(&self, d: Duration) {
-        std::thread::sleep(d);
     }
 }
 
@@ -67,12 +52,16 @@ impl FakeClock {
 
 #[cfg(test)]
 impl Clock for FakeClock {
+    fn mono(&self) -> Duration {
+        self.state.lock().unwrap().1
+    }
+}
+
+#[cfg(test)]
+impl oidc_core::time::Clock for FakeClock {
     fn now(&self) -> i64 {
         let s = self.state.lock().unwrap();
         s.0 + i64::try_from(s.1.as_secs()).unwrap()
-    }
-    fn mono(&self) -> Duration {
-        self.state.lock().unwrap().1
     }
     fn sleep(&self, d: Duration) {
         self.sleeps.lock().unwrap().push(d);
@@ -83,6 +72,7 @@ impl Clock for FakeClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oidc_core::time::Clock as _;
 
     #[test]
     fn a_fake_clock_moves_when_slept_on() {
