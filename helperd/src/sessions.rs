@@ -270,6 +270,37 @@ mod tests {
         }
     }
 
+    fn info(id: u64, uid: u32, pid: i32, pid_start: u64) -> SessionInfo {
+        SessionInfo {
+            id,
+            uid,
+            pid,
+            pid_start,
+            tty: String::new(),
+            rhost: String::new(),
+            opened: 0,
+            claims: claims(id as usize),
+            aws: None,
+        }
+    }
+
+    /// The one rule for "the session of a process", for claims (real uid)
+    /// and AWS credentials (effective uid; root: any).
+    #[test]
+    fn the_session_of_a_process_tree() {
+        let live = [info(1, 1000, 50, 7), info(2, 2000, 60, 8)];
+        // 99 (start 1) ← 60 (bob's session) ← 50 (alice's session) ← 1
+        let tree = [(99, 1), (60, 8), (50, 7), (1, 0)];
+        let id = |uid| session_in(&live, &tree, uid).map(|s| s.id);
+        assert_eq!(id(Some(2000)), Some(2), "the nearest session of the uid");
+        assert_eq!(id(Some(1000)), Some(1), "further up, for alice");
+        assert_eq!(id(Some(3000)), None);
+        assert_eq!(id(None), Some(2), "root: the nearest session, any uid");
+        assert_eq!(session_in(&live, &[(99, 1), (60, 9), (1, 0)], Some(2000)).map(|s| s.id), None, "pid reused");
+        assert_eq!(session_in(&live, &[(99, 1), (1, 0)], None).map(|s| s.id), None, "outside any session");
+        assert!(inside_other_uid(&live, &tree, 3000) && !inside_other_uid(&live, &[(60, 8)], 2000));
+    }
+
     #[test]
     fn pending_logins_are_capped_oldest_first() {
         let s = Sessions::new(Arc::new(crate::clock::SystemClock));
