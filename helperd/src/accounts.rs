@@ -4,7 +4,7 @@
 //! so a crash at any point leaves the previous, consistent state.
 
 use crate::atomic;
-use crate::keys::unix_now;
+use crate::clock::unix_now;
 use crate::log::{error, info, warning};
 use nss_snapshot::format::IdKey;
 use oidc_core::Config;

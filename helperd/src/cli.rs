@@ -1,6 +1,6 @@
 //! The admin commands that ask the running daemon: status, users, sessions.
 
-use crate::keys::unix_now;
+use crate::clock::unix_now;
 use oidc_core::clean;
 use oidc_core::Config;
 use oidc_core::Helper as _;
@@ -181,14 +181,11 @@ pub fn id_key(cfg: &Config, args: &[String]) -> i32 {
                 );
                 return 1;
             }
-            let mut b = [0u8; 16];
-            // SAFETY: getrandom writes at most b.len() bytes into b.
-            let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-            if usize::try_from(n).ok() != Some(b.len()) {
+            let Some(mut b) = crate::ids::random_bytes::<16>() else {
                 eprintln!("helperd: no randomness available");
                 return 1;
-            }
-            let mut hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            };
+            let mut hex = crate::ids::hex(&b);
             b.fill(0);
             hex.push('\n');
             if let Some(dir) = path.parent() {

@@ -4,6 +4,7 @@
 //! verifies it like any presented token. Denied, expired and timed-out flows
 //! end with their own reason.
 
+use crate::clock::Clock;
 use crate::fetch::Transport;
 use crate::log::{info, warning};
 use oidc_core::Response;
@@ -12,7 +13,7 @@ use oidc_core::{Config, Issuer};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -26,7 +27,8 @@ enum State {
 struct Flow {
     state: Mutex<State>,
     cv: Condvar,
-    created: Instant,
+    /// On the clock's monotonic time.
+    created: Duration,
     /// The remote host the login came from, IPv6 by /64 (flows are capped per host).
     rhost: String,
     /// The process that asked (sshd's per-connection process): when it is
@@ -50,6 +52,7 @@ pub fn host_key(rhost: &str) -> String {
 pub struct DeviceFlows {
     cfg: Config,
     http: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
     flows: Mutex<HashMap<String, Arc<Flow>>>,
 }
 
@@ -62,24 +65,13 @@ fn str_field(v: &Value, k: &str) -> Option<String> {
 }
 
 impl DeviceFlows {
-    pub fn new(cfg: Config, http: Arc<dyn Transport>) -> DeviceFlows {
-        DeviceFlows { cfg, http, flows: Mutex::new(HashMap::new()) }
+    pub fn new(cfg: Config, http: Arc<dyn Transport>, clock: Arc<dyn Clock>) -> DeviceFlows {
+        DeviceFlows { cfg, http, clock, flows: Mutex::new(HashMap::new()) }
     }
 
     fn endpoints(&self, icfg: &Issuer) -> Result<(String, String), String> {
-        let url = format!("{}/.well-known/openid-configuration", icfg.url.trim_end_matches('/'));
-        let f = self.http.get(&url)?;
-        let doc = json(&f.body)?;
-        if str_field(&doc, "issuer").as_deref() != Some(icfg.url.as_str()) {
-            return Err("discovery issuer mismatch".into());
-        }
-        let dev =
-            str_field(&doc, "device_authorization_endpoint").ok_or("the IdP has no device_authorization_endpoint")?;
-        let tok = str_field(&doc, "token_endpoint").ok_or("the IdP has no token_endpoint")?;
-        for u in [&dev, &tok] {
-            oidc_core::check_url(u)?;
-        }
-        Ok((dev, tok))
+        let d = crate::discovery::discover(self.http.as_ref(), &icfg.url).map_err(|e| e.to_string())?;
+        Ok((d.endpoint("device_authorization_endpoint")?, d.endpoint("token_endpoint")?))
     }
 
     /// Reserve a place for a flow from `rhost` under the caps — before any
@@ -88,11 +80,12 @@ impl DeviceFlows {
     fn reserve(&self, rhost: &str, owner: Option<crate::server::Peer>) -> Result<(String, Arc<Flow>), Response> {
         let h = &self.cfg.helperd;
         let key = host_key(rhost);
+        let now = self.clock.mono();
         let mut flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
         // Ended flows are kept only until collected, at most two minutes.
         flows.retain(|_, f| {
             let pending = matches!(*f.state.lock().unwrap_or_else(|e| e.into_inner()), State::Pending);
-            f.created.elapsed() < Duration::from_secs(if pending { 3600 } else { 120 })
+            now.saturating_sub(f.created) < Duration::from_secs(if pending { 3600 } else { 120 })
         });
         let pending: Vec<&Arc<Flow>> = flows
             .values()
@@ -120,19 +113,14 @@ impl DeviceFlows {
                 ),
             });
         }
-        let Some(flow_id) = crate::sessions::random_id() else {
+        let Some(flow_id) = crate::ids::random_id() else {
             return Err(Response::DeviceFailed {
                 code: oidc_core::DeviceFailure::Error,
                 reason: "no randomness".into(),
             });
         };
-        let flow = Arc::new(Flow {
-            state: Mutex::new(State::Pending),
-            cv: Condvar::new(),
-            created: Instant::now(),
-            rhost: key,
-            owner,
-        });
+        let flow =
+            Arc::new(Flow { state: Mutex::new(State::Pending), cv: Condvar::new(), created: now, rhost: key, owner });
         flows.insert(flow_id.clone(), flow.clone());
         Ok((flow_id, flow))
     }
@@ -229,17 +217,17 @@ impl DeviceFlows {
         limit: Duration,
         owner: Option<crate::server::Peer>,
     ) -> State {
-        let start = Instant::now();
+        let start = self.clock.mono();
         loop {
-            std::thread::sleep(Duration::from_secs(interval));
-            if start.elapsed() >= limit {
+            self.clock.sleep(Duration::from_secs(interval));
+            if self.clock.mono().saturating_sub(start) >= limit {
                 return State::Failed(
                     oidc_core::DeviceFailure::Timeout,
                     format!("not completed within {}s", limit.as_secs()),
                 );
             }
             if let Some(p) = owner {
-                if p.start.is_none() || crate::sessions::start_time(p.pid) != p.start {
+                if p.start.is_none() || crate::procfs::start_time(p.pid) != p.start {
                     return State::Failed(
                         oidc_core::DeviceFailure::Abandoned,
                         format!("the login (process {}) is gone", p.pid),
@@ -319,13 +307,4 @@ impl DeviceFlows {
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn hosts_are_capped_by_address_ipv6_by_prefix() {
-        assert_eq!(super::host_key("2001:db8:1:2:aaaa::1"), super::host_key("2001:db8:1:2:ffff::9"));
-        assert_ne!(super::host_key("2001:db8:1:2::1"), super::host_key("2001:db8:1:3::1"));
-        assert_eq!(super::host_key("::ffff:198.51.100.7"), "198.51.100.7");
-        assert_eq!(super::host_key("198.51.100.7"), "198.51.100.7");
-        assert_eq!(super::host_key("host.example"), "host.example");
-    }
-}
+mod tests;

@@ -109,12 +109,11 @@ pub fn run(config: &Path, cfg: Result<Config, ConfigError>, o: &Opts) -> i32 {
     }
 }
 
-fn issuer_checks(r: &mut Report, http: &Http, iss: &oidc_core::Issuer) {
+fn issuer_checks(r: &mut Report, http: &dyn Transport, iss: &oidc_core::Issuer) {
     let name = format!("issuer {}", iss.url);
-    let url = format!("{}/.well-known/openid-configuration", iss.url.trim_end_matches('/'));
-    let fetched = match http.get(&url) {
-        Ok(f) => f,
-        Err(e) => {
+    let found = match crate::discovery::discover(http, &iss.url) {
+        Ok(d) => d,
+        Err(crate::discovery::Error::Unreachable(e)) => {
             r.fail(
                 &name,
                 &format!("discovery unreachable: {e}"),
@@ -122,19 +121,25 @@ fn issuer_checks(r: &mut Report, http: &Http, iss: &oidc_core::Issuer) {
             );
             return;
         }
+        Err(crate::discovery::Error::NotJson { url, error }) => {
+            r.fail(
+                &name,
+                &format!("{url} is not a discovery document (not JSON: {error})"),
+                "set url to the issuer exactly as its tokens' iss claim names it",
+            );
+            return;
+        }
+        Err(crate::discovery::Error::Mismatch { got, want }) => {
+            r.fail(
+                &name,
+                &format!("discovery says issuer {got:?}, config says {want:?}"),
+                "set url to exactly the discovery document's issuer (watch the trailing slash)",
+            );
+            return;
+        }
     };
-    let doc: serde_json::Value = serde_json::from_slice(&fetched.body).unwrap_or_default();
-    let got = doc.get("issuer").and_then(|v| v.as_str()).unwrap_or("");
-    if got != iss.url {
-        r.fail(
-            &name,
-            &format!("discovery says issuer {got:?}, config says {:?}", iss.url),
-            "set url to exactly the discovery document's issuer (watch the trailing slash)",
-        );
-        return;
-    }
     r.pass(&name, "discovery reachable, issuer matches");
-    let jwks_uri = iss.jwks_uri.clone().or_else(|| doc.get("jwks_uri").and_then(|v| v.as_str()).map(String::from));
+    let jwks_uri = iss.jwks_uri.clone().or_else(|| found.field("jwks_uri").map(String::from));
     r.check(
         &format!("{name} jwks"),
         match jwks_uri.map(|u| (http.get(&u), u)) {
@@ -152,10 +157,10 @@ fn issuer_checks(r: &mut Report, http: &Http, iss: &oidc_core::Issuer) {
     );
     r.check(
         &format!("{name} clock"),
-        match fetched.date.as_deref().and_then(parse_http_date) {
+        match found.date.as_deref().and_then(crate::dates::parse_http_date) {
             None => Ok("the IdP sent no Date header; clock not compared".into()),
             Some(idp) => {
-                let skew = crate::keys::unix_now() - idp;
+                let skew = crate::clock::unix_now() - idp;
                 if skew.unsigned_abs() > iss.leeway_secs {
                     fail(
                         format!("this host's clock is {skew}s off the IdP's (leeway {}s): tokens will look expired or not yet valid", iss.leeway_secs),
@@ -167,17 +172,6 @@ fn issuer_checks(r: &mut Report, http: &Http, iss: &oidc_core::Issuer) {
             }
         },
     );
-}
-
-/// `Sun, 22 Nov 2026 14:45:00 GMT` → unix seconds.
-pub fn parse_http_date(s: &str) -> Option<i64> {
-    let p: Vec<&str> = s.split_whitespace().collect();
-    let (d, mon, y, t) = (p.get(1)?, p.get(2)?, p.get(3)?, p.get(4)?);
-    let m = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|x| x == mon)?
-        + 1;
-    crate::aws::parse_rfc3339(&format!("{y}-{m:02}-{:02}T{t}Z", d.parse::<u32>().ok()?))
 }
 
 /// Effective global sshd settings: first value wins (as in sshd), `Include`
@@ -523,4 +517,62 @@ fn snapshot(cfg: &Config) -> Outcome {
         }
     }
     Ok(format!("{} users, {} groups", s.n_users, s.n_groups))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Reply, ScriptedTransport};
+
+    const DISCOVERY: &str = "https://idp.test/.well-known/openid-configuration";
+
+    fn issuer() -> oidc_core::Issuer {
+        let text = "version = 1\n[[issuer]]\nurl = \"https://idp.test\"\naudiences = [\"a\"]\n";
+        Config::parse(text, Path::new("t.toml")).unwrap().issuers.remove(0)
+    }
+
+    /// The failures `issuer_checks` reports for a scripted IdP.
+    fn failures(t: &ScriptedTransport) -> usize {
+        let mut r = Report { failed: 0 };
+        issuer_checks(&mut r, t, &issuer());
+        t.done();
+        r.failed
+    }
+
+    #[test]
+    fn issuer_checks_use_the_one_discovery_rule() {
+        let keys = crate::testing::jwks("k");
+        let doc = |iss: &str| serde_json::json!({"issuer": iss, "jwks_uri": "https://idp.test/k"}).to_string();
+
+        let t = ScriptedTransport::new();
+        t.expect("GET", DISCOVERY, Reply::Http(200, doc("https://idp.test"))).expect(
+            "GET",
+            "https://idp.test/k",
+            Reply::Http(200, keys.clone()),
+        );
+        assert_eq!(failures(&t), 0, "discovery, keys; no Date header: clock not compared");
+
+        let t = ScriptedTransport::new();
+        t.expect("GET", DISCOVERY, Reply::Http(200, doc("https://idp.test"))).expect(
+            "GET",
+            "https://idp.test/k",
+            Reply::Http(200, r#"{"keys": []}"#.into()),
+        );
+        assert_eq!(failures(&t), 1, "no usable key");
+
+        let t = ScriptedTransport::new();
+        t.expect("GET", DISCOVERY, Reply::Dated(doc("https://idp.test"), "Mon, 01 Jan 2001 00:00:00 GMT".into()))
+            .expect("GET", "https://idp.test/k", Reply::Http(200, keys));
+        assert_eq!(failures(&t), 1, "the IdP's clock is decades off");
+
+        for reply in [
+            Reply::Http(200, doc("https://idp.test/")),
+            Reply::Http(200, "<html>".into()),
+            Reply::Fail("connection refused".into()),
+        ] {
+            let t = ScriptedTransport::new();
+            t.expect("GET", DISCOVERY, reply);
+            assert_eq!(failures(&t), 1, "one failure, and no further request");
+        }
+    }
 }

@@ -1,5 +1,7 @@
-//! HTTP GET of discovery documents and JWK sets. The one place helperd talks
-//! to an IdP; behind a trait so the key cache is tested without a network.
+//! HTTP: discovery documents and JWK sets, the device-code endpoints, IMDS and
+//! STS. The one place helperd talks to the network; behind a trait
+//! (`Transport`) so the key cache, the device poller and the AWS broker are
+//! tested without one.
 
 use std::time::Duration;
 
@@ -21,6 +23,12 @@ pub trait Transport: Send + Sync {
     fn post_form(&self, url: &str, form: &[(&str, &str)]) -> Result<(u16, Vec<u8>), String> {
         let _ = (url, form);
         Err("POST not supported by this transport".into())
+    }
+    /// Any method, extra headers, raw body; every HTTP status is returned
+    /// (the AWS broker: IMDSv2's PUT and GETs, STS's signed POSTs).
+    fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+        let _ = (method, url, headers, body);
+        Err(format!("{method} not supported by this transport"))
     }
 }
 
@@ -92,15 +100,8 @@ pub fn parse_max_age(cache_control: &str) -> Option<u64> {
     directives.iter().find_map(|d| d.strip_prefix("max-age=").and_then(|v| v.trim_matches('"').parse().ok()))
 }
 
-impl Http {
-    /// Any method, extra headers, raw body; every HTTP status is returned.
-    pub fn send(
-        &self,
-        method: &str,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<(u16, Vec<u8>), String> {
+impl Transport for Http {
+    fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, Vec<u8>), String> {
         let mut b = ureq::http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             b = b.header(*k, *v);
@@ -117,9 +118,7 @@ impl Http {
             .map_err(|e| format!("{method} {url}: reading body: {e}"))?;
         Ok((status, body))
     }
-}
 
-impl Transport for Http {
     fn post_form(&self, url: &str, form: &[(&str, &str)]) -> Result<(u16, Vec<u8>), String> {
         let pairs: Vec<(String, String)> = form.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let headers = [("accept", "application/json"), ("content-type", "application/x-www-form-urlencoded")];

@@ -4,10 +4,11 @@
 //! per `jwks_refresh_min_interval_secs`, however many requests arrive.
 
 use crate::atomic;
+use crate::clock::unix_now;
 use crate::fetch::Transport;
 use crate::log::{info, warning};
-use oidc_core::{check_url, Config, Issuer};
 use oidc_core::{jwks_cache_path, read_jwks_cache, CacheFile, Jwks, JWKS_CACHE_VERSION};
+use oidc_core::{Config, Issuer};
 use oidc_core::{IssuerStatus, Response};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -29,12 +30,6 @@ pub struct KeyCache {
     cfg: Config,
     transport: Box<dyn Transport>,
     states: HashMap<String, Mutex<State>>,
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl KeyCache {
@@ -168,20 +163,11 @@ impl KeyCache {
         let jwks_uri = match &icfg.jwks_uri {
             Some(u) => u.clone(),
             None => {
-                let url = format!("{}/.well-known/openid-configuration", icfg.url.trim_end_matches('/'));
-                let (doc, _) = self.get_json(&url)?;
-                let iss = doc.get("issuer").and_then(Value::as_str).unwrap_or("");
-                if iss != icfg.url {
-                    return Err(format!(
-                        "discovery issuer mismatch: document says {iss:?}, config says {:?}",
-                        icfg.url
-                    ));
-                }
-                let u = doc.get("jwks_uri").and_then(Value::as_str).ok_or("discovery has no jwks_uri")?.to_string();
-                check_url(&u).map_err(|e| format!("discovery jwks_uri: {e}"))?;
+                let d = crate::discovery::discover(self.transport.as_ref(), &icfg.url).map_err(|e| e.to_string())?;
+                let u = d.endpoint("jwks_uri")?;
                 let name = jwks_cache_path(&h.cache_dir, &icfg.url);
                 let p = h.cache_dir.join("discovery").join(name.file_name().unwrap_or_default());
-                let bytes = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
+                let bytes = serde_json::to_vec(&d.doc).map_err(|e| e.to_string())?;
                 atomic::write(&p, &bytes, 0o644).map_err(|e| format!("writing {}: {e}", p.display()))?;
                 u
             }

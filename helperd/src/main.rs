@@ -5,15 +5,23 @@ mod atomic;
 mod aws;
 mod check_token;
 mod cli;
+mod clock;
+mod dates;
 mod device;
+mod discovery;
+mod dispatch;
 mod doctor;
 mod fetch;
+mod ids;
 mod keys;
 mod log;
+mod procfs;
 mod replay;
 mod server;
 mod sessions;
 mod snapshot;
+#[cfg(test)]
+mod testing;
 
 use oidc_core::Helper as _;
 use oidc_core::{Config, DEFAULT_CONFIG_PATH};
@@ -93,7 +101,7 @@ fn main() -> ExitCode {
     let code = match cmd.as_str() {
         "run" => run(cfg),
         "check-token" => match check_token_opts(&args[1..]) {
-            Ok(o) => check_token::run(&cfg, &o, keys::unix_now()),
+            Ok(o) => check_token::run(&cfg, &o, clock::unix_now()),
             Err(e) => {
                 eprintln!("helperd: {e}\n{USAGE}");
                 2
@@ -194,24 +202,34 @@ fn run(cfg: Config) -> i32 {
         log::error!("nss snapshot: {e}");
         return 1;
     }
-    let replay = replay::ReplayCache::open(&cfg.helperd.state_dir, keys::unix_now());
+    let replay = replay::ReplayCache::open(&cfg.helperd.state_dir, clock::unix_now());
     let pending_uses = cfg.helperd.state_dir.join(replay::PENDING_DIR);
     let _ = std::fs::create_dir_all(&pending_uses);
-    replay.import_pending(&pending_uses, keys::unix_now());
-    let device = Arc::new(device::DeviceFlows::new(cfg.clone(), Arc::new(fetch::Http::new(timeout))));
+    replay.import_pending(&pending_uses, clock::unix_now());
+    let clock: Arc<dyn clock::Clock> = Arc::new(clock::SystemClock);
+    let device =
+        Arc::new(device::DeviceFlows::new(cfg.clone(), Arc::new(fetch::Http::new(timeout)), Arc::clone(&clock)));
     let cfg_aws = cfg.aws.clone();
     let keys = keys::KeyCache::new(cfg, Box::new(fetch::Http::new(timeout)));
-    let aws = aws::Broker::new(cfg_aws);
+    let aws_http = Arc::new(fetch::Http::new(Duration::from_secs(cfg_aws.timeout_secs)));
+    let aws = aws::Broker::new(cfg_aws, aws_http, Arc::clone(&clock));
     if let Err(e) = aws.write_config_file() {
         log::error!("writing the AWS config file: {e}");
         return 1;
     }
-    let svc =
-        Arc::new(server::Services { keys, accounts, sessions: sessions::Sessions::default(), device, aws, replay });
+    let svc = Arc::new(dispatch::Services {
+        keys,
+        accounts,
+        sessions: sessions::Sessions::new(Arc::clone(&clock)),
+        device,
+        aws,
+        replay,
+        clock,
+    });
     let bg = Arc::clone(&svc);
     let spawned = std::thread::Builder::new().name("helperd-refresh".into()).spawn(move || loop {
         bg.keys.refresh_due();
-        bg.replay.import_pending(&bg.keys.config().helperd.state_dir.join(replay::PENDING_DIR), keys::unix_now());
+        bg.replay.import_pending(&bg.keys.config().helperd.state_dir.join(replay::PENDING_DIR), clock::unix_now());
         bg.accounts.rebuild_if_inputs_changed();
         bg.sessions.reap();
         bg.aws.forget(&bg.sessions.ids());

@@ -8,23 +8,17 @@
 
 use crate::atomic;
 use crate::log::error;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// Live entries kept at most.
 pub const MAX_ENTRIES: usize = 100_000;
-pub const FILE: &str = "replay.json";
-/// Where the module records uses while helperd is unreachable (one file per token).
-pub const PENDING_DIR: &str = "replay.d";
-
-#[derive(Default, Serialize, Deserialize)]
-struct Saved {
-    v: u32,
-    /// (issuer, id, until)
-    seen: Vec<(String, String, i64)>,
-}
+// The files' format is shared with the module (oidc_core's replay module):
+// `replay.json` (written here) and the markers in `replay.d` (one per use the
+// module recorded while helperd was unreachable).
+use oidc_core::{ReplayMarker as Marker, ReplaySaved as Saved};
+pub use oidc_core::{REPLAY_FILE as FILE, REPLAY_PENDING_DIR as PENDING_DIR};
 
 pub struct ReplayCache {
     path: PathBuf,
@@ -36,7 +30,7 @@ impl ReplayCache {
         let path = state_dir.join(FILE);
         let mut seen = HashMap::new();
         match std::fs::read(&path) {
-            Ok(b) => match serde_json::from_slice::<Saved>(&b) {
+            Ok(b) => match Saved::parse(&b) {
                 Ok(s) => {
                     for (iss, id, until) in s.seen.into_iter().filter(|e| e.2 >= now) {
                         seen.insert((iss, id), until);
@@ -98,13 +92,8 @@ impl ReplayCache {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         for e in rd.flatten() {
             if let Ok(t) = std::fs::read_to_string(e.path()) {
-                let f: Vec<&str> = t.trim_end().splitn(3, '\t').collect();
-                if let [iss, until, id] = f[..] {
-                    if let Ok(until) = until.parse::<i64>() {
-                        if until >= now {
-                            seen.insert((iss.to_string(), id.to_string()), until);
-                        }
-                    }
+                if let Some(m) = Marker::parse(&t).filter(|m| m.until >= now) {
+                    seen.insert((m.issuer, m.id), m.until);
                 }
             }
             let _ = std::fs::remove_file(e.path());

@@ -68,7 +68,7 @@ pub use crate::{
     reason::Rejection,
     replay::{Marker as ReplayMarker, Saved as ReplaySaved, FILE as REPLAY_FILE, PENDING_DIR as REPLAY_PENDING_DIR},
     secret::Secret,
-    session::{find_session, satisfies, Demand, SessionClaims, SessionInfo},
+    session::{satisfies, Demand, SessionClaims, SessionInfo},
     strict_json::StrictObject,
     time::{unix_now, Clock, SystemClock},
     token::{parse as parse_token, Parsed as ParsedToken},

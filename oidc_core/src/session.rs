@@ -142,20 +142,6 @@ pub struct SessionInfo {
     pub aws: Option<String>,
 }
 
-/// The session a process belongs to: the nearest ancestor (including itself)
-/// that opened a live session whose uid is the process's real uid. A process
-/// of another uid never gets the session's claims, even inside its tree.
-/// `ancestry` is (pid, start time) from the process up to pid 1.
-pub fn find_session<'a>(
-    sessions: &'a [SessionInfo],
-    ancestry: &[(i32, u64)],
-    real_uid: u32,
-) -> Option<&'a SessionInfo> {
-    ancestry
-        .iter()
-        .find_map(|(pid, start)| sessions.iter().find(|s| s.pid == *pid && s.pid_start == *start && s.uid == real_uid))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,26 +186,5 @@ mod tests {
         assert!(satisfies(&claims(&["ops"], 2000, None), &m, 1000, 0).unwrap_err().contains("needs auth_time"));
         let m = Demand { iat_fallback: true, ..m };
         assert!(satisfies(&claims(&["ops"], 2000, None), &m, 1000, 0).is_ok(), "iat 900 is fresh");
-    }
-
-    #[test]
-    fn sessions_are_bound_to_process_tree_and_uid() {
-        let s = |id, uid, pid| SessionInfo {
-            id,
-            uid,
-            pid,
-            pid_start: 7,
-            tty: String::new(),
-            rhost: String::new(),
-            opened: 0,
-            claims: claims(&["ops"], 2000, None),
-            aws: None,
-        };
-        let sessions = vec![s(1, 1000, 50), s(2, 2000, 60)];
-        let tree = [(99, 1), (70, 3), (50, 7), (1, 0)];
-        assert_eq!(find_session(&sessions, &tree, 1000).map(|s| s.id), Some(1));
-        assert_eq!(find_session(&sessions, &tree, 2000), None, "another uid inside alice's tree gets nothing");
-        assert_eq!(find_session(&sessions, &[(99, 1), (60, 8), (1, 0)], 2000), None, "reused pid (other start time)");
-        assert_eq!(find_session(&sessions, &[(99, 1), (1, 0)], 1000), None, "outside any session");
     }
 }

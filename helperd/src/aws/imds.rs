@@ -3,10 +3,10 @@
 //! never fall back to unauthenticated GETs.
 
 use super::{Creds, Failure};
-use crate::fetch::Http;
+use crate::fetch::Transport;
 use serde_json::Value;
 
-pub fn instance_credentials(http: &Http, endpoint: &str) -> Result<Creds, Failure> {
+pub fn instance_credentials(http: &dyn Transport, endpoint: &str) -> Result<Creds, Failure> {
     let ep = endpoint.trim_end_matches('/');
     let unreachable = |e: String| Failure::new("imds-unreachable", format!("instance metadata unreachable: {e}"));
     let (status, token) = http

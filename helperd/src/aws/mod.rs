@@ -7,14 +7,15 @@
 mod imds;
 mod sts;
 
-use crate::fetch::Http;
+use crate::clock::Clock;
+use crate::fetch::Transport;
 use crate::log::{info, warning};
 use oidc_core::Secret;
 use oidc_core::SessionClaims;
 use oidc_core::{Aws, AwsRole, AwsSource};
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Temporary credentials. `Debug` shows the key id only.
 #[derive(Clone)]
@@ -35,7 +36,7 @@ impl std::fmt::Debug for Creds {
 
 impl Creds {
     fn new(access_key_id: String, secret: String, token: String, expiration: &str) -> Result<Creds, Failure> {
-        let expires_at = parse_rfc3339(expiration)
+        let expires_at = crate::dates::parse_rfc3339(expiration)
             .ok_or_else(|| Failure::new("sts-error", format!("unreadable expiration {expiration:?}")))?;
         Ok(Creds {
             access_key_id,
@@ -59,38 +60,6 @@ impl Failure {
     fn new(code: &'static str, reason: String) -> Failure {
         Failure { code, reason }
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` → unix seconds.
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b' ') {
-        return None;
-    }
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &s[19..];
-    if let Some(r) = rest.strip_prefix('.') {
-        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) => {
-            let sign = if r.starts_with('-') { -1 } else { 1 };
-            sign * (r.get(1..3)?.parse::<i64>().ok()? * 3600 + r.get(4..6)?.parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
 }
 
 /// `[\w+=,.@-]`, 2..=64 — the charset of RoleSessionName and SourceIdentity.
@@ -127,7 +96,9 @@ struct SessionAws {
 
 pub struct Broker {
     cfg: Aws,
-    http: Http,
+    /// IMDS and STS (a scripted fake in tests).
+    http: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
     sessions: Mutex<HashMap<u64, SessionAws>>,
 }
 
@@ -139,13 +110,13 @@ pub enum Outcome {
 }
 
 impl Broker {
-    pub fn new(cfg: Aws) -> Broker {
-        let http = Http::new(Duration::from_secs(cfg.timeout_secs));
-        Broker { cfg, http, sessions: Mutex::new(HashMap::new()) }
+    /// `http` should time out within `cfg.timeout_secs` (`fetch::Http::new`).
+    pub fn new(cfg: Aws, http: Arc<dyn Transport>, clock: Arc<dyn Clock>) -> Broker {
+        Broker { cfg, http, clock, sessions: Mutex::new(HashMap::new()) }
     }
 
     fn obtain(&self, role: &AwsRole, claims: &SessionClaims, web_token: Option<&Secret>) -> Result<Creds, Failure> {
-        let deadline = Instant::now() + Duration::from_secs(self.cfg.timeout_secs);
+        let deadline = self.clock.mono() + Duration::from_secs(self.cfg.timeout_secs);
         let mut p: Vec<(String, String)> = vec![
             ("Version".into(), "2011-06-15".into()),
             ("RoleArn".into(), role.role_arn.clone()),
@@ -154,7 +125,7 @@ impl Broker {
         ];
         let xml = match role.source {
             AwsSource::Instance => {
-                let instance = imds::instance_credentials(&self.http, &self.cfg.imds_endpoint)?;
+                let instance = imds::instance_credentials(self.http.as_ref(), &self.cfg.imds_endpoint)?;
                 p.push(("Action".into(), "AssumeRole".into()));
                 p.push(("SourceIdentity".into(), sts_name(&claims.sub)));
                 if let Some(pol) = &role.policy {
@@ -172,7 +143,8 @@ impl Broker {
                     }
                 }
                 sts::call(
-                    &self.http,
+                    self.http.as_ref(),
+                    self.clock.as_ref(),
                     &self.cfg.sts(),
                     &self.cfg.region,
                     &crate::fetch::form_encode(&p),
@@ -187,7 +159,8 @@ impl Broker {
                 p.push(("Action".into(), "AssumeRoleWithWebIdentity".into()));
                 p.push(("WebIdentityToken".into(), token.expose().to_string()));
                 sts::call(
-                    &self.http,
+                    self.http.as_ref(),
+                    self.clock.as_ref(),
                     &self.cfg.sts(),
                     &self.cfg.region,
                     &crate::fetch::form_encode(&p),
@@ -197,7 +170,21 @@ impl Broker {
                 )?
             }
         };
-        sts::parse_credentials(&xml)
+        let c = sts::parse_credentials(&xml)?;
+        // Credentials that expire before this host's "now" would be served
+        // expired and renewed on every request: the clock is wrong, say so.
+        let now = self.clock.now();
+        if c.expires_at <= now {
+            return Err(Failure::new(
+                "clock-skew",
+                format!(
+                    "STS credentials expire at {}, before this host's clock ({}): check the clock",
+                    c.expiration,
+                    crate::dates::format_rfc3339(now)
+                ),
+            ));
+        }
+        Ok(c)
     }
 
     /// Does the role for these groups use the user's token (web identity)?
@@ -248,7 +235,8 @@ impl Broker {
     }
 
     /// Credentials for a live session, renewed if they expire soon.
-    pub fn credentials(&self, session: u64, now: i64) -> Result<Creds, String> {
+    pub fn credentials(&self, session: u64) -> Result<Creds, String> {
+        let now = self.clock.now();
         let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let s = map.get_mut(&session).ok_or("this session has no AWS role")?;
         let fresh =
@@ -313,27 +301,4 @@ impl Broker {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("2026-11-22T14:30:00Z"), Some(1_795_357_800));
-        assert_eq!(parse_rfc3339("2026-11-22T14:30:00.123Z"), Some(1_795_357_800));
-        assert_eq!(parse_rfc3339("2026-11-22T15:30:00+01:00"), Some(1_795_357_800));
-        assert_eq!(parse_rfc3339("yesterday"), None);
-    }
-
-    #[test]
-    fn sts_names_and_forms() {
-        assert_eq!(sts_name("alice"), "alice");
-        assert_eq!(sts_name("a b/c"), "a-b-c");
-        assert_eq!(sts_name("x"), "x-");
-        assert_eq!(sts_name(&"y".repeat(100)).len(), 64);
-        assert_eq!(crate::fetch::form_encode(&[("a b".into(), "x/y=z".into())]), "a%20b=x%2Fy%3Dz");
-        let xml = "<R><Error><Code>AccessDenied</Code><Message>no</Message></Error></R>";
-        assert_eq!(sts::xml_text(xml, "Code").as_deref(), Some("AccessDenied"));
-        assert_eq!(sts::xml_text(xml, "Nope"), None);
-    }
-}
+mod tests;

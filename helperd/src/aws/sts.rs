@@ -4,13 +4,14 @@
 //! with jittered backoff, within the deadline.
 
 use super::{Creds, Failure};
-use crate::fetch::Http;
+use crate::clock::Clock;
+use crate::fetch::Transport;
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use quick_xml::events::Event;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// The text of the first element named `tag`.
 pub fn xml_text(xml: &str, tag: &str) -> Option<String> {
@@ -41,13 +42,16 @@ fn retryable(status: u16, code: &str) -> bool {
 }
 
 /// POST an STS action; `signer` is the instance credentials for AssumeRole.
+/// `deadline` is on the clock's monotonic time.
+#[allow(clippy::too_many_arguments)]
 pub fn call(
-    http: &Http,
+    http: &dyn Transport,
+    clock: &dyn Clock,
     endpoint: &str,
     region: &str,
     body: &str,
     signer: Option<&Creds>,
-    deadline: Instant,
+    deadline: Duration,
     max_attempts: u32,
 ) -> Result<String, Failure> {
     let url = format!("{}/", endpoint.trim_end_matches('/'));
@@ -69,7 +73,7 @@ pub fn call(
                 .identity(&identity)
                 .region(region)
                 .name("sts")
-                .time(SystemTime::now())
+                .time(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(clock.now()).unwrap_or(0)))
                 .settings(SigningSettings::default())
                 .build()
                 .map_err(|e| Failure::new("sts-error", format!("signing: {e}")))?
@@ -96,12 +100,10 @@ pub fn call(
         let code = xml_text(&text, "Code").unwrap_or_default();
         let message = xml_text(&text, "Message").unwrap_or_default();
         if retryable(status, &code) && attempt < max_attempts {
-            let jitter = u64::from(
-                SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()) % 100,
-            );
+            let jitter = u64::from(clock.mono().subsec_nanos() % 100);
             let wait = Duration::from_millis(100 * (1 << attempt.min(6)) + jitter);
-            if Instant::now() + wait < deadline {
-                std::thread::sleep(wait);
+            if clock.mono() + wait < deadline {
+                clock.sleep(wait);
                 continue;
             }
         }

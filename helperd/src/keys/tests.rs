@@ -1,9 +1,8 @@
 use super::*;
 use crate::fetch::Fetched;
+use crate::testing::{jwks, RSA_N as N};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-const N: &str = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
 
 /// Serves a discovery document and a JWKS; counts JWKS requests.
 struct Fake {
@@ -22,10 +21,6 @@ impl Transport for Fake {
         self.hits.fetch_add(1, Ordering::SeqCst);
         Ok(Fetched { body: self.jwks.lock().unwrap().clone().into_bytes(), max_age: self.max_age, date: None })
     }
-}
-
-fn jwks(kid: &str) -> String {
-    serde_json::json!({"keys": [{"kty": "RSA", "kid": kid, "n": N, "e": "AQAB"}]}).to_string()
 }
 
 fn setup(

@@ -1,0 +1,220 @@
+//! What helperd answers, apart from the socket it came on: one request from
+//! one peer (taken at accept: uid, pid, start time) to one response. The
+//! socket layer (`server`) reads and writes frames; everything here is
+//! reachable from tests with a `Peer` value and `Services` built on fakes
+//! (a scripted transport, a fake clock, a temporary state directory).
+//!
+//! Root-only requests are refused to every other uid here, whatever socket
+//! they came on (the root socket is 0600 as well).
+
+use crate::accounts::AccountService;
+use crate::clock::Clock;
+use crate::keys::KeyCache;
+use crate::log::{limited_warning, warning};
+use crate::server::Peer;
+use oidc_core::{Request, Response};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything the daemon serves.
+pub struct Services {
+    pub keys: KeyCache,
+    pub accounts: AccountService,
+    pub sessions: crate::sessions::Sessions,
+    pub device: Arc<crate::device::DeviceFlows>,
+    pub aws: crate::aws::Broker,
+    pub replay: crate::replay::ReplayCache,
+    pub clock: Arc<dyn Clock>,
+}
+
+fn aws_status(o: crate::aws::Outcome) -> Option<oidc_core::AwsStatus> {
+    use crate::aws::Outcome;
+    match o {
+        Outcome::NoRole => None,
+        Outcome::Granted(message) => Some(oidc_core::AwsStatus { granted: true, required_failed: false, message }),
+        Outcome::Failed { required, code, reason } => Some(oidc_core::AwsStatus {
+            granted: false,
+            required_failed: required,
+            message: format!("AWS credentials unavailable ({code}): {reason}"),
+        }),
+    }
+}
+
+fn login(
+    svc: &Services,
+    event: Option<&oidc_core::LoginEvent>,
+    claims: &oidc_core::SessionClaims,
+    web_token: Option<&oidc_core::Secret>,
+    raw_groups: &[String],
+    replay_id: Option<&str>,
+) -> Response {
+    let mut claims = claims.clone();
+    // Each token logs in once here (sudo's reuse of session claims sends none):
+    // reserved now, recorded once admitted, given back if refused otherwise.
+    let reserved = match replay_id {
+        Some(id) => {
+            let leeway = svc.keys.config().issuer(&claims.issuer).map_or(0, |i| i.leeway_secs);
+            let until = claims.exp.saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX));
+            if let Err(why) = svc.replay.reserve(&claims.issuer, id, until, svc.clock.now()) {
+                warning!(
+                    "login refused code=replayed issuer={} identity={} account={}: {why}",
+                    oidc_core::clean(&claims.issuer),
+                    oidc_core::clean(&claims.identity),
+                    oidc_core::clean(&claims.account)
+                );
+                return Response::Refused { code: oidc_core::RefusalCode::Replayed, reason: why };
+            }
+            Some(id)
+        }
+        None => None,
+    };
+    let resp = admit_login(svc, event, &mut claims, web_token, raw_groups);
+    if let Some(id) = reserved {
+        let ok = matches!(resp, Response::Admitted { .. });
+        if !ok {
+            svc.replay.release(&claims.issuer, id);
+        } else if let Err(why) = svc.replay.commit() {
+            svc.replay.release(&claims.issuer, id);
+            return Response::Refused { code: oidc_core::RefusalCode::AccountsUnavailable, reason: why };
+        }
+    }
+    resp
+}
+
+fn admit_login(
+    svc: &Services,
+    event: Option<&oidc_core::LoginEvent>,
+    claims: &mut oidc_core::SessionClaims,
+    web_token: Option<&oidc_core::Secret>,
+    raw_groups: &[String],
+) -> Response {
+    let (detail, groups) = match event {
+        Some(ev) => match svc.accounts.admit(ev) {
+            Ok((d, groups)) => {
+                // The session's groups are the host groups admitted, not what the module guessed.
+                claims.groups = groups.clone();
+                (d, Some(groups))
+            }
+            Err(refused) => return refused,
+        },
+        None => {
+            // A role account is a local account: never an OIDC user's account.
+            if let Some(holder) = svc.accounts.holder_of(&claims.account) {
+                warning!(
+                    "role account login refused: {} is the OIDC account of {holder}; issuer={} identity={}",
+                    claims.account,
+                    oidc_core::clean(&claims.issuer),
+                    oidc_core::clean(&claims.identity)
+                );
+                return Response::Refused {
+                    code: oidc_core::RefusalCode::NameOfAnotherIssuer,
+                    reason: format!("{} is an OIDC user's account, not a role account", claims.account),
+                };
+            }
+            // The session's groups: what the token's groups are on this host.
+            let groups = svc.accounts.role_groups(&claims.issuer, raw_groups);
+            claims.groups = groups.clone();
+            (format!("role account {} for identity {}", claims.account, claims.identity), Some(groups))
+        }
+    };
+    // Keep the token only if the account's AWS role will need it (web identity).
+    let keep = svc.aws.wants_web_token(&claims.groups, &claims.issuer);
+    match svc.sessions.add_pending(claims.clone(), web_token.filter(|_| keep).cloned()) {
+        Some(login_id) => Response::Admitted { detail, login_id, groups },
+        None => Response::Refused {
+            code: oidc_core::RefusalCode::AccountsUnavailable,
+            reason: "no randomness for a login id".into(),
+        },
+    }
+}
+
+/// Answer one request of `peer`. `before_wait` is called just before a
+/// device-code wait blocks (the socket layer gives the connection's slot back:
+/// such waits are capped by the flow limits, not by the connection pool).
+pub fn dispatch(svc: &Services, peer: Peer, req: Request, before_wait: &mut dyn FnMut()) -> Response {
+    let (uid, pid) = (peer.uid, peer.pid);
+    match &req {
+        Request::Ping => Response::Pong { version: env!("CARGO_PKG_VERSION").into() },
+        Request::Status => Response::Status { issuers: svc.keys.status() },
+        Request::RefreshJwks { issuer, force } => {
+            let force = *force && uid == 0;
+            crate::log::limited(
+                crate::log::Level::Info,
+                &format!("refresh:{uid}"),
+                &format!(
+                    "jwks refresh requested by uid={uid} pid={pid} issuer={}{}",
+                    oidc_core::clean(issuer),
+                    if force { " (forced)" } else { "" }
+                ),
+            );
+            svc.keys.refresh_on_demand(issuer, force)
+        }
+        _ if uid != 0 && req.root_only() => {
+            limited_warning!(&format!("root-only:{uid}"), "refused {} from uid={uid} pid={pid}: root only", req.name());
+            Response::Refused { code: oidc_core::RefusalCode::PermissionDenied, reason: "only root may do this".into() }
+        }
+        Request::Login { event, claims, web_token, role_groups, replay_id } => {
+            login(svc, event.as_ref(), claims, web_token.as_ref(), role_groups, replay_id.as_deref())
+        }
+        Request::Rebind { name, issuer, sub } => match svc.accounts.rebind(name, issuer, sub, uid) {
+            Ok(detail) => Response::Rebound { detail },
+            Err(r) => r,
+        },
+        Request::OpenSession { login_id, pid: spid, tty, rhost } => {
+            match svc.sessions.pending_account(login_id).and_then(|a| svc.accounts.uid_of(&a)) {
+                None => Response::Error { message: "unknown or expired login id, or unknown account".into() },
+                Some(account_uid) => match svc.sessions.open(login_id, account_uid, *spid, tty, rhost) {
+                    Ok((id, claims, token)) => {
+                        Response::SessionOpened { id, aws: aws_status(svc.aws.open(id, &claims, token)) }
+                    }
+                    Err(e) => Response::Error { message: e },
+                },
+            }
+        }
+        Request::CloseSession { pid: spid } => {
+            let closed = svc.sessions.close(*spid);
+            svc.aws.forget(&svc.sessions.ids());
+            Response::SessionClosed { closed }
+        }
+        Request::SessionClaims => {
+            let (claims, detail) = svc.sessions.claims_for(&peer);
+            Response::Claims { claims: claims.map(Box::new), detail }
+        }
+        Request::Sessions { offset } => {
+            let all = svc.sessions.list();
+            let (mut sessions, next) = oidc_core::page_of(&all, *offset, |s| {
+                s.claims.groups.truncate(16);
+                s.claims.idp_groups.truncate(16);
+            });
+            for s in &mut sessions {
+                s.aws = svc.aws.describe(s.id);
+            }
+            Response::Sessions { sessions, next }
+        }
+        Request::AwsCredentials => match svc.sessions.for_credentials(&peer) {
+            None => Response::Error { message: format!("process {pid} (uid {uid}) is in no OIDC session of its uid") },
+            Some(id) => match svc.aws.credentials(id) {
+                Ok(c) => Response::AwsCredentials {
+                    access_key_id: c.access_key_id,
+                    secret_access_key: c.secret,
+                    session_token: c.token,
+                    expiration: c.expiration,
+                },
+                Err(e) => Response::Error { message: e },
+            },
+        },
+        Request::DeviceStart { issuer, rhost } => svc.device.start(issuer, rhost, Some(peer)),
+        Request::DeviceWait { flow_id, timeout_secs } => {
+            // The wait is capped by the flow limits, not by the connection pool.
+            before_wait();
+            svc.device.wait(flow_id, Duration::from_secs((*timeout_secs).min(3600)))
+        }
+        Request::Users { offset } => {
+            let (users, next) = oidc_core::page_of(&svc.accounts.users(), *offset, |u| u.groups.truncate(16));
+            Response::Users { users, next }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
