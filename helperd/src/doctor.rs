@@ -157,7 +157,7 @@ fn issuer_checks(r: &mut Report, http: &dyn Transport, iss: &oidc_core::Issuer) 
     );
     r.check(
         &format!("{name} clock"),
-        match found.date.as_deref().and_then(crate::dates::parse_http_date) {
+        match found.date.as_deref().and_then(oidc_core::parse_http_date) {
             None => Ok("the IdP sent no Date header; clock not compared".into()),
             Some(idp) => {
                 let skew = crate::clock::unix_now() - idp;

@@ -6,7 +6,6 @@ mod aws;
 mod check_token;
 mod cli;
 mod clock;
-mod dates;
 mod device;
 mod discovery;
 mod dispatch;

@@ -70,7 +70,7 @@ pub use crate::{
     secret::Secret,
     session::{satisfies, Demand, SessionClaims, SessionInfo},
     strict_json::StrictObject,
-    time::{unix_now, Clock, SystemClock},
+    time::{format_rfc3339, parse_http_date, parse_rfc3339, unix_now, Clock, SystemClock},
     token::{parse as parse_token, Parsed as ParsedToken},
     verify::{login_name, replay_id, verify, Check, Keys, Report, Verified},
 };

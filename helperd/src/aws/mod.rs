@@ -36,7 +36,7 @@ impl std::fmt::Debug for Creds {
 
 impl Creds {
     fn new(access_key_id: String, secret: String, token: String, expiration: &str) -> Result<Creds, Failure> {
-        let expires_at = crate::dates::parse_rfc3339(expiration)
+        let expires_at = oidc_core::parse_rfc3339(expiration)
             .ok_or_else(|| Failure::new("sts-error", format!("unreadable expiration {expiration:?}")))?;
         Ok(Creds {
             access_key_id,
@@ -180,7 +180,7 @@ impl Broker {
                 format!(
                     "STS credentials expire at {}, before this host's clock ({}): check the clock",
                     c.expiration,
-                    crate::dates::format_rfc3339(now)
+                    oidc_core::format_rfc3339(now)
                 ),
             ));
         }

@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::clock::FakeClock;
-use crate::dates::parse_rfc3339;
 use crate::testing::{json, Reply, ScriptedTransport};
+use oidc_core::parse_rfc3339;
 
 const IMDS: &str = "http://169.254.169.254";
 const STS: &str = "https://sts.test/";
