@@ -234,20 +234,33 @@ impl Broker {
         outcome
     }
 
-    /// Credentials for a live session, renewed if they expire soon.
+    /// Credentials for a live session, renewed if they expire soon. The
+    /// sessions' lock is never held across an IMDS or STS call (up to
+    /// `timeout_secs`): one session's slow renewal — which its user can
+    /// trigger at will — must not hold up another session, a login's
+    /// `open` or `forget`.
     pub fn credentials(&self, session: u64) -> Result<Creds, String> {
         let now = self.clock.now();
+        let (role, claims, web_token) = {
+            let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let s = map.get(&session).ok_or("this session has no AWS role")?;
+            let fresh = s
+                .creds
+                .as_ref()
+                .filter(|c| c.expires_at - now > i64::try_from(self.cfg.refresh_before_secs).unwrap_or(0));
+            if let Some(c) = fresh {
+                return Ok(c.clone());
+            }
+            if s.role.source == AwsSource::WebIdentity && s.claims.exp <= now {
+                return Err("the IdP token of this session has expired; log in again for new AWS credentials".into());
+            }
+            (s.role.clone(), s.claims.clone(), s.web_token.clone())
+        };
+        let result = self.obtain(&role, &claims, web_token.as_ref());
         let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let s = map.get_mut(&session).ok_or("this session has no AWS role")?;
-        let fresh =
-            s.creds.as_ref().filter(|c| c.expires_at - now > i64::try_from(self.cfg.refresh_before_secs).unwrap_or(0));
-        if let Some(c) = fresh {
-            return Ok(c.clone());
-        }
-        if s.role.source == AwsSource::WebIdentity && s.claims.exp <= now {
-            return Err("the IdP token of this session has expired; log in again for new AWS credentials".into());
-        }
-        match self.obtain(&s.role, &s.claims, s.web_token.as_ref()) {
+        // The session may have ended while STS answered: nothing is kept for it.
+        let s = map.get_mut(&session).ok_or("this session has ended")?;
+        match result {
             Ok(c) => {
                 info!(
                     "aws: session {session} ({}): credentials renewed, key {}, expire {}",

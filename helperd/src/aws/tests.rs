@@ -356,3 +356,77 @@ fn sts_names_and_forms() {
     assert_eq!(sts::xml_text(xml, "Code").as_deref(), Some("AccessDenied"));
     assert_eq!(sts::xml_text(xml, "Nope"), None);
 }
+
+/// A transport that holds the next POST (an STS call) until released: a
+/// renewal that hangs at STS for its whole deadline.
+struct Gate {
+    inner: Arc<ScriptedTransport>,
+    armed: std::sync::atomic::AtomicBool,
+    entered: Mutex<std::sync::mpsc::Sender<()>>,
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Transport for Gate {
+    fn get(&self, url: &str) -> Result<crate::fetch::Fetched, String> {
+        self.inner.get(url)
+    }
+    fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+        let answer = self.inner.send(method, url, headers, body);
+        if method == "POST" && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let _ = self.entered.lock().unwrap().send(());
+            let _ = self.release.lock().unwrap().recv();
+        }
+        answer
+    }
+}
+
+/// Nothing one session's user can do may hold up another's credentials or a
+/// login: a renewal waiting on STS (up to `timeout_secs`) holds no lock the
+/// other sessions, `open` or `forget` need.
+#[test]
+fn a_renewal_waiting_on_sts_blocks_no_other_session() {
+    let text = format!(
+        "version = 1\n[[issuer]]\nurl = \"https://idp.test\"\naudiences = [\"a\"]\n\
+         [aws]\nregion = \"eu-west-1\"\nsts_endpoint = \"https://sts.test\"\nimds_endpoint = \"{IMDS}\"\n\
+         refresh_before_secs = 300\n\
+         [[aws.role]]\ngroup = \"devs\"\nrole_arn = \"{DEVS}\"\nsource = \"web_identity\"\nduration_secs = 900\n"
+    );
+    let cfg = oidc_core::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let t = ScriptedTransport::new();
+    let gate = Arc::new(Gate {
+        inner: t.clone(),
+        armed: false.into(),
+        entered: Mutex::new(entered_tx),
+        release: Mutex::new(release_rx),
+    });
+    let clock = FakeClock::at(t0());
+    let b = Broker::new(cfg.aws, gate.clone(), clock.clone());
+    sts_ok(&t, "ASIAONE", "2027-01-15T08:15:00Z");
+    sts_ok(&t, "ASIABOB", "2027-01-15T09:00:00Z");
+    assert!(matches!(b.open(1, &claims("devs"), Some(Secret::new("tok-1".into()))), Outcome::Granted(_)));
+    assert!(matches!(b.open(2, &claims("devs"), Some(Secret::new("tok-2".into()))), Outcome::Granted(_)));
+    clock.advance(Duration::from_secs(600)); // session 1 renews, session 2's are fresh
+    sts_ok(&t, "ASIATWO", "2027-01-15T08:30:00Z");
+    sts_ok(&t, "ASIATHREE", "2027-01-15T08:45:00Z");
+    gate.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    std::thread::scope(|s| {
+        let renewing = s.spawn(|| b.credentials(1));
+        entered.recv_timeout(Duration::from_secs(5)).expect("session 1's renewal reached STS");
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let b = &b;
+        s.spawn(move || {
+            let other = b.credentials(2).map(|c| c.access_key_id);
+            let opened = matches!(b.open(3, &claims("devs"), Some(Secret::new("tok-3".into()))), Outcome::Granted(_));
+            b.forget(&[1, 2, 3]);
+            let _ = done_tx.send((other, opened));
+        });
+        let got = done.recv_timeout(Duration::from_secs(5));
+        let _ = release.send(());
+        let (other, opened) = got.expect("another session, a login and forget() waited behind session 1's STS call");
+        assert_eq!(other.unwrap(), "ASIABOB");
+        assert!(opened);
+        assert_eq!(renewing.join().unwrap().unwrap().access_key_id, "ASIATWO");
+    });
+}
