@@ -484,8 +484,8 @@ fn id_key(cfg: &Config) -> Outcome {
 fn snapshot(cfg: &Config) -> Outcome {
     let p = &cfg.helperd.nss_snapshot;
     // libnss_oidc.so.2 reads one path: $NSS_OIDC_SNAPSHOT (tests) or the default.
-    let nss_reads = std::env::var_os("NSS_OIDC_SNAPSHOT")
-        .map_or_else(|| PathBuf::from(nss_snapshot::format::DEFAULT_PATH), PathBuf::from);
+    let env = std::env::var_os(nss_snapshot::format::PATH_ENV);
+    let nss_reads = nss_snapshot::format::snapshot_path(env.as_ref().map(|v| v.as_encoded_bytes()));
     if *p != nss_reads {
         return fail(
             format!(

@@ -61,12 +61,15 @@ unsafe extern "C" {
 static STATE: RwLock<Option<Mapping>> = RwLock::new(None);
 static LAST_STAT: AtomicI64 = AtomicI64::new(i64::MIN);
 
+/// [`crate::format::PATH_ENV`] as a C string (no allocation on a lookup).
+const PATH_ENV: &CStr = c"NSS_OIDC_SNAPSHOT";
+
 fn path() -> &'static CStr {
     // secure_getenv: ignored in setuid/setgid programs (sudo, su), so a user
     // cannot point them at a fake user database.
     // SAFETY: a NUL-terminated literal; the returned pointer (if any) points
     // into the environment, which lives for the process.
-    let p = unsafe { secure_getenv(c"NSS_OIDC_SNAPSHOT".as_ptr()) };
+    let p = unsafe { secure_getenv(PATH_ENV.as_ptr()) };
     if p.is_null() {
         return c"/var/cache/pam-oidc/nss.snapshot";
     }
@@ -167,5 +170,6 @@ mod tests {
     #[test]
     fn default_path_matches_format() {
         assert_eq!(super::path().to_str().ok(), Some(crate::format::DEFAULT_PATH));
+        assert_eq!(super::PATH_ENV.to_str().ok(), Some(crate::format::PATH_ENV));
     }
 }

@@ -12,6 +12,19 @@ use zeroize::Zeroize as _;
 pub use crate::layout::*;
 /// Default location; helperd writes it, the module maps it.
 pub const DEFAULT_PATH: &str = "/var/cache/pam-oidc/nss.snapshot";
+/// The variable that moves the snapshot libnss_oidc.so.2 reads (tests). It
+/// must be read with `secure_getenv`, so setuid programs (sudo, su) ignore it.
+pub const PATH_ENV: &str = "NSS_OIDC_SNAPSHOT";
+
+/// The path rule of the NSS module, in one place: `$NSS_OIDC_SNAPSHOT` (as
+/// `secure_getenv` returns it: absent in setuid programs) or [`DEFAULT_PATH`].
+/// The PAM module and `helperd doctor` use it to see what NSS sees.
+pub fn snapshot_path(env: Option<&[u8]>) -> std::path::PathBuf {
+    match env {
+        Some(v) => std::path::PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(v)),
+        None => std::path::PathBuf::from(DEFAULT_PATH),
+    }
+}
 /// Limits that keep every length in its field and every loop bounded.
 pub const MAX_STRING: usize = 4096;
 pub const MAX_GROUPS_PER_USER: usize = 4096;

@@ -50,19 +50,21 @@ unsafe extern "C" {
     fn secure_getenv(name: *const libc::c_char) -> *mut libc::c_char;
 }
 
+/// [`nss_snapshot::format::PATH_ENV`], for `secure_getenv`.
+const SNAPSHOT_ENV: &std::ffi::CStr = c"NSS_OIDC_SNAPSHOT";
+
 /// Does the snapshot libnss_oidc.so.2 reads (the same path rule) serve `user`?
 /// An unreadable snapshot serves no one: then no OIDC account resolves at all.
 fn served_by_snapshot(user: &str) -> bool {
     // SAFETY: a NUL-terminated literal; a non-NULL result is a NUL-terminated
     // environment string that lives for the process.
-    let env = unsafe { secure_getenv(c"NSS_OIDC_SNAPSHOT".as_ptr()) };
-    let path = if env.is_null() {
-        std::path::PathBuf::from(nss_snapshot::format::DEFAULT_PATH)
+    let env = unsafe { secure_getenv(SNAPSHOT_ENV.as_ptr()) };
+    let path = nss_snapshot::format::snapshot_path(if env.is_null() {
+        None
     } else {
         // SAFETY: see above.
-        let c = unsafe { std::ffi::CStr::from_ptr(env) };
-        std::path::PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(c.to_bytes()))
-    };
+        Some(unsafe { std::ffi::CStr::from_ptr(env) }.to_bytes())
+    });
     let Ok(bytes) = std::fs::read(&path) else { return false };
     match nss_snapshot::reader::Snapshot::parse(&bytes) {
         Ok(s) => matches!(s.user_by_name(user.as_bytes()), Ok(Some(_))),
@@ -79,4 +81,12 @@ pub fn unknown_user_note(user: &str) -> String {
          (accounts.prelogin_patterns or roster_file) so never-seen users resolve before their first login",
         oidc_core::clean(user)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_snapshot_variable_is_the_nss_modules() {
+        assert_eq!(super::SNAPSHOT_ENV.to_str().ok(), Some(nss_snapshot::format::PATH_ENV));
+    }
 }
