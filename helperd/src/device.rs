@@ -244,6 +244,12 @@ impl DeviceFlows {
             };
             let v = match json(&body) {
                 Ok(v) => v,
+                // A proxy's or a restarting IdP's error page is not the IdP's
+                // answer: poll again at the next interval, until the deadline.
+                Err(e) if status >= 500 || status == 429 => {
+                    warning!("device flow poll: {token_ep}: HTTP {status}: {e}");
+                    continue;
+                }
                 Err(e) => {
                     return State::Failed(oidc_core::DeviceFailure::Error, format!("{token_ep}: HTTP {status}: {e}"))
                 }

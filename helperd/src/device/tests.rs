@@ -105,7 +105,6 @@ fn the_hard_deadline_ends_polling_even_under_slow_down() {
 fn an_idp_answering_garbage_ends_the_flow() {
     let cases = [
         (Reply::Http(200, "<html>sign in</html>".into()), "not JSON"),
-        (Reply::Http(502, "Bad Gateway".into()), "HTTP 502"),
         (token_reply(200, json!({"access_token": "only"})), "no id_token"),
         (token_reply(400, json!({"message": "nope"})), "without an error code"),
         (token_reply(200, json!({"id_token": 42})), "no id_token"),
@@ -119,6 +118,19 @@ fn an_idp_answering_garbage_ends_the_flow() {
         }
         t.done();
     }
+}
+
+/// A proxy's or a restarting IdP's error page (502, 503, 504, 429) is not the
+/// IdP's answer: polled again at the next interval, like a connection error.
+#[test]
+fn a_gateway_error_page_is_retried_not_taken_as_the_answer() {
+    let (f, t, clock) = setup();
+    poll_answers(&t, Reply::Http(502, "<html>Bad Gateway</html>".into()));
+    poll_answers(&t, Reply::Http(503, "Service Unavailable".into()));
+    poll_answers(&t, token_reply(200, json!({"id_token": "after.the.outage"})));
+    assert!(matches!(poll(&f, 5, 300), State::Done(_)));
+    t.done();
+    assert_eq!(clock.sleeps(), secs(&[5, 5, 5]));
 }
 
 #[test]
