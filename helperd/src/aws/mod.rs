@@ -244,6 +244,17 @@ impl Broker {
         let (role, claims, web_token) = {
             let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             let s = map.get(&session).ok_or("this session has no AWS role")?;
+            // Every source: no credentials served for an identity whose token has
+            // expired (plus the grace) — not the cached ones, and not new ones even where
+            // IMDS would go on minting them.
+            let grace = i64::try_from(self.cfg.token_grace_secs).unwrap_or(i64::MAX);
+            if now >= s.claims.exp.saturating_add(grace) {
+                return Err(format!(
+                    "the login's token expired at {} (aws.token_grace_secs={grace}); log in again for new AWS \
+                     credentials",
+                    oidc_core::format_rfc3339(s.claims.exp)
+                ));
+            }
             let fresh = s
                 .creds
                 .as_ref()

@@ -430,3 +430,34 @@ fn a_renewal_waiting_on_sts_blocks_no_other_session() {
         assert_eq!(renewing.join().unwrap().unwrap().access_key_id, "ASIATWO");
     });
 }
+
+/// Issue 15: an instance-role session kept credentials coming long after its
+/// token expired (IMDS mints at will). Now nothing is served past the
+/// token's exp plus `aws.token_grace_secs` — neither renewed nor cached
+/// credentials — whatever the source.
+#[test]
+fn no_credentials_are_served_past_the_tokens_exp_plus_grace() {
+    for grace in [0u64, 120] {
+        let (b, t, clock) = broker(&format!("token_grace_secs = {grace}"));
+        imds_ok(&t);
+        sts_ok(&t, "ASIAONE", "2027-01-15T09:00:00Z");
+        let mut c = claims("ops");
+        c.exp = t0() + 600; // a 10-minute token; the role's credentials last an hour
+        assert!(matches!(b.open(1, &c, None), Outcome::Granted(_)));
+        clock.advance(Duration::from_secs(599));
+        assert_eq!(b.credentials(1).unwrap().access_key_id, "ASIAONE", "cached while the token is valid");
+        clock.advance(Duration::from_secs(1)); // exp
+        if grace > 0 {
+            // Within the grace: still served (cached, no new call).
+            clock.advance(Duration::from_secs(grace - 1));
+            assert_eq!(b.credentials(1).unwrap().access_key_id, "ASIAONE");
+            clock.advance(Duration::from_secs(1));
+        }
+        // exp + grace: refused, though the cached ones are valid until 09:00 and IMDS would mint more.
+        let e = b.credentials(1).unwrap_err();
+        assert!(e.contains("token expired") && e.contains(&format!("token_grace_secs={grace}")), "{e}");
+        clock.advance(Duration::from_secs(3600));
+        assert!(b.credentials(1).is_err(), "never again for this session");
+        t.done();
+    }
+}

@@ -19,6 +19,12 @@ pub struct Aws {
     pub timeout_secs: u64,
     /// Credentials are renewed when they expire within this many seconds.
     pub refresh_before_secs: u64,
+    /// No credentials are served to a session once the token it logged in
+    /// with expired more than this many seconds ago — for every source (STS
+    /// refuses an expired web-identity token by itself; an instance role
+    /// would go on minting). Credentials already handed out stay valid at AWS
+    /// until their own expiry (at most the role's `duration_secs`).
+    pub token_grace_secs: u64,
     /// STS attempts on throttling / 5xx (with jittered backoff).
     pub max_attempts: u32,
     /// A login whose groups match no role fails (default: it succeeds without credentials).
@@ -40,6 +46,7 @@ impl Default for Aws {
             imds_endpoint: "http://169.254.169.254".into(),
             timeout_secs: 10,
             refresh_before_secs: 300,
+            token_grace_secs: 0,
             max_attempts: 3,
             require_credentials: false,
             config_file: "/run/pam-oidc/aws-config".into(),
