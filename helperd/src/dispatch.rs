@@ -10,7 +10,7 @@
 use crate::accounts::AccountService;
 use crate::clock::Clock;
 use crate::keys::KeyCache;
-use crate::log::{limited_warning, warning};
+use crate::log::{info, limited_warning, warning};
 use crate::server::Peer;
 use oidc_core::{Request, Response};
 use std::sync::Arc;
@@ -165,7 +165,20 @@ pub fn dispatch(svc: &Services, peer: Peer, req: Request, before_wait: &mut dyn 
                 None => Response::Error { message: "unknown or expired login id, or unknown account".into() },
                 Some(account_uid) => match svc.sessions.open(login_id, account_uid, *spid, tty, rhost) {
                     Ok((id, claims, token)) => {
-                        Response::SessionOpened { id, aws: aws_status(svc.aws.open(id, &claims, token)) }
+                        let aws = match svc.keys.config().role_account(&claims.account) {
+                            // Many people, one uid: a role account's sessions get no
+                            // AWS credentials unless its rule opts in.
+                            Some(r) if !r.aws_credentials => {
+                                info!(
+                                    "aws: session {id} ({}): role account: no credentials \
+                                     (role_account.aws_credentials is off)",
+                                    oidc_core::clean(&claims.account)
+                                );
+                                None
+                            }
+                            _ => aws_status(svc.aws.open(id, &claims, token)),
+                        };
+                        Response::SessionOpened { id, aws }
                     }
                     Err(e) => Response::Error { message: e },
                 },
@@ -178,7 +191,18 @@ pub fn dispatch(svc: &Services, peer: Peer, req: Request, before_wait: &mut dyn 
         }
         Request::SessionClaims => {
             let (claims, detail) = svc.sessions.claims_for(&peer);
-            Response::Claims { claims: claims.map(Box::new), detail }
+            match claims {
+                // A role account's claims are not reused unless its rule opts in
+                // (another holder of the shared uid could borrow them).
+                Some(c) if svc.keys.config().role_account(&c.account).is_some_and(|r| !r.reuse_claims) => {
+                    let detail = format!(
+                        "{detail}: role account {}: claim reuse is off (role_account.reuse_claims)",
+                        oidc_core::clean(&c.account)
+                    );
+                    Response::Claims { claims: None, detail }
+                }
+                claims => Response::Claims { claims: claims.map(Box::new), detail },
+            }
         }
         Request::Sessions { offset } => {
             let all = svc.sessions.list();

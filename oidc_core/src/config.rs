@@ -386,6 +386,13 @@ impl Config {
     pub fn issuer(&self, iss: &str) -> Option<&Issuer> {
         self.issuers.iter().find(|i| i.is(iss))
     }
+
+    /// The `[[role_account]]` rule of an account name — the first, for the
+    /// account-wide switches (only role logins can produce such a session:
+    /// no user may take a role account's name).
+    pub fn role_account(&self, name: &str) -> Option<&RoleAccount> {
+        self.role_accounts.iter().find(|r| r.name == name)
+    }
 }
 
 /// The module arguments pam_oidc.so accepts (`name` or `name=`): what

@@ -32,8 +32,15 @@ fn my_uid() -> u32 {
     unsafe { libc::getuid() }
 }
 
-/// `store`: accounts already in the store when helperd starts.
+/// `store`: accounts already in the store when helperd starts. `deploy` is a
+/// role account whose sessions may reuse their claims.
 fn world(tag: &str, store: Option<Store>) -> World {
+    world_with(tag, store, "reuse_claims = true\n")
+}
+
+/// [`world`] with `role` as the extra keys of deploy's `[[role_account]]`
+/// rule (and anything after it, e.g. `[aws]`).
+fn world_with(tag: &str, store: Option<Store>, role: &str) -> World {
     let dir = temp_dir(&format!("dispatch-{tag}"));
     let uid = my_uid();
     // `deploy`, a local (role) account with this process's uid, so the
@@ -50,7 +57,8 @@ fn world(tag: &str, store: Option<Store>) -> World {
          jwks_refresh_min_interval_secs = 300\n\
          [accounts]\nid_key_file = \"{d}/no-id-key\"\npasswd_file = \"{d}/passwd\"\ngroup_file = \"{d}/group\"\n\
          pinned_uids = {{ oidctest = {PINNED} }}\n\
-         [[issuer]]\nurl = \"{ISS}\"\naudiences = [\"a\"]\nuser_accounts = true\nleeway_secs = 60\n",
+         [[issuer]]\nurl = \"{ISS}\"\naudiences = [\"a\"]\nuser_accounts = true\nleeway_secs = 60\n\
+         [[role_account]]\nname = \"deploy\"\nissuer = \"{ISS}\"\nrequire = {{ repository = \"acme/infra\" }}\n{role}",
         d = dir.display()
     );
     let cfg = oidc_core::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
@@ -363,5 +371,43 @@ fn a_device_wait_gives_its_slot_back_before_it_blocks() {
     // A device start with an issuer lacking device_client_id asks the IdP nothing.
     let r = ask(&w, root(), Request::DeviceStart { issuer: ISS.into(), rhost: "198.51.100.7".into() });
     assert!(matches!(&r, Response::DeviceFailed { reason, .. } if reason.contains("device_client_id")), "{r:?}");
+    w.t.done();
+}
+
+/// Issue 15: a role account is many people on one uid — any of them can reach
+/// the others' session processes. Its sessions get no AWS credentials and no
+/// claim reuse (sudo) unless its rule opts in.
+#[test]
+fn role_account_sessions_get_no_credentials_or_claim_reuse_unless_opted_in() {
+    let aws = String::from(
+        "[aws]\nregion = \"eu-west-1\"\nimds_endpoint = \"http://imds.test\"\n\
+         [[aws.role]]\ngroup = \"ops\"\nrole_arn = \"arn:aws:iam::123456789012:role/ops\"\nsource = \"instance\"\n",
+    );
+    let ops_login = |w: &World| {
+        let mut r = role_login("deploy", None);
+        if let Request::Login { claims, role_groups, .. } = &mut r {
+            claims.groups = vec!["ops".into()];
+            *role_groups = vec!["ops".into()];
+        }
+        login_id(ask(w, root(), r))
+    };
+    // Default: no broker call at all (the script expects none), no claims.
+    let w = world_with("role-default", None, &aws);
+    let id = ops_login(&w);
+    let Response::SessionOpened { aws: status, .. } = ask(&w, root(), open(&id)) else { panic!() };
+    assert!(status.is_none(), "{status:?}");
+    match ask(&w, root(), Request::SessionClaims) {
+        Response::Claims { claims: None, detail } => assert!(detail.contains("claim reuse is off"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+    w.t.done();
+    // Opted in: the broker is asked (here IMDS is down, so the status says why).
+    let w = world_with("role-optin", None, &format!("aws_credentials = true\nreuse_claims = true\n{aws}"));
+    w.t.expect("PUT", "http://imds.test/latest/api/token", Reply::Fail("connection refused".into()));
+    let id = ops_login(&w);
+    let opened = ask(&w, root(), open(&id));
+    let Response::SessionOpened { aws: Some(status), .. } = opened else { panic!("{opened:?}") };
+    assert!(!status.granted && status.message.contains("imds"), "{status:?}");
+    assert!(matches!(ask(&w, root(), Request::SessionClaims), Response::Claims { claims: Some(_), .. }));
     w.t.done();
 }

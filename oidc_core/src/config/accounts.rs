@@ -121,6 +121,16 @@ pub struct RoleAccount {
     /// Claim conditions (e.g. `repository`, `ref`, `environment`).
     #[serde(default)]
     pub require: Conditions,
+    /// Sessions of this account get AWS credentials from `[[aws.role]]` rules.
+    /// Off by default: many people share the account's uid, and any process of
+    /// that uid (another person's session too) can reach a session's processes.
+    #[serde(default)]
+    pub aws_credentials: bool,
+    /// sudo inside a session of this account may reuse the session's verified
+    /// claims (`pam.reuse_max_age_secs`). Off by default, for the same reason:
+    /// another holder of the uid could borrow them; each sudo then asks for a token.
+    #[serde(default)]
+    pub reuse_claims: bool,
 }
 
 impl RoleAccount {
