@@ -10,12 +10,16 @@
 //! collision refuses the later one. A host group is exactly one IdP group of
 //! one issuer (or an explicit map entry).
 
+mod ids;
+mod local;
 mod mapping;
 
+pub use ids::{gid_for, new_uid, uid_for, UidError};
+pub use local::LocalDb;
 pub use mapping::{account_for, deny_probes, host_groups, map_groups, HostGroup, INCOMPLETE};
 
-use crate::config::{Accounts, Config, Issuer};
-use nss_snapshot::format::{id_hash, is_reserved, skeleton, Group, IdKey, Prelogin, User};
+use crate::config::{Config, Issuer};
+use nss_snapshot::format::{skeleton, Group, IdKey, Prelogin, User};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -83,75 +87,6 @@ impl Default for Store {
     }
 }
 
-/// Names and ids the host already has (files, plus what other NSS sources
-/// answered for the names a login brings): never shadowed, never reused, and
-/// no OIDC name may share a skeleton (case/punctuation-blind form) with them.
-#[derive(Debug, Clone, Default)]
-pub struct LocalDb {
-    /// Local user names and their uids.
-    pub users: HashMap<String, u32>,
-    /// Every local uid.
-    pub uids: HashSet<u32>,
-    /// Local group names and their gids.
-    pub groups: HashMap<String, u32>,
-    /// Every local gid.
-    pub gids: HashSet<u32>,
-    /// Skeletons of every user and group name above.
-    pub skeletons: HashSet<Vec<u8>>,
-}
-
-impl LocalDb {
-    /// Parse passwd(5) and group(5) text.
-    pub fn parse(passwd: &str, group: &str) -> LocalDb {
-        let mut db = LocalDb::default();
-        let fields = |l: &str| -> Option<(String, u32)> {
-            let mut it = l.split(':');
-            let name = it.next()?.trim();
-            let id = it.nth(1)?.trim().parse().ok()?;
-            (!name.is_empty() && !name.starts_with('#') && !name.starts_with('+')).then(|| (name.to_string(), id))
-        };
-        for (n, id) in passwd.lines().filter_map(fields) {
-            db.add_user(&n, id);
-        }
-        for (n, id) in group.lines().filter_map(fields) {
-            db.add_group(&n, id);
-        }
-        db
-    }
-
-    /// Record a local user: its name, uid and skeleton.
-    pub fn add_user(&mut self, name: &str, uid: u32) {
-        self.uids.insert(uid);
-        self.skeletons.insert(skeleton(name.as_bytes()));
-        self.users.insert(name.to_string(), uid);
-    }
-
-    /// Record a local group: its name, gid and skeleton.
-    pub fn add_group(&mut self, name: &str, gid: u32) {
-        self.gids.insert(gid);
-        self.skeletons.insert(skeleton(name.as_bytes()));
-        self.groups.insert(name.to_string(), gid);
-    }
-
-    /// Why `name` may not be made from a token here, if it may not: reserved,
-    /// or the same name as a host user or group in any case or punctuation.
-    pub fn name_clash(&self, name: &str) -> Option<String> {
-        if is_reserved(name.as_bytes()) {
-            return Some(format!("{name} is reserved on Linux hosts (any case or punctuation)"));
-        }
-        if self.users.contains_key(name) {
-            return Some(format!("{name} is a local user"));
-        }
-        if self.groups.contains_key(name) {
-            return Some(format!("{name} is a local group"));
-        }
-        if self.skeletons.contains(&skeleton(name.as_bytes())) {
-            return Some(format!("{name} differs from a local user or group only in case or punctuation"));
-        }
-        None
-    }
-}
-
 /// What pam_oidc reports after a verified login.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginEvent {
@@ -196,41 +131,6 @@ pub struct Refusal {
 
 fn refuse(code: crate::ipc::RefusalCode, reason: String) -> Refusal {
     Refusal { code, reason }
-}
-
-/// The uid a name gets with no claim: pinned, else the keyed fleet hash. The
-/// NSS module computes the same for pre-login names (as root: it needs the key).
-pub fn uid_for(a: &Accounts, key: &IdKey, name: &str) -> u32 {
-    match a.pinned_uids.get(name) {
-        Some(uid) => *uid,
-        None => id_hash(key, b"user", name.as_bytes(), a.uid_min, a.uid_max),
-    }
-}
-
-/// Why a new identity has no uid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UidError {
-    /// Its uid claim is outside the range.
-    OutOfRange(u32),
-    /// The uid is the keyed hash and there is no usable key.
-    NoKey,
-}
-
-/// The uid a new identity would get: pin, else its uid claim, else the keyed
-/// hash of its name.
-pub fn new_uid(a: &Accounts, key: Option<&IdKey>, ev: &LoginEvent) -> Result<u32, UidError> {
-    match (a.pinned_uids.get(&ev.name), ev.uid_claim, key) {
-        (Some(p), _, _) => Ok(*p),
-        (None, Some(c), _) if c < a.uid_min || c > a.uid_max => Err(UidError::OutOfRange(c)),
-        (None, Some(c), _) => Ok(c),
-        (None, None, Some(k)) => Ok(uid_for(a, k, &ev.name)),
-        (None, None, None) => Err(UidError::NoKey),
-    }
-}
-
-/// The gid a new OIDC host group gets: the keyed fleet hash of its name.
-pub fn gid_for(a: &Accounts, key: &IdKey, group: &str) -> u32 {
-    id_hash(key, b"group", group.as_bytes(), a.gid_min, a.gid_max)
 }
 
 impl Store {

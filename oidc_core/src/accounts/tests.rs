@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::Accounts;
 use std::path::Path;
 
 /// `extra` goes before the issuer; `groups` into `[issuer.groups]`.
