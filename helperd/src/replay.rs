@@ -87,16 +87,29 @@ impl ReplayCache {
 
     /// Uses the module recorded while helperd was unreachable
     /// (`state_dir/replay.d/*`, one file per token): taken in, files removed.
+    /// The uses are made durable (`replay.json`) before their markers are
+    /// removed: a restart right after, or helperd unreachable again, must not
+    /// forget them.
     pub fn import_pending(&self, dir: &std::path::Path, now: i64) {
         let Ok(rd) = std::fs::read_dir(dir) else { return };
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        for e in rd.flatten() {
-            if let Ok(t) = std::fs::read_to_string(e.path()) {
-                if let Some(m) = Marker::parse(&t).filter(|m| m.until >= now) {
-                    seen.insert((m.issuer, m.id), m.until);
-                }
-            }
-            let _ = std::fs::remove_file(e.path());
+        let taken: Vec<std::path::PathBuf> = {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            rd.flatten()
+                .map(|e| {
+                    if let Ok(t) = std::fs::read_to_string(e.path()) {
+                        if let Some(m) = Marker::parse(&t).filter(|m| m.until >= now) {
+                            seen.insert((m.issuer, m.id), m.until);
+                        }
+                    }
+                    e.path()
+                })
+                .collect()
+        };
+        if taken.is_empty() || self.commit().is_err() {
+            return; // markers kept: taken in again next time
+        }
+        for p in taken {
+            let _ = std::fs::remove_file(p);
         }
     }
 
@@ -124,6 +137,29 @@ mod tests {
         let c = ReplayCache::open(&dir, 150);
         assert!(c.first_use("i", "jti:a", 200, 160).is_err(), "remembered across a restart");
         assert!(c.first_use("i", "jti:a", 300, 201).is_ok(), "expired entries are forgotten");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod pending {
+    use super::*;
+
+    /// A use the module recorded while helperd was down survives helperd
+    /// restarting right after taking it in (the marker is gone by then).
+    #[test]
+    fn a_use_taken_in_from_a_marker_survives_a_restart() {
+        let dir = std::env::temp_dir().join(format!("helperd-replay-pending-{}", std::process::id()));
+        let pending = dir.join(PENDING_DIR);
+        std::fs::create_dir_all(&pending).unwrap();
+        let m = Marker { issuer: "https://idp".into(), until: 2_000, id: "jti:offline".into() };
+        std::fs::write(pending.join(m.file_name()), m.line()).unwrap();
+        let c = ReplayCache::open(&dir, 1_000);
+        c.import_pending(&pending, 1_000);
+        assert_eq!(std::fs::read_dir(&pending).unwrap().count(), 0, "the marker is taken in");
+        drop(c);
+        let c = ReplayCache::open(&dir, 1_000);
+        assert!(c.reserve("https://idp", "jti:offline", 2_000, 1_000).is_err(), "replayed after a restart");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
