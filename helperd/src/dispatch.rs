@@ -165,10 +165,10 @@ pub fn dispatch(svc: &Services, peer: Peer, req: Request, before_wait: &mut dyn 
                 None => Response::Error { message: "unknown or expired login id, or unknown account".into() },
                 Some(account_uid) => match svc.sessions.open(login_id, account_uid, *spid, tty, rhost) {
                     Ok((id, claims, token)) => {
-                        let aws = match svc.keys.config().role_account(&claims.account) {
+                        let aws = match svc.keys.config().role_switch(&claims.account, |r| r.aws_credentials) {
                             // Many people, one uid: a role account's sessions get no
-                            // AWS credentials unless its rule opts in.
-                            Some(r) if !r.aws_credentials => {
+                            // AWS credentials unless its rules opt in.
+                            Some(false) => {
                                 info!(
                                     "aws: session {id} ({}): role account: no credentials \
                                      (role_account.aws_credentials is off)",
@@ -194,7 +194,7 @@ pub fn dispatch(svc: &Services, peer: Peer, req: Request, before_wait: &mut dyn 
             match claims {
                 // A role account's claims are not reused unless its rule opts in
                 // (another holder of the shared uid could borrow them).
-                Some(c) if svc.keys.config().role_account(&c.account).is_some_and(|r| !r.reuse_claims) => {
+                Some(c) if svc.keys.config().role_switch(&c.account, |r| r.reuse_claims) == Some(false) => {
                     let detail = format!(
                         "{detail}: role account {}: claim reuse is off (role_account.reuse_claims)",
                         oidc_core::clean(&c.account)

@@ -223,7 +223,7 @@ impl Store {
                     format!("{} is a host group's name", ev.name),
                 ));
             }
-            if cfg.role_accounts.iter().any(|r| r.name == ev.name) {
+            if cfg.is_role_account(&ev.name) {
                 return Err(refuse(
                     crate::ipc::RefusalCode::ReservedName,
                     format!("{} is a role account ([[role_account]])", ev.name),

@@ -387,11 +387,20 @@ impl Config {
         self.issuers.iter().find(|i| i.is(iss))
     }
 
-    /// The `[[role_account]]` rule of an account name — the first, for the
-    /// account-wide switches (only role logins can produce such a session:
-    /// no user may take a role account's name).
-    pub fn role_account(&self, name: &str) -> Option<&RoleAccount> {
-        self.role_accounts.iter().find(|r| r.name == name)
+    /// Is `name` a `[[role_account]]`? (Only role logins can produce a
+    /// session of one: no user may take a role account's name.)
+    pub fn is_role_account(&self, name: &str) -> bool {
+        self.role_accounts.iter().any(|r| r.name == name)
+    }
+
+    /// A role account's account-wide switch (`aws_credentials`,
+    /// `reuse_claims`): on only if every rule for the name turns it on —
+    /// rules are per issuer, and a login through one rule must never get what
+    /// another grants. `None`: not a role account.
+    pub fn role_switch(&self, name: &str, on: impl Fn(&RoleAccount) -> bool) -> Option<bool> {
+        let mut rules = self.role_accounts.iter().filter(|r| r.name == name).peekable();
+        rules.peek()?;
+        Some(rules.all(on))
     }
 }
 

@@ -35,7 +35,7 @@ pub fn classify_with(cfg: Option<&Config>, pam: &dyn Pam, user: &str) -> Kind {
         };
     };
     let a = &cfg.accounts;
-    if cfg.role_accounts.iter().any(|r| r.name == user) || a.pinned_uids.contains_key(user) {
+    if cfg.is_role_account(user) || a.pinned_uids.contains_key(user) {
         return Kind::Oidc;
     }
     match pam.uid_of(user) {

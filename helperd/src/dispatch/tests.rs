@@ -411,3 +411,22 @@ fn role_account_sessions_get_no_credentials_or_claim_reuse_unless_opted_in() {
     assert!(matches!(ask(&w, root(), Request::SessionClaims), Response::Claims { claims: Some(_), .. }));
     w.t.done();
 }
+
+/// Two rules may grant one account (per issuer): the account-wide switches
+/// hold only if every rule for the name turns them on — a login through the
+/// rule that leaves them off never gets them from the other rule.
+#[test]
+fn a_second_rule_for_the_same_account_cannot_lend_its_switches() {
+    // deploy's first rule (CI tokens) turns both on; a second rule for the
+    // same account (an `ops` group) leaves them off.
+    let rules = "aws_credentials = true\nreuse_claims = true\n\
+                 [[role_account]]\nname = \"deploy\"\nissuer = \"https://idp.test\"\ngroup = \"ops\"\n";
+    let w = world_with("role-two-rules", None, rules);
+    let id = login_id(ask(&w, root(), role_login("deploy", None)));
+    assert!(matches!(ask(&w, root(), open(&id)), Response::SessionOpened { aws: None, .. }));
+    match ask(&w, root(), Request::SessionClaims) {
+        Response::Claims { claims: None, detail } => assert!(detail.contains("claim reuse is off"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+    w.t.done();
+}
