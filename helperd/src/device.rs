@@ -227,7 +227,7 @@ impl DeviceFlows {
                 );
             }
             if let Some(p) = owner {
-                if p.start.is_none() || crate::procfs::start_time(p.pid) != p.start {
+                if !crate::procfs::same_process(&p) {
                     return State::Failed(
                         oidc_core::DeviceFailure::Abandoned,
                         format!("the login (process {}) is gone", p.pid),

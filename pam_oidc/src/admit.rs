@@ -41,51 +41,35 @@ pub fn admit(
     token: Option<&oidc_core::Secret>,
 ) -> Result<(String, Option<String>), Rejection> {
     let replay_id = token.map(|t| oidc_core::replay_id(t.expose(), v.jti.as_deref()));
-    if role {
-        let req = Request::Login {
+    let req = if role {
+        Request::Login {
             event: None,
             claims: claims.clone(),
             web_token: None,
             role_groups: v.groups.clone(),
             replay_id: replay_id.clone(),
-        };
-        return Ok(match client.call(&req) {
-            Ok(Response::Admitted { detail, login_id, groups }) => {
-                if let Some(g) = groups {
-                    claims.groups = g;
-                }
-                (detail, Some(login_id))
-            }
-            Ok(Response::Refused { code: RefusalCode::Replayed, reason }) => return Err(Rejection::Replayed(reason)),
-            Ok(Response::Refused { code, reason }) => return Err(Rejection::AccountRefused { code, reason }),
-            Ok(other) => return Err(Rejection::AccountsUnavailable(format!("unexpected answer {other:?}"))),
-            // helperd is not running: decide here, recording the token's use ourselves.
-            Err(e) if client.unreachable(&e) => {
-                record_use_locally(cfg, &v.issuer, replay_id.as_deref(), claims.exp)?;
-                (format!("{e}; the session will have no stored claims"), None)
-            }
-            Err(e) => return Err(Rejection::AccountsUnavailable(e.to_string())),
-        });
-    }
-    if let Some(name) = uid_claim_name(cfg, v) {
-        if uid_claim(cfg, v).is_none() {
-            return Err(Rejection::BadClaim { claim: name.to_string(), why: "missing or not a uid".into() });
         }
-    }
-    let event = LoginEvent {
-        issuer: v.issuer.clone(),
-        sub: v.identity.clone(),
-        name: v.username.clone(),
-        groups: v.groups.clone(),
-        uid_claim: uid_claim(cfg, v),
-        gecos: gecos(cfg, v),
-    };
-    let req = Request::Login {
-        event: Some(event),
-        claims: claims.clone(),
-        web_token: token.cloned(),
-        role_groups: vec![],
-        replay_id: replay_id.clone(),
+    } else {
+        if let Some(name) = uid_claim_name(cfg, v) {
+            if uid_claim(cfg, v).is_none() {
+                return Err(Rejection::BadClaim { claim: name.to_string(), why: "missing or not a uid".into() });
+            }
+        }
+        let event = LoginEvent {
+            issuer: v.issuer.clone(),
+            sub: v.identity.clone(),
+            name: v.username.clone(),
+            groups: v.groups.clone(),
+            uid_claim: uid_claim(cfg, v),
+            gecos: gecos(cfg, v),
+        };
+        Request::Login {
+            event: Some(event),
+            claims: claims.clone(),
+            web_token: token.cloned(),
+            role_groups: vec![],
+            replay_id: replay_id.clone(),
+        }
     };
     match client.call(&req) {
         Ok(Response::Admitted { detail, login_id, groups }) => {
@@ -97,9 +81,14 @@ pub fn admit(
         Ok(Response::Refused { code: RefusalCode::Replayed, reason }) => Err(Rejection::Replayed(reason)),
         Ok(Response::Refused { code, reason }) => Err(Rejection::AccountRefused { code, reason }),
         Ok(other) => Err(Rejection::AccountsUnavailable(format!("unexpected answer {other:?}"))),
-        // Only when helperd is not running at all: a hang, a refused frame or an
-        // odd answer never lets the module decide alone.
+        // helperd not there (not running, or it timed out earlier in this
+        // hook): decide here, recording the token's use ourselves. A refused
+        // frame or an odd answer never lets the module decide alone.
         Err(e) if client.unreachable(&e) => {
+            if role {
+                record_use_locally(cfg, &v.issuer, replay_id.as_deref(), claims.exp)?;
+                return Ok((format!("{e}; the session will have no stored claims"), None));
+            }
             let path = cfg.helperd.state_dir.join(STORE_FILE);
             match Store::load(&path) {
                 Ok(store) => match store.find(&v.issuer, &v.identity).filter(|u| u.name == v.username) {
