@@ -53,8 +53,7 @@ fn login(
     // reserved now, recorded once admitted, given back if refused otherwise.
     let reserved = match replay_id {
         Some(id) => {
-            let leeway = svc.keys.config().issuer(&claims.issuer).map_or(0, |i| i.leeway_secs);
-            let until = claims.exp.saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX));
+            let until = svc.keys.config().accepted_until(&claims.issuer, claims.exp);
             if let Err(why) = svc.replay.reserve(&claims.issuer, id, until, svc.clock.now()) {
                 warning!(
                     "login refused code=replayed issuer={} identity={} account={}: {why}",

@@ -387,6 +387,17 @@ impl Config {
         self.issuers.iter().find(|i| i.is(iss))
     }
 
+    /// The clock leeway of an issuer (0 for one no longer configured).
+    pub fn leeway(&self, iss: &str) -> u64 {
+        self.issuer(iss).map_or(0, |i| i.leeway_secs)
+    }
+
+    /// The last moment a token of `iss` that expires at `exp` is accepted
+    /// (`exp` plus the issuer's leeway): how long its use is remembered.
+    pub fn accepted_until(&self, iss: &str, exp: i64) -> i64 {
+        exp.saturating_add(i64::try_from(self.leeway(iss)).unwrap_or(i64::MAX))
+    }
+
     /// Is `name` a `[[role_account]]`? (Only role logins can produce a
     /// session of one: no user may take a role account's name.)
     pub fn is_role_account(&self, name: &str) -> bool {

@@ -125,8 +125,7 @@ fn record_use_locally(cfg: &Config, issuer: &str, replay_id: Option<&str>, exp: 
         }
     }
     // Kept while the token is valid: exp plus the issuer's leeway, as helperd keeps uses.
-    let leeway = cfg.issuer(issuer).map_or(0, |i| i.leeway_secs);
-    let until = exp.saturating_add(i64::try_from(leeway).unwrap_or(i64::MAX));
+    let until = cfg.accepted_until(issuer, exp);
     let marker = ReplayMarker { issuer: issuer.to_string(), until, id: id.to_string() };
     let f = std::fs::OpenOptions::new()
         .write(true)

@@ -154,7 +154,7 @@ fn judge(
     // verified — one prompt — but holds them to this line's own demands.
     if let Some(c) = pam.verified().filter(|c| c.account == user && !a.step_up) {
         identify(&mut j.ev, &c);
-        let leeway = cfg.issuer(&c.issuer).map_or(0, |i| i.leeway_secs);
+        let leeway = cfg.leeway(&c.issuer);
         let rest = oidc_core::Demand { groups: vec![], ..a.demand(cfg) };
         let judged = oidc_core::check_groups(&c.groups, &c.idp_groups, &cfg.policy, &a.require_groups)
             .and_then(|()| oidc_core::satisfies(&c, &rest, edges.now(), leeway).map_err(Rejection::StepUpFailed));
@@ -285,7 +285,7 @@ fn judge(
     let mut claims = SessionClaims::from_verified(&v, user, host_groups, probes);
     claims.verified_at = now;
     let fresh = oidc_core::Demand { groups: vec![], ..a.demand(cfg) };
-    let leeway = cfg.issuer(&v.issuer).map_or(0, |i| i.leeway_secs);
+    let leeway = icfg.leeway_secs;
     if let Err(why) = oidc_core::satisfies(&claims, &fresh, now, leeway) {
         let r = Rejection::StepUpFailed(why);
         let reason = r.to_string();

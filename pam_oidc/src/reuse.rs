@@ -64,5 +64,5 @@ pub fn session_claims(
 
 /// The clock leeway of an issuer (0 for one no longer configured).
 pub fn leeway_of(cfg: &oidc_core::Config) -> impl Fn(&str) -> u64 + '_ {
-    move |iss| cfg.issuer(iss).map_or(0, |i| i.leeway_secs)
+    move |iss| cfg.leeway(iss)
 }
