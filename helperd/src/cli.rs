@@ -113,13 +113,15 @@ pub fn sessions(cfg: &Config) -> i32 {
     };
     let now = unix_now();
     println!(
-        "{:>4} {:<16} {:>10} {:>8} {:<10} {:<16} {:<12} identity",
-        "id", "user", "uid", "pid", "tty", "rhost", "token exp"
+        "{:>4} {:<16} {:>10} {:>8} {:<10} {:<16} {:<10} {:<10} identity",
+        "id", "user", "uid", "pid", "tty", "rhost", "token exp", "ends"
     );
     for s in sessions {
+        // Seconds from now (negative: past); the session ends at `ends` (`-`: kept past its token).
         let exp = format!("{}s", s.claims.exp - now);
+        let ends = s.ends_at.map_or("-".to_string(), |t| format!("{}s", t - now));
         println!(
-            "{:>4} {:<16} {:>10} {:>8} {:<10} {:<16} {exp:<12} {} {}",
+            "{:>4} {:<16} {:>10} {:>8} {:<10} {:<16} {exp:<10} {ends:<10} {} {}",
             s.id,
             s.claims.account,
             s.uid,

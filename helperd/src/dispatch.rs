@@ -162,7 +162,9 @@ pub fn dispatch(svc: &Services, peer: Peer, req: Request, before_wait: &mut dyn 
         Request::OpenSession { login_id, pid: spid, tty, rhost } => {
             match svc.sessions.pending_account(login_id).and_then(|a| svc.accounts.uid_of(&a)) {
                 None => Response::Error { message: "unknown or expired login id, or unknown account".into() },
-                Some(account_uid) => match svc.sessions.open(login_id, account_uid, *spid, tty, rhost) {
+                Some(account_uid) => match svc.sessions.open(login_id, account_uid, *spid, tty, rhost, |c| {
+                    svc.keys.config().session_ends_at(&c.issuer, c.exp)
+                }) {
                     Ok((id, claims, token)) => {
                         let aws = match svc.keys.config().role_switch(&claims.account, |r| r.aws_credentials) {
                             // Many people, one uid: a role account's sessions get no

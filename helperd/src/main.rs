@@ -209,6 +209,7 @@ fn run(cfg: Config) -> i32 {
     let device =
         Arc::new(device::DeviceFlows::new(cfg.clone(), Arc::new(fetch::Http::new(timeout)), Arc::clone(&clock)));
     let cfg_aws = cfg.aws.clone();
+    let cfg_sessions = cfg.sessions.clone();
     let keys = keys::KeyCache::new(cfg, Box::new(fetch::Http::new(timeout)));
     let aws_http = Arc::new(fetch::Http::new(Duration::from_secs(cfg_aws.timeout_secs)));
     let aws = aws::Broker::new(cfg_aws, aws_http, Arc::clone(&clock));
@@ -219,7 +220,7 @@ fn run(cfg: Config) -> i32 {
     let svc = Arc::new(dispatch::Services {
         keys,
         accounts,
-        sessions: sessions::Sessions::new(Arc::clone(&clock)),
+        sessions: sessions::Sessions::new(Arc::clone(&clock), Duration::from_secs(cfg_sessions.kill_after_secs)),
         device,
         aws,
         replay,
@@ -236,6 +237,17 @@ fn run(cfg: Config) -> i32 {
     });
     if let Err(e) = spawned {
         log::error!("starting the refresher: {e}");
+        return 1;
+    }
+    // Session deadlines, checked every second (ending one is a few /proc reads).
+    let ticker = Arc::clone(&svc);
+    if let Err(e) = std::thread::Builder::new().name("helperd-sessions".into()).spawn(move || loop {
+        if !ticker.sessions.tick().is_empty() {
+            ticker.aws.forget(&ticker.sessions.ids());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }) {
+        log::error!("starting the session clock: {e}");
         return 1;
     }
     let root_svc = Arc::clone(&svc);

@@ -7,6 +7,8 @@
 //! bound to the process that opened it and the account's uid; claims are only
 //! given to a process that descends from that process *and* runs as that uid.
 
+mod end;
+
 use crate::clock::Clock;
 use crate::log::{info, warning};
 use crate::procfs;
@@ -81,6 +83,17 @@ pub struct Sessions {
     pending: Mutex<PendingSet>,
     live: Mutex<Vec<SessionInfo>>,
     next_id: Mutex<u64>,
+    /// Ended sessions whose processes got SIGHUP and get SIGKILL at `kill_at`.
+    dying: Mutex<Vec<Dying>>,
+    kill_after: Duration,
+}
+
+/// An ended session between SIGHUP and SIGKILL.
+struct Dying {
+    id: u64,
+    /// The opener first, then the processes signalled.
+    procs: Vec<end::Proc>,
+    kill_at: Duration,
 }
 
 /// The one rule for "the session of a process": the nearest process of its
@@ -98,8 +111,16 @@ fn inside_other_uid(live: &[SessionInfo], tree: &[(i32, u64)], uid: u32) -> bool
 }
 
 impl Sessions {
-    pub fn new(clock: Arc<dyn Clock>) -> Sessions {
-        Sessions { clock, pending: Mutex::default(), live: Mutex::default(), next_id: Mutex::default() }
+    /// `kill_after`: between SIGHUP and SIGKILL when a session is ended.
+    pub fn new(clock: Arc<dyn Clock>, kill_after: Duration) -> Sessions {
+        Sessions {
+            clock,
+            pending: Mutex::default(),
+            live: Mutex::default(),
+            next_id: Mutex::default(),
+            dying: Mutex::default(),
+            kill_after,
+        }
     }
 
     pub fn add_pending(&self, claims: SessionClaims, web_token: Option<Secret>) -> Option<String> {
@@ -118,7 +139,9 @@ impl Sessions {
             .map(|(c, _, _)| c.account.clone())
     }
 
-    /// Bind a pending login to the session opened by `pid`: its id, claims and kept token.
+    /// Bind a pending login to the session opened by `pid`: its id, claims
+    /// and kept token. `ends_at` says when the session is ended for its
+    /// token's expiry (from the claims' issuer and `exp`).
     pub fn open(
         &self,
         login_id: &str,
@@ -126,6 +149,7 @@ impl Sessions {
         pid: i32,
         tty: &str,
         rhost: &str,
+        ends_at: impl Fn(&SessionClaims) -> Option<i64>,
     ) -> Result<(u64, SessionClaims, Option<Secret>), String> {
         let (claims, web_token, _) = self
             .pending
@@ -139,12 +163,17 @@ impl Sessions {
             *n += 1;
             *n
         };
+        let ends_at = ends_at(&claims);
         info!(
-            "session {id} opened: user={} uid={uid} pid={pid} tty={tty} rhost={rhost} issuer={} sub={} token expires in {}s",
+            "session {id} opened: user={} uid={uid} pid={pid} tty={tty} rhost={rhost} issuer={} sub={} token expires in {}s{}",
             claims.account,
             claims.issuer,
             oidc_core::clean(&claims.sub),
-            claims.exp - self.clock.now()
+            claims.exp - self.clock.now(),
+            match ends_at {
+                Some(t) => format!(", session ends in {}s", t - self.clock.now()),
+                None => String::new(),
+            }
         );
         let s = SessionInfo {
             id,
@@ -156,6 +185,7 @@ impl Sessions {
             opened: self.clock.now(),
             claims: claims.clone(),
             aws: None,
+            ends_at,
         };
         self.live.lock().unwrap_or_else(|e| e.into_inner()).push(s);
         Ok((id, claims, web_token))
@@ -239,6 +269,69 @@ impl Sessions {
         found.map(|s| s.id)
     }
 
+    /// End every live session `which` picks: it is dropped at once (no more
+    /// claims or AWS credentials), its processes get SIGHUP now and SIGKILL
+    /// after `kill_after`. `why` is logged for each. The ids ended.
+    pub fn end(&self, which: impl Fn(&SessionInfo) -> bool, why: impl Fn(&SessionInfo) -> String) -> Vec<u64> {
+        let ended: Vec<SessionInfo> = {
+            let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            let (gone, kept) = std::mem::take(&mut *live).into_iter().partition(|s| which(s));
+            *live = kept;
+            gone
+        };
+        let kill_at = self.clock.mono() + self.kill_after;
+        let mut dying = self.dying.lock().unwrap_or_else(|e| e.into_inner());
+        for s in &ended {
+            let opener = (s.pid, s.pid_start);
+            let procs = end::tree(&[opener]);
+            let n = end::signal(&procs, nix::sys::signal::Signal::SIGHUP);
+            warning!(
+                "session {} ended: user={} uid={} pid={} issuer={} sub={}: {}; SIGHUP to {n} process(es), SIGKILL to \
+                 what is left in {}s",
+                s.id,
+                s.claims.account,
+                s.uid,
+                s.pid,
+                s.claims.issuer,
+                oidc_core::clean(&s.claims.sub),
+                why(s),
+                self.kill_after.as_secs()
+            );
+            dying.push(Dying { id: s.id, procs: [vec![opener], procs].concat(), kill_at });
+        }
+        ended.iter().map(|s| s.id).collect()
+    }
+
+    /// Once a second: end the sessions whose deadline passed, SIGKILL what
+    /// is left of sessions ended `kill_after` ago. The ids ended now.
+    pub fn tick(&self) -> Vec<u64> {
+        let now = self.clock.now();
+        let ended = self.end(
+            |s| s.ends_at.is_some_and(|t| t <= now),
+            |s| {
+                format!(
+                    "its token expired {}s ago (sessions.on_expiry = \"end\", deadline {})",
+                    now - s.claims.exp,
+                    oidc_core::format_rfc3339(s.ends_at.unwrap_or(now))
+                )
+            },
+        );
+        let mono = self.clock.mono();
+        let due: Vec<Dying> = {
+            let mut dying = self.dying.lock().unwrap_or_else(|e| e.into_inner());
+            let (due, wait) = std::mem::take(&mut *dying).into_iter().partition(|d| d.kill_at <= mono);
+            *dying = wait;
+            due
+        };
+        for d in due {
+            let n = end::signal(&end::tree(&d.procs), nix::sys::signal::Signal::SIGKILL);
+            if n > 0 {
+                warning!("session {}: SIGKILL to {n} process(es) still running after SIGHUP", d.id);
+            }
+        }
+        ended
+    }
+
     pub fn ids(&self) -> Vec<u64> {
         self.live.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|s| s.id).collect()
     }
@@ -281,6 +374,7 @@ mod tests {
             opened: 0,
             claims: claims(id as usize),
             aws: None,
+            ends_at: None,
         }
     }
 
@@ -301,9 +395,65 @@ mod tests {
         assert!(inside_other_uid(&live, &tree, 3000) && !inside_other_uid(&live, &[(60, 8)], 2000));
     }
 
+    /// Running, not a zombie, and still the same process.
+    fn running((pid, start): end::Proc) -> bool {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)).unwrap_or("");
+        procfs::start_time(pid) == Some(start) && state != "Z"
+    }
+
+    /// Issue 15 (1): with `on_expiry = "end"`, a session whose deadline passed
+    /// is dropped at once (no claims, no AWS credentials) and the process tree
+    /// it bound gets SIGHUP, then SIGKILL for what ignores it — and a session
+    /// of the same uid whose token has not run out is untouched.
+    #[test]
+    fn an_expired_session_ends_its_tree_and_no_other() {
+        let clock = crate::clock::FakeClock::at(1_000_000);
+        let s = Sessions::new(clock.clone(), Duration::from_secs(5));
+        let spawn = |script: &str| std::process::Command::new("sh").args(["-c", script]).spawn().unwrap();
+        // a ignores SIGHUP, and so do its children: only SIGKILL ends them.
+        let mut a = spawn("trap '' HUP; sleep 300 & sleep 300 & wait");
+        let mut b = spawn("sleep 300 & wait");
+        let root = |c: &std::process::Child| (c.id() as i32, procfs::start_time(c.id() as i32).unwrap());
+        let (ra, rb) = (root(&a), root(&b));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while (end::tree(&[ra]).len() < 3 || end::tree(&[rb]).len() < 2) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let tree_a = end::tree(&[ra]);
+        let tree_b = end::tree(&[rb]);
+        assert_eq!((tree_a.len(), tree_b.len()), (3, 2), "{tree_a:?} {tree_b:?}");
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let open = |pid: i32, ends: Option<i64>| {
+            let id = s.add_pending(claims(pid as usize), None).unwrap();
+            s.open(&id, uid, pid, "", "", |_| ends).unwrap().0
+        };
+        let (ida, idb) = (open(ra.0, Some(1_000_010)), open(rb.0, None));
+        assert_eq!(s.tick(), Vec::<u64>::new(), "not yet");
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(s.tick(), vec![ida]);
+        assert_eq!(s.ids(), vec![idb], "dropped at once");
+        let me = crate::server::Peer { uid, pid: ra.0, start: Some(ra.1) };
+        assert!(s.claims_for(&me).0.is_none() && s.for_credentials(&me).is_none());
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(tree_a.iter().all(|p| running(*p)), "SIGHUP is ignored here");
+        clock.advance(Duration::from_secs(5));
+        s.tick();
+        assert!(a.wait().unwrap().code().is_none(), "killed");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while tree_a.iter().any(|p| running(*p)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!tree_a.iter().any(|p| running(*p)), "the whole tree is gone");
+        assert!(tree_b.iter().all(|p| running(*p)) && b.try_wait().unwrap().is_none(), "the other session lives");
+        end::signal(&tree_b, nix::sys::signal::Signal::SIGKILL);
+        b.wait().unwrap();
+    }
+
     #[test]
     fn pending_logins_are_capped_oldest_first() {
-        let s = Sessions::new(Arc::new(crate::clock::SystemClock));
+        let s = Sessions::new(Arc::new(crate::clock::SystemClock), Duration::from_secs(5));
         let ids: Vec<String> = (0..MAX_PENDING + 5).map(|n| s.add_pending(claims(n), None).unwrap()).collect();
         let p = s.pending.lock().unwrap();
         assert_eq!(p.by_id.len(), MAX_PENDING);
@@ -317,12 +467,12 @@ mod tests {
     /// names another process (it exited; the pid was reused) gets nothing.
     #[test]
     fn a_reused_pid_gets_no_claims_or_credentials() {
-        let s = Sessions::new(Arc::new(crate::clock::SystemClock));
+        let s = Sessions::new(Arc::new(crate::clock::SystemClock), Duration::from_secs(5));
         let me = std::process::id() as i32;
         // SAFETY: getuid cannot fail.
         let uid = unsafe { libc::getuid() };
         let id = s.add_pending(claims(1), None).unwrap();
-        s.open(&id, uid, me, "", "").unwrap();
+        s.open(&id, uid, me, "", "", |_| None).unwrap();
         let peer = |start| crate::server::Peer { uid, pid: me, start };
         assert!(s.claims_for(&peer(procfs::start_time(me))).0.is_some(), "the live process, pinned correctly");
         assert!(s.for_credentials(&peer(procfs::start_time(me))).is_some());

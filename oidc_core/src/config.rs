@@ -7,11 +7,13 @@
 mod accounts;
 mod aws;
 mod issuer;
+mod sessions;
 
 pub use accounts::{Accounts, Groups, RoleAccount};
 pub use aws::{Aws, Role as AwsRole, Source as AwsSource};
 pub use issuer::{Issuer, MULTI_TENANT};
 use serde::Deserialize;
+pub use sessions::{OnExpiry, Sessions};
 use std::path::{Path, PathBuf};
 
 /// Where the module and helperd read the config unless told otherwise (`config=`, `--config`).
@@ -51,6 +53,9 @@ pub struct Config {
     /// `[aws]`: per-session AWS credentials.
     #[serde(default)]
     pub aws: Aws,
+    /// `[sessions]`: what happens to a session when its token expires.
+    #[serde(default)]
+    pub sessions: Sessions,
 }
 
 /// `[helperd]`: the daemon's sockets, directories, limits and key fetching.
@@ -251,6 +256,9 @@ impl Config {
         if h.fetch_timeout_secs == 0 {
             return err("helperd.fetch_timeout_secs", "must be at least 1".into());
         }
+        if !(1..=300).contains(&self.sessions.kill_after_secs) {
+            return err("sessions.kill_after_secs", "must be 1..=300".into());
+        }
         if self.issuers.is_empty() {
             return err("issuer", "at least one [[issuer]] is required".into());
         }
@@ -396,6 +404,14 @@ impl Config {
     /// (`exp` plus the issuer's leeway): how long its use is remembered.
     pub fn accepted_until(&self, iss: &str, exp: i64) -> i64 {
         exp.saturating_add(i64::try_from(self.leeway(iss)).unwrap_or(i64::MAX))
+    }
+
+    /// When a session of `iss` whose token expires at `exp` is ended
+    /// (`[sessions]`, the issuer's `session_on_expiry`); `None`: it is kept.
+    pub fn session_ends_at(&self, iss: &str, exp: i64) -> Option<i64> {
+        let policy = self.issuer(iss).and_then(|i| i.session_on_expiry).unwrap_or(self.sessions.on_expiry);
+        (policy == OnExpiry::End)
+            .then(|| exp.saturating_add(i64::try_from(self.sessions.grace_secs).unwrap_or(i64::MAX)))
     }
 
     /// Is `name` a `[[role_account]]`? (Only role logins can produce a

@@ -50,9 +50,9 @@ pub use crate::{
     claims::{get as get_claim, Cond, Conditions, Scalar},
     config::{
         check_url, Accounts, Aws, AwsRole, AwsSource, Config, ConfigError, Groups as GroupSettings,
-        Helperd as HelperdSettings, Issuer, Pam as PamSettings, Policy, RoleAccount,
-        DEFAULT_PATH as DEFAULT_CONFIG_PATH, MAX_TOKEN_BYTES_CEILING, MULTI_TENANT, PAM_ARGUMENTS,
-        VERSION as CONFIG_VERSION,
+        Helperd as HelperdSettings, Issuer, OnExpiry, Pam as PamSettings, Policy, RoleAccount,
+        Sessions as SessionSettings, DEFAULT_PATH as DEFAULT_CONFIG_PATH, MAX_TOKEN_BYTES_CEILING, MULTI_TENANT,
+        PAM_ARGUMENTS, VERSION as CONFIG_VERSION,
     },
     ipc::{
         call as ipc_call, decode as decode_frame, encode_frame, page as page_of, read_frame, write_frame, AwsStatus,

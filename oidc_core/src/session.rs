@@ -140,6 +140,11 @@ pub struct SessionInfo {
     /// AWS role, source and credential expiry (never secrets).
     #[serde(default)]
     pub aws: Option<String>,
+    /// When helperd ends the session (its token's `exp` + `[sessions] grace_secs`
+    /// under `on_expiry = "end"`); `None`: it outlives its token (claim reuse
+    /// and AWS credentials stop at `exp` all the same).
+    #[serde(default)]
+    pub ends_at: Option<i64>,
 }
 
 #[cfg(test)]

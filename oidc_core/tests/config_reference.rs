@@ -179,6 +179,7 @@ fn code_defaults() -> BTreeMap<String, String> {
         ("policy", format!("{:?}", cfg.policy)),
         ("accounts", format!("{:?}", cfg.accounts)),
         ("aws", format!("{:?}", cfg.aws)),
+        ("sessions", format!("{:?}", cfg.sessions)),
         ("issuer", format!("{:?}", cfg.issuers[0])),
     ] {
         let v = P { s: dbg.as_bytes(), i: 0 }.value();
@@ -215,10 +216,9 @@ fn doc_rows() -> Vec<(String, String)> {
             let d = if d == "\"\"" { String::new() } else { d };
             let full = if i > 0 && !parent.is_empty() {
                 format!("{parent}.{k}")
-            } else if let Some((top, _)) = k
-                .split_once('.')
-                .filter(|(t, _)| ["version", "helperd", "pam", "policy", "accounts", "aws", "issuer"].contains(t))
-            {
+            } else if let Some((top, _)) = k.split_once('.').filter(|(t, _)| {
+                ["version", "helperd", "pam", "policy", "accounts", "aws", "sessions", "issuer"].contains(t)
+            }) {
                 if i == 0 {
                     section = top.to_string();
                 }
@@ -286,7 +286,8 @@ fn the_example_config_shows_the_real_defaults() {
         }
         let Some((k, v)) = l.split_once(" = ") else { continue };
         if k.contains(' ')
-            || !["helperd", "pam", "policy", "issuer", "issuer.groups", "accounts", "aws"].contains(&section.as_str())
+            || !["helperd", "pam", "policy", "issuer", "issuer.groups", "accounts", "aws", "sessions"]
+                .contains(&section.as_str())
         {
             continue;
         }

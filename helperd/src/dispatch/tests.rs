@@ -66,7 +66,7 @@ fn world_with(tag: &str, store: Option<Store>, role: &str) -> World {
     let svc = Services {
         keys: KeyCache::new(cfg.clone(), Box::new(t.clone())),
         accounts: AccountService::open(cfg.clone()).unwrap(),
-        sessions: crate::sessions::Sessions::new(clock.clone()),
+        sessions: crate::sessions::Sessions::new(clock.clone(), Duration::from_secs(5)),
         device: Arc::new(crate::device::DeviceFlows::new(cfg.clone(), t.clone(), clock.clone())),
         aws: crate::aws::Broker::new(cfg.aws.clone(), t.clone(), clock.clone()),
         replay: crate::replay::ReplayCache::open(&dir.join("state"), T0),

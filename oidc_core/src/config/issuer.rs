@@ -101,6 +101,9 @@ pub struct Issuer {
     /// Stacks without `token`/`device_code` arguments use device-code login with this issuer.
     #[serde(default)]
     pub device_login: bool,
+    /// Overrides `[sessions] on_expiry` for this issuer's sessions.
+    #[serde(default)]
+    pub session_on_expiry: Option<super::OnExpiry>,
 }
 
 /// Issuers anyone can get a token from: a token of theirs proves nothing about

@@ -132,3 +132,21 @@ fn identity_model_validation() {
     let e = err("username_template = \"gh-{repository_owner\"\n");
     assert_eq!(e.key.as_deref(), Some("issuer[0].username_template"), "{e}");
 }
+
+/// Issue 15 (1): a session is ended at its token's exp + grace only where
+/// `on_expiry = "end"` holds for its issuer (the issuer's own setting wins).
+#[test]
+fn session_end_policy_per_issuer() {
+    let two = format!("{MIN}\n[[issuer]]\nurl = \"https://ci.example\"\naudiences = [\"b\"]\nname_prefix = \"ci-\"\nsession_on_expiry = \"end\"\n");
+    let c = parse(&two).unwrap();
+    assert_eq!(c.session_ends_at("https://idp.example", 1000), None, "keep by default");
+    assert_eq!(c.session_ends_at("https://ci.example", 1000), Some(1000));
+    let c = parse(&format!("{two}\n[sessions]\non_expiry = \"end\"\ngrace_secs = 30\n")).unwrap();
+    assert_eq!(c.session_ends_at("https://idp.example", 1000), Some(1030));
+    let keep = two.replace("session_on_expiry = \"end\"", "session_on_expiry = \"keep\"");
+    let c = parse(&format!("{keep}\n[sessions]\non_expiry = \"end\"\n")).unwrap();
+    assert_eq!(c.session_ends_at("https://ci.example", 1000), None, "the issuer's keep wins");
+    let e = parse(&format!("{MIN}\n[sessions]\nkill_after_secs = 0\n")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("sessions.kill_after_secs"), "{e}");
+    assert!(parse(&format!("{MIN}\n[sessions]\non_expiry = \"kill\"\n")).is_err());
+}
