@@ -1,5 +1,8 @@
 //! The admin commands that ask the running daemon: status, users, sessions.
 
+mod revoke;
+pub use revoke::{lock, locks, renew, unlock};
+
 use crate::clock::unix_now;
 use oidc_core::clean;
 use oidc_core::Config;

@@ -24,7 +24,56 @@ pub struct Services {
     pub device: Arc<crate::device::DeviceFlows>,
     pub aws: crate::aws::Broker,
     pub replay: crate::replay::ReplayCache,
+    pub locks: crate::locks::Locks,
     pub clock: Arc<dyn Clock>,
+}
+
+/// End the live sessions a lock holds for, and stop their credentials.
+pub fn end_locked(svc: &Services, lock: &oidc_core::Lock) -> Vec<u64> {
+    let ended = svc.sessions.end(
+        |s| lock.target.holds_for(&s.claims),
+        |_| format!("{} is locked by {} ({})", lock.target, oidc_core::clean(&lock.by), oidc_core::clean(&lock.reason)),
+    );
+    if !ended.is_empty() {
+        svc.aws.forget(&svc.sessions.ids());
+    }
+    ended
+}
+
+/// Who is asking, for the record: the peer's uid and pid, its audit login
+/// uid (set at login by pam_loginuid; a process cannot change it) and the
+/// name the CLI gave (`SUDO_USER`).
+fn asker(peer: &Peer, said: &str) -> String {
+    let loginuid = std::fs::read_to_string(format!("/proc/{}/loginuid", peer.pid))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|u| *u != u32::MAX);
+    let mut by = format!("uid {} pid {}", peer.uid, peer.pid);
+    if let Some(u) = loginuid {
+        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(u)).ok().flatten().map(|u| u.name);
+        by.push_str(&format!(" loginuid {u}{}", name.map(|n| format!(" ({n})")).unwrap_or_default()));
+    }
+    if !said.is_empty() {
+        by.push_str(&format!(" sudo_user {}", oidc_core::clean(said)));
+    }
+    by
+}
+
+fn lock(svc: &Services, peer: &Peer, target: &oidc_core::LockTarget, reason: &str, said: &str) -> Response {
+    let lock = oidc_core::Lock {
+        target: target.clone(),
+        by: asker(peer, said),
+        at: svc.clock.now(),
+        reason: reason.chars().take(512).collect(),
+        source: crate::locks::LOCAL.into(),
+    };
+    if let Err(e) = svc.locks.lock(lock.clone()) {
+        return Response::Error { message: format!("lock not saved: {e}") };
+    }
+    warning!("locked {} by {}: {}", lock.target, lock.by, oidc_core::clean(&lock.reason));
+    let ended = end_locked(svc, &lock);
+    let detail = format!("{} locked; {} live session(s) ended", lock.target, ended.len());
+    Response::Locked { ended, detail }
 }
 
 fn aws_status(o: crate::aws::Outcome) -> Option<oidc_core::AwsStatus> {
@@ -49,6 +98,22 @@ fn login(
     replay_id: Option<&str>,
 ) -> Response {
     let mut claims = claims.clone();
+    if let Some(lock) = svc.locks.lock_for(&claims) {
+        warning!(
+            "login refused code=locked issuer={} identity={} account={}: {} is locked by {} at {} ({})",
+            oidc_core::clean(&claims.issuer),
+            oidc_core::clean(&claims.identity),
+            oidc_core::clean(&claims.account),
+            lock.target,
+            oidc_core::clean(&lock.by),
+            oidc_core::format_rfc3339(lock.at),
+            oidc_core::clean(&lock.reason)
+        );
+        return Response::Refused {
+            code: oidc_core::RefusalCode::Locked,
+            reason: format!("{} is locked on this host", lock.target),
+        };
+    }
     // Each token logs in once here (sudo's reuse of session claims sends none):
     // reserved now, recorded once admitted, given back if refused otherwise.
     let reserved = match replay_id {
@@ -228,6 +293,20 @@ pub fn dispatch(svc: &Services, peer: Peer, req: Request, before_wait: &mut dyn 
                 Err(e) => Response::Error { message: e },
             },
         },
+        Request::RenewSession { token } => crate::renew::renew(svc, &peer, token),
+        Request::Lock { target, reason, by } => lock(svc, &peer, target, reason, by),
+        Request::Unlock { target } => match svc.locks.unlock(target) {
+            Ok(removed) => {
+                let by = asker(&peer, "");
+                warning!("unlocked {target} by {by}: {removed} lock(s) removed");
+                Response::Unlocked { removed }
+            }
+            Err(e) => Response::Error { message: format!("unlock not saved: {e}") },
+        },
+        Request::Locks { offset } => {
+            let (locks, next) = oidc_core::page_of(&svc.locks.list(), *offset, |_| {});
+            Response::Locks { locks, next }
+        }
         Request::DeviceStart { issuer, rhost } => svc.device.start(issuer, rhost, Some(peer)),
         Request::DeviceWait { flow_id, timeout_secs } => {
             // The wait is capped by the flow limits, not by the connection pool.

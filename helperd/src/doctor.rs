@@ -88,6 +88,7 @@ pub fn run(config: &Path, cfg: Result<Config, ConfigError>, o: &Opts) -> i32 {
         r.check("pre-login", prelogin(cfg));
         r.check("privileged groups", privileged_groups(cfg, &o.sudoers, &o.polkit));
         r.check("imds", imds(cfg));
+        r.check("locks", locks(cfg));
     }
     r.check("sshd", sshd(&o.sshd_config));
     r.check("nsswitch", nsswitch(&o.nsswitch));
@@ -467,6 +468,18 @@ fn prelogin(cfg: &Config) -> Outcome {
 
 /// The fleet id key: without it no new account can be admitted, and a
 /// readable one lets users aim at each other's uids.
+/// The locks file: an unreadable one refuses every OIDC login (fail closed).
+fn locks(cfg: &Config) -> Outcome {
+    match oidc_core::LocksSaved::read(&cfg.helperd.state_dir) {
+        Ok(s) if s.locks.is_empty() => Ok("no identity is locked".into()),
+        Ok(s) => Ok(format!("{} lock(s) in force (helperd locks)", s.locks.len())),
+        Err(e) => fail(
+            format!("{e}: every OIDC login is refused while it cannot be read"),
+            "repair or remove the file (it lists locked identities), then restart helperd",
+        ),
+    }
+}
+
 fn id_key(cfg: &Config) -> Outcome {
     let p = &cfg.accounts.id_key_file;
     nss_snapshot::format::IdKey::read(p).map_err(|e| {

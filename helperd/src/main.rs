@@ -13,8 +13,10 @@ mod doctor;
 mod fetch;
 mod ids;
 mod keys;
+mod locks;
 mod log;
 mod procfs;
+mod renew;
 mod replay;
 mod server;
 mod sessions;
@@ -47,7 +49,16 @@ commands:
   rebind NAME --issuer URL --sub ID
                              move an OIDC account name to another identity of its issuer
                              (IdP app re-created, pairwise sub changed); uid and home stay
-  sessions                   list live OIDC login sessions (user, pid, tty, rhost, token expiry, AWS role)
+  sessions                   list live OIDC login sessions (user, pid, tty, rhost, token expiry,
+                             the session's deadline, AWS role)
+  lock NAME|--sub ISSUER SUB [--reason TEXT]
+                             refuse that identity's logins, end its sessions, stop its AWS
+                             credentials (persisted, until unlock)
+  unlock NAME|--sub ISSUER SUB
+                             lift a lock set with lock
+  locks                      list the locks in force (local and from the fleet list)
+  renew [--token-file FILE]  (in a session) extend it with a fresh token of the same identity,
+                             read from FILE, $OIDC_TOKEN_FILE or stdin
   credentials                this session's AWS credentials as credential_process JSON
                              (what the session's AWS config runs; only the session's uid or root)
   version";
@@ -112,6 +123,10 @@ fn main() -> ExitCode {
         "credentials" => cli::credentials(&cfg),
         "id-key" => cli::id_key(&cfg, &args[1..]),
         "rebind" => cli::rebind(&cfg, &args[1..]),
+        "lock" => cli::lock(&cfg, &args[1..]),
+        "unlock" => cli::unlock(&cfg, &args[1..]),
+        "locks" => cli::locks(&cfg),
+        "renew" => cli::renew(&cfg, &args[1..]),
         "refresh" => match args.get(1) {
             Some(iss) => {
                 let force = args.get(2).map(String::as_str) == Some("--force");
@@ -205,6 +220,7 @@ fn run(cfg: Config) -> i32 {
     let pending_uses = cfg.helperd.state_dir.join(replay::PENDING_DIR);
     let _ = std::fs::create_dir_all(&pending_uses);
     replay.import_pending(&pending_uses, clock::unix_now());
+    let locks = locks::Locks::open(&cfg.helperd.state_dir);
     let clock: Arc<dyn clock::Clock> = Arc::new(clock::SystemClock);
     let device =
         Arc::new(device::DeviceFlows::new(cfg.clone(), Arc::new(fetch::Http::new(timeout)), Arc::clone(&clock)));
@@ -224,6 +240,7 @@ fn run(cfg: Config) -> i32 {
         device,
         aws,
         replay,
+        locks,
         clock,
     });
     let bg = Arc::clone(&svc);

@@ -220,6 +220,13 @@ impl Sessions {
     /// by the start time taken at accept: if its pid now names another
     /// process (it exited, the pid was reused), nothing is given.
     pub fn claims_for(&self, peer: &Peer) -> (Option<SessionClaims>, String) {
+        let (found, detail) = self.session_for(peer);
+        (found.map(|(_, c)| c), detail)
+    }
+
+    /// The session (id and claims) the peer process belongs to, by the rule
+    /// of [`Sessions::claims_for`], and how it was found or why none was.
+    pub fn session_for(&self, peer: &Peer) -> (Option<(u64, SessionClaims)>, String) {
         let peer_pid = peer.pid;
         let gone = || format!("process {peer_pid} is gone or its pid was reused since it connected");
         self.reap();
@@ -234,7 +241,7 @@ impl Sessions {
         let Some(tree) = procfs::pinned_ancestry(peer) else { return (None, gone()) };
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         match session_in(&live, &tree, Some(uid)) {
-            Some(s) => (Some(s.claims.clone()), format!("session {} (pid {}, uid {uid})", s.id, s.pid)),
+            Some(s) => (Some((s.id, s.claims.clone())), format!("session {} (pid {}, uid {uid})", s.id, s.pid)),
             None => {
                 if inside_other_uid(&live, &tree, uid) {
                     warning!(
@@ -267,6 +274,16 @@ impl Sessions {
             );
         }
         found.map(|s| s.id)
+    }
+
+    /// The session lives on `claims` from now on (a fresh token of the same
+    /// identity), ended at `ends_at`. `Err` if it ended meanwhile.
+    pub fn renew(&self, id: u64, claims: SessionClaims, ends_at: Option<i64>) -> Result<(), String> {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let s = live.iter_mut().find(|s| s.id == id).ok_or("the session has ended")?;
+        s.claims = claims;
+        s.ends_at = ends_at;
+        Ok(())
     }
 
     /// End every live session `which` picks: it is dropped at once (no more

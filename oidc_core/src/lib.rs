@@ -16,7 +16,8 @@
 //!   what a stack demands of them ([`Demand`]).
 //! * helperd protocol — [`Request`], [`Response`], the frame codec, [`Client`].
 //! * records — the audit line ([`AuditEvent`]), the replay files, the typed
-//!   refusal reasons ([`Rejection`]), wiped secrets ([`Secret`]).
+//!   refusal reasons ([`Rejection`]), wiped secrets ([`Secret`]), locks
+//!   ([`Lock`], [`LocksSaved`]).
 
 #![deny(unreachable_pub)]
 #![deny(missing_docs)]
@@ -28,6 +29,7 @@ mod claims;
 mod config;
 mod ipc;
 mod jwks;
+mod locks;
 mod login;
 mod policy;
 mod reason;
@@ -63,6 +65,7 @@ pub use crate::{
         cache_path as jwks_cache_path, read_cache as read_jwks_cache, CacheFile, Jwks, Key as JwkKey, Material,
         CACHE_VERSION as JWKS_CACHE_VERSION, MAX_CACHE_BYTES as MAX_JWKS_CACHE_BYTES, MAX_KIDLESS_KEYS,
     },
+    locks::{Lock, Saved as LocksSaved, Target as LockTarget, FILE as LOCKS_FILE, VERSION as LOCKS_VERSION},
     login::{verify_token, verify_token_with, CacheDir, KeyStore, Outcome as TokenOutcome},
     policy::{check_group_name, check_groups, check_login_name, MAX_LOGIN_NAME},
     reason::Rejection,

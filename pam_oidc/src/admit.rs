@@ -85,6 +85,16 @@ pub fn admit(
         // hook): decide here, recording the token's use ourselves. A refused
         // frame or an odd answer never lets the module decide alone.
         Err(e) if client.unreachable(&e) => {
+            // A lock holds with helperd down too: its file, read here (an
+            // unreadable one refuses every login until helperd is back).
+            let locks = oidc_core::LocksSaved::read(&cfg.helperd.state_dir)
+                .map_err(|le| Rejection::AccountsUnavailable(format!("{e}; {le}")))?;
+            if let Some(l) = locks.lock_for(claims) {
+                return Err(Rejection::AccountRefused {
+                    code: RefusalCode::Locked,
+                    reason: format!("{e}; {} is locked on this host by {}", l.target, oidc_core::clean(&l.by)),
+                });
+            }
             if role {
                 record_use_locally(cfg, &v.issuer, replay_id.as_deref(), claims.exp)?;
                 return Ok((format!("{e}; the session will have no stored claims"), None));

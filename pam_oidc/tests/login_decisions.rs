@@ -183,3 +183,26 @@ fn a_token_logs_in_once_even_with_helperd_down() {
     let mut p = Fake { user: "alice".into(), reply: Some(format!("{}\n", s.token)), ..Default::default() };
     assert_eq!(authenticate(&mut p, &args(&s, &[]), &TestEdges::down(NOW)), PamResultCode::PAM_AUTHINFO_UNAVAIL);
 }
+
+/// Issue 15 (3): a lock holds with helperd down: the module reads helperd's
+/// locks file itself; one it cannot read refuses rather than ignores.
+#[test]
+fn a_lock_holds_with_helperd_down() {
+    let s = setup("locked");
+    let login = || {
+        let mut p = Fake { user: "alice".into(), reply: Some(format!("{}\n", s.token)), ..Default::default() };
+        let code = authenticate(&mut p, &args(&s, &[]), &TestEdges::down(NOW));
+        let log = p.log.borrow().join("\n");
+        (code, log)
+    };
+    let lock = r#"{"v":1,"locks":[{"target":{"kind":"name","name":"alice"},"by":"uid 0","at":1,"reason":"left","source":"local"}]}"#;
+    std::fs::write(s.dir.join("locks.json"), lock).unwrap();
+    let (code, log) = login();
+    assert_eq!(code, PamResultCode::PAM_AUTH_ERR, "{log}");
+    assert!(log.contains("(locked)") && log.contains("name alice is locked"), "{log}");
+    std::fs::write(s.dir.join("locks.json"), "{").unwrap();
+    let (code, log) = login();
+    assert_eq!(code, PamResultCode::PAM_AUTHINFO_UNAVAIL, "an unreadable locks file: {log}");
+    std::fs::remove_file(s.dir.join("locks.json")).unwrap();
+    assert_eq!(login().0, PamResultCode::PAM_SUCCESS, "unlocked");
+}

@@ -290,6 +290,31 @@ impl Broker {
         }
     }
 
+    /// The session lives on a fresh token of the same identity: credentials
+    /// are served until its `exp` (+ grace); a web-identity role uses the new
+    /// token from its next renewal. If the session's (narrowed) groups no
+    /// longer match its role, its credentials stop.
+    pub fn renew(&self, session: u64, claims: &SessionClaims, web_token: Option<Secret>) {
+        let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = map.get_mut(&session) else { return };
+        let same_role =
+            self.cfg.role_for(&claims.groups, &claims.issuer).is_some_and(|r| r.role_arn == s.role.role_arn);
+        if !same_role {
+            info!(
+                "aws: session {session} ({}): renewed with groups {} that no longer match {}: credentials dropped",
+                claims.account,
+                claims.groups.join(","),
+                s.role.role_arn
+            );
+            map.remove(&session);
+            return;
+        }
+        s.claims = claims.clone();
+        if s.role.source == AwsSource::WebIdentity {
+            s.web_token = web_token;
+        }
+    }
+
     /// Forget the credentials (and the kept token) of ended sessions.
     pub fn forget(&self, live: &[u64]) {
         let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());

@@ -41,6 +41,11 @@ fn world(tag: &str, store: Option<Store>) -> World {
 /// [`world`] with `role` as the extra keys of deploy's `[[role_account]]`
 /// rule (and anything after it, e.g. `[aws]`).
 fn world_with(tag: &str, store: Option<Store>, role: &str) -> World {
+    world_full(tag, store, "", role)
+}
+
+/// [`world_with`], `issuer` extra keys of the one `[[issuer]]`.
+fn world_full(tag: &str, store: Option<Store>, issuer: &str, role: &str) -> World {
     let dir = temp_dir(&format!("dispatch-{tag}"));
     let uid = my_uid();
     // `deploy`, a local (role) account with this process's uid, so the
@@ -57,7 +62,7 @@ fn world_with(tag: &str, store: Option<Store>, role: &str) -> World {
          jwks_refresh_min_interval_secs = 300\n\
          [accounts]\nid_key_file = \"{d}/no-id-key\"\npasswd_file = \"{d}/passwd\"\ngroup_file = \"{d}/group\"\n\
          pinned_uids = {{ oidctest = {PINNED} }}\n\
-         [[issuer]]\nurl = \"{ISS}\"\naudiences = [\"a\"]\nuser_accounts = true\nleeway_secs = 60\n\
+         [[issuer]]\nurl = \"{ISS}\"\naudiences = [\"a\"]\nuser_accounts = true\nleeway_secs = 60\n{issuer}\
          [[role_account]]\nname = \"deploy\"\nissuer = \"{ISS}\"\nrequire = {{ repository = \"acme/infra\" }}\n{role}",
         d = dir.display()
     );
@@ -70,6 +75,7 @@ fn world_with(tag: &str, store: Option<Store>, role: &str) -> World {
         device: Arc::new(crate::device::DeviceFlows::new(cfg.clone(), t.clone(), clock.clone())),
         aws: crate::aws::Broker::new(cfg.aws.clone(), t.clone(), clock.clone()),
         replay: crate::replay::ReplayCache::open(&dir.join("state"), T0),
+        locks: crate::locks::Locks::open(&dir.join("state")),
         clock: clock.clone(),
     };
     World { svc, t, clock, dir }
@@ -170,6 +176,13 @@ fn root_only_requests() -> Vec<Request> {
         Request::Sessions { offset: 0 },
         Request::DeviceStart { issuer: ISS.into(), rhost: "198.51.100.7".into() },
         Request::DeviceWait { flow_id: "f".into(), timeout_secs: 600 },
+        Request::Lock {
+            target: oidc_core::LockTarget::Name { name: "oidctest".into() },
+            reason: String::new(),
+            by: String::new(),
+        },
+        Request::Unlock { target: oidc_core::LockTarget::Name { name: "oidctest".into() } },
+        Request::Locks { offset: 0 },
     ]
 }
 
@@ -430,3 +443,5 @@ fn a_second_rule_for_the_same_account_cannot_lend_its_switches() {
     }
     w.t.done();
 }
+
+mod revoke;

@@ -105,6 +105,37 @@ pub enum Request {
     },
     /// AWS credentials of the caller's session (the session's uid, or root).
     AwsCredentials,
+    /// Extend the caller's session with a fresh token of the same identity
+    /// (any peer: helperd finds the session from the peer's process tree and
+    /// real uid, as for [`Request::SessionClaims`]).
+    RenewSession {
+        /// The new token (verified by helperd; never logged).
+        token: crate::Secret,
+    },
+    /// Lock an identity out (root only): new logins refused, its live
+    /// sessions ended, its credentials stopped. Persisted.
+    Lock {
+        /// Who.
+        target: crate::locks::Target,
+        /// Why, for the record (may be empty).
+        #[serde(default)]
+        reason: String,
+        /// Who asks, as the CLI knows it (`SUDO_USER`); helperd adds the
+        /// peer's uid and login uid.
+        #[serde(default)]
+        by: String,
+    },
+    /// Lift a lock set with [`Request::Lock`] (root only).
+    Unlock {
+        /// The lock's target, as set.
+        target: crate::locks::Target,
+    },
+    /// Every lock in force (root only), one page from `offset` on.
+    Locks {
+        /// Index of the first lock to list (0 for the first page).
+        #[serde(default)]
+        offset: usize,
+    },
 }
 
 impl Request {
@@ -121,6 +152,9 @@ impl Request {
                 | Request::Sessions { .. }
                 | Request::DeviceStart { .. }
                 | Request::DeviceWait { .. }
+                | Request::Lock { .. }
+                | Request::Unlock { .. }
+                | Request::Locks { .. }
         )
     }
 
@@ -140,6 +174,10 @@ impl Request {
             Request::DeviceStart { .. } => "device_start",
             Request::DeviceWait { .. } => "device_wait",
             Request::AwsCredentials => "aws_credentials",
+            Request::RenewSession { .. } => "renew_session",
+            Request::Lock { .. } => "lock",
+            Request::Unlock { .. } => "unlock",
+            Request::Locks { .. } => "locks",
         }
     }
 }
@@ -265,6 +303,37 @@ pub enum Response {
         /// RFC 3339.
         expiration: String,
     },
+    /// Answer to [`Request::RenewSession`]: the session now lives on the new token.
+    Renewed {
+        /// helperd's id of the session.
+        id: u64,
+        /// The new token's `exp`: claim reuse and AWS credentials until then.
+        exp: i64,
+        /// When the session ends under `[sessions] on_expiry = "end"`.
+        ends_at: Option<i64>,
+        /// For people: what changed (groups narrowed, ...).
+        detail: String,
+    },
+    /// Answer to [`Request::Lock`].
+    Locked {
+        /// The live sessions ended.
+        ended: Vec<u64>,
+        /// For people.
+        detail: String,
+    },
+    /// Answer to [`Request::Unlock`].
+    Unlocked {
+        /// Locks removed (0: there was none for that target).
+        removed: usize,
+    },
+    /// Answer to [`Request::Locks`]: one page of the locks in force.
+    Locks {
+        /// The page.
+        locks: Vec<crate::locks::Lock>,
+        /// The offset of the next page, if there is one.
+        #[serde(default)]
+        next: Option<usize>,
+    },
     /// The request failed (a bad frame, an unknown issuer or login id, ...).
     Error {
         /// What went wrong, for people.
@@ -361,6 +430,14 @@ pub enum RefusalCode {
     IdentityRenamed,
     /// The uid claim is outside the configured range.
     UidOutOfRange,
+    /// The identity is locked on this host (`helperd lock`, the fleet lock list).
+    Locked,
+    /// Renewal: the token is another identity's than the session's.
+    OtherIdentity,
+    /// Renewal: the caller is in no OIDC session of its uid.
+    NoSession,
+    /// Renewal: the token did not verify.
+    TokenRefused,
 }
 
 impl RefusalCode {
@@ -380,6 +457,10 @@ impl RefusalCode {
             RefusalCode::IdentityHoldsAnotherName => "identity-holds-another-name",
             RefusalCode::IdentityRenamed => "identity-renamed",
             RefusalCode::UidOutOfRange => "uid-out-of-range",
+            RefusalCode::Locked => "locked",
+            RefusalCode::OtherIdentity => "other-identity",
+            RefusalCode::NoSession => "no-session",
+            RefusalCode::TokenRefused => "token-refused",
         }
     }
 }
