@@ -18,8 +18,12 @@ pub fn aws_cli() -> PathBuf {
 }
 
 fn wait_port(port: u16, what: &str) {
+    wait_addr((std::net::Ipv4Addr::LOCALHOST, port).into(), what)
+}
+
+fn wait_addr(addr: std::net::SocketAddr, what: &str) {
     let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while std::net::TcpStream::connect(addr).is_err() {
         assert!(t.elapsed() < Duration::from_secs(20), "{what} did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -112,29 +116,34 @@ impl Drop for Moto {
 /// The strict IMDSv2 test server; `mode` is "v2" or "v1only".
 pub struct Imds {
     pub port: u16,
+    addr: std::net::SocketAddr,
     child: Child,
     _dir: TempDir,
 }
 
 impl Imds {
     pub fn start(key: &Value, mode: &str) -> Imds {
+        Imds::start_at(key, mode, (std::net::Ipv4Addr::LOCALHOST, free_port()).into())
+    }
+
+    /// Listening on `addr` (e.g. 169.254.169.254:80 inside a private network namespace).
+    pub fn start_at(key: &Value, mode: &str, addr: std::net::SocketAddr) -> Imds {
         let dir = TempDir::new("imds");
         let creds = dir.0.join("creds.json");
         std::fs::write(&creds, key.to_string()).unwrap();
-        let port = free_port();
         let child = die_with_parent(&mut Command::new("/usr/bin/python3"))
             .arg(root().join("tests/fixtures/imds.py"))
-            .args([&port.to_string(), &creds.display().to_string(), mode])
+            .args([&addr.port().to_string(), &creds.display().to_string(), mode, &addr.ip().to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        wait_port(port, "imds.py");
-        Imds { port, child, _dir: dir }
+        wait_addr(addr, "imds.py");
+        Imds { port: addr.port(), addr, child, _dir: dir }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}", self.addr)
     }
 }
 

@@ -352,7 +352,7 @@ fn imds_reachable_by_any_user_fails_when_aws_uses_the_instance_role() {
     let line = out.lines().find(|l| l.starts_with("[FAIL] imds")).unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains("uid 65534") && line.contains("instance role"), "{line}");
     let fix = out.lines().skip_while(|l| *l != line).nth(1).unwrap_or("");
-    assert!(fix.contains("skuid") && fix.contains("169.254.169.254"), "{fix}");
+    assert!(fix.contains("systemctl enable --now pam-oidc-imds-lockdown") && fix.contains("169.254.169.254"), "{fix}");
     // Only root may reach it (here: nothing listens for anyone): passes.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let (_, out) = with_aws(&format!("http://{closed}"), "instance");

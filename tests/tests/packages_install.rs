@@ -97,10 +97,15 @@ fn deb_installs_serves_an_oidc_user_and_purges_cleanly() {
         ("etc/pam-oidc/config.toml", 0o644),
         ("usr/bin/pam-oidc-askpass", 0o755),
         ("lib/systemd/system/pam-oidc-helperd.service", 0o644),
+        ("lib/systemd/system/pam-oidc-imds-lockdown.service", 0o644),
+        ("usr/lib/pam-oidc/pam-oidc-imds.nft", 0o644),
         ("usr/share/pam-configs/oidc", 0o644),
     ] {
         assert_eq!(mode(&root.join(p)), m, "{p}");
     }
+    // The IMDS lock-down ships off: nothing wants it until the admin enables it.
+    let (_, wants) = chroot(root, "ls /etc/systemd/system/*.wants/ 2>/dev/null");
+    assert!(!wants.contains("pam-oidc-imds-lockdown"), "{wants}");
     // Docs by reader, next to a DEP-5 copyright that names the package and its licence.
     for d in ["README.md", "ARCHITECTURE.md", "LICENSE", "docs/install.md", "docs/configuration.md", "docs/tokens.md"] {
         assert_eq!(mode(&root.join("usr/share/doc/pam-oidc").join(d)), 0o644, "{d}");
@@ -187,6 +192,8 @@ fn deb_installs_serves_an_oidc_user_and_purges_cleanly() {
         "etc/pam-oidc/id.key",
         "var/lib/pam-oidc",
         "var/cache/pam-oidc",
+        "usr/lib/pam-oidc/pam-oidc-imds.nft",
+        "lib/systemd/system/pam-oidc-imds-lockdown.service",
         "usr/share/man/man8/pam_oidc.8.gz",
         "usr/share/man/man8/helperd.8.gz",
         "usr/share/man/man5/pam-oidc.toml.5.gz",
@@ -207,6 +214,8 @@ fn rpm_file_list_modes_and_scriptlets() {
         ("/usr/lib64/libnss_oidc.so.2", "-rwxr-xr-x"),
         ("/etc/pam-oidc/config.toml", "-rw-r--r--"),
         ("/usr/lib/systemd/system/pam-oidc-helperd.service", "-rw-r--r--"),
+        ("/usr/lib/systemd/system/pam-oidc-imds-lockdown.service", "-rw-r--r--"),
+        ("/usr/lib/pam-oidc/pam-oidc-imds.nft", "-rw-r--r--"),
         ("/usr/lib/pam-oidc/nsswitch", "-rwxr-xr-x"),
         ("/usr/lib/pam-oidc/id-key-init", "-rwxr-xr-x"),
         (MAN_PAGES[0].1, "-rw-r--r--"),

@@ -13,10 +13,9 @@ pub(super) fn imds(cfg: &Config) -> Outcome {
         return Ok("no [[aws.role]] uses the instance role".into());
     }
     let ep = &cfg.aws.imds_endpoint;
-    let fix = "let only root (helperd) reach IMDS: `nft add table inet pam_oidc; nft add chain inet pam_oidc out \
-               '{ type filter hook output priority 0; }'; nft add rule inet pam_oidc out ip daddr 169.254.169.254 \
-               meta skuid != 0 reject` (and `ip6 daddr fd00:ec2::254`), made persistent in /etc/nftables.conf; \
-               or use source = \"web_identity\" roles only";
+    let fix = "let only root (helperd) reach IMDS: `systemctl enable --now pam-oidc-imds-lockdown` (the package's \
+               nftables table inet pam_oidc_imds, /usr/lib/pam-oidc/pam-oidc-imds.nft: sockets of any uid but 0 \
+               are refused at 169.254.169.254 and fd00:ec2::254); or use source = \"web_identity\" roles only";
     let hostport = ep.strip_prefix("http://").unwrap_or(ep).split('/').next().unwrap_or("");
     let hostport = if hostport.contains(':') && !hostport.ends_with(']') {
         hostport.to_string()
