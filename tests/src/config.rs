@@ -242,6 +242,7 @@ pub struct Config {
     pub accounts: Table,
     pub policy: Table,
     pub aws: Table,
+    pub sessions: Table,
     pub aws_roles: Vec<Table>,
     pub issuers: Vec<Issuer>,
     pub role_accounts: Vec<RoleAccount>,
@@ -276,6 +277,12 @@ impl Config {
 
     pub fn aws(mut self, k: &str, v: impl Into<Value>) -> Config {
         self.aws = self.aws.set(k, v);
+        self
+    }
+
+    /// A key of `[sessions]`.
+    pub fn sessions(mut self, k: &str, v: impl Into<Value>) -> Config {
+        self.sessions = self.sessions.set(k, v);
         self
     }
 
@@ -315,6 +322,7 @@ impl Config {
         self.accounts = self.accounts.merge(&other.accounts);
         self.policy = self.policy.merge(&other.policy);
         self.aws = self.aws.merge(&other.aws);
+        self.sessions = self.sessions.merge(&other.sessions);
         self.aws_roles.extend(other.aws_roles.iter().cloned());
         self.issuers.extend(other.issuers.iter().cloned());
         self.role_accounts.extend(other.role_accounts.iter().cloned());
@@ -329,6 +337,7 @@ impl Config {
         self.accounts.render("[accounts]", &mut out);
         self.policy.render("[policy]", &mut out);
         self.aws.render("[aws]", &mut out);
+        self.sessions.render("[sessions]", &mut out);
         for r in &self.aws_roles {
             r.render("[[aws.role]]", &mut out);
         }

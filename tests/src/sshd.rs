@@ -336,9 +336,20 @@ mount -n --bind $D/sudoers /etc/sudoers
         self.ssh_client(user, token_file, command, &askpass(), "INFO")
     }
 
+    /// [`SshHost::ssh`] left running: the client's stdout is piped (kill it by PID).
+    pub fn ssh_spawn(&self, user: &str, token_file: &Path, command: &str) -> std::process::Child {
+        let mut c = self.ssh_command(user, token_file, command, &askpass(), "ERROR");
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().unwrap()
+    }
+
     fn ssh_client(&self, user: &str, token_file: &Path, command: &str, askpass: &Path, level: &str) -> Output {
-        Command::new("ssh")
-            .args(["-F", "/dev/null", "-p", &self.port.to_string()])
+        self.ssh_command(user, token_file, command, askpass, level).output().unwrap()
+    }
+
+    fn ssh_command(&self, user: &str, token_file: &Path, command: &str, askpass: &Path, level: &str) -> Command {
+        let mut c = Command::new("ssh");
+        c.args(["-F", "/dev/null", "-p", &self.port.to_string()])
             .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
             .arg("-o")
             .arg(format!("LogLevel={level}"))
@@ -350,9 +361,8 @@ mount -n --bind $D/sudoers /etc/sudoers
             .env("SSH_ASKPASS_REQUIRE", "force")
             .env("DISPLAY", ":0")
             .env("OIDC_TOKEN_FILE", token_file)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(Stdio::null());
+        c
     }
 }
 
