@@ -57,9 +57,29 @@ impl Drop for Client {
     }
 }
 
-/// A command line no other run of these tests has: `sleep N.PID`.
-fn sleeper(n: u32) -> String {
-    format!("sleep {n}.{}", std::process::id())
+/// A command line no other run of these tests has: `sleep N.PID`; the
+/// processes running it in sessions are killed (by PID) when the test ends.
+struct Sleeper(String);
+
+impl std::ops::Deref for Sleeper {
+    type Target = String;
+    fn deref(&self) -> &String {
+        &self.0
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let out = Command::new("pgrep").args(["-f", "-x", &self.0]).output().unwrap();
+        for pid in String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn sleeper(n: u32) -> Sleeper {
+    Sleeper(format!("sleep {n}.{}", std::process::id()))
 }
 
 /// Processes on this host whose command line is exactly `cmd`.
@@ -95,7 +115,7 @@ fn an_expired_session_ends_over_sshd_and_the_users_other_session_lives() {
 
     let short = w.token_file("alice-short", "short-lived", "alice");
     let minted = now();
-    let a = w.host.ssh_spawn("alice", &short, &format!("{s61}; echo SURVIVED"));
+    let a = w.host.ssh_spawn("alice", &short, &format!("{}; echo SURVIVED", *s61));
     wait_until(Duration::from_secs(20), || running(&s61) == 1).expect("alice's short session started");
     let list = w.helperd(&["sessions"]);
     assert_eq!(list.lines().filter(|l| l.contains(" alice ")).count(), 2, "{list}");
