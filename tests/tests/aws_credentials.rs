@@ -23,7 +23,10 @@ struct World {
 /// `aws`: the `[[aws.role]]` tables and more `[aws]` keys.
 fn world(sts: &str, imds: &str, aws: Config) -> World {
     let idp = Idp::start();
-    let env = Env::new(Config::new().issuer(Issuer::standard(&idp.issuer(), ALGS)));
+    // `short-lived`: the test IdP's client whose ID tokens live 1 s.
+    let [a, b, c] = TEST_AUDIENCES;
+    let issuer = Issuer::standard(&idp.issuer(), ALGS).set("audiences", [a, b, c, "short-lived"]);
+    let env = Env::new(Config::new().issuer(issuer));
     env.prelogin(&["alice", "bob", "carol", "zed"], &[]);
     let config_file = env.dir.0.join("aws-config");
     let credential_process = format!("{} --config {} credentials", helperd_bin().display(), env.config.display());
@@ -48,8 +51,13 @@ fn role(group: &str, arn: &str, source: &str) -> Table {
 
 impl World {
     fn token_file(&self, user: &str) -> PathBuf {
-        let p = self.env.dir.0.join(format!("{user}.token"));
-        std::fs::write(&p, self.idp.token("host-login", user)).unwrap();
+        self.token_of(user, user, "host-login")
+    }
+
+    /// A token of `user` from `client`, in a file named `name` any uid may read.
+    fn token_of(&self, name: &str, user: &str, client: &str) -> PathBuf {
+        let p = self.env.dir.0.join(format!("{name}.token"));
+        std::fs::write(&p, self.idp.token(client, user)).unwrap();
         p
     }
 
@@ -169,4 +177,41 @@ fn failures_behave_as_configured_and_are_logged() {
         }
         w.host.wait_log(&format!("AWS credentials unavailable ({code})"));
     }
+}
+
+/// Issue 15: no credentials once the login's token expired (plus
+/// `aws.token_grace_secs`, 0 here) — for the instance role (which IMDS would
+/// go on minting) and for web identity; `helperd renew` from inside the
+/// session with a fresh token of the same identity brings them back, a token
+/// of another identity is refused.
+#[test]
+fn credentials_stop_at_the_tokens_exp_and_come_back_on_renewal_by_the_same_identity() {
+    let moto = Moto::start(false); // web identity needs auth off in moto; AssumeRole works either way
+    let imds = Imds::start(&moto.instance_key, "v2");
+    let w = world(
+        &moto.url(),
+        &imds.url(),
+        Config::new().aws_role(role("ops-admins", OPS, "instance")).aws_role(role("devs", DEVS, "web_identity")),
+    );
+    let helperd = format!("{} --config {}", helperd_bin().display(), w.env.config.display());
+    let other = w.token_of("mallory-fresh", "mallory", "host-login");
+    for (user, arn) in [("alice", "assumed-role/ops/alice"), ("bob", "assumed-role/devs-web/bob")] {
+        let fresh = w.token_of(&format!("{user}-fresh"), user, "host-login");
+        let short = w.token_of(&format!("{user}-short"), user, "short-lived");
+        let cmd = format!(
+            "sleep 2; aws sts get-caller-identity --query Arn --output text || echo EXPIRED-REFUSED; \
+             {helperd} renew --token-file {other} || echo OTHER-REFUSED; \
+             {helperd} renew --token-file {fresh} && aws sts get-caller-identity --query Arn --output text",
+            other = other.display(),
+            fresh = fresh.display()
+        );
+        let cmd = cmd.replace("aws ", &format!("AWS_ENDPOINT_URL={} {} ", moto.url(), aws_cli().display()));
+        let out = w.host.ssh(user, &short, &cmd);
+        let t = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(t.contains("EXPIRED-REFUSED") && t.contains("token expired at"), "{user}: {t}\n{}", w.log());
+        assert!(t.contains("OTHER-REFUSED") && t.contains("renewal refused (other-identity)"), "{user}: {t}");
+        assert!(t.contains("renewed until") && t.contains(arn), "{user}: renewed: {t}\n{}", w.log());
+        assert_eq!(t.matches(arn).count(), 1, "{user}: one Arn, after the renewal: {t}");
+    }
+    assert!(w.log().contains("session renewal refused") && w.log().contains("renewed: user=bob"), "{}", w.log());
 }
