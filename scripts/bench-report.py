@@ -114,6 +114,23 @@ w(f"\nhelperd after the run: VmRSS {rss.get('VmRSS','?').strip()}, peak VmHWM {r
 w("The 200-login load test (`tests/tests/under_load.rs`) asserts helperd's RSS < 20 MB while 200 PAM")
 w("authentications run at once; its numbers are printed by the test.\n")
 
+# ---- revocation
+if os.path.exists(os.path.join(work, "revoke.txt")):
+    w("## Revocation: from the event to the session's end\n")
+    w("`revoke-bench` runs its own helperd (release) and opens sessions through the root socket, each bound")
+    w("to a child process, then measures until that process is reaped (the session is dropped — no claims,")
+    w("no AWS credentials — before its processes are signalled). **lock**: `helperd lock NAME` (the request")
+    w("returns after `locks.json` is written with fsync and SIGHUP is sent). **expiry**: `[sessions] on_expiry")
+    w("= \"end\"`, grace 0; counted from the token's `exp` second (helperd checks deadlines once a second, so")
+    w("up to ~2 s by design). The same ends are proven through real sshd in `tests/tests/access_ends.rs`.\n")
+    w("| event | sessions | median | max |")
+    w("|---|---:|---:|---:|")
+    for l in rd("revoke.txt").splitlines():
+        v = kv(l)
+        if "event" in v:
+            w(f"| {v['event']} | {v['n']} | {float(v['p50_ms']):,.0f} ms | {float(v['max_ms']):,.0f} ms |")
+    w("")
+
 # ---- sizes
 w("## Sizes\n")
 w("| file | stripped (as packaged) | as built |")
