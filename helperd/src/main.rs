@@ -226,6 +226,7 @@ fn run(cfg: Config) -> i32 {
         Arc::new(device::DeviceFlows::new(cfg.clone(), Arc::new(fetch::Http::new(timeout)), Arc::clone(&clock)));
     let cfg_aws = cfg.aws.clone();
     let cfg_sessions = cfg.sessions.clone();
+    let state_dir = cfg.helperd.state_dir.clone();
     let keys = keys::KeyCache::new(cfg, Box::new(fetch::Http::new(timeout)));
     let aws_http = Arc::new(fetch::Http::new(Duration::from_secs(cfg_aws.timeout_secs)));
     let aws = aws::Broker::new(cfg_aws, aws_http, Arc::clone(&clock));
@@ -236,7 +237,8 @@ fn run(cfg: Config) -> i32 {
     let svc = Arc::new(dispatch::Services {
         keys,
         accounts,
-        sessions: sessions::Sessions::new(Arc::clone(&clock), Duration::from_secs(cfg_sessions.kill_after_secs)),
+        sessions: sessions::Sessions::new(Arc::clone(&clock), Duration::from_secs(cfg_sessions.kill_after_secs))
+            .persisted(state_dir.join(sessions::FILE)),
         device,
         aws,
         replay,

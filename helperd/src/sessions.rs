@@ -1,5 +1,6 @@
-//! Live login sessions and their verified claims (in memory: a restart of
-//! helperd ends claim reuse — sudo then asks for a fresh token, never more).
+//! Live login sessions and their verified claims, kept across restarts of
+//! helperd in `state_dir/sessions.json` (no secrets: kept tokens and AWS
+//! credentials are not written).
 //!
 //! A verified login is kept as "pending" under a random login id until the
 //! PAM session opens (sshd authenticates in another process than the one that
@@ -86,7 +87,13 @@ pub struct Sessions {
     /// Ended sessions whose processes got SIGHUP and get SIGKILL at `kill_at`.
     dying: Mutex<Vec<Dying>>,
     kill_after: Duration,
+    /// Where the live sessions are kept across restarts of helperd (no secrets).
+    file: Option<std::path::PathBuf>,
 }
+
+/// `state_dir/sessions.json`: the live sessions, so that a restart of helperd
+/// (a package upgrade) neither forgets to end them nor lets a lock miss them.
+pub const FILE: &str = "sessions.json";
 
 /// An ended session between SIGHUP and SIGKILL.
 struct Dying {
@@ -120,6 +127,42 @@ impl Sessions {
             next_id: Mutex::default(),
             dying: Mutex::default(),
             kill_after,
+            file: None,
+        }
+    }
+
+    /// Keep the live sessions in `file`, taking in those it holds whose
+    /// opening process still runs (same pid and start time). Their kept
+    /// web-identity tokens and AWS credentials are not kept: those sessions
+    /// get no AWS credentials until renewed or logged in again.
+    pub fn persisted(mut self, file: std::path::PathBuf) -> Sessions {
+        let saved: Vec<SessionInfo> = match std::fs::read(&file) {
+            Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+                warning!("{}: {e}; live sessions from before this start are not known", file.display());
+                vec![]
+            }),
+            Err(_) => vec![],
+        };
+        let alive: Vec<SessionInfo> =
+            saved.into_iter().filter(|s| procfs::stat(s.pid).is_some_and(|(_, start)| start == s.pid_start)).collect();
+        if !alive.is_empty() {
+            info!("{} live session(s) taken in from {}", alive.len(), file.display());
+        }
+        *self.next_id.get_mut().unwrap_or_else(|e| e.into_inner()) = alive.iter().map(|s| s.id).max().unwrap_or(0);
+        self.file = Some(file);
+        self.save(&alive);
+        *self.live.get_mut().unwrap_or_else(|e| e.into_inner()) = alive;
+        self
+    }
+
+    /// Write the live sessions (called with the `live` lock held, so writes keep their order).
+    fn save(&self, live: &[SessionInfo]) {
+        let Some(file) = &self.file else { return };
+        let r = serde_json::to_vec(live)
+            .map_err(|e| e.to_string())
+            .and_then(|b| crate::atomic::replace(file, &b, 0o600).map_err(|e| e.to_string()));
+        if let Err(e) = r {
+            crate::log::limited_warning!("sessions-file", "{}: {e}", file.display());
         }
     }
 
@@ -187,7 +230,9 @@ impl Sessions {
             aws: None,
             ends_at,
         };
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.push(s);
+        self.save(&live);
         Ok((id, claims, web_token))
     }
 
@@ -201,12 +246,16 @@ impl Sessions {
             }
             keep
         });
+        if live.len() != before {
+            self.save(&live);
+        }
         before - live.len()
     }
 
     /// Drop sessions whose opening process is gone (or whose pid was reused).
     pub fn reap(&self) {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let before = live.len();
         live.retain(|s| {
             let alive = procfs::stat(s.pid).is_some_and(|(_, start)| start == s.pid_start);
             if !alive {
@@ -214,6 +263,9 @@ impl Sessions {
             }
             alive
         });
+        if live.len() != before {
+            self.save(&live);
+        }
     }
 
     /// Claims for the session the peer process belongs to. The peer is pinned
@@ -283,6 +335,7 @@ impl Sessions {
         let s = live.iter_mut().find(|s| s.id == id).ok_or("the session has ended")?;
         s.claims = claims;
         s.ends_at = ends_at;
+        self.save(&live);
         Ok(())
     }
 
@@ -292,8 +345,12 @@ impl Sessions {
     pub fn end(&self, which: impl Fn(&SessionInfo) -> bool, why: impl Fn(&SessionInfo) -> String) -> Vec<u64> {
         let ended: Vec<SessionInfo> = {
             let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-            let (gone, kept) = std::mem::take(&mut *live).into_iter().partition(|s| which(s));
+            let (gone, kept): (Vec<SessionInfo>, Vec<SessionInfo>) =
+                std::mem::take(&mut *live).into_iter().partition(|s| which(s));
             *live = kept;
+            if !gone.is_empty() {
+                self.save(&live);
+            }
             gone
         };
         let kill_at = self.clock.mono() + self.kill_after;
@@ -466,6 +523,39 @@ mod tests {
         assert!(tree_b.iter().all(|p| running(*p)) && b.try_wait().unwrap().is_none(), "the other session lives");
         end::signal(&tree_b, nix::sys::signal::Signal::SIGKILL);
         b.wait().unwrap();
+    }
+
+    /// Issue 15: a restart of helperd (a package upgrade) forgets no live
+    /// session: they are taken in from `sessions.json` if their opening
+    /// process still runs, so their deadline and a lock still end them.
+    #[test]
+    fn live_sessions_survive_a_restart_of_helperd() {
+        let dir = crate::testing::temp_dir("sessions-file");
+        let file = dir.join(FILE);
+        let clock = crate::clock::FakeClock::at(1_000_000);
+        let mut live = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let first = Sessions::new(clock.clone(), Duration::from_secs(1)).persisted(file.clone());
+        for (child, ends) in [(&live, Some(1_000_010)), (&dead, None)] {
+            let id = first.add_pending(claims(child.id() as usize), None).unwrap();
+            first.open(&id, uid, child.id() as i32, "", "", |_| ends).unwrap();
+        }
+        assert_eq!(first.ids(), vec![1, 2]);
+        drop(first);
+        dead.wait().unwrap();
+        let again = Sessions::new(clock.clone(), Duration::from_secs(1)).persisted(file.clone());
+        assert_eq!(again.ids(), vec![1], "the session whose process is gone is not taken in");
+        assert_eq!(again.list()[0].ends_at, Some(1_000_010), "with its deadline");
+        let id = again.add_pending(claims(7), None).unwrap();
+        assert_eq!(again.open(&id, uid, live.id() as i32, "", "", |_| None).unwrap().0, 2, "ids go on");
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(again.tick(), vec![1], "its deadline ends it after the restart");
+        assert!(live.wait().unwrap().code().is_none(), "killed");
+        again.reap();
+        let saved: Vec<SessionInfo> = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert!(saved.is_empty(), "the file follows: {saved:?}");
     }
 
     #[test]
