@@ -41,6 +41,19 @@ impl Env {
         self.spawn_helperd(c)
     }
 
+    /// helperd with the packaged unit's capabilities only
+    /// (`CapabilityBoundingSet=CAP_KILL`): root that cannot override file
+    /// permissions, trace, or change ids — what it can do there, it can do here.
+    pub fn start_helperd_as_packaged(&self) -> Helperd {
+        let mut c = Command::new("setpriv");
+        c.args(["--bounding-set=-all,+kill", "--inh-caps=-all", "--no-new-privs", "--"]).arg(helperd_bin()).args([
+            "--config".as_ref(),
+            self.config.as_os_str(),
+            "run".as_ref(),
+        ]);
+        self.spawn_helperd(c)
+    }
+
     /// Start `c` (helperd, perhaps wrapped) and wait until it answers.
     fn spawn_helperd(&self, mut c: Command) -> Helperd {
         let log = self.dir.0.join(format!("helperd-{}.log", now()));

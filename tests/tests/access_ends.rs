@@ -24,7 +24,9 @@ fn world(extra: Config) -> World {
     let audiences = [a, b, c, "short-lived"];
     let env = Env::new(extra.issuer(Issuer::standard(&idp.issuer(), ALGS).set("audiences", audiences)));
     env.prelogin(&["alice", "bob"], &[]);
-    let h = env.start_helperd();
+    // With the packaged unit's one capability (CAP_KILL): a session's
+    // processes run as its user, and helperd must still end them.
+    let h = env.start_helperd_as_packaged();
     env.wait_cached(&idp.issuer());
     let host = SshHost::start(&env, &Stacks::standard(""), "");
     World { idp, env, h, host }
