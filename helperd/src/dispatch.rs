@@ -224,11 +224,13 @@ pub fn dispatch(svc: &Services, peer: Peer, req: Request, before_wait: &mut dyn 
             Ok(detail) => Response::Rebound { detail },
             Err(r) => r,
         },
-        Request::OpenSession { login_id, pid: spid, tty, rhost } => {
+        Request::OpenSession { login_id, pid: spid, tty, rhost, end_at_expiry } => {
             match svc.sessions.pending_account(login_id).and_then(|a| svc.accounts.uid_of(&a)) {
                 None => Response::Error { message: "unknown or expired login id, or unknown account".into() },
                 Some(account_uid) => match svc.sessions.open(login_id, account_uid, *spid, tty, rhost, |c| {
-                    svc.keys.config().session_ends_at(&c.issuer, c.exp)
+                    let cfg = svc.keys.config();
+                    // The stack may end sessions the config keeps, never the other way round.
+                    cfg.session_ends_at(&c.issuer, c.exp).or(cfg.session_ends_at_if(*end_at_expiry, c.exp))
                 }) {
                     Ok((id, claims, token)) => {
                         let aws = match svc.keys.config().role_switch(&claims.account, |r| r.aws_credentials) {

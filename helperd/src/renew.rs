@@ -71,10 +71,10 @@ pub fn renew(svc: &Services, peer: &Peer, token: &Secret) -> Response {
         svc.replay.release(&v.issuer, &replay_id);
         return refuse(peer, RefusalCode::AccountsUnavailable, why);
     }
-    let ends_at = cfg.session_ends_at(&claims.issuer, claims.exp);
-    if let Err(why) = svc.sessions.renew(id, claims.clone(), ends_at) {
-        return refuse(peer, RefusalCode::NoSession, why);
-    }
+    let ends_at = match svc.sessions.renew(id, claims.clone(), cfg.session_ends_at(&claims.issuer, claims.exp)) {
+        Ok(t) => t,
+        Err(why) => return refuse(peer, RefusalCode::NoSession, why),
+    };
     svc.aws.renew(id, &claims, Some(token.clone()));
     let dropped: Vec<&String> = old.groups.iter().filter(|g| !claims.groups.contains(g)).collect();
     let detail = if dropped.is_empty() {

@@ -329,14 +329,19 @@ impl Sessions {
     }
 
     /// The session lives on `claims` from now on (a fresh token of the same
-    /// identity), ended at `ends_at`. `Err` if it ended meanwhile.
-    pub fn renew(&self, id: u64, claims: SessionClaims, ends_at: Option<i64>) -> Result<(), String> {
+    /// identity), ended at `ends_at` (the config's rule). A session its stack
+    /// asked to end (`end_at_expiry`) keeps ending, as long after the new
+    /// `exp` as it would have after the old. The session's deadline now;
+    /// `Err` if it ended meanwhile.
+    pub fn renew(&self, id: u64, claims: SessionClaims, ends_at: Option<i64>) -> Result<Option<i64>, String> {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let s = live.iter_mut().find(|s| s.id == id).ok_or("the session has ended")?;
+        let grace = s.ends_at.map(|t| t.saturating_sub(s.claims.exp));
+        s.ends_at = ends_at.or(grace.map(|g| claims.exp.saturating_add(g)));
         s.claims = claims;
-        s.ends_at = ends_at;
+        let now_ends = s.ends_at;
         self.save(&live);
-        Ok(())
+        Ok(now_ends)
     }
 
     /// End every live session `which` picks: it is dropped at once (no more

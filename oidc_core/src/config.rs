@@ -410,8 +410,12 @@ impl Config {
     /// (`[sessions]`, the issuer's `session_on_expiry`); `None`: it is kept.
     pub fn session_ends_at(&self, iss: &str, exp: i64) -> Option<i64> {
         let policy = self.issuer(iss).and_then(|i| i.session_on_expiry).unwrap_or(self.sessions.on_expiry);
-        (policy == OnExpiry::End)
-            .then(|| exp.saturating_add(i64::try_from(self.sessions.grace_secs).unwrap_or(i64::MAX)))
+        self.session_ends_at_if(policy == OnExpiry::End, exp)
+    }
+
+    /// `exp` + `[sessions] grace_secs` if `end`.
+    pub fn session_ends_at_if(&self, end: bool, exp: i64) -> Option<i64> {
+        end.then(|| exp.saturating_add(i64::try_from(self.sessions.grace_secs).unwrap_or(i64::MAX)))
     }
 
     /// Is `name` a `[[role_account]]`? (Only role logins can produce a
@@ -442,6 +446,7 @@ pub const PAM_ARGUMENTS: &[&str] = &[
     "max_age=",
     "acr=",
     "step_up",
+    "end_at_expiry",
     "device_code",
     "device_code=",
     "token",

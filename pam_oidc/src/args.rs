@@ -25,6 +25,8 @@ pub struct Args {
     pub acr: Vec<String>,
     /// Never reuse the session's verified claims: always ask for a fresh token.
     pub step_up: bool,
+    /// End the session at its token's `exp` (+ grace), whatever the config says.
+    pub end_at_expiry: bool,
     /// Device-code login: `Some(None)` = the first issuer with a device client,
     /// `Some(Some(url))` = that issuer; `None` = per issuer config (`device_login`).
     pub device: Option<Option<String>>,
@@ -47,6 +49,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         max_age: None,
         acr: vec![],
         step_up: false,
+        end_at_expiry: false,
         device: None,
         token_only: false,
         debug: false,
@@ -66,6 +69,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
             ("max_age", Some(n)) if n.parse::<u64>().is_ok() => a.max_age = n.parse().ok(),
             ("acr", Some(v)) if !v.is_empty() => a.acr.extend(v.split(',').map(str::to_string)),
             ("step_up", None) => a.step_up = true,
+            ("end_at_expiry", None) => a.end_at_expiry = true,
             ("device_code", None) => a.device = Some(None),
             ("device_code", Some(u)) if !u.is_empty() => a.device = Some(Some(u.to_string())),
             ("token", None) => a.token_only = true,

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 /// The stage's config, or the code for a stack whose config is broken (a
 /// local user's session is never blocked by it).
-fn config(pam: &mut dyn Pam, raw: &[String]) -> Result<Config, PamResultCode> {
+fn config(pam: &mut dyn Pam, raw: &[String]) -> Result<(crate::args::Args, Config), PamResultCode> {
     match setup(pam, raw, "session") {
-        Ok((_, cfg)) => Ok(cfg),
+        Ok(both) => Ok(both),
         Err(j) => match finish(pam, *j) {
             PamResultCode::PAM_IGNORE => Err(PamResultCode::PAM_IGNORE),
             _ => Err(PamResultCode::PAM_SESSION_ERR),
@@ -62,8 +62,8 @@ impl Opened {
 }
 
 pub fn open_session(pam: &mut dyn Pam, raw: &[String], edges: &dyn Edges) -> PamResultCode {
-    let cfg = match config(pam, raw) {
-        Ok(cfg) => cfg,
+    let (args, cfg) = match config(pam, raw) {
+        Ok(both) => both,
         Err(rc) => return rc,
     };
     let published = Published::read(pam);
@@ -76,6 +76,7 @@ pub fn open_session(pam: &mut dyn Pam, raw: &[String], edges: &dyn Edges) -> Pam
         pid: edges.pid(),
         tty: pam.tty(),
         rhost: pam.rhost(),
+        end_at_expiry: args.end_at_expiry,
     };
     let wait = Duration::from_secs(cfg.aws.timeout_secs + 2);
     let answer = edges.helper(&cfg).call_within(&req, wait);
@@ -134,7 +135,7 @@ fn aws_outcome(o: &mut Opened, cfg: &Config, user: &str, st: &AwsStatus) {
 
 pub fn close_session(pam: &mut dyn Pam, raw: &[String], edges: &dyn Edges) -> PamResultCode {
     let cfg = match config(pam, raw) {
-        Ok(cfg) => cfg,
+        Ok((_, cfg)) => cfg,
         Err(rc) => return rc,
     };
     // A local account's session (cron, su, a key login) is none of helperd's business.

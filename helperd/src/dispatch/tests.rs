@@ -153,7 +153,13 @@ fn login_id(r: Response) -> String {
 }
 
 fn open(login_id: &str) -> Request {
-    Request::OpenSession { login_id: login_id.into(), pid: me(), tty: "pts/9".into(), rhost: "198.51.100.7".into() }
+    Request::OpenSession {
+        login_id: login_id.into(),
+        pid: me(),
+        tty: "pts/9".into(),
+        rhost: "198.51.100.7".into(),
+        end_at_expiry: false,
+    }
 }
 
 fn refused(r: &Response) -> &str {

@@ -72,6 +72,10 @@ pub enum Request {
         tty: String,
         /// `PAM_RHOST`, empty if unset.
         rhost: String,
+        /// The stack's `end_at_expiry`: end this session at its token's `exp`
+        /// (+ `[sessions] grace_secs`) even where the config keeps sessions.
+        #[serde(default)]
+        end_at_expiry: bool,
     },
     /// The session opened by `pid` ended (root only).
     CloseSession {

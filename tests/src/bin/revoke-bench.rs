@@ -49,7 +49,13 @@ fn session(sock: &Path, name: &str, exp: i64) -> Child {
     let login = Request::Login { event: None, claims, web_token: None, role_groups: vec![], replay_id: None };
     let Response::Admitted { login_id, .. } = call(sock, &login) else { panic!("login refused") };
     let child = Command::new("sleep").arg("120").spawn().unwrap();
-    let open = Request::OpenSession { login_id, pid: child.id() as i32, tty: String::new(), rhost: String::new() };
+    let open = Request::OpenSession {
+        login_id,
+        pid: child.id() as i32,
+        tty: String::new(),
+        rhost: String::new(),
+        end_at_expiry: false,
+    };
     assert!(matches!(call(sock, &open), Response::SessionOpened { .. }));
     child
 }

@@ -68,11 +68,22 @@ impl Drop for Opener {
 
 /// alice's role login into `deploy` (sub `ci-1`), its session opened by `by`.
 fn alice_session(w: &World, by: &Opener, jti: &str) -> u64 {
+    alice_session_ending(w, by, jti, false)
+}
+
+/// [`alice_session`], opened by a stack with `end_at_expiry` if `end`.
+fn alice_session_ending(w: &World, by: &Opener, jti: &str, end: bool) -> u64 {
     let c = SessionClaims { identity: "alice".into(), ..claims("deploy", "ci-1") };
     let req =
         Request::Login { event: None, claims: c, web_token: None, role_groups: vec![], replay_id: Some(jti.into()) };
     let id = login_id(ask(w, root(), req));
-    let open = Request::OpenSession { login_id: id, pid: by.pid(), tty: "pts/1".into(), rhost: "198.51.100.7".into() };
+    let open = Request::OpenSession {
+        login_id: id,
+        pid: by.pid(),
+        tty: "pts/1".into(),
+        rhost: "198.51.100.7".into(),
+        end_at_expiry: end,
+    };
     match ask(w, root(), open) {
         Response::SessionOpened { id, .. } => id,
         other => panic!("{other:?}"),
@@ -105,7 +116,13 @@ fn a_lock_ends_live_sessions_and_refuses_new_logins_until_unlocked() {
         replay_id: Some("jti:b".into()),
     };
     let id = login_id(ask(&w, root(), req));
-    let open = Request::OpenSession { login_id: id, pid: b.pid(), tty: String::new(), rhost: String::new() };
+    let open = Request::OpenSession {
+        login_id: id,
+        pid: b.pid(),
+        tty: String::new(),
+        rhost: String::new(),
+        end_at_expiry: false,
+    };
     let Response::SessionOpened { id: bob_session, .. } = ask(&w, root(), open) else { panic!() };
 
     match ask(&w, root(), lock_name("alice")) {
@@ -211,4 +228,20 @@ fn a_session_is_renewed_only_with_a_fresh_token_of_its_own_identity() {
         .unwrap();
     assert_eq!(refused(&renew(&w, &a, token("ci-1", "alice", T0 + 3200, "j-3"))), "locked");
     assert_eq!(exp(&w), T0 + 3600);
+}
+
+/// Issue 15 (1): a stack's `end_at_expiry` ends its sessions at exp where the
+/// config keeps them, and a renewal carries the deadline to the new `exp`.
+#[test]
+fn a_stack_that_ends_sessions_at_expiry_keeps_them_ending_after_a_renewal() {
+    let w = hs_world("stack-end");
+    let (a, b) = (Opener::new(), Opener::new());
+    alice_session_ending(&w, &a, "jti:e1", true);
+    let ends = |w: &World, pid: i32| w.svc.sessions.list().into_iter().find(|s| s.pid == pid).unwrap().ends_at;
+    assert_eq!(ends(&w, a.pid()), Some(T0 + 600), "exp + grace 0, though [sessions] keeps");
+    let r = renew(&w, &a, token("ci-1", "alice", T0 + 3000, "j-e"));
+    assert!(matches!(r, Response::Renewed { ends_at: Some(t), .. } if t == T0 + 3000), "{r:?}");
+    assert_eq!(ends(&w, a.pid()), Some(T0 + 3000), "renewed: the new exp");
+    alice_session_ending(&w, &b, "jti:e2", false);
+    assert_eq!(ends(&w, b.pid()), None, "another stack keeps its sessions");
 }
