@@ -170,6 +170,7 @@ mod tests {
             auth_time: None,
             acr: None,
             verified_at: 0,
+            sid: None,
         };
         assert!(broken.lock_for(&anyone).is_some_and(|l| l.reason.contains("unreadable")));
         assert!(broken.lock(lock("x", LOCAL)).is_err());

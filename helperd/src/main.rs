@@ -3,6 +3,7 @@
 mod accounts;
 mod atomic;
 mod aws;
+mod backchannel;
 mod check_token;
 mod cli;
 mod clock;
@@ -245,6 +246,10 @@ fn run(cfg: Config) -> i32 {
         locks,
         clock,
     });
+    // Off unless configured; a listener that cannot start is logged and logins go on.
+    if let Err(e) = backchannel::start(&svc) {
+        log::error!("{e}; back-channel logout is off");
+    }
     let bg = Arc::clone(&svc);
     let spawned = std::thread::Builder::new().name("helperd-refresh".into()).spawn(move || loop {
         bg.keys.refresh_due();

@@ -434,6 +434,7 @@ mod tests {
             groups: vec![],
             idp_groups: vec![],
             jti: None,
+            sid: None,
             exp: 0,
             iat: 0,
             auth_time: None,

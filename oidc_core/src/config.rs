@@ -6,11 +6,13 @@
 
 mod accounts;
 mod aws;
+mod backchannel;
 mod issuer;
 mod sessions;
 
 pub use accounts::{Accounts, Groups, RoleAccount};
 pub use aws::{Aws, Role as AwsRole, Source as AwsSource};
+pub use backchannel::BackchannelLogout;
 pub use issuer::{Issuer, MULTI_TENANT};
 use serde::Deserialize;
 pub use sessions::{OnExpiry, Sessions};
@@ -56,6 +58,9 @@ pub struct Config {
     /// `[sessions]`: what happens to a session when its token expires.
     #[serde(default)]
     pub sessions: Sessions,
+    /// `[backchannel_logout]`: helperd's receiver of IdP logout tokens (off by default).
+    #[serde(default)]
+    pub backchannel_logout: BackchannelLogout,
 }
 
 /// `[helperd]`: the daemon's sockets, directories, limits and key fetching.
@@ -259,6 +264,7 @@ impl Config {
         if !(1..=300).contains(&self.sessions.kill_after_secs) {
             return err("sessions.kill_after_secs", "must be 1..=300".into());
         }
+        backchannel::validate(&self.backchannel_logout)?;
         if self.issuers.is_empty() {
             return err("issuer", "at least one [[issuer]] is required".into());
         }

@@ -9,7 +9,8 @@
 //! * config — the one TOML config file and its typed views ([`Config`]).
 //! * tokens — structural parsing ([`parse_token`]), JWK sets and the on-disk
 //!   JWKS cache ([`Jwks`], [`CacheFile`]), signature and claim checks
-//!   ([`verify`]), one token start to finish ([`verify_token`]).
+//!   ([`verify`]), one token start to finish ([`verify_token`]); back-channel
+//!   logout tokens ([`verify_logout_token_with`], [`LogoutToken`]).
 //! * identity — login names, groups, accounts and uids ([`host_groups`],
 //!   [`account_for`], [`Store`], [`uid_for`]), group policy ([`check_groups`]).
 //! * sessions — the verified claims a session keeps ([`SessionClaims`]) and
@@ -31,6 +32,7 @@ mod ipc;
 mod jwks;
 mod locks;
 mod login;
+mod logout;
 mod policy;
 mod reason;
 mod replay;
@@ -51,7 +53,7 @@ pub use crate::{
     audit::{clean, clean_n, AuditEvent, Outcome as AuditOutcome, MAX_CONTEXT, MAX_LOGGED},
     claims::{get as get_claim, Cond, Conditions, Scalar},
     config::{
-        check_url, Accounts, Aws, AwsRole, AwsSource, Config, ConfigError, Groups as GroupSettings,
+        check_url, Accounts, Aws, AwsRole, AwsSource, BackchannelLogout, Config, ConfigError, Groups as GroupSettings,
         Helperd as HelperdSettings, Issuer, OnExpiry, Pam as PamSettings, Policy, RoleAccount,
         Sessions as SessionSettings, DEFAULT_PATH as DEFAULT_CONFIG_PATH, MAX_TOKEN_BYTES_CEILING, MULTI_TENANT,
         PAM_ARGUMENTS, VERSION as CONFIG_VERSION,
@@ -67,6 +69,10 @@ pub use crate::{
     },
     locks::{Lock, Saved as LocksSaved, Target as LockTarget, FILE as LOCKS_FILE, VERSION as LOCKS_VERSION},
     login::{verify_token, verify_token_with, CacheDir, KeyStore, Outcome as TokenOutcome},
+    logout::{
+        verify_logout, verify_logout_token_with, LogoutToken, EVENT as BACKCHANNEL_LOGOUT_EVENT,
+        MAX_AGE_SECS as LOGOUT_TOKEN_MAX_AGE_SECS,
+    },
     policy::{check_group_name, check_groups, check_login_name, MAX_LOGIN_NAME},
     reason::Rejection,
     replay::{Marker as ReplayMarker, Saved as ReplaySaved, FILE as REPLAY_FILE, PENDING_DIR as REPLAY_PENDING_DIR},

@@ -125,6 +125,7 @@ mod tests {
             auth_time: None,
             acr: None,
             verified_at: 0,
+            sid: None,
         }
     }
 

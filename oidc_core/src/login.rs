@@ -10,15 +10,16 @@
 use crate::config::Config;
 use crate::jwks::{read_cache, CacheFile, Jwks};
 use crate::reason::Rejection;
+use crate::token::Parsed;
 use crate::verify::{verify, Keys, Report, Verified};
 use serde_json::Value;
 
 /// What happened to one token. `issuer`/`sub`/`jti` are what the token claims
 /// (unverified unless `result` is `Ok`) — for the audit line.
 #[derive(Debug)]
-pub struct Outcome {
+pub struct Outcome<T = Verified> {
     /// The verified token, or why it was refused.
-    pub result: Result<Verified, Rejection>,
+    pub result: Result<T, Rejection>,
     /// The token's `iss`, once parsed.
     pub issuer: Option<String>,
     /// The token's `sub`, once parsed.
@@ -31,7 +32,7 @@ pub struct Outcome {
     pub notes: Vec<String>,
 }
 
-impl Outcome {
+impl<T> Outcome<T> {
     /// The precise reason with its context, for syslog.
     pub fn reason(&self) -> String {
         let mut s = match &self.result {
@@ -90,6 +91,23 @@ pub fn verify_token(
 
 /// One token against the config, with keys from `keys`.
 pub fn verify_token_with(cfg: &Config, token: &str, now: i64, keys: &mut dyn KeyStore) -> Outcome {
+    verify_with(cfg, token, now, keys, &verify)
+}
+
+/// What checks a parsed token against its issuer's config and keys at a time:
+/// [`verify`] for a login token, [`crate::logout::verify_logout`] for a logout token.
+pub(crate) type Check<'f, T> =
+    dyn Fn(&Parsed<'_>, &crate::config::Issuer, Keys<'_>, i64, &mut Report) -> Result<T, Rejection> + 'f;
+
+/// Parse, pick the issuer, load its keys (one refresh on an unknown `kid` or
+/// no keys), then `check`.
+pub(crate) fn verify_with<T>(
+    cfg: &Config,
+    token: &str,
+    now: i64,
+    keys: &mut dyn KeyStore,
+    check: &Check<'_, T>,
+) -> Outcome<T> {
     let mut out = Outcome {
         result: Err(Rejection::Empty),
         issuer: None,
@@ -156,7 +174,7 @@ pub fn verify_token_with(cfg: &Config, token: &str, now: i64, keys: &mut dyn Key
     };
     let run = |jwks: Option<&Jwks>, report: &mut Report| {
         let keys = Keys { jwks, hmac_secret: secret.as_deref().map(Vec::as_slice) };
-        verify(&parsed, icfg, keys, now, report)
+        check(&parsed, icfg, keys, now, report)
     };
     let mut jwks = load(keys, &mut out.notes);
     let mut report = Report::default();

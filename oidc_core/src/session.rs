@@ -24,6 +24,10 @@ pub struct SessionClaims {
     pub idp_groups: Vec<String>,
     /// The token's `jti`, if it had one.
     pub jti: Option<String>,
+    /// The token's `sid` (the IdP session), if it had one: a back-channel
+    /// logout token naming it ends this session.
+    #[serde(default)]
+    pub sid: Option<String>,
     /// The token's `exp` (Unix seconds): reuse ends then, plus the issuer's leeway.
     pub exp: i64,
     /// The token's `iat` (Unix seconds).
@@ -53,6 +57,7 @@ impl SessionClaims {
             groups,
             idp_groups: probes,
             jti: v.jti.clone(),
+            sid: v.sid.clone(),
             exp: v.exp,
             iat: v.iat,
             auth_time: v.auth_time,
@@ -160,6 +165,7 @@ mod tests {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             idp_groups: vec![],
             jti: None,
+            sid: None,
             exp,
             iat: 900,
             auth_time,

@@ -90,6 +90,7 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<Parsed<'_>, Rejection> {
         let ok = matches!(t, Value::String(s) if {
             let s = s.to_ascii_lowercase();
             s == "jwt" || s == "application/jwt" || s == "at+jwt" || s == "application/at+jwt"
+                || s == "logout+jwt" || s == "application/logout+jwt"
         });
         if !ok {
             return Err(Rejection::BadHeader("typ is not a JWT type".into()));

@@ -35,6 +35,9 @@ pub struct Verified {
     pub warnings: Vec<String>,
     /// The token's `jti`, if any.
     pub jti: Option<String>,
+    /// The token's `sid` (the IdP session, OpenID Connect Back-Channel Logout
+    /// §2.1), if any: what a logout token by `sid` matches.
+    pub sid: Option<String>,
     /// The token's `exp` (Unix seconds).
     pub exp: i64,
     /// The token's `iat` (Unix seconds).
@@ -93,7 +96,7 @@ impl Report {
         }
     }
 
-    fn claim(&mut self, name: &'static str, r: Result<String, Rejection>, first: &mut Option<Rejection>) {
+    pub(crate) fn claim(&mut self, name: &'static str, r: Result<String, Rejection>, first: &mut Option<Rejection>) {
         if let Err(e) = &r {
             first.get_or_insert_with(|| e.clone());
         }
@@ -109,6 +112,31 @@ pub fn verify(
     now: i64,
     report: &mut Report,
 ) -> Result<Verified, Rejection> {
+    let issuer = check_signed(p, iss, keys, report, |typ| match typ.as_deref() {
+        Some("at+jwt" | "application/at+jwt") if !iss.allow_access_tokens => Err(Rejection::AccessToken),
+        // A back-channel logout token is signed by the same keys for the same
+        // audience: never a login token.
+        Some("logout+jwt" | "application/logout+jwt") => {
+            Err(Rejection::BadHeader("typ is logout+jwt: a logout token is not a login token".into()))
+        }
+        Some(t) => Ok(t.to_string()),
+        None => Ok("(no typ)".into()),
+    })?;
+    check_claims(p, iss, issuer, now, report)
+}
+
+/// The steps every signed token of an issuer goes through, whatever it is for
+/// (an ID token at login, a logout token): `iss` is the issuer's URL or an
+/// alias, `alg` is on its allow-list, the header's `typ` (lower-cased, if any)
+/// passes `typ`, a key of the issuer fits and the signature verifies with it.
+/// The issuer's canonical URL.
+pub(crate) fn check_signed(
+    p: &Parsed<'_>,
+    iss: &Issuer,
+    keys: Keys<'_>,
+    report: &mut Report,
+    typ: impl FnOnce(Option<String>) -> Result<String, Rejection>,
+) -> Result<String, Rejection> {
     let issuer = report.rec(
         "issuer",
         p.issuer().and_then(|got| {
@@ -132,16 +160,8 @@ pub fn verify(
             })
         },
     )?;
-    report.rec(
-        "token type",
-        match p.header.get("typ").and_then(Value::as_str).map(str::to_ascii_lowercase) {
-            Some(t) if (t == "at+jwt" || t == "application/at+jwt") && !iss.allow_access_tokens => {
-                Err(Rejection::AccessToken)
-            }
-            Some(t) => Ok(((), t)),
-            None => Ok(((), "(no typ)".into())),
-        },
-    )?;
+    let t = p.header.get("typ").and_then(Value::as_str).map(str::to_ascii_lowercase);
+    report.rec("token type", typ(t).map(|d| ((), d)))?;
     let candidates = report.rec("key", select_keys(p, keys))?;
     report.rec("signature", {
         let mut found = Err(Rejection::BadSignature);
@@ -154,7 +174,7 @@ pub fn verify(
         }
         found
     })?;
-    check_claims(p, iss, issuer, now, report)
+    Ok(issuer)
 }
 
 /// The keys to try: the one named by `kid`, or every key that fits `alg`.
@@ -182,7 +202,7 @@ fn select_keys(
 }
 
 /// NumericDate: an integer or a finite number of seconds; anything else is refused.
-fn num_date(c: &crate::strict_json::StrictObject, name: &'static str) -> Result<Option<i64>, Rejection> {
+pub(crate) fn num_date(c: &crate::strict_json::StrictObject, name: &'static str) -> Result<Option<i64>, Rejection> {
     let bad = |why: &str| Rejection::BadClaim { claim: name.into(), why: why.into() };
     match c.get(name) {
         None | Some(Value::Null) => Ok(None),
@@ -199,7 +219,7 @@ fn num_date(c: &crate::strict_json::StrictObject, name: &'static str) -> Result<
     }
 }
 
-fn opt_str(c: &crate::strict_json::StrictObject, name: &str) -> Result<Option<String>, Rejection> {
+pub(crate) fn opt_str(c: &crate::strict_json::StrictObject, name: &str) -> Result<Option<String>, Rejection> {
     match c.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -208,7 +228,7 @@ fn opt_str(c: &crate::strict_json::StrictObject, name: &str) -> Result<Option<St
 }
 
 /// A string or an array of strings (`aud`, `amr`, groups).
-fn str_list(c: &crate::strict_json::StrictObject, name: &str) -> Result<Vec<String>, Rejection> {
+pub(crate) fn str_list(c: &crate::strict_json::StrictObject, name: &str) -> Result<Vec<String>, Rejection> {
     let bad = |why: &str| Rejection::BadClaim { claim: name.into(), why: why.into() };
     match c.get(name) {
         None | Some(Value::Null) => Ok(vec![]),
@@ -399,6 +419,21 @@ fn check_claims(p: &Parsed<'_>, iss: &Issuer, issuer: String, now: i64, r: &mut 
     if let Err(e) = &jti {
         r.claim("jti", Err(e.clone()), &mut first);
     }
+    let sid = match c.get("sid") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => Some(s.clone()),
+        Some(_) => {
+            warnings.push("sid is not a string of 1 to 255 bytes: ignored (no back-channel logout by sid)".into());
+            None
+        }
+    };
+    if crate::logout::has_logout_event(c) {
+        let e = Rejection::BadClaim {
+            claim: "events".into(),
+            why: "a back-channel logout token is not a login token".into(),
+        };
+        r.claim("events", Err(e), &mut first);
+    }
 
     if let Some(e) = first {
         return Err(e);
@@ -413,6 +448,7 @@ fn check_claims(p: &Parsed<'_>, iss: &Issuer, issuer: String, now: i64, r: &mut 
         groups_incomplete: incomplete,
         warnings,
         jti: jti?,
+        sid,
         exp: exp?,
         iat: iat?,
         auth_time: auth_time?,

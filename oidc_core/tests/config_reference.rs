@@ -180,6 +180,7 @@ fn code_defaults() -> BTreeMap<String, String> {
         ("accounts", format!("{:?}", cfg.accounts)),
         ("aws", format!("{:?}", cfg.aws)),
         ("sessions", format!("{:?}", cfg.sessions)),
+        ("backchannel_logout", format!("{:?}", cfg.backchannel_logout)),
         ("issuer", format!("{:?}", cfg.issuers[0])),
     ] {
         let v = P { s: dbg.as_bytes(), i: 0 }.value();
@@ -217,7 +218,8 @@ fn doc_rows() -> Vec<(String, String)> {
             let full = if i > 0 && !parent.is_empty() {
                 format!("{parent}.{k}")
             } else if let Some((top, _)) = k.split_once('.').filter(|(t, _)| {
-                ["version", "helperd", "pam", "policy", "accounts", "aws", "sessions", "issuer"].contains(t)
+                ["version", "helperd", "pam", "policy", "accounts", "aws", "sessions", "backchannel_logout", "issuer"]
+                    .contains(t)
             }) {
                 if i == 0 {
                     section = top.to_string();
@@ -286,8 +288,18 @@ fn the_example_config_shows_the_real_defaults() {
         }
         let Some((k, v)) = l.split_once(" = ") else { continue };
         if k.contains(' ')
-            || !["helperd", "pam", "policy", "issuer", "issuer.groups", "accounts", "aws", "sessions"]
-                .contains(&section.as_str())
+            || ![
+                "helperd",
+                "pam",
+                "policy",
+                "issuer",
+                "issuer.groups",
+                "accounts",
+                "aws",
+                "sessions",
+                "backchannel_logout",
+            ]
+            .contains(&section.as_str())
         {
             continue;
         }

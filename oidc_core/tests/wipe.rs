@@ -80,6 +80,7 @@ fn frames_with_secrets_are_wiped() {
             groups: vec![],
             idp_groups: vec![],
             jti: None,
+            sid: None,
             exp: 0,
             iat: 0,
             auth_time: None,

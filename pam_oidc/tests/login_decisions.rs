@@ -105,6 +105,7 @@ fn session_claims_are_reused_only_while_fresh() {
         groups: vec!["ops".into()],
         idp_groups: vec![],
         jti: None,
+        sid: None,
         exp: NOW + 20_000,
         iat: NOW - auth_age,
         auth_time: Some(NOW - auth_age),

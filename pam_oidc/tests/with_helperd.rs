@@ -124,6 +124,7 @@ fn claims(groups: &[&str], verified_at: i64) -> SessionClaims {
         groups: groups.iter().map(|g| g.to_string()).collect(),
         idp_groups: vec![],
         jti: None,
+        sid: None,
         exp: NOW + 600,
         iat: NOW - 60,
         auth_time: None,

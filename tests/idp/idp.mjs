@@ -8,11 +8,14 @@
 //                                                          pad adds an N-byte claim, for big-token tests)
 //   POST /test/sign {"header":{...},"payload":{...}}       -> {"token": ...} signed with this IdP's key for header.alg
 //   GET  /test/stats                                       -> {"jwks_hits": N, "discovery_hits": N}
+//   POST /test/logout?user=NAME[&client=ID]                 -> {"ok": true} once the provider's own
+//        back-channel logout (Client#backchannelLogout, what end_session runs) got 200 from the
+//        client's backchannel_logout_uri (--backchannel-logout-uri, on host-login); else {"error": ...}
 //   GET  /test/device?user_code=C&user=NAME&action=approve|deny
 //        completes a device-code login by driving the provider's own pages
 //        (/device, the login and consent interactions) like a browser would
 //
-// usage: node idp.mjs --port PORT [--host 127.0.0.1]
+// usage: node idp.mjs --port PORT [--host 127.0.0.1] [--backchannel-logout-uri URL]
 
 import http from 'node:http';
 import { parseArgs } from 'node:util';
@@ -20,7 +23,11 @@ import Provider from 'oidc-provider';
 import * as jose from 'jose';
 
 const { values: opts } = parseArgs({
-  options: { port: { type: 'string' }, host: { type: 'string', default: '127.0.0.1' } },
+  options: {
+    port: { type: 'string' },
+    host: { type: 'string', default: '127.0.0.1' },
+    'backchannel-logout-uri': { type: 'string' },
+  },
 });
 if (!opts.port) {
   console.error('usage: node idp.mjs --port PORT');
@@ -56,6 +63,11 @@ const client = (id, alg) => ({
   backchannel_token_delivery_mode: 'poll',
   id_token_signed_response_alg: alg,
   require_auth_time: true, // ID tokens say when the user authenticated (max_age= needs it)
+  // Back-channel logout to helperd's receiver; CIBA grants have no browser
+  // session, so no sid: logout tokens name the sub.
+  ...(id === 'host-login' && opts['backchannel-logout-uri']
+    ? { backchannel_logout_uri: opts['backchannel-logout-uri'], backchannel_logout_session_required: false }
+    : {}),
 });
 
 const provider = new Provider(issuer, {
@@ -77,6 +89,12 @@ const provider = new Provider(issuer, {
     },
   ],
   jwks: { keys },
+  // The provider refuses outgoing requests to special-use addresses (SSRF
+  // protection); helperd's logout receiver here is on 127.0.0.1. Test only.
+  fetch: (url, options) => {
+    const { dispatcher, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
   enabledJWA: { idTokenSigningAlgValues: ['RS256', 'ES256', 'EdDSA'] },
   conformIdTokenClaims: false,
   scopes: ['openid', 'profile', 'groups'],
@@ -88,6 +106,7 @@ const provider = new Provider(issuer, {
   features: {
     // The provider's own development login/consent pages, driven by /test/device.
     devInteractions: { enabled: true },
+    backchannelLogout: { enabled: true },
     deviceFlow: { enabled: true },
     ciba: {
       enabled: true,
@@ -216,6 +235,11 @@ const server = http.createServer(async (req, res) => {
     if (url.pathname === '/test/token') return json(res, 200, await mint(url.searchParams));
     if (url.pathname === '/test/sign' && req.method === 'POST') return json(res, 200, await sign(await readBody(req)));
     if (url.pathname === '/test/stats') return json(res, 200, stats);
+    if (url.pathname === '/test/logout' && req.method === 'POST') {
+      const c = await provider.Client.find(url.searchParams.get('client') ?? 'host-login');
+      await c.backchannelLogout(`u-${url.searchParams.get('user')}`, undefined);
+      return json(res, 200, { ok: true });
+    }
     if (url.pathname === '/test/device') {
       const q = url.searchParams;
       return json(res, 200, await browse('/device', q.get('action') ?? 'approve', q.get('user'), q.get('user_code')));

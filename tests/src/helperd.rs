@@ -122,6 +122,7 @@ pub fn login_request(issuer: &str, sub: &str, name: &str, groups: &[String], gec
         groups: groups.to_vec(),
         idp_groups: groups.to_vec(),
         jti: None,
+        sid: None,
         exp: now() + 60,
         iat: now(),
         auth_time: None,

@@ -12,13 +12,36 @@ use std::time::Duration;
 pub struct Idp {
     pub port: u16,
     child: Option<Child>,
+    /// The `backchannel_logout_uri` registered on `host-login`, if any.
+    logout_uri: Option<String>,
 }
 
 impl Idp {
     pub fn start() -> Idp {
-        let mut idp = Idp { port: free_port(), child: None };
+        let mut idp = Idp { port: free_port(), child: None, logout_uri: None };
         idp.spawn();
         idp
+    }
+
+    /// An IdP whose `host-login` client has `uri` as its `backchannel_logout_uri`.
+    pub fn start_with_logout_uri(uri: &str) -> Idp {
+        let mut idp = Idp { port: free_port(), child: None, logout_uri: Some(uri.into()) };
+        idp.spawn();
+        idp
+    }
+
+    /// The provider's own back-channel logout of `user` (all their sessions,
+    /// by sub) to `host-login`'s `backchannel_logout_uri`: Ok once it got 200.
+    pub fn logout(&self, user: &str) -> Result<(), String> {
+        let url = format!("{}/test/logout?user={user}&client=host-login", self.issuer());
+        let mut r = ureq::post(&url).send_empty().map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        if v["ok"] == Value::Bool(true) {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
     }
 
     fn spawn(&mut self) {
@@ -27,6 +50,7 @@ impl Idp {
         let child = die_with_parent(&mut Command::new("node"))
             .arg(dir.join("idp.mjs"))
             .args(["--port", &self.port.to_string()])
+            .args(self.logout_uri.iter().flat_map(|u| ["--backchannel-logout-uri", u.as_str()]))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

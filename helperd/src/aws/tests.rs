@@ -40,6 +40,7 @@ fn claims(group: &str) -> SessionClaims {
         groups: vec![group.into()],
         idp_groups: vec![],
         jti: None,
+        sid: None,
         exp: t0() + 3600,
         iat: t0(),
         auth_time: None,

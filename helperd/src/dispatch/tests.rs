@@ -107,6 +107,7 @@ fn claims(account: &str, sub: &str) -> SessionClaims {
         groups: vec![],
         idp_groups: vec![],
         jti: None,
+        sid: None,
         exp: T0 + 600,
         iat: T0,
         auth_time: None,

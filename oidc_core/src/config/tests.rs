@@ -150,3 +150,34 @@ fn session_end_policy_per_issuer() {
     assert_eq!(e.key.as_deref(), Some("sessions.kill_after_secs"), "{e}");
     assert!(parse(&format!("{MIN}\n[sessions]\non_expiry = \"kill\"\n")).is_err());
 }
+
+/// `[backchannel_logout]`: off by default; plain HTTP only on loopback; TLS
+/// files go together; the path is a plain absolute path.
+#[test]
+fn backchannel_logout_listener() {
+    let b = |t: &str| parse(&format!("{MIN}\n[backchannel_logout]\n{t}\n"));
+    let c = parse(MIN).unwrap();
+    assert_eq!(c.backchannel_logout.listen_addr(), None, "off by default");
+    assert_eq!(c.backchannel_logout.path, "/backchannel-logout");
+    for ok in ["listen = \"127.0.0.1:8443\"", "listen = \"[::1]:8443\"", "listen = \"127.0.0.2:9000\""] {
+        assert!(b(ok).unwrap().backchannel_logout.listen_addr().is_some(), "{ok}");
+    }
+    let tls = "tls_cert_file = \"/etc/pam-oidc/cert.pem\"\ntls_key_file = \"/etc/pam-oidc/key.pem\"";
+    assert!(b(&format!("listen = \"0.0.0.0:8443\"\n{tls}")).is_ok(), "any address with TLS");
+    for (bad, key, says) in [
+        ("listen = \"0.0.0.0:8443\"", "backchannel_logout.listen", "not a loopback address"),
+        ("listen = \"10.0.0.5:8443\"", "backchannel_logout.listen", "plain HTTP is allowed only"),
+        ("listen = \"localhost:8443\"", "backchannel_logout.listen", "an IP address and port"),
+        ("listen = \"127.0.0.1\"", "backchannel_logout.listen", "an IP address and port"),
+        ("listen = \"127.0.0.1:0\"", "backchannel_logout.listen", "a fixed port"),
+        ("listen = \"0.0.0.0:8443\"\ntls_cert_file = \"/c.pem\"", "backchannel_logout.tls_cert_file", "go together"),
+        (tls, "backchannel_logout.listen", "listen is not"),
+        ("path = \"logout\"", "backchannel_logout.path", "absolute path"),
+        ("path = \"/logout?x=1\"", "backchannel_logout.path", "no query"),
+    ] {
+        let e = b(bad).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{bad}: {e}");
+        assert!(e.message.contains(says), "{bad}: {e}");
+    }
+    assert!(b("listen = \"127.0.0.1:8443\"\nport = 1").is_err(), "unknown keys refused");
+}
