@@ -83,6 +83,8 @@ pub struct Sessions {
     clock: Arc<dyn Clock>,
     pending: Mutex<PendingSet>,
     live: Mutex<Vec<SessionInfo>>,
+    /// The processes of each live session (locked after `live`, never before).
+    tracked: Mutex<HashMap<u64, end::Tracked>>,
     next_id: Mutex<u64>,
     /// Ended sessions whose processes got SIGHUP and get SIGKILL at `kill_at`.
     dying: Mutex<Vec<Dying>>,
@@ -95,11 +97,26 @@ pub struct Sessions {
 /// (a package upgrade) neither forgets to end them nor lets a lock miss them.
 pub const FILE: &str = "sessions.json";
 
+/// The file: this boot's live sessions with the processes followed, and the
+/// last id given (ids are never reused).
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    boot_id: String,
+    next_id: u64,
+    sessions: Vec<(SessionInfo, end::Tracked)>,
+}
+
+/// This boot (a pid and start time name a process only within one boot).
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string()
+}
+
 /// An ended session between SIGHUP and SIGKILL.
 struct Dying {
     id: u64,
-    /// The opener first, then the processes signalled.
+    /// The opener, then the processes signalled.
     procs: Vec<end::Proc>,
+    scope: Option<std::path::PathBuf>,
     kill_at: Duration,
 }
 
@@ -108,13 +125,13 @@ struct Dying {
 /// and start time — whose uid is `uid`; any uid when `uid` is `None` (root).
 fn session_in<'a>(live: &'a [SessionInfo], tree: &[(i32, u64)], uid: Option<u32>) -> Option<&'a SessionInfo> {
     tree.iter().find_map(|(pid, start)| {
-        live.iter().find(|s| s.pid == *pid && s.pid_start == *start && uid.is_none_or(|u| s.uid == u))
+        live.iter().find(|s| !s.detached && s.pid == *pid && s.pid_start == *start && uid.is_none_or(|u| s.uid == u))
     })
 }
 
 /// Is a process of `tree` the opener of another uid's session (worth a warning)?
 fn inside_other_uid(live: &[SessionInfo], tree: &[(i32, u64)], uid: u32) -> bool {
-    live.iter().any(|s| s.uid != uid && tree.iter().any(|(p, _)| *p == s.pid))
+    live.iter().any(|s| !s.detached && s.uid != uid && tree.iter().any(|(p, _)| *p == s.pid))
 }
 
 impl Sessions {
@@ -124,6 +141,7 @@ impl Sessions {
             clock,
             pending: Mutex::default(),
             live: Mutex::default(),
+            tracked: Mutex::default(),
             next_id: Mutex::default(),
             dying: Mutex::default(),
             kill_after,
@@ -136,29 +154,45 @@ impl Sessions {
     /// web-identity tokens and AWS credentials are not kept: those sessions
     /// get no AWS credentials until renewed or logged in again.
     pub fn persisted(mut self, file: std::path::PathBuf) -> Sessions {
-        let saved: Vec<SessionInfo> = match std::fs::read(&file) {
+        let saved: Saved = match std::fs::read(&file) {
             Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
                 warning!("{}: {e}; live sessions from before this start are not known", file.display());
-                vec![]
+                Saved::default()
             }),
-            Err(_) => vec![],
+            Err(_) => Saved::default(),
         };
-        let alive: Vec<SessionInfo> =
-            saved.into_iter().filter(|s| procfs::stat(s.pid).is_some_and(|(_, start)| start == s.pid_start)).collect();
-        if !alive.is_empty() {
-            info!("{} live session(s) taken in from {}", alive.len(), file.display());
+        let this_boot = saved.boot_id == boot_id();
+        let (mut live, mut tracked) = (vec![], HashMap::new());
+        for (s, mut t) in saved.sessions.into_iter().filter(|_| this_boot) {
+            let opener_runs = procfs::start_time(s.pid) == Some(s.pid_start);
+            t.refresh((s.pid, s.pid_start));
+            if opener_runs || !t.seen.is_empty() {
+                tracked.insert(s.id, t);
+                live.push(SessionInfo { detached: s.detached || !opener_runs, ..s });
+            }
         }
-        *self.next_id.get_mut().unwrap_or_else(|e| e.into_inner()) = alive.iter().map(|s| s.id).max().unwrap_or(0);
+        if !live.is_empty() {
+            info!("{} live session(s) taken in from {}", live.len(), file.display());
+        }
+        *self.next_id.get_mut().unwrap_or_else(|e| e.into_inner()) =
+            saved.next_id.max(live.iter().map(|s| s.id).max().unwrap_or(0));
+        *self.tracked.get_mut().unwrap_or_else(|e| e.into_inner()) = tracked;
         self.file = Some(file);
-        self.save(&alive);
-        *self.live.get_mut().unwrap_or_else(|e| e.into_inner()) = alive;
+        self.save(&live);
+        *self.live.get_mut().unwrap_or_else(|e| e.into_inner()) = live;
         self
     }
 
     /// Write the live sessions (called with the `live` lock held, so writes keep their order).
     fn save(&self, live: &[SessionInfo]) {
         let Some(file) = &self.file else { return };
-        let r = serde_json::to_vec(live)
+        let tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+        let saved = Saved {
+            boot_id: boot_id(),
+            next_id: *self.next_id.lock().unwrap_or_else(|e| e.into_inner()),
+            sessions: live.iter().map(|s| (s.clone(), tracked.get(&s.id).cloned().unwrap_or_default())).collect(),
+        };
+        let r = serde_json::to_vec(&saved)
             .map_err(|e| e.to_string())
             .and_then(|b| crate::atomic::replace(file, &b, 0o600).map_err(|e| e.to_string()));
         if let Err(e) = r {
@@ -229,41 +263,91 @@ impl Sessions {
             claims: claims.clone(),
             aws: None,
             ends_at,
+            detached: false,
         };
+        let tracked = end::Tracked::at_open((pid, pid_start));
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        self.tracked.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tracked);
         live.push(s);
         self.save(&live);
         Ok((id, claims, web_token))
     }
 
+    /// `pam_close_session` of the process that opened sessions.
     pub fn close(&self, pid: i32) -> usize {
+        self.detach(|s| s.pid == pid, "closed")
+    }
+
+    /// The sessions `which` picks no longer give claims or credentials; those
+    /// whose processes all ended are dropped, the others are followed
+    /// (detached) until they end, so a deadline or a lock still reaches them.
+    fn detach(&self, which: impl Fn(&SessionInfo) -> bool, how: &str) -> usize {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        let before = live.len();
+        let picked: Vec<u64> = live.iter().filter(|s| !s.detached && which(s)).map(|s| s.id).collect();
+        if picked.is_empty() {
+            return 0;
+        }
+        let all = end::processes();
+        let mut tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain_mut(|s| {
+            if !picked.contains(&s.id) {
+                return true;
+            }
+            let t = tracked.entry(s.id).or_default();
+            t.refresh_in(&all, (s.pid, s.pid_start));
+            if t.seen.is_empty() {
+                info!("session {} {how}: user={} pid={}", s.id, s.claims.account, s.pid);
+                tracked.remove(&s.id);
+                return false;
+            }
+            info!(
+                "session {} {how}: user={} pid={}; {} process(es) it started still run: followed until they end \
+                 (its deadline and locks still apply)",
+                s.id,
+                s.claims.account,
+                s.pid,
+                t.seen.len()
+            );
+            s.detached = true;
+            true
+        });
+        drop(tracked);
+        self.save(&live);
+        picked.len()
+    }
+
+    /// Sessions whose opening process is gone (or whose pid was reused) are
+    /// detached, or dropped if nothing of them runs.
+    pub fn reap(&self) {
+        let gone = |s: &SessionInfo| procfs::start_time(s.pid) != Some(s.pid_start);
+        if self.live.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|s| !s.detached && gone(s)) {
+            self.detach(gone, "ended: its opening process is gone");
+        }
+    }
+
+    /// Once a second: look at every session's processes again; drop detached
+    /// sessions of which nothing runs.
+    fn follow(&self) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if live.is_empty() {
+            return;
+        }
+        let all = end::processes();
+        let mut tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut changed = false;
         live.retain(|s| {
-            let keep = s.pid != pid;
+            let t = tracked.entry(s.id).or_default();
+            changed |= t.refresh_in(&all, (s.pid, s.pid_start));
+            let keep = !s.detached || !t.seen.is_empty();
             if !keep {
-                info!("session {} closed: user={} pid={pid}", s.id, s.claims.account);
+                info!("session {} (detached) ended: the last of its processes is gone", s.id);
+                tracked.remove(&s.id);
+                changed = true;
             }
             keep
         });
-        if live.len() != before {
-            self.save(&live);
-        }
-        before - live.len()
-    }
-
-    /// Drop sessions whose opening process is gone (or whose pid was reused).
-    pub fn reap(&self) {
-        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        let before = live.len();
-        live.retain(|s| {
-            let alive = procfs::stat(s.pid).is_some_and(|(_, start)| start == s.pid_start);
-            if !alive {
-                info!("session {} ended: process {} is gone", s.id, s.pid);
-            }
-            alive
-        });
-        if live.len() != before {
+        drop(tracked);
+        if changed {
             self.save(&live);
         }
     }
@@ -348,11 +432,15 @@ impl Sessions {
     /// claims or AWS credentials), its processes get SIGHUP now and SIGKILL
     /// after `kill_after`. `why` is logged for each. The ids ended.
     pub fn end(&self, which: impl Fn(&SessionInfo) -> bool, why: impl Fn(&SessionInfo) -> String) -> Vec<u64> {
-        let ended: Vec<SessionInfo> = {
+        let ended: Vec<(SessionInfo, end::Tracked)> = {
             let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
             let (gone, kept): (Vec<SessionInfo>, Vec<SessionInfo>) =
                 std::mem::take(&mut *live).into_iter().partition(|s| which(s));
             *live = kept;
+            let mut tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+            let gone: Vec<(SessionInfo, end::Tracked)> =
+                gone.into_iter().map(|s| (tracked.remove(&s.id).unwrap_or_default(), s)).map(|(t, s)| (s, t)).collect();
+            drop(tracked);
             if !gone.is_empty() {
                 self.save(&live);
             }
@@ -360,10 +448,16 @@ impl Sessions {
         };
         let kill_at = self.clock.mono() + self.kill_after;
         let mut dying = self.dying.lock().unwrap_or_else(|e| e.into_inner());
-        for s in &ended {
+        for (s, t) in &ended {
             let opener = (s.pid, s.pid_start);
-            let procs = end::tree(&[opener]);
-            let n = end::signal(&procs, nix::sys::signal::Signal::SIGHUP);
+            let procs = end::tree(&t.roots(opener), t.scope.as_deref());
+            // Not the opener yet: sshd's monitor, seeing its child end, closes
+            // the session as on a logout (wtmp, pam_close_session).
+            let mut others: Vec<end::Proc> = procs.iter().copied().filter(|p| *p != opener).collect();
+            if others.is_empty() {
+                others = procs.clone(); // the opener alone
+            }
+            let n = end::signal(&others, nix::sys::signal::Signal::SIGHUP);
             warning!(
                 "session {} ended: user={} uid={} pid={} issuer={} sub={}: {}; SIGHUP to {n} process(es), SIGKILL to \
                  what is left in {}s",
@@ -376,14 +470,15 @@ impl Sessions {
                 why(s),
                 self.kill_after.as_secs()
             );
-            dying.push(Dying { id: s.id, procs: [vec![opener], procs].concat(), kill_at });
+            dying.push(Dying { id: s.id, procs: [vec![opener], procs].concat(), scope: t.scope.clone(), kill_at });
         }
-        ended.iter().map(|s| s.id).collect()
+        ended.iter().map(|(s, _)| s.id).collect()
     }
 
     /// Once a second: end the sessions whose deadline passed, SIGKILL what
     /// is left of sessions ended `kill_after` ago. The ids ended now.
     pub fn tick(&self) -> Vec<u64> {
+        self.follow();
         let now = self.clock.now();
         let ended = self.end(
             |s| s.ends_at.is_some_and(|t| t <= now),
@@ -403,7 +498,7 @@ impl Sessions {
             due
         };
         for d in due {
-            let n = end::signal(&end::tree(&d.procs), nix::sys::signal::Signal::SIGKILL);
+            let n = end::signal(&end::tree(&d.procs, d.scope.as_deref()), nix::sys::signal::Signal::SIGKILL);
             if n > 0 {
                 warning!("session {}: SIGKILL to {n} process(es) still running after SIGHUP", d.id);
             }
@@ -422,181 +517,4 @@ impl Sessions {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn claims(n: usize) -> SessionClaims {
-        SessionClaims {
-            issuer: "https://idp".into(),
-            sub: format!("s{n}"),
-            account: format!("u{n}"),
-            identity: format!("u{n}"),
-            groups: vec![],
-            idp_groups: vec![],
-            jti: None,
-            sid: None,
-            exp: 0,
-            iat: 0,
-            auth_time: None,
-            acr: None,
-            verified_at: 0,
-        }
-    }
-
-    fn info(id: u64, uid: u32, pid: i32, pid_start: u64) -> SessionInfo {
-        SessionInfo {
-            id,
-            uid,
-            pid,
-            pid_start,
-            tty: String::new(),
-            rhost: String::new(),
-            opened: 0,
-            claims: claims(id as usize),
-            aws: None,
-            ends_at: None,
-        }
-    }
-
-    /// The one rule for "the session of a process", for claims (real uid)
-    /// and AWS credentials (effective uid; root: any).
-    #[test]
-    fn the_session_of_a_process_tree() {
-        let live = [info(1, 1000, 50, 7), info(2, 2000, 60, 8)];
-        // 99 (start 1) ← 60 (bob's session) ← 50 (alice's session) ← 1
-        let tree = [(99, 1), (60, 8), (50, 7), (1, 0)];
-        let id = |uid| session_in(&live, &tree, uid).map(|s| s.id);
-        assert_eq!(id(Some(2000)), Some(2), "the nearest session of the uid");
-        assert_eq!(id(Some(1000)), Some(1), "further up, for alice");
-        assert_eq!(id(Some(3000)), None);
-        assert_eq!(id(None), Some(2), "root: the nearest session, any uid");
-        assert_eq!(session_in(&live, &[(99, 1), (60, 9), (1, 0)], Some(2000)).map(|s| s.id), None, "pid reused");
-        assert_eq!(session_in(&live, &[(99, 1), (1, 0)], None).map(|s| s.id), None, "outside any session");
-        assert!(inside_other_uid(&live, &tree, 3000) && !inside_other_uid(&live, &[(60, 8)], 2000));
-    }
-
-    /// Running, not a zombie, and still the same process.
-    fn running((pid, start): end::Proc) -> bool {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)).unwrap_or("");
-        procfs::start_time(pid) == Some(start) && state != "Z"
-    }
-
-    /// Issue 15 (1): with `on_expiry = "end"`, a session whose deadline passed
-    /// is dropped at once (no claims, no AWS credentials) and the process tree
-    /// it bound gets SIGHUP, then SIGKILL for what ignores it — and a session
-    /// of the same uid whose token has not run out is untouched.
-    #[test]
-    fn an_expired_session_ends_its_tree_and_no_other() {
-        let clock = crate::clock::FakeClock::at(1_000_000);
-        let s = Sessions::new(clock.clone(), Duration::from_secs(5));
-        let spawn = |script: &str| std::process::Command::new("sh").args(["-c", script]).spawn().unwrap();
-        // a ignores SIGHUP, and so do its children: only SIGKILL ends them.
-        let mut a = spawn("trap '' HUP; sleep 300 & sleep 300 & wait");
-        let mut b = spawn("sleep 300 & wait");
-        let root = |c: &std::process::Child| (c.id() as i32, procfs::start_time(c.id() as i32).unwrap());
-        let (ra, rb) = (root(&a), root(&b));
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while (end::tree(&[ra]).len() < 3 || end::tree(&[rb]).len() < 2) && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let tree_a = end::tree(&[ra]);
-        let tree_b = end::tree(&[rb]);
-        assert_eq!((tree_a.len(), tree_b.len()), (3, 2), "{tree_a:?} {tree_b:?}");
-        // SAFETY: getuid cannot fail.
-        let uid = unsafe { libc::getuid() };
-        let open = |pid: i32, ends: Option<i64>| {
-            let id = s.add_pending(claims(pid as usize), None).unwrap();
-            s.open(&id, uid, pid, "", "", |_| ends).unwrap().0
-        };
-        let (ida, idb) = (open(ra.0, Some(1_000_010)), open(rb.0, None));
-        assert_eq!(s.tick(), Vec::<u64>::new(), "not yet");
-        clock.advance(Duration::from_secs(10));
-        assert_eq!(s.tick(), vec![ida]);
-        assert_eq!(s.ids(), vec![idb], "dropped at once");
-        let me = crate::server::Peer { uid, pid: ra.0, start: Some(ra.1) };
-        assert!(s.claims_for(&me).0.is_none() && s.for_credentials(&me).is_none());
-        std::thread::sleep(Duration::from_millis(300));
-        assert!(tree_a.iter().all(|p| running(*p)), "SIGHUP is ignored here");
-        clock.advance(Duration::from_secs(5));
-        s.tick();
-        assert!(a.wait().unwrap().code().is_none(), "killed");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while tree_a.iter().any(|p| running(*p)) && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(!tree_a.iter().any(|p| running(*p)), "the whole tree is gone");
-        assert!(tree_b.iter().all(|p| running(*p)) && b.try_wait().unwrap().is_none(), "the other session lives");
-        end::signal(&tree_b, nix::sys::signal::Signal::SIGKILL);
-        b.wait().unwrap();
-    }
-
-    /// Issue 15: a restart of helperd (a package upgrade) forgets no live
-    /// session: they are taken in from `sessions.json` if their opening
-    /// process still runs, so their deadline and a lock still end them.
-    #[test]
-    fn live_sessions_survive_a_restart_of_helperd() {
-        let dir = crate::testing::temp_dir("sessions-file");
-        let file = dir.join(FILE);
-        let clock = crate::clock::FakeClock::at(1_000_000);
-        let mut live = std::process::Command::new("sleep").arg("60").spawn().unwrap();
-        let mut dead = std::process::Command::new("true").spawn().unwrap();
-        // SAFETY: getuid cannot fail.
-        let uid = unsafe { libc::getuid() };
-        let first = Sessions::new(clock.clone(), Duration::from_secs(1)).persisted(file.clone());
-        for (child, ends) in [(&live, Some(1_000_010)), (&dead, None)] {
-            let id = first.add_pending(claims(child.id() as usize), None).unwrap();
-            first.open(&id, uid, child.id() as i32, "", "", |_| ends).unwrap();
-        }
-        assert_eq!(first.ids(), vec![1, 2]);
-        drop(first);
-        dead.wait().unwrap();
-        let again = Sessions::new(clock.clone(), Duration::from_secs(1)).persisted(file.clone());
-        assert_eq!(again.ids(), vec![1], "the session whose process is gone is not taken in");
-        assert_eq!(again.list()[0].ends_at, Some(1_000_010), "with its deadline");
-        let id = again.add_pending(claims(7), None).unwrap();
-        assert_eq!(again.open(&id, uid, live.id() as i32, "", "", |_| None).unwrap().0, 2, "ids go on");
-        clock.advance(Duration::from_secs(10));
-        assert_eq!(again.tick(), vec![1], "its deadline ends it after the restart");
-        assert!(live.wait().unwrap().code().is_none(), "killed");
-        again.reap();
-        let saved: Vec<SessionInfo> = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-        assert!(saved.is_empty(), "the file follows: {saved:?}");
-    }
-
-    #[test]
-    fn pending_logins_are_capped_oldest_first() {
-        let s = Sessions::new(Arc::new(crate::clock::SystemClock), Duration::from_secs(5));
-        let ids: Vec<String> = (0..MAX_PENDING + 5).map(|n| s.add_pending(claims(n), None).unwrap()).collect();
-        let p = s.pending.lock().unwrap();
-        assert_eq!(p.by_id.len(), MAX_PENDING);
-        assert!(p.get(&ids[4], s.clock.mono()).is_none() && p.get(&ids[5], s.clock.mono()).is_some());
-        assert!(p.get(&ids[MAX_PENDING + 4], s.clock.mono()).is_some());
-        drop(p);
-        assert_eq!(s.pending_account(&ids[MAX_PENDING + 4]).as_deref(), Some(format!("u{}", MAX_PENDING + 4).as_str()));
-    }
-
-    /// Issue 12 (5): the peer is pinned at accept: a process whose pid now
-    /// names another process (it exited; the pid was reused) gets nothing.
-    #[test]
-    fn a_reused_pid_gets_no_claims_or_credentials() {
-        let s = Sessions::new(Arc::new(crate::clock::SystemClock), Duration::from_secs(5));
-        let me = std::process::id() as i32;
-        // SAFETY: getuid cannot fail.
-        let uid = unsafe { libc::getuid() };
-        let id = s.add_pending(claims(1), None).unwrap();
-        s.open(&id, uid, me, "", "", |_| None).unwrap();
-        let peer = |start| crate::server::Peer { uid, pid: me, start };
-        assert!(s.claims_for(&peer(procfs::start_time(me))).0.is_some(), "the live process, pinned correctly");
-        assert!(s.for_credentials(&peer(procfs::start_time(me))).is_some());
-        let other = procfs::start_time(me).map(|t| t + 1);
-        let (c, why) = s.claims_for(&peer(other));
-        assert!(c.is_none() && why.contains("pid was reused"), "{why}");
-        assert!(s.for_credentials(&peer(other)).is_none());
-        // A real process that connected and exited: its pid no longer names it.
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let gone = crate::server::Peer { uid, pid: child.id() as i32, start: procfs::start_time(child.id() as i32) };
-        child.wait().unwrap();
-        assert!(s.claims_for(&gone).0.is_none());
-    }
-}
+mod tests;

@@ -150,6 +150,11 @@ pub struct SessionInfo {
     /// and AWS credentials stop at `exp` all the same).
     #[serde(default)]
     pub ends_at: Option<i64>,
+    /// The session was closed (or its opening process is gone) but processes
+    /// it started still run: helperd follows them until they end, so its
+    /// deadline and a lock still reach them. Gives no claims or credentials.
+    #[serde(default)]
+    pub detached: bool,
 }
 
 #[cfg(test)]
