@@ -8,6 +8,7 @@
 //! given to a process that descends from that process *and* runs as that uid.
 
 mod end;
+mod grants;
 
 use crate::clock::Clock;
 use crate::log::{info, warning};
@@ -27,13 +28,15 @@ const PENDING_TTL: Duration = Duration::from_secs(600);
 const MAX_PENDING: usize = 1024;
 
 /// A verified login waiting for its session: claims, the token kept for web
-/// identity (if any), and when it was verified (the clock's monotonic time).
+/// identity (if any), and when it was verified (the clock's monotonic time);
+/// a device login's refresh token (it stays in helperd) beside it.
 type Pending = (SessionClaims, Option<Secret>, Duration);
 
 /// Pending logins by id, and their ids in arrival order (expiry in O(1) per login).
 #[derive(Default)]
 struct PendingSet {
     by_id: HashMap<String, Pending>,
+    grants: HashMap<String, crate::revalidate::Grant>,
     order: std::collections::VecDeque<(Duration, String)>,
     /// Live logins dropped at the cap since the last warning, and when that was.
     dropped: u64,
@@ -53,6 +56,7 @@ impl PendingSet {
             }
             let old = old.clone();
             self.order.pop_front();
+            self.grants.remove(&old);
             if self.by_id.remove(&old).is_some_and(|p| young(p.2, now)) {
                 self.dropped += 1;
             }
@@ -73,8 +77,9 @@ impl PendingSet {
         self.by_id.get(id).filter(|p| young(p.2, now))
     }
 
-    fn remove(&mut self, id: &str, now: Duration) -> Option<Pending> {
-        self.by_id.remove(id).filter(|p| young(p.2, now))
+    fn remove(&mut self, id: &str, now: Duration) -> Option<(Pending, Option<crate::revalidate::Grant>)> {
+        let grant = self.grants.remove(id);
+        self.by_id.remove(id).filter(|p| young(p.2, now)).map(|p| (p, grant))
     }
 }
 
@@ -86,6 +91,11 @@ pub struct Sessions {
     /// Ended sessions whose processes got SIGHUP and get SIGKILL at `kill_at`.
     dying: Mutex<Vec<Dying>>,
     kill_after: Duration,
+    /// Device-code sessions' refresh grants, by session id (`grants.rs`).
+    grants: Mutex<HashMap<u64, grants::Kept>>,
+    /// Sessions the IdP stopped vouching for, kept alive (`on_revoked = "keep"`):
+    /// no claims, no AWS credentials.
+    revoked: Mutex<std::collections::HashSet<u64>>,
 }
 
 /// An ended session between SIGHUP and SIGKILL.
@@ -120,14 +130,30 @@ impl Sessions {
             next_id: Mutex::default(),
             dying: Mutex::default(),
             kill_after,
+            grants: Mutex::default(),
+            revoked: Mutex::default(),
         }
     }
 
+    #[cfg(test)]
     pub fn add_pending(&self, claims: SessionClaims, web_token: Option<Secret>) -> Option<String> {
+        self.add_pending_with(claims, web_token, None)
+    }
+
+    /// [`Sessions::add_pending`], with a device login's refresh grant.
+    pub fn add_pending_with(
+        &self,
+        claims: SessionClaims,
+        web_token: Option<Secret>,
+        grant: Option<crate::revalidate::Grant>,
+    ) -> Option<String> {
         let id = crate::ids::random_id()?;
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.clock.mono();
         p.insert(id.clone(), (claims, web_token, now), now);
+        if let Some(g) = grant {
+            p.grants.insert(id.clone(), g);
+        }
         Some(id)
     }
 
@@ -151,7 +177,7 @@ impl Sessions {
         rhost: &str,
         ends_at: impl Fn(&SessionClaims) -> Option<i64>,
     ) -> Result<(u64, SessionClaims, Option<Secret>), String> {
-        let (claims, web_token, _) = self
+        let ((claims, web_token, _), grant) = self
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -188,6 +214,9 @@ impl Sessions {
             ends_at,
         };
         self.live.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+        if let Some(g) = grant {
+            self.keep_grant(id, g, &claims);
+        }
         Ok((id, claims, web_token))
     }
 
@@ -201,7 +230,10 @@ impl Sessions {
             }
             keep
         });
-        before - live.len()
+        let n = before - live.len();
+        drop(live);
+        self.prune();
+        n
     }
 
     /// Drop sessions whose opening process is gone (or whose pid was reused).
@@ -214,6 +246,8 @@ impl Sessions {
             }
             alive
         });
+        drop(live);
+        self.prune();
     }
 
     /// Claims for the session the peer process belongs to. The peer is pinned
@@ -241,6 +275,7 @@ impl Sessions {
         let Some(tree) = procfs::pinned_ancestry(peer) else { return (None, gone()) };
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         match session_in(&live, &tree, Some(uid)) {
+            Some(s) if self.is_revoked(s.id) => (None, format!("session {} was revoked at its IdP: no claims", s.id)),
             Some(s) => (Some((s.id, s.claims.clone())), format!("session {} (pid {}, uid {uid})", s.id, s.pid)),
             None => {
                 if inside_other_uid(&live, &tree, uid) {
@@ -273,7 +308,7 @@ impl Sessions {
                 "aws credentials refused: process {peer_pid} (uid {peer_uid}) is inside another uid's session"
             );
         }
-        found.map(|s| s.id)
+        found.map(|s| s.id).filter(|id| !self.is_revoked(*id))
     }
 
     /// The session lives on `claims` from now on (a fresh token of the same
@@ -296,6 +331,9 @@ impl Sessions {
             *live = kept;
             gone
         };
+        if !ended.is_empty() {
+            self.prune();
+        }
         let kill_at = self.clock.mono() + self.kill_after;
         let mut dying = self.dying.lock().unwrap_or_else(|e| e.into_inner());
         for s in &ended {
