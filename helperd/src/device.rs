@@ -2,11 +2,13 @@
 //! IdP, poll its token endpoint in the background (honouring `interval`, 5 s
 //! when absent, and `slow_down`), and hand the ID token to the module, which
 //! verifies it like any presented token. Denied, expired and timed-out flows
-//! end with their own reason.
+//! end with their own reason. With the issuer's `device_refresh`, the refresh
+//! token stays here, for the session that token opens (`revalidate.rs`).
 
 use crate::clock::Clock;
 use crate::fetch::Transport;
 use crate::log::{info, warning};
+use crate::revalidate::Grant;
 use oidc_core::Response;
 use oidc_core::Secret;
 use oidc_core::{Config, Issuer};
@@ -20,7 +22,8 @@ const GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 #[derive(Debug, Clone)]
 enum State {
     Pending,
-    Done(Secret),
+    /// The ID token, and the refresh token if the IdP returned one.
+    Done(Secret, Option<Secret>),
     Failed(oidc_core::DeviceFailure, String),
 }
 
@@ -49,11 +52,23 @@ pub fn host_key(rhost: &str) -> String {
     }
 }
 
+/// The scope asked for: `device_scope`, plus `offline_access` with `device_refresh`.
+fn device_scope(icfg: &Issuer) -> String {
+    if icfg.device_refresh && !icfg.device_scope.split_whitespace().any(|s| s == "offline_access") {
+        format!("{} offline_access", icfg.device_scope)
+    } else {
+        icfg.device_scope.clone()
+    }
+}
+
 pub struct DeviceFlows {
     cfg: Config,
     http: Arc<dyn Transport>,
     clock: Arc<dyn Clock>,
     flows: Mutex<HashMap<String, Arc<Flow>>>,
+    /// Refresh tokens of finished flows by the replay id of the ID token
+    /// handed to the module, until the login reporting that token claims one.
+    grants: Mutex<HashMap<String, (Grant, Duration)>>,
 }
 
 fn json(body: &[u8]) -> Result<Value, String> {
@@ -66,7 +81,42 @@ fn str_field(v: &Value, k: &str) -> Option<String> {
 
 impl DeviceFlows {
     pub fn new(cfg: Config, http: Arc<dyn Transport>, clock: Arc<dyn Clock>) -> DeviceFlows {
-        DeviceFlows { cfg, http, clock, flows: Mutex::new(HashMap::new()) }
+        DeviceFlows { cfg, http, clock, flows: Mutex::new(HashMap::new()), grants: Mutex::new(HashMap::new()) }
+    }
+
+    /// The transport to the IdPs (the revalidation step refreshes over it).
+    pub fn http(&self) -> &dyn Transport {
+        self.http.as_ref()
+    }
+
+    /// Keep `refresh_token` for the login that will report `id_token`
+    /// (found by its replay id, the one the module sends with `Login`).
+    fn keep_grant(&self, id_token: &Secret, issuer: &str, token_endpoint: &str, client_id: &str, refresh: Secret) {
+        let Ok(parsed) = oidc_core::parse_token(id_token.expose(), self.cfg.pam.max_token_bytes) else { return };
+        let jti = parsed.claims.get("jti").and_then(Value::as_str);
+        let key = oidc_core::replay_id(id_token.expose(), jti);
+        let sub = parsed.claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_string();
+        let grant = Grant {
+            issuer: issuer.into(),
+            sub,
+            token_endpoint: token_endpoint.into(),
+            client_id: client_id.into(),
+            refresh_token: refresh,
+        };
+        let now = self.clock.mono();
+        let mut g = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        g.retain(|_, (_, at)| now.saturating_sub(*at) < crate::revalidate::UNCLAIMED_TTL);
+        g.insert(key, (grant, now));
+    }
+
+    /// The refresh token kept for the device login whose ID token has
+    /// `replay_id`, if `claims` (verified by the module) are that token's
+    /// issuer and `sub`. Taken once: a second login never finds it.
+    pub fn take_grant(&self, replay_id: &str, claims: &oidc_core::SessionClaims) -> Option<Grant> {
+        let now = self.clock.mono();
+        let (g, at) = self.grants.lock().unwrap_or_else(|e| e.into_inner()).remove(replay_id)?;
+        let young = now.saturating_sub(at) < crate::revalidate::UNCLAIMED_TTL;
+        (young && g.issuer == claims.issuer && g.sub == claims.sub).then_some(g)
     }
 
     fn endpoints(&self, icfg: &Issuer) -> Result<(String, String), String> {
@@ -154,7 +204,8 @@ impl DeviceFlows {
             Ok(x) => x,
             Err(e) => return fail(e),
         };
-        let resp = match self.http.post_form(&dev_ep, &[("client_id", &client_id), ("scope", &icfg.device_scope)]) {
+        let scope = device_scope(icfg);
+        let resp = match self.http.post_form(&dev_ep, &[("client_id", &client_id), ("scope", &scope)]) {
             Ok((200, body)) => match json(&body) {
                 Ok(v) => v,
                 Err(e) => return fail(format!("{dev_ep}: {e}")),
@@ -175,13 +226,22 @@ impl DeviceFlows {
         let id = flow_id.clone();
         let (tok_ep2, client_id2) = (tok_ep.clone(), client_id.clone());
         let owner = flow.owner;
+        let (refresh, iss_url) = (icfg.device_refresh, icfg.url.clone());
         let spawned = std::thread::Builder::new().name("helperd-device".into()).spawn(move || {
-            let end = me.poll(&tok_ep2, &client_id2, &device_code, interval, limit, owner);
+            let end = match me.poll(&tok_ep2, &client_id2, &device_code, interval, limit, owner) {
+                State::Done(id_token, Some(r)) if refresh => {
+                    me.keep_grant(&id_token, &iss_url, &tok_ep2, &client_id2, r);
+                    State::Done(id_token, None)
+                }
+                // Not asked for (device_refresh is off): dropped, wiped.
+                State::Done(id_token, _) => State::Done(id_token, None),
+                other => other,
+            };
             info!(
                 "device flow {} ended: {}",
                 &id[..8],
                 match &end {
-                    State::Done(_) => "token received".to_string(),
+                    State::Done(..) => "token received".to_string(),
                     State::Failed(c, r) => format!("{c}: {r}"),
                     State::Pending => "pending".into(),
                 }
@@ -256,7 +316,7 @@ impl DeviceFlows {
             };
             if status == 200 {
                 return match str_field(&v, "id_token") {
-                    Some(t) => State::Done(Secret::new(t)),
+                    Some(t) => State::Done(Secret::new(t), str_field(&v, "refresh_token").map(Secret::new)),
                     None => State::Failed(
                         oidc_core::DeviceFailure::Error,
                         "token response has no id_token (is `openid` in device_scope?)".into(),
@@ -298,7 +358,7 @@ impl DeviceFlows {
             .wait_timeout_while(guard, timeout, |s| matches!(s, State::Pending))
             .unwrap_or_else(|e| e.into_inner());
         match state.clone() {
-            State::Done(t) => {
+            State::Done(t, _) => {
                 drop(state);
                 self.flows.lock().unwrap_or_else(|e| e.into_inner()).remove(flow_id);
                 Response::DeviceToken { id_token: t }

@@ -98,6 +98,10 @@ fn login(
     replay_id: Option<&str>,
 ) -> Response {
     let mut claims = claims.clone();
+    // A device login's refresh token, kept by helperd under the replay id of
+    // the ID token it handed out: this login reports that token (dropped,
+    // wiped, if the login is refused).
+    let grant = replay_id.and_then(|r| svc.device.take_grant(r, &claims));
     if let Some(lock) = svc.locks.lock_for(&claims) {
         warning!(
             "login refused code=locked issuer={} identity={} account={}: {} is locked by {} at {} ({})",
@@ -132,7 +136,7 @@ fn login(
         }
         None => None,
     };
-    let resp = admit_login(svc, event, &mut claims, web_token, raw_groups);
+    let resp = admit_login(svc, event, &mut claims, web_token, raw_groups, grant);
     if let Some(id) = reserved {
         let ok = matches!(resp, Response::Admitted { .. });
         if !ok {
@@ -151,6 +155,7 @@ fn admit_login(
     claims: &mut oidc_core::SessionClaims,
     web_token: Option<&oidc_core::Secret>,
     raw_groups: &[String],
+    grant: Option<crate::revalidate::Grant>,
 ) -> Response {
     let (detail, groups) = match event {
         Some(ev) => match svc.accounts.admit(ev) {
@@ -183,7 +188,7 @@ fn admit_login(
     };
     // Keep the token only if the account's AWS role will need it (web identity).
     let keep = svc.aws.wants_web_token(&claims.groups, &claims.issuer);
-    match svc.sessions.add_pending(claims.clone(), web_token.filter(|_| keep).cloned()) {
+    match svc.sessions.add_pending_with(claims.clone(), web_token.filter(|_| keep).cloned(), grant) {
         Some(login_id) => Response::Admitted { detail, login_id, groups },
         None => Response::Refused {
             code: oidc_core::RefusalCode::AccountsUnavailable,

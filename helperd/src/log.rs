@@ -51,6 +51,10 @@ pub fn escape(msg: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Every line logged by this test process (tests look for what must never be logged).
+#[cfg(test)]
+pub static CAPTURED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 pub fn log(level: Level, msg: &str) {
     let msg = &*escape(msg);
     let tag = match level {
@@ -59,6 +63,8 @@ pub fn log(level: Level, msg: &str) {
         Level::Info => "info",
     };
     eprintln!("helperd[{}] {tag}: {msg}", std::process::id());
+    #[cfg(test)]
+    CAPTURED.lock().unwrap_or_else(|e| e.into_inner()).push(msg.to_string());
     if let Some(Some(l)) = SYSLOG.get() {
         if let Ok(mut l) = l.lock() {
             let _ = match level {

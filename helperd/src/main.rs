@@ -19,6 +19,7 @@ mod log;
 mod procfs;
 mod renew;
 mod replay;
+mod revalidate;
 mod server;
 mod sessions;
 mod snapshot;
@@ -272,6 +273,16 @@ fn run(cfg: Config) -> i32 {
         std::thread::sleep(Duration::from_secs(1));
     }) {
         log::error!("starting the session clock: {e}");
+        return 1;
+    }
+    // Device-code sessions' revalidation: calls to the IdPs, on a thread of
+    // their own (never under a lock, never in the way of logins or root).
+    let revalidator = Arc::clone(&svc);
+    if let Err(e) = std::thread::Builder::new().name("helperd-revalidate".into()).spawn(move || loop {
+        revalidate::step(&revalidator);
+        std::thread::sleep(Duration::from_secs(1));
+    }) {
+        log::error!("starting the session revalidation: {e}");
         return 1;
     }
     let root_svc = Arc::clone(&svc);

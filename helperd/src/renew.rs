@@ -1,25 +1,41 @@
-//! `helperd renew`: a live session extended with a fresh token of the *same*
-//! identity, from inside it, without logging out. The peer's session is found
-//! as for sudo's claim reuse (its process tree and real uid); the token is
-//! verified like a login's (issuer rules, keys, times), used once, must name
-//! the session's issuer, `sub` and login name, and must not be locked or in a
-//! denied group. Renewal never widens: the session keeps only the host groups
-//! it had that the new token still gives.
+//! A live session extended with a fresh token of the *same* identity, without
+//! logging out — by `helperd renew` from inside it, or by helperd itself with
+//! a token obtained by refresh (device-code sessions, `revalidate.rs`). Both
+//! go through [`apply_token`]: the token is verified like a login's (issuer
+//! rules, keys, times), used once, must name the session's issuer, `sub` and
+//! login name, and must not be locked or in a denied group. Renewal never
+//! widens: the session keeps only the host groups it had that the new token
+//! still gives.
 
 use crate::dispatch::Services;
 use crate::log::{info, warning};
 use crate::server::Peer;
-use oidc_core::{clean, RefusalCode, Response, Secret, SessionClaims};
+use oidc_core::{clean, RefusalCode, Rejection, Response, Secret, SessionClaims};
 
-fn refuse(peer: &Peer, code: RefusalCode, reason: String) -> Response {
-    warning!("session renewal refused for uid={} pid={} code={}: {reason}", peer.uid, peer.pid, code.as_str());
-    Response::Refused { code, reason }
+/// Why a token did not renew a session.
+#[derive(Debug)]
+pub struct Refusal {
+    pub code: RefusalCode,
+    pub reason: String,
+    /// Not the token's fault (keys or state unavailable): try again later.
+    pub transient: bool,
 }
 
-/// Renew the peer's session with `token`.
-pub fn renew(svc: &Services, peer: &Peer, token: &Secret) -> Response {
-    let (found, detail) = svc.sessions.session_for(peer);
-    let Some((id, old)) = found else { return refuse(peer, RefusalCode::NoSession, detail) };
+fn no(code: RefusalCode, reason: String) -> Refusal {
+    Refusal { code, reason, transient: matches!(code, RefusalCode::Replayed | RefusalCode::AccountsUnavailable) }
+}
+
+/// A session renewed: its claims and deadline from now on, what it was before.
+pub struct Applied {
+    pub claims: SessionClaims,
+    pub ends_at: Option<i64>,
+    pub old_exp: i64,
+    /// Host groups the session had that the new token no longer gives.
+    pub dropped: Vec<String>,
+}
+
+/// Renew session `id` (whose claims are `old`) with `token`, or say why not.
+pub fn apply_token(svc: &Services, id: u64, old: &SessionClaims, token: &Secret) -> Result<Applied, Refusal> {
     let cfg = svc.keys.config();
     let now = svc.clock.now();
     let mut refresh = |iss: &str| match svc.keys.refresh_on_demand(iss, false) {
@@ -31,8 +47,9 @@ pub fn renew(svc: &Services, peer: &Peer, token: &Secret) -> Response {
     let v = match out.result {
         Ok(v) => v,
         Err(ref e) => {
-            let why = format!("session {id}: the token is refused: {e}");
-            return refuse(peer, RefusalCode::TokenRefused, why);
+            let mut r = no(RefusalCode::TokenRefused, format!("session {id}: the token is refused: {e}"));
+            r.transient = matches!(e, Rejection::KeysUnavailable(_));
+            return Err(r);
         }
     };
     let name = if v.username.is_empty() { &v.identity } else { &v.username };
@@ -46,10 +63,10 @@ pub fn renew(svc: &Services, peer: &Peer, token: &Secret) -> Response {
             clean(&v.sub),
             clean(name)
         );
-        return refuse(peer, RefusalCode::OtherIdentity, why);
+        return Err(no(RefusalCode::OtherIdentity, why));
     }
     let Some(icfg) = cfg.issuer(&v.issuer) else {
-        return refuse(peer, RefusalCode::UntrustedIssuer, format!("{} is no longer configured", clean(&v.issuer)));
+        return Err(no(RefusalCode::UntrustedIssuer, format!("{} is no longer configured", clean(&v.issuer))));
     };
     // Only host groups the session had and the new token still gives.
     let gives = svc.accounts.role_groups(&v.issuer, &v.groups);
@@ -58,44 +75,58 @@ pub fn renew(svc: &Services, peer: &Peer, token: &Secret) -> Response {
     let mut claims = SessionClaims::from_verified(&v, &old.account, groups, probes);
     claims.verified_at = now;
     if let Some(lock) = svc.locks.lock_for(&claims) {
-        return refuse(peer, RefusalCode::Locked, format!("session {id}: {} is locked by {}", lock.target, lock.by));
+        return Err(no(RefusalCode::Locked, format!("session {id}: {} is locked by {}", lock.target, lock.by)));
     }
     if let Err(r) = oidc_core::check_groups(&claims.groups, &claims.idp_groups, &cfg.policy, &[]) {
-        return refuse(peer, RefusalCode::TokenRefused, format!("session {id}: {r}"));
+        return Err(no(RefusalCode::TokenRefused, format!("session {id}: {r}")));
     }
     let replay_id = oidc_core::replay_id(token.expose(), v.jti.as_deref());
     if let Err(why) = svc.replay.reserve(&v.issuer, &replay_id, cfg.accepted_until(&v.issuer, v.exp), now) {
-        return refuse(peer, RefusalCode::Replayed, why);
+        return Err(no(RefusalCode::Replayed, why));
     }
     if let Err(why) = svc.replay.commit() {
         svc.replay.release(&v.issuer, &replay_id);
-        return refuse(peer, RefusalCode::AccountsUnavailable, why);
+        return Err(no(RefusalCode::AccountsUnavailable, why));
     }
     let ends_at = match svc.sessions.renew(id, claims.clone(), cfg.session_ends_at(&claims.issuer, claims.exp)) {
         Ok(t) => t,
-        Err(why) => return refuse(peer, RefusalCode::NoSession, why),
+        Err(why) => return Err(no(RefusalCode::NoSession, why)),
     };
     svc.aws.renew(id, &claims, Some(token.clone()));
-    let dropped: Vec<&String> = old.groups.iter().filter(|g| !claims.groups.contains(g)).collect();
-    let detail = if dropped.is_empty() {
-        format!("session {id} renewed until {}", oidc_core::format_rfc3339(claims.exp))
+    let dropped = old.groups.iter().filter(|g| !claims.groups.contains(g)).cloned().collect();
+    Ok(Applied { claims, ends_at, old_exp: old.exp, dropped })
+}
+
+fn refuse(peer: &Peer, code: RefusalCode, reason: String) -> Response {
+    warning!("session renewal refused for uid={} pid={} code={}: {reason}", peer.uid, peer.pid, code.as_str());
+    Response::Refused { code, reason }
+}
+
+/// Renew the peer's session with `token` (`helperd renew`).
+pub fn renew(svc: &Services, peer: &Peer, token: &Secret) -> Response {
+    let (found, detail) = svc.sessions.session_for(peer);
+    let Some((id, old)) = found else { return refuse(peer, RefusalCode::NoSession, detail) };
+    let a = match apply_token(svc, id, &old, token) {
+        Ok(a) => a,
+        Err(r) => return refuse(peer, r.code, r.reason),
+    };
+    let claims = &a.claims;
+    let until = oidc_core::format_rfc3339(claims.exp);
+    let detail = if a.dropped.is_empty() {
+        format!("session {id} renewed until {until}")
     } else {
-        format!(
-            "session {id} renewed until {}; groups no longer given: {}",
-            oidc_core::format_rfc3339(claims.exp),
-            dropped.iter().map(|g| clean(g)).collect::<Vec<_>>().join(",")
-        )
+        let dropped: Vec<String> = a.dropped.iter().map(|g| clean(g)).collect();
+        format!("session {id} renewed until {until}; groups no longer given: {}", dropped.join(","))
     };
     info!(
-        "session {id} renewed: user={} uid={} pid={} issuer={} sub={} token exp {} (was {}){}",
+        "session {id} renewed: user={} uid={} pid={} issuer={} sub={} token exp {until} (was {}){}",
         clean(&claims.account),
         peer.uid,
         peer.pid,
         clean(&claims.issuer),
         clean(&claims.sub),
-        oidc_core::format_rfc3339(claims.exp),
-        oidc_core::format_rfc3339(old.exp),
-        if dropped.is_empty() { String::new() } else { format!("; dropped groups {dropped:?}") }
+        oidc_core::format_rfc3339(a.old_exp),
+        if a.dropped.is_empty() { String::new() } else { format!("; dropped groups {:?}", a.dropped) }
     );
-    Response::Renewed { id, exp: claims.exp, ends_at, detail }
+    Response::Renewed { id, exp: claims.exp, ends_at: a.ends_at, detail }
 }

@@ -9,6 +9,7 @@
 //! given to a process that descends from that process *and* runs as that uid.
 
 mod end;
+mod grants;
 
 use crate::clock::Clock;
 use crate::log::{info, warning};
@@ -28,13 +29,15 @@ const PENDING_TTL: Duration = Duration::from_secs(600);
 const MAX_PENDING: usize = 1024;
 
 /// A verified login waiting for its session: claims, the token kept for web
-/// identity (if any), and when it was verified (the clock's monotonic time).
+/// identity (if any), and when it was verified (the clock's monotonic time);
+/// a device login's refresh token (it stays in helperd) beside it.
 type Pending = (SessionClaims, Option<Secret>, Duration);
 
 /// Pending logins by id, and their ids in arrival order (expiry in O(1) per login).
 #[derive(Default)]
 struct PendingSet {
     by_id: HashMap<String, Pending>,
+    grants: HashMap<String, crate::revalidate::Grant>,
     order: std::collections::VecDeque<(Duration, String)>,
     /// Live logins dropped at the cap since the last warning, and when that was.
     dropped: u64,
@@ -54,6 +57,7 @@ impl PendingSet {
             }
             let old = old.clone();
             self.order.pop_front();
+            self.grants.remove(&old);
             if self.by_id.remove(&old).is_some_and(|p| young(p.2, now)) {
                 self.dropped += 1;
             }
@@ -74,8 +78,9 @@ impl PendingSet {
         self.by_id.get(id).filter(|p| young(p.2, now))
     }
 
-    fn remove(&mut self, id: &str, now: Duration) -> Option<Pending> {
-        self.by_id.remove(id).filter(|p| young(p.2, now))
+    fn remove(&mut self, id: &str, now: Duration) -> Option<(Pending, Option<crate::revalidate::Grant>)> {
+        let grant = self.grants.remove(id);
+        self.by_id.remove(id).filter(|p| young(p.2, now)).map(|p| (p, grant))
     }
 }
 
@@ -91,6 +96,11 @@ pub struct Sessions {
     kill_after: Duration,
     /// Where the live sessions are kept across restarts of helperd (no secrets).
     file: Option<std::path::PathBuf>,
+    /// Device-code sessions' refresh grants, by session id (`grants.rs`).
+    grants: Mutex<HashMap<u64, grants::Kept>>,
+    /// Sessions the IdP stopped vouching for, kept alive (`on_revoked = "keep"`):
+    /// no claims, no AWS credentials.
+    revoked: Mutex<std::collections::HashSet<u64>>,
 }
 
 /// `state_dir/sessions.json`: the live sessions, so that a restart of helperd
@@ -146,6 +156,8 @@ impl Sessions {
             dying: Mutex::default(),
             kill_after,
             file: None,
+            grants: Mutex::default(),
+            revoked: Mutex::default(),
         }
     }
 
@@ -200,11 +212,25 @@ impl Sessions {
         }
     }
 
+    #[cfg(test)]
     pub fn add_pending(&self, claims: SessionClaims, web_token: Option<Secret>) -> Option<String> {
+        self.add_pending_with(claims, web_token, None)
+    }
+
+    /// [`Sessions::add_pending`], with a device login's refresh grant.
+    pub fn add_pending_with(
+        &self,
+        claims: SessionClaims,
+        web_token: Option<Secret>,
+        grant: Option<crate::revalidate::Grant>,
+    ) -> Option<String> {
         let id = crate::ids::random_id()?;
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.clock.mono();
         p.insert(id.clone(), (claims, web_token, now), now);
+        if let Some(g) = grant {
+            p.grants.insert(id.clone(), g);
+        }
         Some(id)
     }
 
@@ -228,7 +254,7 @@ impl Sessions {
         rhost: &str,
         ends_at: impl Fn(&SessionClaims) -> Option<i64>,
     ) -> Result<(u64, SessionClaims, Option<Secret>), String> {
-        let (claims, web_token, _) = self
+        let ((claims, web_token, _), grant) = self
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -270,6 +296,9 @@ impl Sessions {
         self.tracked.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tracked);
         live.push(s);
         self.save(&live);
+        if let Some(g) = grant {
+            self.keep_grant(id, g, &claims);
+        }
         Ok((id, claims, web_token))
     }
 
@@ -313,6 +342,12 @@ impl Sessions {
         });
         drop(tracked);
         self.save(&live);
+        drop(live);
+        // Closed: a device session's refresh token is wiped (it no longer vouches for anyone here).
+        let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        picked.iter().for_each(|id| drop(grants.remove(id)));
+        drop(grants);
+        self.prune();
         picked.len()
     }
 
@@ -350,6 +385,8 @@ impl Sessions {
         if changed {
             self.save(&live);
         }
+        drop(live);
+        self.prune();
     }
 
     /// Claims for the session the peer process belongs to. The peer is pinned
@@ -377,6 +414,7 @@ impl Sessions {
         let Some(tree) = procfs::pinned_ancestry(peer) else { return (None, gone()) };
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         match session_in(&live, &tree, Some(uid)) {
+            Some(s) if self.is_revoked(s.id) => (None, format!("session {} was revoked at its IdP: no claims", s.id)),
             Some(s) => (Some((s.id, s.claims.clone())), format!("session {} (pid {}, uid {uid})", s.id, s.pid)),
             None => {
                 if inside_other_uid(&live, &tree, uid) {
@@ -409,7 +447,7 @@ impl Sessions {
                 "aws credentials refused: process {peer_pid} (uid {peer_uid}) is inside another uid's session"
             );
         }
-        found.map(|s| s.id)
+        found.map(|s| s.id).filter(|id| !self.is_revoked(*id))
     }
 
     /// The session lives on `claims` from now on (a fresh token of the same
@@ -446,6 +484,9 @@ impl Sessions {
             }
             gone
         };
+        if !ended.is_empty() {
+            self.prune();
+        }
         let kill_at = self.clock.mono() + self.kill_after;
         let mut dying = self.dying.lock().unwrap_or_else(|e| e.into_inner());
         for (s, t) in &ended {

@@ -15,7 +15,7 @@ pub use aws::{Aws, Role as AwsRole, Source as AwsSource};
 pub use backchannel::BackchannelLogout;
 pub use issuer::{Issuer, MULTI_TENANT};
 use serde::Deserialize;
-pub use sessions::{OnExpiry, Sessions};
+pub use sessions::{OnExpiry, OnRevoked, Sessions};
 use std::path::{Path, PathBuf};
 
 /// Where the module and helperd read the config unless told otherwise (`config=`, `--config`).

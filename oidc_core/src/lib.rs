@@ -54,7 +54,7 @@ pub use crate::{
     claims::{get as get_claim, Cond, Conditions, Scalar},
     config::{
         check_url, Accounts, Aws, AwsRole, AwsSource, BackchannelLogout, Config, ConfigError, Groups as GroupSettings,
-        Helperd as HelperdSettings, Issuer, OnExpiry, Pam as PamSettings, Policy, RoleAccount,
+        Helperd as HelperdSettings, Issuer, OnExpiry, OnRevoked, Pam as PamSettings, Policy, RoleAccount,
         Sessions as SessionSettings, DEFAULT_PATH as DEFAULT_CONFIG_PATH, MAX_TOKEN_BYTES_CEILING, MULTI_TENANT,
         PAM_ARGUMENTS, VERSION as CONFIG_VERSION,
     },

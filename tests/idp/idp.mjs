@@ -14,6 +14,9 @@
 //   GET  /test/device?user_code=C&user=NAME&action=approve|deny
 //        completes a device-code login by driving the provider's own pages
 //        (/device, the login and consent interactions) like a browser would
+//   GET  /test/revoke?user=NAME                            -> {"revoked": N} destroys NAME's grants: their
+//        refresh tokens then get invalid_grant (host-device issues them with offline_access;
+//        its ID tokens live DEVICE_ID_TOKEN_TTL seconds, env, default 600)
 //
 // usage: node idp.mjs --port PORT [--host 127.0.0.1] [--backchannel-logout-uri URL]
 
@@ -53,6 +56,9 @@ async function mkKey(alg, extra = {}) {
 const keys = [await mkKey('RS256'), await mkKey('ES256'), await mkKey('EdDSA', { crv: 'Ed25519' })];
 
 const SECRET = 'test-secret-not-for-production';
+const deviceTtl = Number(process.env.DEVICE_ID_TOKEN_TTL ?? 600);
+// Grant ids by account, for /test/revoke.
+const grantsOf = new Map();
 const client = (id, alg) => ({
   client_id: id,
   client_secret: SECRET,
@@ -81,7 +87,7 @@ const provider = new Provider(issuer, {
     {
       client_id: 'host-device',
       token_endpoint_auth_method: 'none',
-      grant_types: ['urn:ietf:params:oauth:grant-type:device_code'],
+      grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
       response_types: [],
       redirect_uris: [],
       id_token_signed_response_alg: 'RS256',
@@ -97,10 +103,10 @@ const provider = new Provider(issuer, {
   },
   enabledJWA: { idTokenSigningAlgValues: ['RS256', 'ES256', 'EdDSA'] },
   conformIdTokenClaims: false,
-  scopes: ['openid', 'profile', 'groups'],
+  scopes: ['openid', 'offline_access', 'profile', 'groups'],
   claims: { openid: ['sub', 'x_uniq'], profile: ['preferred_username', 'name', 'x_pad'], groups: ['groups'] },
   ttl: {
-    IdToken: (ctx, token, c) => (c?.clientId === 'short-lived' ? 1 : 600),
+    IdToken: (ctx, token, c) => (c?.clientId === 'short-lived' ? 1 : c?.clientId === 'host-device' ? deviceTtl : 600),
     BackchannelAuthenticationRequest: 60,
   },
   features: {
@@ -140,6 +146,16 @@ const provider = new Provider(issuer, {
   }),
 });
 provider.on('server_error', (ctx, err) => console.error('idp server_error', err));
+provider.on('grant.saved', (g) => grantsOf.set(g.accountId, new Set([...(grantsOf.get(g.accountId) ?? []), g.jti])));
+async function revoke(user) {
+  let n = 0;
+  for (const id of grantsOf.get(`u-${user}`) ?? []) {
+    const g = await provider.Grant.find(id);
+    if (g) await g.destroy(), n++;
+  }
+  grantsOf.delete(`u-${user}`);
+  return { revoked: n };
+}
 
 const pending = new Map();
 const stats = { jwks_hits: 0, discovery_hits: 0 };
@@ -240,6 +256,7 @@ const server = http.createServer(async (req, res) => {
       await c.backchannelLogout(`u-${url.searchParams.get('user')}`, undefined);
       return json(res, 200, { ok: true });
     }
+    if (url.pathname === '/test/revoke') return json(res, 200, await revoke(url.searchParams.get('user')));
     if (url.pathname === '/test/device') {
       const q = url.searchParams;
       return json(res, 200, await browse('/device', q.get('action') ?? 'approve', q.get('user'), q.get('user_code')));

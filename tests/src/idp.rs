@@ -14,18 +14,27 @@ pub struct Idp {
     child: Option<Child>,
     /// The `backchannel_logout_uri` registered on `host-login`, if any.
     logout_uri: Option<String>,
+    /// Seconds the `host-device` client's ID tokens live (the IdP's default: 600).
+    device_ttl: Option<u64>,
 }
 
 impl Idp {
     pub fn start() -> Idp {
-        let mut idp = Idp { port: free_port(), child: None, logout_uri: None };
+        let mut idp = Idp { port: free_port(), child: None, logout_uri: None, device_ttl: None };
         idp.spawn();
         idp
     }
 
     /// An IdP whose `host-login` client has `uri` as its `backchannel_logout_uri`.
     pub fn start_with_logout_uri(uri: &str) -> Idp {
-        let mut idp = Idp { port: free_port(), child: None, logout_uri: Some(uri.into()) };
+        let mut idp = Idp { port: free_port(), child: None, logout_uri: Some(uri.into()), device_ttl: None };
+        idp.spawn();
+        idp
+    }
+
+    /// An IdP whose device-code client's ID tokens live `secs` (refresh tests).
+    pub fn start_with_device_ttl(secs: u64) -> Idp {
+        let mut idp = Idp { port: free_port(), child: None, logout_uri: None, device_ttl: Some(secs) };
         idp.spawn();
         idp
     }
@@ -44,10 +53,20 @@ impl Idp {
         }
     }
 
+    /// Destroy `user`'s grants at the IdP (their refresh tokens then get
+    /// `invalid_grant`); how many there were.
+    pub fn revoke(&self, user: &str) -> u64 {
+        self.get_json(&format!("/test/revoke?user={user}"))["revoked"].as_u64().unwrap()
+    }
+
     fn spawn(&mut self) {
         let dir = root().join("tests/idp");
         assert!(dir.join("node_modules/oidc-provider").exists(), "run `npm ci` in tests/idp (scripts/test does)");
-        let child = die_with_parent(&mut Command::new("node"))
+        let mut node = Command::new("node");
+        if let Some(t) = self.device_ttl {
+            node.env("DEVICE_ID_TOKEN_TTL", t.to_string());
+        }
+        let child = die_with_parent(&mut node)
             .arg(dir.join("idp.mjs"))
             .args(["--port", &self.port.to_string()])
             .args(self.logout_uri.iter().flat_map(|u| ["--backchannel-logout-uri", u.as_str()]))

@@ -451,4 +451,5 @@ fn a_second_rule_for_the_same_account_cannot_lend_its_switches() {
     w.t.done();
 }
 
+mod revalidate;
 mod revoke;

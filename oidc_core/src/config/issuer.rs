@@ -101,6 +101,10 @@ pub struct Issuer {
     /// Stacks without `token`/`device_code` arguments use device-code login with this issuer.
     #[serde(default)]
     pub device_login: bool,
+    /// Device-code sessions are revalidated with a refresh token: `offline_access`
+    /// is added to `device_scope` and helperd keeps the refresh token the IdP returns.
+    #[serde(default)]
+    pub device_refresh: bool,
     /// Overrides `[sessions] on_expiry` for this issuer's sessions.
     #[serde(default)]
     pub session_on_expiry: Option<super::OnExpiry>,

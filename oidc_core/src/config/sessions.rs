@@ -24,6 +24,28 @@ impl std::fmt::Debug for OnExpiry {
     }
 }
 
+/// What happens to a revalidated (device-code) session when the IdP refuses
+/// its refresh token (`invalid_grant`: user disabled, grant revoked) or
+/// answers with another identity's token.
+#[derive(Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnRevoked {
+    /// The session ends: SIGHUP, then SIGKILL after `kill_after_secs`.
+    End,
+    /// The processes live; claim reuse and AWS credentials stop at once.
+    Keep,
+}
+
+/// As in the config file (`"end"`, `"keep"`).
+impl std::fmt::Debug for OnRevoked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OnRevoked::End => "\"end\"",
+            OnRevoked::Keep => "\"keep\"",
+        })
+    }
+}
+
 /// `[sessions]`: the session lifetime policy (per issuer: `[[issuer]] session_on_expiry`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -34,10 +56,13 @@ pub struct Sessions {
     pub grace_secs: u64,
     /// Seconds between SIGHUP and SIGKILL when a session is ended (1–300).
     pub kill_after_secs: u64,
+    /// A device-code session whose refresh the IdP refuses: `end` it or `keep`
+    /// its processes (claims and AWS credentials stop either way).
+    pub on_revoked: OnRevoked,
 }
 
 impl Default for Sessions {
     fn default() -> Self {
-        Sessions { on_expiry: OnExpiry::Keep, grace_secs: 0, kill_after_secs: 5 }
+        Sessions { on_expiry: OnExpiry::Keep, grace_secs: 0, kill_after_secs: 5, on_revoked: OnRevoked::End }
     }
 }

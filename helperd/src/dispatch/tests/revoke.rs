@@ -19,7 +19,7 @@ fn hs_world(tag: &str) -> World {
 }
 
 /// An HS256 ID token of the test issuer.
-fn token(sub: &str, name: &str, exp: i64, jti: &str) -> Secret {
+pub(super) fn token(sub: &str, name: &str, exp: i64, jti: &str) -> Secret {
     let claims = serde_json::json!({
         "iss": ISS, "aud": "a", "sub": sub, "preferred_username": name,
         "iat": T0, "exp": exp, "jti": jti, "groups": [],
@@ -34,20 +34,20 @@ fn token(sub: &str, name: &str, exp: i64, jti: &str) -> Secret {
 }
 
 /// A child process to open sessions with (killed on drop).
-struct Opener(std::process::Child);
+pub(super) struct Opener(std::process::Child);
 
 impl Opener {
-    fn new() -> Opener {
+    pub(super) fn new() -> Opener {
         Opener(std::process::Command::new("sleep").arg("60").spawn().unwrap())
     }
-    fn pid(&self) -> i32 {
+    pub(super) fn pid(&self) -> i32 {
         self.0.id() as i32
     }
     /// The opener, as a peer of its own uid (a process inside its session).
-    fn peer(&self) -> Peer {
+    pub(super) fn peer(&self) -> Peer {
         Peer { uid: my_uid(), pid: self.pid(), start: crate::procfs::start_time(self.pid()) }
     }
-    fn gone_within(&mut self, d: Duration) -> bool {
+    pub(super) fn gone_within(&mut self, d: Duration) -> bool {
         let deadline = std::time::Instant::now() + d;
         while std::time::Instant::now() < deadline {
             if self.0.try_wait().unwrap().is_some() {
