@@ -89,7 +89,6 @@ impl Locks {
 
     /// Replace the locks of `source` (a fleet list) with `fresh`: the ones
     /// that are new (to end their sessions).
-    #[cfg_attr(not(test), allow(dead_code))] // the fleet lock list's poller (next)
     pub fn replace_source(&self, source: &str, fresh: Vec<Lock>) -> Result<Vec<Lock>, String> {
         self.writable()?;
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());

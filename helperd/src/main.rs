@@ -11,6 +11,7 @@ mod discovery;
 mod dispatch;
 mod doctor;
 mod fetch;
+mod fleet;
 mod ids;
 mod keys;
 mod locks;
@@ -221,7 +222,10 @@ fn run(cfg: Config) -> i32 {
     let _ = std::fs::create_dir_all(&pending_uses);
     replay.import_pending(&pending_uses, clock::unix_now());
     let locks = locks::Locks::open(&cfg.helperd.state_dir);
+    fleet::lift_if_unconfigured(&cfg, &locks);
     let clock: Arc<dyn clock::Clock> = Arc::new(clock::SystemClock);
+    let fleet_http = Arc::new(fetch::Http::new(Duration::from_secs(cfg.locks.fetch_timeout_secs)));
+    let fleet = fleet::Fleet::new(&cfg, fleet_http, Arc::clone(&clock));
     let device =
         Arc::new(device::DeviceFlows::new(cfg.clone(), Arc::new(fetch::Http::new(timeout)), Arc::clone(&clock)));
     let cfg_aws = cfg.aws.clone();
@@ -266,6 +270,12 @@ fn run(cfg: Config) -> i32 {
     }) {
         log::error!("starting the session clock: {e}");
         return 1;
+    }
+    if let Some(f) = fleet {
+        if let Err(e) = fleet::spawn(Arc::clone(&svc), f) {
+            log::error!("starting the fleet lock list's poller: {e}");
+            return 1;
+        }
     }
     let root_svc = Arc::clone(&svc);
     if let Err(e) = std::thread::Builder::new().name("helperd-root".into()).spawn(move || {

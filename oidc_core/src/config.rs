@@ -7,11 +7,13 @@
 mod accounts;
 mod aws;
 mod issuer;
+mod locks;
 mod sessions;
 
 pub use accounts::{Accounts, Groups, RoleAccount};
 pub use aws::{Aws, Role as AwsRole, Source as AwsSource};
 pub use issuer::{Issuer, MULTI_TENANT};
+pub use locks::{check_secret_file, parse_s3_url, Locks, Ssf, MAX_LIST_BYTES_CEILING};
 use serde::Deserialize;
 pub use sessions::{OnExpiry, Sessions};
 use std::path::{Path, PathBuf};
@@ -56,6 +58,9 @@ pub struct Config {
     /// `[sessions]`: what happens to a session when its token expires.
     #[serde(default)]
     pub sessions: Sessions,
+    /// `[locks]`: the fleet lock list and Shared Signals polling.
+    #[serde(default)]
+    pub locks: Locks,
 }
 
 /// `[helperd]`: the daemon's sockets, directories, limits and key fetching.
@@ -376,7 +381,8 @@ impl Config {
             );
         }
         accounts::validate(&self.accounts, &self.role_accounts, &self.issuers)?;
-        aws::validate(&self.aws, &self.issuers)
+        aws::validate(&self.aws, &self.issuers)?;
+        locks::validate(&self.locks, &self.issuers)
     }
 
     /// The issuer that owns a host name (user or group): of the issuers with a

@@ -51,9 +51,10 @@ pub use crate::{
     audit::{clean, clean_n, AuditEvent, Outcome as AuditOutcome, MAX_CONTEXT, MAX_LOGGED},
     claims::{get as get_claim, Cond, Conditions, Scalar},
     config::{
-        check_url, Accounts, Aws, AwsRole, AwsSource, Config, ConfigError, Groups as GroupSettings,
-        Helperd as HelperdSettings, Issuer, OnExpiry, Pam as PamSettings, Policy, RoleAccount,
-        Sessions as SessionSettings, DEFAULT_PATH as DEFAULT_CONFIG_PATH, MAX_TOKEN_BYTES_CEILING, MULTI_TENANT,
+        check_secret_file, check_url, parse_s3_url, Accounts, Aws, AwsRole, AwsSource, Config, ConfigError,
+        Groups as GroupSettings, Helperd as HelperdSettings, Issuer, Locks as LocksSettings, OnExpiry,
+        Pam as PamSettings, Policy, RoleAccount, Sessions as SessionSettings, Ssf as SsfSettings,
+        DEFAULT_PATH as DEFAULT_CONFIG_PATH, MAX_LIST_BYTES_CEILING, MAX_TOKEN_BYTES_CEILING, MULTI_TENANT,
         PAM_ARGUMENTS, VERSION as CONFIG_VERSION,
     },
     ipc::{
