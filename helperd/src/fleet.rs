@@ -276,17 +276,21 @@ impl Fleet {
 /// `locks.json` are lifted (nothing would ever replace them, and `unlock`
 /// cannot); with one, the list in force is what the file holds until the
 /// first poll.
+/// Likewise, with no `[[locks.ssf]]` stream, the locks streams had set.
 pub fn lift_if_unconfigured(cfg: &Config, locks: &Locks) {
-    if cfg.locks.fleet_list.is_some() {
-        return;
-    }
-    let n = locks.list().iter().filter(|l| l.source == SOURCE).count();
-    if n == 0 {
-        return;
-    }
-    match locks.replace_source(SOURCE, vec![]) {
-        Ok(_) => warning!("locks.fleet_list is not set: {n} fleet lock(s) lifted"),
-        Err(e) => error!("locks.fleet_list is not set, but its {n} lock(s) could not be lifted: {e}"),
+    let unset = [
+        (SOURCE, cfg.locks.fleet_list.is_none(), "locks.fleet_list is not set"),
+        (crate::ssf::SOURCE, cfg.locks.ssf.is_empty(), "no [[locks.ssf]] stream is configured"),
+    ];
+    for (source, gone, why) in unset {
+        let n = locks.list().iter().filter(|l| l.source == source).count();
+        if !gone || n == 0 {
+            continue;
+        }
+        match locks.replace_source(source, vec![]) {
+            Ok(_) => warning!("{why}: {n} {source} lock(s) lifted"),
+            Err(e) => error!("{why}, but its {n} {source} lock(s) could not be lifted: {e}"),
+        }
     }
 }
 

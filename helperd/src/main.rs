@@ -22,6 +22,7 @@ mod replay;
 mod server;
 mod sessions;
 mod snapshot;
+mod ssf;
 #[cfg(test)]
 mod testing;
 
@@ -276,6 +277,11 @@ fn run(cfg: Config) -> i32 {
             log::error!("starting the fleet lock list's poller: {e}");
             return 1;
         }
+    }
+    let ssf_http: Arc<dyn fetch::Transport> = Arc::new(fetch::Http::new(timeout));
+    if let Err(e) = ssf::start(&svc, &ssf_http) {
+        log::error!("{e}");
+        return 1;
     }
     let root_svc = Arc::clone(&svc);
     if let Err(e) = std::thread::Builder::new().name("helperd-root".into()).spawn(move || {

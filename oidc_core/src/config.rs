@@ -13,7 +13,7 @@ mod sessions;
 pub use accounts::{Accounts, Groups, RoleAccount};
 pub use aws::{Aws, Role as AwsRole, Source as AwsSource};
 pub use issuer::{Issuer, MULTI_TENANT};
-pub use locks::{check_secret_file, parse_s3_url, Locks, Ssf, MAX_LIST_BYTES_CEILING};
+pub use locks::{parse_s3_url, Locks, Ssf, MAX_LIST_BYTES_CEILING};
 use serde::Deserialize;
 pub use sessions::{OnExpiry, Sessions};
 use std::path::{Path, PathBuf};

@@ -36,6 +36,7 @@ mod reason;
 mod replay;
 mod secret;
 mod session;
+mod set;
 mod strict_json;
 mod time;
 mod token;
@@ -51,11 +52,10 @@ pub use crate::{
     audit::{clean, clean_n, AuditEvent, Outcome as AuditOutcome, MAX_CONTEXT, MAX_LOGGED},
     claims::{get as get_claim, Cond, Conditions, Scalar},
     config::{
-        check_secret_file, check_url, parse_s3_url, Accounts, Aws, AwsRole, AwsSource, Config, ConfigError,
-        Groups as GroupSettings, Helperd as HelperdSettings, Issuer, Locks as LocksSettings, OnExpiry,
-        Pam as PamSettings, Policy, RoleAccount, Sessions as SessionSettings, Ssf as SsfSettings,
-        DEFAULT_PATH as DEFAULT_CONFIG_PATH, MAX_LIST_BYTES_CEILING, MAX_TOKEN_BYTES_CEILING, MULTI_TENANT,
-        PAM_ARGUMENTS, VERSION as CONFIG_VERSION,
+        check_url, parse_s3_url, Accounts, Aws, AwsRole, AwsSource, Config, ConfigError, Groups as GroupSettings,
+        Helperd as HelperdSettings, Issuer, Locks as LocksSettings, OnExpiry, Pam as PamSettings, Policy, RoleAccount,
+        Sessions as SessionSettings, Ssf as SsfSettings, DEFAULT_PATH as DEFAULT_CONFIG_PATH, MAX_LIST_BYTES_CEILING,
+        MAX_TOKEN_BYTES_CEILING, MULTI_TENANT, PAM_ARGUMENTS, VERSION as CONFIG_VERSION,
     },
     ipc::{
         call as ipc_call, decode as decode_frame, encode_frame, page as page_of, read_frame, write_frame, AwsStatus,
@@ -73,6 +73,10 @@ pub use crate::{
     replay::{Marker as ReplayMarker, Saved as ReplaySaved, FILE as REPLAY_FILE, PENDING_DIR as REPLAY_PENDING_DIR},
     secret::Secret,
     session::{satisfies, Demand, SessionClaims, SessionInfo},
+    set::{
+        verify_set, verify_set_with, SecEvent, Subject as SetSubject, ACCOUNT_DISABLED, ACCOUNT_ENABLED, MAX_SET_BYTES,
+        SESSION_REVOKED,
+    },
     strict_json::StrictObject,
     time::{format_rfc3339, parse_http_date, parse_rfc3339, unix_now, Clock, SystemClock},
     token::{parse as parse_token, Parsed as ParsedToken},

@@ -158,7 +158,7 @@ pub fn verify(
 }
 
 /// The keys to try: the one named by `kid`, or every key that fits `alg`.
-fn select_keys(
+pub(crate) fn select_keys(
     p: &Parsed<'_>,
     keys: Keys<'_>,
 ) -> Result<(Vec<(jsonwebtoken::DecodingKey, String)>, String), Rejection> {
@@ -182,7 +182,7 @@ fn select_keys(
 }
 
 /// NumericDate: an integer or a finite number of seconds; anything else is refused.
-fn num_date(c: &crate::strict_json::StrictObject, name: &'static str) -> Result<Option<i64>, Rejection> {
+pub(crate) fn num_date(c: &crate::strict_json::StrictObject, name: &'static str) -> Result<Option<i64>, Rejection> {
     let bad = |why: &str| Rejection::BadClaim { claim: name.into(), why: why.into() };
     match c.get(name) {
         None | Some(Value::Null) => Ok(None),
@@ -208,7 +208,7 @@ fn opt_str(c: &crate::strict_json::StrictObject, name: &str) -> Result<Option<St
 }
 
 /// A string or an array of strings (`aud`, `amr`, groups).
-fn str_list(c: &crate::strict_json::StrictObject, name: &str) -> Result<Vec<String>, Rejection> {
+pub(crate) fn str_list(c: &crate::strict_json::StrictObject, name: &str) -> Result<Vec<String>, Rejection> {
     let bad = |why: &str| Rejection::BadClaim { claim: name.into(), why: why.into() };
     match c.get(name) {
         None | Some(Value::Null) => Ok(vec![]),

@@ -244,9 +244,10 @@ fn fleet_locks_are_lifted_when_no_list_is_configured() {
     };
     locks.replace_source(SOURCE, vec![fl("alice", SOURCE)]).unwrap();
     locks.lock(fl("bob", crate::locks::LOCAL)).unwrap();
+    locks.lock(fl("carol", crate::ssf::SOURCE)).unwrap();
     let with = config(&dir, "fleet_list = \"s3://fleet-locks/k\"\n");
     lift_if_unconfigured(&with, &locks);
-    assert_eq!(locks.list().len(), 2, "configured: kept until the first poll");
+    assert_eq!(locks.list().len(), 2, "configured: kept until the first poll; no stream: ssf's lifted");
     lift_if_unconfigured(&config(&dir, ""), &locks);
     assert_eq!(names(&locks), ["local name bob"]);
     assert!(Fleet::new(&config(&dir, ""), ScriptedTransport::new(), FakeClock::at(T0)).is_none());

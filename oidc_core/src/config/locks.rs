@@ -2,8 +2,9 @@
 //! polls from S3 with the instance role, and RFC 8936 Security Event Token
 //! polling (`[[locks.ssf]]`) from IdPs that offer Shared Signals.
 
-use serde::Deserialize;
 use std::path::PathBuf;
+
+use serde::Deserialize;
 
 /// Largest `max_list_bytes` accepted.
 pub const MAX_LIST_BYTES_CEILING: u64 = 16 * 1024 * 1024;
@@ -52,13 +53,15 @@ impl Default for Locks {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ssf {
-    /// The `[[issuer]]` whose keys sign the SETs; its URL must be the SETs' `iss`.
+    /// The `[[issuer]]` (its URL) whose keys sign the SETs and whose
+    /// identities they name; the SETs' `iss` must be it (or an alias).
     pub issuer: String,
     /// The stream's poll endpoint (https; http on loopback).
     pub poll_url: String,
-    /// The SETs' required `aud` (the receiver's audience the stream was created with).
+    /// The SETs' required `aud` (the receiver's audience of the stream).
     pub audience: String,
-    /// The bearer token for the poll endpoint: root-owned, mode 0600.
+    /// The bearer token for the poll endpoint: root-owned, mode 0600
+    /// (helperd refuses to start otherwise; the module never reads it).
     pub token_file: PathBuf,
     /// Seconds between polls.
     #[serde(default = "default_ssf_poll")]
@@ -127,36 +130,18 @@ pub(super) fn validate(l: &Locks, issuers: &[super::Issuer]) -> Result<(), (Stri
         if s.audience.is_empty() {
             return err(&k("audience"), "must not be empty".into());
         }
+        if !s.token_file.is_absolute() {
+            return err(&k("token_file"), "must be an absolute path".into());
+        }
         if !(5..=86_400).contains(&s.poll_secs) {
             return err(&k("poll_secs"), "must be 5..=86400".into());
         }
         if !(1..=1000).contains(&s.max_events) {
             return err(&k("max_events"), "must be 1..=1000".into());
         }
-        if !s.token_file.is_absolute() {
-            return err(&k("token_file"), "must be an absolute path".into());
+        if l.ssf[..i].iter().any(|o| o.poll_url == s.poll_url) {
+            return err(&k("poll_url"), "configured twice".into());
         }
-    }
-    Ok(())
-}
-
-/// A bearer token file must be a regular file owned by root, readable by
-/// nobody else (0600 or stricter). helperd checks it when it starts (and
-/// refuses to start otherwise); the module never reads it, so config
-/// validation (which also runs as the session's user) only checks the path.
-pub fn check_secret_file(path: &std::path::Path) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if !m.file_type().is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
-    }
-    if m.uid() != 0 || m.mode() & 0o077 != 0 {
-        return Err(format!(
-            "{} must be owned by root with mode 0600 (is uid {} mode {:o})",
-            path.display(),
-            m.uid(),
-            m.mode() & 0o7777
-        ));
     }
     Ok(())
 }
