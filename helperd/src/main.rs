@@ -58,7 +58,7 @@ commands:
                              credentials (persisted, until unlock)
   unlock NAME|--sub ISSUER SUB
                              lift a lock set with lock
-  locks                      list the locks in force (local and from the fleet list)
+  locks                      list the locks in force (local, the fleet list's, Shared Signals')
   renew [--token-file FILE]  (in a session) extend it with a fresh token of the same identity,
                              read from FILE, $OIDC_TOKEN_FILE or stdin
   credentials                this session's AWS credentials as credential_process JSON
