@@ -93,6 +93,9 @@ pub fn run(config: &Path, cfg: Result<Config, ConfigError>, o: &Opts) -> i32 {
         if let Some(o) = fleet::fleet_list(cfg, crate::clock::unix_now()) {
             r.check("fleet lock list", o);
         }
+        if let Some(o) = fleet::ssf_tokens(cfg) {
+            r.check("shared signals", o);
+        }
     }
     r.check("sshd", sshd(&o.sshd_config));
     r.check("nsswitch", nsswitch(&o.nsswitch));

@@ -1,5 +1,6 @@
-//! `helperd doctor`'s fleet lock list check: when helperd last got a good
-//! list (from the status file its poller writes after every poll).
+//! `helperd doctor`'s revocation checks: when helperd last got a good fleet
+//! lock list (from the status file its poller writes after every poll), and
+//! that every Shared Signals stream's bearer token file is root's alone.
 
 use super::{fail, Outcome};
 use crate::fleet::Status;
@@ -39,6 +40,22 @@ pub(super) fn fleet_list(cfg: &Config, now: i64) -> Option<Outcome> {
     })
 }
 
+/// Every `[[locks.ssf]]` token file: helperd does not start otherwise.
+pub(super) fn ssf_tokens(cfg: &Config) -> Option<Outcome> {
+    if cfg.locks.ssf.is_empty() {
+        return None;
+    }
+    for s in &cfg.locks.ssf {
+        if let Err(e) = crate::ssf::read_token(&s.token_file) {
+            return Some(fail(
+                format!("locks.ssf {}: token_file {e}: helperd refuses to start", s.poll_url),
+                "put the stream's bearer token there, owned by root, mode 0600 (chown root:root; chmod 600)",
+            ));
+        }
+    }
+    Some(Ok(format!("{} stream(s); token files are root's alone", cfg.locks.ssf.len())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +82,19 @@ mod tests {
         assert!(fleet_list(&cfg, 1601).unwrap().unwrap_err().0.contains("last fetched 601s ago"));
         let none = Config::parse(&text.replace("fleet_list = \"s3://fleet-locks/k\"\n", ""), "t".as_ref()).unwrap();
         assert!(fleet_list(&none, 0).is_none(), "no list configured: no check");
+        assert!(ssf_tokens(&none).is_none());
+        let token = dir.join("token");
+        let with_ssf = format!(
+            "{text}[[locks.ssf]]\nissuer = \"https://idp.test\"\npoll_url = \"https://idp.test/poll\"\n\
+             audience = \"h\"\ntoken_file = \"{}\"\n",
+            token.display()
+        );
+        let cfg = Config::parse(&with_ssf, "t".as_ref()).unwrap();
+        assert!(ssf_tokens(&cfg).unwrap().unwrap_err().0.contains("token_file"), "missing");
+        std::fs::write(&token, "t").unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(ssf_tokens(&cfg).unwrap().unwrap_err().0.contains("mode 640"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
