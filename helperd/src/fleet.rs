@@ -232,6 +232,10 @@ impl Fleet {
             }
             Err(e) => {
                 self.failures = self.failures.saturating_add(1);
+                // A new reason is logged at once; the same one every stale_warn_secs.
+                if self.status.last_error.as_deref() != Some(e.as_str()) {
+                    self.last_warned = None;
+                }
                 self.status.last_error = Some(e.clone());
                 self.warn(now, &e);
                 Polled::Failed(e)
@@ -245,8 +249,8 @@ impl Fleet {
         polled
     }
 
-    /// A failed poll: logged at once the first time, then once every
-    /// `stale_warn_secs` while the list stays out of reach.
+    /// A failed poll: logged at once the first time (and whenever the reason
+    /// changes), then once every `stale_warn_secs` while the list stays out of reach.
     fn warn(&mut self, now: i64, why: &str) {
         let since = self.status.last_ok.unwrap_or(self.started);
         let every = i64::try_from(self.cfg.stale_warn_secs).unwrap_or(i64::MAX);
