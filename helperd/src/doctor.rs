@@ -2,6 +2,7 @@
 //! check says PASS or FAIL, why, and for a failure how to fix it; the exit
 //! code is non-zero if anything failed.
 
+mod fleet;
 mod imds;
 
 use crate::fetch::{Http, Transport};
@@ -89,6 +90,12 @@ pub fn run(config: &Path, cfg: Result<Config, ConfigError>, o: &Opts) -> i32 {
         r.check("privileged groups", privileged_groups(cfg, &o.sudoers, &o.polkit));
         r.check("imds", imds(cfg));
         r.check("locks", locks(cfg));
+        if let Some(o) = fleet::fleet_list(cfg, crate::clock::unix_now()) {
+            r.check("fleet lock list", o);
+        }
+        if let Some(o) = fleet::ssf_tokens(cfg) {
+            r.check("shared signals", o);
+        }
     }
     r.check("sshd", sshd(&o.sshd_config));
     r.check("nsswitch", nsswitch(&o.nsswitch));

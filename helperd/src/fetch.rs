@@ -17,6 +17,21 @@ pub struct Fetched {
     pub date: Option<String>,
 }
 
+/// A response with its headers (names lower-case), for callers that need
+/// them (the fleet lock list's `ETag`).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
 pub trait Transport: Send + Sync {
     fn get(&self, url: &str) -> Result<Fetched, String>;
     /// POST a form; any HTTP status is returned (OAuth errors come as 400 + JSON).
@@ -29,6 +44,22 @@ pub trait Transport: Send + Sync {
     fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, Vec<u8>), String> {
         let _ = (method, url, headers, body);
         Err(format!("{method} not supported by this transport"))
+    }
+    /// As `send`, with the response's headers, reading at most `limit` body
+    /// bytes (a longer body is an error, not cut).
+    fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        limit: u64,
+    ) -> Result<Resp, String> {
+        let (status, body) = self.send(method, url, headers, body)?;
+        if body.len() as u64 > limit {
+            return Err(format!("{method} {url}: body larger than {limit} bytes"));
+        }
+        Ok(Resp { status, headers: vec![], body })
     }
 }
 
@@ -101,6 +132,36 @@ pub fn parse_max_age(cache_control: &str) -> Option<u64> {
 }
 
 impl Transport for Http {
+    fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        limit: u64,
+    ) -> Result<Resp, String> {
+        let mut b = ureq::http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b.body(body.to_vec()).map_err(|e| format!("{method} {url}: {e}"))?;
+        let req = self.agent.configure_request(req).http_status_as_error(false).build();
+        let mut resp = self.agent.run(req).map_err(|e| format!("{method} {url}: {e}"))?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())))
+            .collect();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| format!("{method} {url}: reading body (at most {limit} bytes): {e}"))?;
+        Ok(Resp { status, headers, body })
+    }
+
     fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, Vec<u8>), String> {
         let mut b = ureq::http::Request::builder().method(method).uri(url);
         for (k, v) in headers {

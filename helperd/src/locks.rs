@@ -59,12 +59,13 @@ impl Locks {
         self.locks.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|l| l.target.holds_for(c)).cloned()
     }
 
-    /// Add root's lock (one per target: a second `lock` updates the reason).
+    /// Add a lock of its source (root's, or a Shared Signals stream's): one
+    /// per target and source (a second `lock` updates the reason).
     pub fn lock(&self, lock: Lock) -> Result<(), String> {
         self.writable()?;
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = locks.clone();
-        next.retain(|l| !(l.target == lock.target && l.source == LOCAL));
+        next.retain(|l| !(l.target == lock.target && l.source == lock.source));
         if next.len() >= MAX_LOCKS {
             return Err(format!("{MAX_LOCKS} locks already"));
         }
@@ -76,9 +77,14 @@ impl Locks {
 
     /// Remove root's lock of `target`: how many were removed.
     pub fn unlock(&self, target: &LockTarget) -> Result<usize, String> {
+        self.unlock_from(target, LOCAL)
+    }
+
+    /// Remove `source`'s lock of `target`: how many were removed.
+    pub fn unlock_from(&self, target: &LockTarget, source: &str) -> Result<usize, String> {
         self.writable()?;
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-        let next: Vec<Lock> = locks.iter().filter(|l| !(l.target == *target && l.source == LOCAL)).cloned().collect();
+        let next: Vec<Lock> = locks.iter().filter(|l| !(l.target == *target && l.source == source)).cloned().collect();
         let removed = locks.len() - next.len();
         if removed > 0 {
             self.save(&next)?;
@@ -89,7 +95,6 @@ impl Locks {
 
     /// Replace the locks of `source` (a fleet list) with `fresh`: the ones
     /// that are new (to end their sessions).
-    #[cfg_attr(not(test), allow(dead_code))] // the fleet lock list's poller (next)
     pub fn replace_source(&self, source: &str, fresh: Vec<Lock>) -> Result<Vec<Lock>, String> {
         self.writable()?;
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());

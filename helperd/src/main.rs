@@ -12,6 +12,7 @@ mod discovery;
 mod dispatch;
 mod doctor;
 mod fetch;
+mod fleet;
 mod ids;
 mod keys;
 mod locks;
@@ -23,6 +24,7 @@ mod revalidate;
 mod server;
 mod sessions;
 mod snapshot;
+mod ssf;
 #[cfg(test)]
 mod testing;
 
@@ -58,7 +60,7 @@ commands:
                              credentials (persisted, until unlock)
   unlock NAME|--sub ISSUER SUB
                              lift a lock set with lock
-  locks                      list the locks in force (local and from the fleet list)
+  locks                      list the locks in force (local, the fleet list's, Shared Signals')
   renew [--token-file FILE]  (in a session) extend it with a fresh token of the same identity,
                              read from FILE, $OIDC_TOKEN_FILE or stdin
   credentials                this session's AWS credentials as credential_process JSON
@@ -223,7 +225,10 @@ fn run(cfg: Config) -> i32 {
     let _ = std::fs::create_dir_all(&pending_uses);
     replay.import_pending(&pending_uses, clock::unix_now());
     let locks = locks::Locks::open(&cfg.helperd.state_dir);
+    fleet::lift_if_unconfigured(&cfg, &locks);
     let clock: Arc<dyn clock::Clock> = Arc::new(clock::SystemClock);
+    let fleet_http = Arc::new(fetch::Http::new(Duration::from_secs(cfg.locks.fetch_timeout_secs)));
+    let fleet = fleet::Fleet::new(&cfg, fleet_http, Arc::clone(&clock));
     let device =
         Arc::new(device::DeviceFlows::new(cfg.clone(), Arc::new(fetch::Http::new(timeout)), Arc::clone(&clock)));
     let cfg_aws = cfg.aws.clone();
@@ -283,6 +288,17 @@ fn run(cfg: Config) -> i32 {
         std::thread::sleep(Duration::from_secs(1));
     }) {
         log::error!("starting the session revalidation: {e}");
+        return 1;
+    }
+    if let Some(f) = fleet {
+        if let Err(e) = fleet::spawn(Arc::clone(&svc), f) {
+            log::error!("starting the fleet lock list's poller: {e}");
+            return 1;
+        }
+    }
+    let ssf_http: Arc<dyn fetch::Transport> = Arc::new(fetch::Http::new(timeout));
+    if let Err(e) = ssf::start(&svc, &ssf_http) {
+        log::error!("{e}");
         return 1;
     }
     let root_svc = Arc::clone(&svc);

@@ -4,7 +4,7 @@
 //! test, and so does an expected call never made (checked by `done`, and on
 //! drop) — and the fake clock lives in `clock.rs`.
 
-use crate::fetch::{Fetched, Transport};
+use crate::fetch::{Fetched, Resp, Transport};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -33,7 +33,12 @@ pub enum Reply {
     Dated(String, String),
     /// The transport failed (connection refused, timeout, ...).
     Fail(String),
+    /// A status, response headers and a body (`request` only).
+    Headers(u16, Vec<(String, String)>, String),
 }
+
+/// Status, body, `Date` header, response headers.
+type Answer = (u16, String, Option<String>, Vec<(String, String)>);
 
 type Check = Box<dyn Fn(&Call) -> Result<(), String> + Send + Sync>;
 
@@ -91,6 +96,10 @@ impl ScriptedTransport {
     }
 
     fn answer(&self, call: Call) -> Result<(u16, String, Option<String>), String> {
+        self.answer_full(call).map(|(s, b, d, _)| (s, b, d))
+    }
+
+    fn answer_full(&self, call: Call) -> Result<Answer, String> {
         self.calls.lock().unwrap().push(call.clone());
         let next = self.script.lock().unwrap().pop_front();
         let fail = |why: String| {
@@ -105,8 +114,9 @@ impl ScriptedTransport {
             return fail(format!("{} {}: {why}", call.method, call.url));
         }
         match e.reply {
-            Reply::Http(status, body) => Ok((status, body, None)),
-            Reply::Dated(body, date) => Ok((200, body, Some(date))),
+            Reply::Http(status, body) => Ok((status, body, None, vec![])),
+            Reply::Dated(body, date) => Ok((200, body, Some(date), vec![])),
+            Reply::Headers(status, headers, body) => Ok((status, body, None, headers)),
             Reply::Fail(why) => Err(why),
         }
     }
@@ -149,6 +159,27 @@ impl Transport for ScriptedTransport {
         };
         self.answer(call).map(|(s, b, _)| (s, b.into_bytes()))
     }
+
+    fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        limit: u64,
+    ) -> Result<Resp, String> {
+        let call = Call {
+            method: method.into(),
+            url: url.into(),
+            headers: owned(headers),
+            body: String::from_utf8_lossy(body).into_owned(),
+        };
+        let (status, body, _, headers) = self.answer_full(call)?;
+        if body.len() as u64 > limit {
+            return Err(format!("{method} {url}: body larger than {limit} bytes"));
+        }
+        Ok(Resp { status, headers, body: body.into_bytes() })
+    }
 }
 
 /// A shared script, for owners that want a `Box<dyn Transport>` (the key cache).
@@ -161,6 +192,16 @@ impl Transport for Arc<ScriptedTransport> {
     }
     fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, Vec<u8>), String> {
         self.as_ref().send(method, url, headers, body)
+    }
+    fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        limit: u64,
+    ) -> Result<Resp, String> {
+        self.as_ref().request(method, url, headers, body, limit)
     }
 }
 

@@ -8,12 +8,14 @@ mod accounts;
 mod aws;
 mod backchannel;
 mod issuer;
+mod locks;
 mod sessions;
 
 pub use accounts::{Accounts, Groups, RoleAccount};
 pub use aws::{Aws, Role as AwsRole, Source as AwsSource};
 pub use backchannel::BackchannelLogout;
 pub use issuer::{Issuer, MULTI_TENANT};
+pub use locks::{parse_s3_url, Locks, Ssf, MAX_LIST_BYTES_CEILING};
 use serde::Deserialize;
 pub use sessions::{OnExpiry, OnRevoked, Sessions};
 use std::path::{Path, PathBuf};
@@ -61,6 +63,9 @@ pub struct Config {
     /// `[backchannel_logout]`: helperd's receiver of IdP logout tokens (off by default).
     #[serde(default)]
     pub backchannel_logout: BackchannelLogout,
+    /// `[locks]`: the fleet lock list and Shared Signals polling.
+    #[serde(default)]
+    pub locks: Locks,
 }
 
 /// `[helperd]`: the daemon's sockets, directories, limits and key fetching.
@@ -382,7 +387,8 @@ impl Config {
             );
         }
         accounts::validate(&self.accounts, &self.role_accounts, &self.issuers)?;
-        aws::validate(&self.aws, &self.issuers)
+        aws::validate(&self.aws, &self.issuers)?;
+        locks::validate(&self.locks, &self.issuers)
     }
 
     /// The issuer that owns a host name (user or group): of the issuers with a

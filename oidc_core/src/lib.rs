@@ -38,6 +38,7 @@ mod reason;
 mod replay;
 mod secret;
 mod session;
+mod set;
 mod strict_json;
 mod time;
 mod token;
@@ -53,9 +54,10 @@ pub use crate::{
     audit::{clean, clean_n, AuditEvent, Outcome as AuditOutcome, MAX_CONTEXT, MAX_LOGGED},
     claims::{get as get_claim, Cond, Conditions, Scalar},
     config::{
-        check_url, Accounts, Aws, AwsRole, AwsSource, BackchannelLogout, Config, ConfigError, Groups as GroupSettings,
-        Helperd as HelperdSettings, Issuer, OnExpiry, OnRevoked, Pam as PamSettings, Policy, RoleAccount,
-        Sessions as SessionSettings, DEFAULT_PATH as DEFAULT_CONFIG_PATH, MAX_TOKEN_BYTES_CEILING, MULTI_TENANT,
+        check_url, parse_s3_url, Accounts, Aws, AwsRole, AwsSource, BackchannelLogout, Config, ConfigError,
+        Groups as GroupSettings, Helperd as HelperdSettings, Issuer, Locks as LocksSettings, OnExpiry, OnRevoked,
+        Pam as PamSettings, Policy, RoleAccount, Sessions as SessionSettings, Ssf as SsfSettings,
+        DEFAULT_PATH as DEFAULT_CONFIG_PATH, MAX_LIST_BYTES_CEILING, MAX_TOKEN_BYTES_CEILING, MULTI_TENANT,
         PAM_ARGUMENTS, VERSION as CONFIG_VERSION,
     },
     ipc::{
@@ -78,6 +80,10 @@ pub use crate::{
     replay::{Marker as ReplayMarker, Saved as ReplaySaved, FILE as REPLAY_FILE, PENDING_DIR as REPLAY_PENDING_DIR},
     secret::Secret,
     session::{satisfies, Demand, SessionClaims, SessionInfo},
+    set::{
+        verify_set, verify_set_with, SecEvent, Subject as SetSubject, ACCOUNT_DISABLED, ACCOUNT_ENABLED, MAX_SET_BYTES,
+        SESSION_REVOKED,
+    },
     strict_json::StrictObject,
     time::{format_rfc3339, parse_http_date, parse_rfc3339, unix_now, Clock, SystemClock},
     token::{parse as parse_token, Parsed as ParsedToken},

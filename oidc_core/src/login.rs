@@ -150,28 +150,7 @@ pub(crate) fn verify_with<T>(
         _ => None,
     };
     let max_stale = i64::try_from(cfg.helperd.jwks_max_stale_secs).unwrap_or(i64::MAX);
-    let load = |keys: &dyn KeyStore, notes: &mut Vec<String>| -> Option<Jwks> {
-        match keys.cached(iss) {
-            Ok((file, _)) if now.saturating_sub(file.expires_at) > max_stale => {
-                notes.push(format!(
-                    "cached JWKS expired {}s ago, beyond helperd.jwks_max_stale_secs={max_stale}: not used \
-                     (helperd cannot reach the IdP?)",
-                    now - file.expires_at
-                ));
-                None
-            }
-            Ok((file, jwks)) => {
-                if file.expires_at < now {
-                    notes.push(format!("cached JWKS is stale (expired {}s ago)", now - file.expires_at));
-                }
-                Some(jwks)
-            }
-            Err(e) => {
-                notes.push(e);
-                None
-            }
-        }
-    };
+    let load = |keys: &dyn KeyStore, notes: &mut Vec<String>| load_jwks(keys, iss, now, max_stale, notes);
     let run = |jwks: Option<&Jwks>, report: &mut Report| {
         let keys = Keys { jwks, hmac_secret: secret.as_deref().map(Vec::as_slice) };
         check(&parsed, icfg, keys, now, report)
@@ -210,9 +189,40 @@ pub(crate) fn verify_with<T>(
     out
 }
 
+/// The issuer's cached JWKS, unless it is stale beyond `max_stale` seconds
+/// (`helperd.jwks_max_stale_secs`); what was wrong goes into `notes`.
+pub(crate) fn load_jwks(
+    keys: &dyn KeyStore,
+    iss: &str,
+    now: i64,
+    max_stale: i64,
+    notes: &mut Vec<String>,
+) -> Option<Jwks> {
+    match keys.cached(iss) {
+        Ok((file, _)) if now.saturating_sub(file.expires_at) > max_stale => {
+            notes.push(format!(
+                "cached JWKS expired {}s ago, beyond helperd.jwks_max_stale_secs={max_stale}: not used \
+                 (helperd cannot reach the IdP?)",
+                now - file.expires_at
+            ));
+            None
+        }
+        Ok((file, jwks)) => {
+            if file.expires_at < now {
+                notes.push(format!("cached JWKS is stale (expired {}s ago)", now - file.expires_at));
+            }
+            Some(jwks)
+        }
+        Err(e) => {
+            notes.push(e);
+            None
+        }
+    }
+}
+
 /// The HMAC secret: a root-only regular file
 /// ([`nss_snapshot::format::read_private_file`]); the bytes are wiped.
-fn read_secret_file(f: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+pub(crate) fn read_secret_file(f: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
     let mut s = zeroize::Zeroizing::new(nss_snapshot::format::read_private_file(f, 4096)?);
     if s.last() == Some(&b'\n') {
         s.pop();

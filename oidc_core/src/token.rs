@@ -47,6 +47,13 @@ fn b64(part: &str, name: &'static str) -> Result<Vec<u8>, Rejection> {
 
 /// Parse the compact serialization. `max_bytes` is checked before anything else.
 pub fn parse(token: &str, max_bytes: usize) -> Result<Parsed<'_>, Rejection> {
+    parse_as(token, max_bytes, false)
+}
+
+/// [`parse`]; `set`: a Security Event Token, whose header must say
+/// `typ: secevent+jwt` (RFC 8417) — and which [`parse`] never accepts, so a
+/// SET is never taken for an ID token, nor an ID token for a SET.
+pub(crate) fn parse_as(token: &str, max_bytes: usize, set: bool) -> Result<Parsed<'_>, Rejection> {
     if token.is_empty() {
         return Err(Rejection::Empty);
     }
@@ -85,13 +92,23 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<Parsed<'_>, Rejection> {
         Some(Value::String(_)) => return Err(Rejection::BadHeader("kid longer than 256 bytes".into())),
         Some(_) => return Err(Rejection::BadHeader("kid is not a string".into())),
     };
-    if let Some(t) = header.get("typ") {
+    let typ = match header.get("typ") {
+        None => None,
+        Some(Value::String(s)) => Some(s.to_ascii_lowercase()),
+        Some(_) => return Err(Rejection::BadHeader("typ is not a string".into())),
+    };
+    if set {
+        if !matches!(typ.as_deref(), Some("secevent+jwt" | "application/secevent+jwt")) {
+            return Err(Rejection::BadHeader("a SET's typ must be secevent+jwt".into()));
+        }
+    } else if let Some(s) = typ {
         // Refuse JWE/other media types dressed as a JWT; accept the common JWT spellings.
-        let ok = matches!(t, Value::String(s) if {
-            let s = s.to_ascii_lowercase();
-            s == "jwt" || s == "application/jwt" || s == "at+jwt" || s == "application/at+jwt"
-                || s == "logout+jwt" || s == "application/logout+jwt"
-        });
+        let ok = s == "jwt"
+            || s == "application/jwt"
+            || s == "at+jwt"
+            || s == "application/at+jwt"
+            || s == "logout+jwt"
+            || s == "application/logout+jwt";
         if !ok {
             return Err(Rejection::BadHeader("typ is not a JWT type".into()));
         }

@@ -178,7 +178,7 @@ pub(crate) fn check_signed(
 }
 
 /// The keys to try: the one named by `kid`, or every key that fits `alg`.
-fn select_keys(
+pub(crate) fn select_keys(
     p: &Parsed<'_>,
     keys: Keys<'_>,
 ) -> Result<(Vec<(jsonwebtoken::DecodingKey, String)>, String), Rejection> {

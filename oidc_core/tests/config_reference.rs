@@ -13,6 +13,7 @@ const DOC: &str = include_str!("../../docs/configuration.md");
 const PROSE: &[&str] = &[
     "helperd.root_socket", // `helperd-root.sock` beside `socket`
     "aws.sts_endpoint",    // depends on aws.region
+    "locks.s3_endpoint",   // depends on the bucket and aws.region
 ];
 
 /// Code fields that are not configuration keys.
@@ -181,13 +182,14 @@ fn code_defaults() -> BTreeMap<String, String> {
         ("aws", format!("{:?}", cfg.aws)),
         ("sessions", format!("{:?}", cfg.sessions)),
         ("backchannel_logout", format!("{:?}", cfg.backchannel_logout)),
+        ("locks", format!("{:?}", cfg.locks)),
         ("issuer", format!("{:?}", cfg.issuers[0])),
     ] {
         let v = P { s: dbg.as_bytes(), i: 0 }.value();
         flatten(name, &v, &mut out);
     }
-    // [[aws.role]] and [[role_account]] are lists of rules, documented on one row each
-    out.retain(|k, _| k != "aws.roles" && k != "aws.role");
+    // [[aws.role]], [[locks.ssf]] and [[role_account]] are lists, documented on one row each
+    out.retain(|k, _| k != "aws.roles" && k != "aws.role" && k != "locks.ssf");
     out
 }
 
@@ -201,7 +203,10 @@ fn doc_rows() -> Vec<(String, String)> {
             continue;
         }
         let (keys, default) = (cells[1], cells[2]);
-        if keys.starts_with("`[[aws.role]]") || keys.starts_with("`[[role_account]]") {
+        if keys.starts_with("`[[aws.role]]")
+            || keys.starts_with("`[[role_account]]")
+            || keys.starts_with("`[[locks.ssf]]")
+        {
             continue; // rule lists: no defaults in code beyond the rule's own
         }
         let keys = keys.replace("`[[issuer]] ", "`issuer.");
@@ -218,8 +223,19 @@ fn doc_rows() -> Vec<(String, String)> {
             let full = if i > 0 && !parent.is_empty() {
                 format!("{parent}.{k}")
             } else if let Some((top, _)) = k.split_once('.').filter(|(t, _)| {
-                ["version", "helperd", "pam", "policy", "accounts", "aws", "sessions", "backchannel_logout", "issuer"]
-                    .contains(t)
+                [
+                    "version",
+                    "helperd",
+                    "pam",
+                    "policy",
+                    "accounts",
+                    "aws",
+                    "sessions",
+                    "backchannel_logout",
+                    "locks",
+                    "issuer",
+                ]
+                .contains(t)
             }) {
                 if i == 0 {
                     section = top.to_string();
@@ -298,6 +314,7 @@ fn the_example_config_shows_the_real_defaults() {
                 "aws",
                 "sessions",
                 "backchannel_logout",
+                "locks",
             ]
             .contains(&section.as_str())
         {

@@ -330,6 +330,8 @@ fn man_pages_cover_every_argument_command_and_key() {
         ("role_account", "[[role_account]]\nzzz = 1"),
         ("aws", "[aws]\nzzz = 1"),
         ("aws.role", "[[aws.role]]\nzzz = 1"),
+        ("locks", "[locks]\nzzz = 1"),
+        ("locks.ssf", "[[locks.ssf]]\nzzz = 1"),
     ] {
         let text = format!("version = 1\n{probe}\n");
         let e = oidc_core::Config::parse(&text, Path::new("probe.toml")).unwrap_err();

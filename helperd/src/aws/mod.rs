@@ -4,8 +4,8 @@
 //! session's processes of its uid (and root), renews them before they expire
 //! while the session lives, and forgets them when it ends. Never logged.
 
-mod imds;
-mod sts;
+pub(crate) mod imds;
+pub(crate) mod sts;
 
 use crate::clock::Clock;
 use crate::fetch::Transport;
