@@ -30,6 +30,11 @@ pub struct Services {
 
 /// End the live sessions a lock holds for, and stop their credentials.
 pub fn end_locked(svc: &Services, lock: &oidc_core::Lock) -> Vec<u64> {
+    // Logins verified but not yet in a session never open one.
+    let dropped = svc.sessions.drop_pending(|c| lock.target.holds_for(c));
+    if dropped > 0 {
+        info!("{}: {dropped} login(s) waiting for their session dropped", lock.target);
+    }
     let ended = svc.sessions.end(
         |s| lock.target.holds_for(&s.claims),
         |_| format!("{} is locked by {} ({})", lock.target, oidc_core::clean(&lock.by), oidc_core::clean(&lock.reason)),
@@ -230,6 +235,14 @@ pub fn dispatch(svc: &Services, peer: Peer, req: Request, before_wait: &mut dyn 
             Err(r) => r,
         },
         Request::OpenSession { login_id, pid: spid, tty, rhost, end_at_expiry } => {
+            // A lock set between the login and its session holds too.
+            if let Some(lock) = svc.sessions.pending_claims(login_id).and_then(|c| svc.locks.lock_for(&c)) {
+                warning!("session refused: {} is locked by {}", lock.target, oidc_core::clean(&lock.by));
+                return Response::Refused {
+                    code: oidc_core::RefusalCode::Locked,
+                    reason: format!("{} is locked on this host", lock.target),
+                };
+            }
             match svc.sessions.pending_account(login_id).and_then(|a| svc.accounts.uid_of(&a)) {
                 None => Response::Error { message: "unknown or expired login id, or unknown account".into() },
                 Some(account_uid) => match svc.sessions.open(login_id, account_uid, *spid, tty, rhost, |c| {

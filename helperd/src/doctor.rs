@@ -473,8 +473,6 @@ fn prelogin(cfg: &Config) -> Outcome {
     ))
 }
 
-/// The fleet id key: without it no new account can be admitted, and a
-/// readable one lets users aim at each other's uids.
 /// The locks file: an unreadable one refuses every OIDC login (fail closed).
 fn locks(cfg: &Config) -> Outcome {
     match oidc_core::LocksSaved::read(&cfg.helperd.state_dir) {
@@ -487,6 +485,8 @@ fn locks(cfg: &Config) -> Outcome {
     }
 }
 
+/// The fleet id key: without it no new account can be admitted, and a
+/// readable one lets users aim at each other's uids.
 fn id_key(cfg: &Config) -> Outcome {
     let p = &cfg.accounts.id_key_file;
     nss_snapshot::format::IdKey::read(p).map_err(|e| {

@@ -3,14 +3,18 @@
 //! a token obtained by refresh (device-code sessions, `revalidate.rs`). Both
 //! go through [`apply_token`]: the token is verified like a login's (issuer
 //! rules, keys, times), used once, must name the session's issuer, `sub` and
-//! login name, and must not be locked or in a denied group. Renewal never
-//! widens: the session keeps only the host groups it had that the new token
-//! still gives.
+//! login name, be newer than the session's token, and must not be locked or in
+//! a denied group; what the login was admitted on must still hold (every host
+//! group, the acr, a role account's rule, the account's holder). Renewal never
+//! widens.
 
 use crate::dispatch::Services;
 use crate::log::{info, warning};
 use crate::server::Peer;
 use oidc_core::{clean, RefusalCode, Rejection, Response, Secret, SessionClaims};
+
+/// A renewal's token must be issued at least this long after the session's.
+const MIN_RENEWAL_SECS: i64 = 10;
 
 /// Why a token did not renew a session.
 #[derive(Debug)]
@@ -68,12 +72,43 @@ pub fn apply_token(svc: &Services, id: u64, old: &SessionClaims, token: &Secret)
     let Some(icfg) = cfg.issuer(&v.issuer) else {
         return Err(no(RefusalCode::UntrustedIssuer, format!("{} is no longer configured", clean(&v.issuer))));
     };
-    // Only host groups the session had and the new token still gives.
+    // Newer than the token the session lives on (each renewal uses an entry
+    // of the replay cache: at most one per MIN_RENEWAL_SECS a session).
+    if v.iat < old.iat.saturating_add(MIN_RENEWAL_SECS) || v.exp <= old.exp {
+        let why = format!(
+            "session {id}: the token (iat {}, exp {}) is not newer than the session's (iat {}, exp {}) by {MIN_RENEWAL_SECS}s",
+            v.iat, v.exp, old.iat, old.exp
+        );
+        return Err(no(RefusalCode::TokenRefused, why));
+    }
+    // What the login was admitted on must still hold: every host group the
+    // session has (a stack's require_group= was checked on them), its acr,
+    // the role-account rule, and the account still the identity's.
     let gives = svc.accounts.role_groups(&v.issuer, &v.groups);
-    let groups: Vec<String> = old.groups.iter().filter(|g| gives.contains(g)).cloned().collect();
+    let lost: Vec<String> = old.groups.iter().filter(|g| !gives.contains(g)).map(|g| clean(g)).collect();
+    if !lost.is_empty() {
+        let why = format!("session {id}: the token no longer gives host group(s) {}: log in again", lost.join(","));
+        return Err(no(RefusalCode::TokenRefused, why));
+    }
+    if old.acr.is_some() && v.acr != old.acr {
+        let why = format!("session {id}: acr {:?} is not the session's {:?}", v.acr, old.acr);
+        return Err(no(RefusalCode::TokenRefused, clean(&why)));
+    }
+    if cfg.is_role_account(&old.account) {
+        if let Err(r) = oidc_core::account_for(cfg, &v, &old.account, &gives) {
+            return Err(no(RefusalCode::TokenRefused, format!("session {id}: {r}")));
+        }
+    } else if let Some(holder) = svc.accounts.holder_of(&old.account) {
+        if holder != format!("{} {}", v.issuer, clean(&v.identity)) {
+            let why = format!("session {id}: {} is now held by {holder}", clean(&old.account));
+            return Err(no(RefusalCode::OtherIdentity, why));
+        }
+    }
     let probes = oidc_core::deny_probes(icfg, &v.all_groups, v.groups_incomplete);
-    let mut claims = SessionClaims::from_verified(&v, &old.account, groups, probes);
-    claims.verified_at = now;
+    let mut claims = SessionClaims::from_verified(&v, &old.account, old.groups.clone(), probes);
+    // When the user last proved themselves here stays the login's: a token
+    // minted without them (a refresh) must not reset sudo's reuse_max_age.
+    claims.verified_at = old.verified_at;
     if let Some(lock) = svc.locks.lock_for(&claims) {
         return Err(no(RefusalCode::Locked, format!("session {id}: {} is locked by {}", lock.target, lock.by)));
     }
@@ -92,7 +127,9 @@ pub fn apply_token(svc: &Services, id: u64, old: &SessionClaims, token: &Secret)
         Ok(t) => t,
         Err(why) => return Err(no(RefusalCode::NoSession, why)),
     };
-    svc.aws.renew(id, &claims, Some(token.clone()));
+    // A role account's sessions get AWS credentials only if its rules opt in (as at open).
+    let aws_allowed = cfg.role_switch(&claims.account, |r| r.aws_credentials) != Some(false);
+    svc.aws.renew(id, &claims, Some(token.clone()), aws_allowed);
     let dropped = old.groups.iter().filter(|g| !claims.groups.contains(g)).cloned().collect();
     Ok(Applied { claims, ends_at, old_exp: old.exp, dropped })
 }

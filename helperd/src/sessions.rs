@@ -235,11 +235,27 @@ impl Sessions {
     }
 
     pub fn pending_account(&self, login_id: &str) -> Option<String> {
+        self.pending_claims(login_id).map(|c| c.account)
+    }
+
+    /// The claims a pending login will open its session with.
+    pub fn pending_claims(&self, login_id: &str) -> Option<SessionClaims> {
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(login_id, self.clock.mono())
-            .map(|(c, _, _)| c.account.clone())
+            .map(|(c, _, _)| c.clone())
+    }
+
+    /// Forget the pending logins `which` picks (a lock: they must not open a session).
+    pub fn drop_pending(&self, which: impl Fn(&SessionClaims) -> bool) -> usize {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let ids: Vec<String> = p.by_id.iter().filter(|(_, (c, _, _))| which(c)).map(|(id, _)| id.clone()).collect();
+        for id in &ids {
+            p.by_id.remove(id);
+            p.grants.remove(id);
+        }
+        ids.len()
     }
 
     /// Bind a pending login to the session opened by `pid`: its id, claims

@@ -34,6 +34,39 @@ fn refuse(r: Rejection) -> Result<Admission, Refusal> {
     Err(Refusal::new(r, reason, PamResultCode::PAM_PERM_DENIED))
 }
 
+/// Is the OIDC account `user` locked (by name, or the identity holding it in
+/// the account store)? A locks file or store that cannot be read counts as
+/// locked: fail closed.
+fn locked(cfg: &Config, user: &str) -> Option<String> {
+    let locks = match oidc_core::LocksSaved::read(&cfg.helperd.state_dir) {
+        Ok(l) if l.locks.is_empty() => return None,
+        Ok(l) => l,
+        Err(e) => return Some(format!("the locks file cannot be read: {e}")),
+    };
+    let store = oidc_core::Store::load(&cfg.helperd.state_dir.join(oidc_core::STORE_FILE));
+    let held = store
+        .as_ref()
+        .ok()
+        .and_then(|s| s.users.iter().find(|u| u.name == user).map(|u| (u.issuer.clone(), u.sub.clone())));
+    let (issuer, sub) = held.unwrap_or_default();
+    let probe = oidc_core::SessionClaims {
+        issuer,
+        sub,
+        account: user.to_string(),
+        identity: user.to_string(),
+        groups: vec![],
+        idp_groups: vec![],
+        jti: None,
+        exp: 0,
+        iat: 0,
+        auth_time: None,
+        acr: None,
+        verified_at: 0,
+        sid: None,
+    };
+    locks.lock_for(&probe).map(|l| format!("{} is locked on this host by {}", l.target, oidc_core::clean(&l.by)))
+}
+
 pub fn decide(pam: &mut dyn Pam, a: &Args, cfg: &Config, user: &str, edges: &dyn Edges) -> Judgement {
     let mut j = Judgement::new(event(pam, "account", user));
     // A local or directory account: its sudo rights and logins are the other
@@ -65,10 +98,22 @@ pub fn decide(pam: &mut dyn Pam, a: &Args, cfg: &Config, user: &str, edges: &dyn
                 return j.with(r);
             }
             Reuse::Unsatisfied(why) | Reuse::LacksGroup(why) => why,
-            // Not an OIDC login (e.g. a local user with a key). Only a stack that
-            // demands a group needs OIDC; otherwise leave the decision to other modules.
-            Reuse::NoSession(_) if a.require_groups.is_empty() => return j,
-            Reuse::NoSession(why) => format!("require_group set but no verified OIDC identity: {why}"),
+            Reuse::NoSession(why) => {
+                // Not an OIDC login (an ssh key the user put in place, a cron
+                // job): a locked identity is refused whatever the way in.
+                if let Some(locked) = locked(cfg, user) {
+                    return j.with(refuse(Rejection::AccountRefused {
+                        code: oidc_core::RefusalCode::Locked,
+                        reason: locked,
+                    }));
+                }
+                // Only a stack that demands a group needs OIDC; otherwise leave
+                // the decision to other modules.
+                if a.require_groups.is_empty() {
+                    return j;
+                }
+                format!("require_group set but no verified OIDC identity: {why}")
+            }
         };
         return j.with(refuse(Rejection::NoOidcIdentity(why)));
     }

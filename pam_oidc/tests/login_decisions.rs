@@ -207,3 +207,32 @@ fn a_lock_holds_with_helperd_down() {
     std::fs::remove_file(s.dir.join("locks.json")).unwrap();
     assert_eq!(login().0, PamResultCode::PAM_SUCCESS, "unlocked");
 }
+
+/// Review finding 3b: a locked OIDC account is refused at the account stage
+/// also when it logged in without a token (an ssh key put in place during a
+/// session, a cron job) — by name, or by the identity holding the name.
+#[test]
+fn a_locked_account_is_refused_whatever_the_way_in() {
+    let s = setup("locked-key");
+    let acct = || {
+        let mut p = Fake { user: "alice".into(), ..Default::default() };
+        let rc = acct_mgmt(&mut p, &args(&s, &[]), &TestEdges::down(NOW));
+        let log = p.log.borrow().join("\n");
+        (rc, log)
+    };
+    assert_eq!(acct().0, PamResultCode::PAM_IGNORE, "not locked: the other modules decide");
+    let lock = |target: &str| {
+        let l =
+            format!(r#"{{"v":1,"locks":[{{"target":{target},"by":"uid 0","at":1,"reason":"","source":"local"}}]}}"#);
+        std::fs::write(s.dir.join("locks.json"), l).unwrap();
+    };
+    lock(r#"{"kind":"name","name":"alice"}"#);
+    let (rc, log) = acct();
+    assert_eq!(rc, PamResultCode::PAM_PERM_DENIED, "{log}");
+    assert!(log.contains("(locked)"), "{log}");
+    lock(r#"{"kind":"identity","issuer":"https://idp.test","sub":"s-1"}"#);
+    assert_eq!(acct().0, PamResultCode::PAM_PERM_DENIED, "the identity holding the name is locked");
+    std::fs::write(s.dir.join("locks.json"), "{").unwrap();
+    assert_eq!(acct().0, PamResultCode::PAM_PERM_DENIED, "an unreadable locks file fails closed");
+    std::fs::remove_file(s.dir.join("locks.json")).unwrap();
+}

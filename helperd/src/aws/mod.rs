@@ -294,9 +294,23 @@ impl Broker {
     /// are served until its `exp` (+ grace); a web-identity role uses the new
     /// token from its next renewal. If the session's (narrowed) groups no
     /// longer match its role, its credentials stop.
-    pub fn renew(&self, session: u64, claims: &SessionClaims, web_token: Option<Secret>) {
+    /// A session without an entry here (taken in after a restart of helperd,
+    /// which keeps no credentials) gets one if `allowed` and a role matches:
+    /// its credentials are then fetched on first request.
+    pub fn renew(&self, session: u64, claims: &SessionClaims, web_token: Option<Secret>, allowed: bool) {
         let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(s) = map.get_mut(&session) else { return };
+        let Some(s) = map.get_mut(&session) else {
+            if let Some(role) = self.cfg.role_for(&claims.groups, &claims.issuer).filter(|_| allowed).cloned() {
+                let web_token = web_token.filter(|_| role.source == AwsSource::WebIdentity);
+                info!(
+                    "aws: session {session} ({}): renewed: credentials for {} on request",
+                    claims.account, role.role_arn
+                );
+                let s = SessionAws { role, claims: claims.clone(), web_token, creds: None, last_error: None };
+                map.insert(session, s);
+            }
+            return;
+        };
         let same_role =
             self.cfg.role_for(&claims.groups, &claims.issuer).is_some_and(|r| r.role_arn == s.role.role_arn);
         if !same_role {

@@ -4,7 +4,13 @@
 //! module's `Login` and `OpenSession` go through `dispatch`, and the
 //! background step is called as helperd's thread calls it.
 
-use super::revoke::{token, Opener};
+use super::revoke::{token_at, Opener};
+
+/// An ID token issued now (the world's clock).
+fn fresh(w: &World, sub: &str, name: &str, exp: i64, jti: &str) -> oidc_core::Secret {
+    use oidc_core::Clock as _;
+    token_at(sub, name, w.clock.now(), exp, jti, "acme/infra")
+}
 use super::*;
 use crate::revalidate::step;
 
@@ -82,7 +88,7 @@ fn expect_refresh(t: &ScriptedTransport, refresh_token: &'static str, r: Reply) 
 /// A device session of alice whose refresh token is RT1 (token exp T0 + 600).
 fn started(tag: &str, extra: &str, after: &str) -> (World, Opener, u64) {
     let w = dev_world(tag, &format!("device_refresh = true\n{extra}"), after);
-    let t0 = token("ci-1", "alice", T0 + 600, "j-0");
+    let t0 = fresh(&w, "ci-1", "alice", T0 + 600, "j-0");
     script_flow(
         &w.t,
         "openid profile offline_access",
@@ -117,7 +123,7 @@ fn a_refresh_renews_the_session_and_keeps_the_rotated_refresh_token() {
     step(&w.svc);
     w.t.done();
     at(&w, T0 + 540);
-    let t1 = token("ci-1", "alice", T0 + 1200, "j-1");
+    let t1 = fresh(&w, "ci-1", "alice", T0 + 1200, "j-1");
     expect_refresh(&w.t, RT1, reply(200, serde_json::json!({"id_token": t1.expose(), "refresh_token": RT2})));
     step(&w.svc);
     w.t.done();
@@ -132,7 +138,7 @@ fn a_refresh_renews_the_session_and_keeps_the_rotated_refresh_token() {
     step(&w.svc);
     w.t.done();
     at(&w, T0 + 1140);
-    let t2 = token("ci-1", "alice", T0 + 1800, "j-2");
+    let t2 = fresh(&w, "ci-1", "alice", T0 + 1800, "j-2");
     expect_refresh(&w.t, RT2, reply(200, serde_json::json!({"id_token": t2.expose()})));
     step(&w.svc);
     w.t.done();
@@ -163,11 +169,10 @@ fn invalid_grant_ends_the_session() {
 /// the session: the IdP no longer vouches for this one.
 #[test]
 fn a_refreshed_token_of_another_identity_ends_the_session() {
-    for (n, bad) in
-        [token("ci-2", "bob", T0 + 1200, "j-b"), token("ci-1", "alice", T0 + 1200, "j-x")].into_iter().enumerate()
-    {
+    for (n, (sub, name)) in [("ci-2", "bob"), ("ci-1", "alice")].into_iter().enumerate() {
         let (w, mut a, _) = started(&format!("other-{n}"), "", "");
         at(&w, T0 + 540);
+        let bad = fresh(&w, sub, name, T0 + 1200, &format!("j-{n}"));
         let bad = if n == 0 { bad } else { Secret::new(format!("{}x", bad.expose())) };
         expect_refresh(&w.t, RT1, reply(200, serde_json::json!({"id_token": bad.expose()})));
         step(&w.svc);
@@ -198,7 +203,7 @@ fn transient_errors_are_retried_with_backoff() {
     }
     assert_eq!((w.svc.sessions.ids().len(), exp(&w)), (1, T0 + 600), "the session is untouched");
     w.clock.advance(Duration::from_secs(20));
-    let t1 = token("ci-1", "alice", T0 + 1200, "j-1");
+    let t1 = fresh(&w, "ci-1", "alice", T0 + 1200, "j-1");
     expect_refresh(&w.t, RT1, reply(200, serde_json::json!({"id_token": t1.expose()})));
     step(&w.svc);
     w.t.done();
@@ -235,7 +240,7 @@ fn the_refresh_token_is_never_shown_and_dropped_on_close() {
     assert!(!format!("{grant:?}").contains(RT1), "Debug is redacted");
     w.svc.sessions.grant_done(id, crate::revalidate::Next::Retry { at: T0 + 540 });
     at(&w, T0 + 540);
-    let t1 = token("ci-1", "alice", T0 + 1200, "j-1");
+    let t1 = fresh(&w, "ci-1", "alice", T0 + 1200, "j-1");
     expect_refresh(&w.t, RT1, reply(200, serde_json::json!({"id_token": t1.expose(), "refresh_token": RT2})));
     step(&w.svc);
     w.t.done();
@@ -254,7 +259,7 @@ fn the_refresh_token_is_never_shown_and_dropped_on_close() {
 #[test]
 fn the_grant_goes_only_to_the_login_of_its_own_token() {
     let w = dev_world("claim", "device_refresh = true\n", "");
-    let t0 = token("ci-1", "alice", T0 + 600, "j-0");
+    let t0 = fresh(&w, "ci-1", "alice", T0 + 600, "j-0");
     script_flow(
         &w.t,
         "openid profile offline_access",

@@ -18,11 +18,17 @@ fn hs_world(tag: &str) -> World {
     world_full(tag, None, &issuer, "reuse_claims = true\naws_credentials = true\n")
 }
 
-/// An HS256 ID token of the test issuer.
+/// An HS256 ID token of the test issuer, issued at T0 + 10 (10 s after the
+/// tokens sessions here log in with), for deploy's repository.
 pub(super) fn token(sub: &str, name: &str, exp: i64, jti: &str) -> Secret {
+    token_at(sub, name, T0 + 10, exp, jti, "acme/infra")
+}
+
+/// [`token`] issued at `iat`, from a CI job of `repository`.
+pub(super) fn token_at(sub: &str, name: &str, iat: i64, exp: i64, jti: &str, repository: &str) -> Secret {
     let claims = serde_json::json!({
         "iss": ISS, "aud": "a", "sub": sub, "preferred_username": name,
-        "iat": T0, "exp": exp, "jti": jti, "groups": [],
+        "iat": iat, "exp": exp, "jti": jti, "groups": [], "repository": repository,
     });
     let t = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
@@ -210,8 +216,16 @@ fn a_session_is_renewed_only_with_a_fresh_token_of_its_own_identity() {
         other => panic!("{other:?}"),
     }
     assert_eq!(exp(&w), T0 + 3600);
-    // A token renews once.
-    assert_eq!(refused(&renew(&w, &a, token("ci-1", "alice", T0 + 3600, "j-1"))), "replayed");
+    // A token renews once; so does one no newer than the session's.
+    assert_eq!(refused(&renew(&w, &a, token("ci-1", "alice", T0 + 3600, "j-1"))), "token-refused");
+    assert_eq!(
+        refused(&renew(&w, &a, token_at("ci-1", "alice", T0 + 20, T0 + 3600, "j-1b", "acme/infra"))),
+        "token-refused"
+    );
+    // Review finding 2: the role-account rule is checked again — a token of
+    // another repository with the same sub renews nothing.
+    let other = token_at("ci-1", "alice", T0 + 20, T0 + 3610, "j-evil", "evil/other");
+    assert_eq!(refused(&renew(&w, &a, other)), "token-refused");
     // A process outside any session (this test process) renews nothing.
     let outside = ask(&w, peer(my_uid()), Request::RenewSession { token: token("ci-1", "alice", T0 + 3100, "j-2") });
     assert_eq!(refused(&outside), "no-session");
@@ -226,7 +240,7 @@ fn a_session_is_renewed_only_with_a_fresh_token_of_its_own_identity() {
             source: crate::locks::LOCAL.into(),
         })
         .unwrap();
-    assert_eq!(refused(&renew(&w, &a, token("ci-1", "alice", T0 + 3200, "j-3"))), "locked");
+    assert_eq!(refused(&renew(&w, &a, token_at("ci-1", "alice", T0 + 20, T0 + 3610, "j-3", "acme/infra"))), "locked");
     assert_eq!(exp(&w), T0 + 3600);
 }
 
@@ -244,4 +258,25 @@ fn a_stack_that_ends_sessions_at_expiry_keeps_them_ending_after_a_renewal() {
     assert_eq!(ends(&w, a.pid()), Some(T0 + 3000), "renewed: the new exp");
     alice_session_ending(&w, &b, "jti:e2", false);
     assert_eq!(ends(&w, b.pid()), None, "another stack keeps its sessions");
+}
+
+/// Review finding 3a: a lock set between a login and its session holds: the
+/// pending login is dropped, and an OpenSession for it is refused.
+#[test]
+fn a_lock_between_login_and_session_holds() {
+    let w = world("lock-pending", None);
+    let a = Opener::new();
+    let c = SessionClaims { identity: "alice".into(), ..claims("deploy", "ci-1") };
+    let req = Request::Login { event: None, claims: c, web_token: None, role_groups: vec![], replay_id: None };
+    let id = login_id(ask(&w, root(), req));
+    assert!(matches!(ask(&w, root(), lock_name("alice")), Response::Locked { .. }));
+    let open = Request::OpenSession {
+        login_id: id,
+        pid: a.pid(),
+        tty: String::new(),
+        rhost: String::new(),
+        end_at_expiry: false,
+    };
+    assert!(!matches!(ask(&w, root(), open), Response::SessionOpened { .. }));
+    assert!(w.svc.sessions.ids().is_empty());
 }
