@@ -195,18 +195,32 @@ fn credentials_stop_at_the_tokens_exp_and_come_back_on_renewal_by_the_same_ident
     );
     let helperd = format!("{} --config {}", helperd_bin().display(), w.env.config.display());
     let other = w.token_of("mallory-fresh", "mallory", "host-login");
-    for (user, arn) in [("alice", "assumed-role/ops/alice"), ("bob", "assumed-role/devs-web/bob")] {
-        let fresh = w.token_of(&format!("{user}-fresh"), user, "host-login");
+    // Both sessions run at once; a renewal token must be issued ≥ 10 s after
+    // the session's, so the fresh tokens are minted later and waited for.
+    let mut running = vec![];
+    for user in ["alice", "bob"] {
+        let fresh = w.env.dir.0.join(format!("{user}-fresh.token"));
         let short = w.token_of(&format!("{user}-short"), user, "short-lived");
         let cmd = format!(
             "sleep 2; aws sts get-caller-identity --query Arn --output text || echo EXPIRED-REFUSED; \
              {helperd} renew --token-file {other} || echo OTHER-REFUSED; \
+             while [ ! -s {fresh} ]; do sleep 0.2; done; \
              {helperd} renew --token-file {fresh} && aws sts get-caller-identity --query Arn --output text",
             other = other.display(),
             fresh = fresh.display()
         );
         let cmd = cmd.replace("aws ", &format!("AWS_ENDPOINT_URL={} {} ", moto.url(), aws_cli().display()));
-        let out = w.host.ssh(user, &short, &cmd);
+        running.push((user, w.host.ssh_spawn(user, &short, &cmd)));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(11));
+    for user in ["alice", "bob"] {
+        let p = w.env.dir.0.join(format!("{user}-fresh.token"));
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, w.idp.token("host-login", user)).unwrap();
+        std::fs::rename(tmp, p).unwrap();
+    }
+    for ((user, child), arn) in running.into_iter().zip(["assumed-role/ops/alice", "assumed-role/devs-web/bob"]) {
+        let out = child.wait_with_output().unwrap();
         let t = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(t.contains("EXPIRED-REFUSED") && t.contains("token expired at"), "{user}: {t}\n{}", w.log());
         assert!(t.contains("OTHER-REFUSED") && t.contains("renewal refused (other-identity)"), "{user}: {t}");
