@@ -65,19 +65,51 @@ fn asker(peer: &Peer, said: &str) -> String {
 }
 
 fn lock(svc: &Services, peer: &Peer, target: &oidc_core::LockTarget, reason: &str, said: &str) -> Response {
+    use oidc_core::LockTarget;
+    // An identity lock names the issuer as sessions record it (its url, also
+    // when given an alias); an issuer not configured here would lock nothing.
+    let target = match target {
+        LockTarget::Identity { issuer, sub } => match svc.keys.config().issuer(issuer) {
+            Some(i) => LockTarget::Identity { issuer: i.url.clone(), sub: sub.clone() },
+            None => {
+                return Response::Error {
+                    message: format!(
+                        "{} is not a configured issuer: nothing would be locked",
+                        oidc_core::clean(issuer)
+                    ),
+                }
+            }
+        },
+        t => t.clone(),
+    };
     let lock = oidc_core::Lock {
-        target: target.clone(),
+        target,
         by: asker(peer, said),
         at: svc.clock.now(),
         reason: reason.chars().take(512).collect(),
         source: crate::locks::LOCAL.into(),
+        via: None,
     };
-    if let Err(e) = svc.locks.lock(lock.clone()) {
-        return Response::Error { message: format!("lock not saved: {e}") };
+    // The identity holding an OIDC account of that name is locked with it:
+    // a rename at the IdP does not escape the lock.
+    let mut all = vec![lock.clone()];
+    if let LockTarget::Name { name } = &lock.target {
+        if let Some(u) = svc.accounts.users().into_iter().find(|u| u.name.eq_ignore_ascii_case(name)) {
+            let target = LockTarget::Identity { issuer: u.issuer, sub: u.sub };
+            all.push(oidc_core::Lock { target, via: Some(name.clone()), ..lock.clone() });
+        }
     }
-    warning!("locked {} by {}: {}", lock.target, lock.by, oidc_core::clean(&lock.reason));
-    let ended = end_locked(svc, &lock);
-    let detail = format!("{} locked; {} live session(s) ended", lock.target, ended.len());
+    for l in &all {
+        if let Err(e) = svc.locks.lock(l.clone()) {
+            return Response::Error { message: format!("lock not saved: {e}") };
+        }
+    }
+    let ended: Vec<u64> = all.iter().flat_map(|l| end_locked(svc, l)).collect();
+    for l in &all {
+        warning!("locked {} by {}: {}", l.target, l.by, oidc_core::clean(&l.reason));
+    }
+    let held = if all.len() > 1 { " (and the identity holding it)" } else { "" };
+    let detail = format!("{}{held} locked; {} live session(s) ended", lock.target, ended.len());
     Response::Locked { ended, detail }
 }
 

@@ -185,6 +185,7 @@ impl Fleet {
                 by: format!("fleet list {}", self.list),
                 reason: e.reason.clone(),
                 source: SOURCE.into(),
+                via: None,
             })
             .collect();
         let removed: Vec<String> = before

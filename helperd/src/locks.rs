@@ -54,6 +54,7 @@ impl Locks {
                 at: 0,
                 reason: format!("the locks file is unreadable: {e}"),
                 source: LOCAL.into(),
+                via: None,
             });
         }
         self.locks.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|l| l.target.holds_for(c)).cloned()
@@ -84,7 +85,10 @@ impl Locks {
     pub fn unlock_from(&self, target: &LockTarget, source: &str) -> Result<usize, String> {
         self.writable()?;
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-        let next: Vec<Lock> = locks.iter().filter(|l| !(l.target == *target && l.source == source)).cloned().collect();
+        // A name's lock goes with the identity lock set through it (`via`).
+        let via = |l: &Lock| matches!(target, LockTarget::Name { name } if l.via.as_deref() == Some(name.as_str()));
+        let next: Vec<Lock> =
+            locks.iter().filter(|l| !((l.target == *target || via(l)) && l.source == source)).cloned().collect();
         let removed = locks.len() - next.len();
         if removed > 0 {
             self.save(&next)?;
@@ -141,6 +145,7 @@ mod tests {
             at: 1,
             reason: String::new(),
             source: source.into(),
+            via: None,
         }
     }
 

@@ -269,6 +269,7 @@ impl Edges for Live {
                     at: svc.clock.now(),
                     reason: why.clone(),
                     source: SOURCE.into(),
+                    via: None,
                 };
                 svc.locks.lock(lock.clone())?;
                 let ended = crate::dispatch::end_locked(svc, &lock);

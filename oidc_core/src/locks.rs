@@ -35,7 +35,8 @@ impl Target {
     /// Does the lock hold for a login or session with these claims?
     pub fn holds_for(&self, c: &SessionClaims) -> bool {
         match self {
-            Target::Name { name } => c.account == *name || c.identity == *name,
+            // Names are compared without ASCII case: `lock Alice` is alice's lock.
+            Target::Name { name } => c.account.eq_ignore_ascii_case(name) || c.identity.eq_ignore_ascii_case(name),
             Target::Identity { issuer, sub } => c.issuer == *issuer && c.sub == *sub,
         }
     }
@@ -69,6 +70,10 @@ pub struct Lock {
     /// Where it comes from: `local` (`helperd lock`) or `fleet` (the polled
     /// list: replaced on each poll, not removable with `unlock`).
     pub source: String,
+    /// Set along with the lock of this name (the identity holding it), and
+    /// lifted with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// `locks.json`.
@@ -150,6 +155,7 @@ mod tests {
                 at: 5,
                 reason: "left".into(),
                 source: "local".into(),
+                via: None,
             }],
         };
         let b = serde_json::to_vec(&s).unwrap();

@@ -149,6 +149,7 @@ fn entries_added_and_removed_end_only_new_locks_and_leave_roots_alone() {
         at: 1,
         reason: String::new(),
         source: crate::locks::LOCAL.into(),
+        via: None,
     };
     w.locks.lock(root).unwrap();
     expect_imds(&w.t);
@@ -241,6 +242,7 @@ fn fleet_locks_are_lifted_when_no_list_is_configured() {
         at: 1,
         reason: String::new(),
         source: source.into(),
+        via: None,
     };
     locks.replace_source(SOURCE, vec![fl("alice", SOURCE)]).unwrap();
     locks.lock(fl("bob", crate::locks::LOCAL)).unwrap();

@@ -9,7 +9,9 @@
 //! session through the root socket whose opening process is a child `sleep`:
 //!   * `lock`: `Request::Lock` of the session's login name → the child is reaped;
 //!   * `expiry`: a session whose token expires 1–2 s ahead → from the `exp`
-//!     second to the child reaped (helperd checks deadlines once a second).
+//!     second to the child reaped (helperd checks deadlines once a second);
+//!   * `backchannel-logout`: a signed logout token POSTed to helperd's
+//!     listener (HS256 issuer: the bench signs it) → the child reaped.
 //!
 //! Prints `event=lock n=… p50_ms=… max_ms=…` lines.
 
@@ -21,6 +23,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const ISS: &str = "https://bench.invalid";
+const HMAC: &str = "revoke-bench-shared-secret-of-32-bytes-or-more";
 
 fn now_f() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
@@ -77,12 +80,18 @@ fn main() {
     std::fs::create_dir_all(dir.join("state")).unwrap();
     std::fs::write(dir.join("passwd"), "root:x:0:0::/root:/bin/sh\ndeploy:x:64990:64990::/tmp:/bin/sh\n").unwrap();
     std::fs::write(dir.join("group"), "root:x:0:\n").unwrap();
+    let key = dir.join("hmac.key");
+    std::fs::write(&key, format!("{HMAC}\n")).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let port = integration::free_port();
     let d = dir.display();
     let config = format!(
         "version = 1\n[helperd]\nsocket = \"{d}/helperd.sock\"\ncache_dir = \"{d}/cache\"\nstate_dir = \"{d}/state\"\n\
          nss_snapshot = \"{d}/nss.snapshot\"\n[accounts]\nid_key_file = \"{d}/id.key\"\npasswd_file = \"{d}/passwd\"\n\
          group_file = \"{d}/group\"\n[sessions]\non_expiry = \"end\"\ngrace_secs = 0\nkill_after_secs = 1\n\
+         [backchannel_logout]\nlisten = \"127.0.0.1:{port}\"\n\
          [[issuer]]\nurl = \"{ISS}\"\naudiences = [\"bench\"]\nuser_accounts = false\nleeway_secs = 0\n\
+         algorithms = [\"HS256\"]\nhmac_secret_file = \"{d}/hmac.key\"\n\
          [[role_account]]\nname = \"deploy\"\nissuer = \"{ISS}\"\nrequire = {{ repository = \"x\" }}\n"
     );
     std::fs::write(dir.join("config.toml"), config).unwrap();
@@ -115,6 +124,30 @@ fn main() {
         (0..rounds).map(|i| (exp + (i % 2) as i64, session(&sock, &format!("bob{i}"), exp + (i % 2) as i64))).collect();
     let ms: Vec<f64> = children.iter_mut().map(|(e, c)| (reaped(c) - *e as f64) * 1000.0).collect();
     report("expiry", ms);
+
+    let mut ms = vec![];
+    for i in 0..rounds {
+        let name = format!("carol{i}");
+        let mut c = session(&sock, &name, far);
+        let claims = serde_json::json!({
+            "iss": ISS, "aud": "bench", "iat": now_f() as i64, "jti": format!("logout-{i}-{}", std::process::id()),
+            "sub": format!("sub-{name}"),
+            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+        });
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(HMAC.as_bytes()),
+        )
+        .unwrap();
+        let t0 = now_f();
+        let r = ureq::post(&format!("http://127.0.0.1:{port}/backchannel-logout"))
+            .content_type("application/x-www-form-urlencoded")
+            .send(format!("logout_token={token}"));
+        assert!(r.is_ok_and(|r| r.status() == 200), "logout token refused (see {}/helperd.log)", dir.display());
+        ms.push((reaped(&mut c) - t0) * 1000.0);
+    }
+    report("backchannel-logout", ms);
     let _ = h.kill();
     let _ = h.wait();
 }

@@ -238,6 +238,7 @@ fn a_session_is_renewed_only_with_a_fresh_token_of_its_own_identity() {
             at: T0,
             reason: String::new(),
             source: crate::locks::LOCAL.into(),
+            via: None,
         })
         .unwrap();
     assert_eq!(refused(&renew(&w, &a, token_at("ci-1", "alice", T0 + 20, T0 + 3610, "j-3", "acme/infra"))), "locked");
@@ -279,4 +280,37 @@ fn a_lock_between_login_and_session_holds() {
     };
     assert!(!matches!(ask(&w, root(), open), Response::SessionOpened { .. }));
     assert!(w.svc.sessions.ids().is_empty());
+}
+
+/// Review finding 3d: `lock NAME` of an OIDC account locks the identity
+/// holding it too (a rename at the IdP does not escape), names compare
+/// without case, `unlock NAME` lifts both, and an identity lock of an issuer
+/// not configured here is refused (it would lock nothing).
+#[test]
+fn a_name_lock_follows_the_identity_holding_it() {
+    let w = world("lock-held", None);
+    assert!(matches!(ask(&w, root(), user_login("jti:h1")), Response::Admitted { .. }), "oidctest admitted");
+    match ask(&w, root(), lock_name("OIDCTest")) {
+        Response::Locked { detail, .. } => assert!(detail.contains("and the identity holding it"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+    // The same identity (sub-7) under a new name, e.g. renamed at the IdP.
+    let renamed = SessionClaims { identity: "renamed".into(), ..claims("deploy", "sub-7") };
+    let req = Request::Login {
+        event: None,
+        claims: renamed,
+        web_token: None,
+        role_groups: vec![],
+        replay_id: Some("jti:h2".into()),
+    };
+    assert_eq!(refused(&ask(&w, root(), req.clone())), "locked");
+    let unlock = Request::Unlock { target: LockTarget::Name { name: "OIDCTest".into() } };
+    assert!(matches!(ask(&w, root(), unlock), Response::Unlocked { removed: 2 }), "the name's and the identity's");
+    assert!(matches!(ask(&w, root(), req), Response::Admitted { .. }));
+    let stray = Request::Lock {
+        target: LockTarget::Identity { issuer: "https://elsewhere.test".into(), sub: "x".into() },
+        reason: String::new(),
+        by: String::new(),
+    };
+    assert!(matches!(ask(&w, root(), stray), Response::Error { .. }), "an issuer not configured here");
 }
