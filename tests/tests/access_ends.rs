@@ -154,7 +154,7 @@ fn a_locked_identity_is_refused_and_its_live_session_ends_over_sshd() {
 
     let t0 = Instant::now();
     let said = w.helperd(&["lock", "alice", "--reason", "laptop stolen"]);
-    assert!(said.contains("name alice locked; 1 live session(s) ended"), "{said}\n{}", w.log());
+    assert!(said.contains("name alice") && said.contains("locked; 1 live session(s) ended"), "{said}\n{}", w.log());
     let gone = wait_until(Duration::from_secs(10), || running(&s63) == 0).expect("alice's session ended");
     eprintln!("lock → session gone in {:?} (helperd lock returned after {gone:?})", t0.elapsed());
     let _ = a.0.wait();
