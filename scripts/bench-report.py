@@ -122,13 +122,24 @@ if os.path.exists(os.path.join(work, "revoke.txt")):
     w("no AWS credentials — before its processes are signalled). **lock**: `helperd lock NAME` (the request")
     w("returns after `locks.json` is written with fsync and SIGHUP is sent). **expiry**: `[sessions] on_expiry")
     w("= \"end\"`, grace 0; counted from the token's `exp` second (helperd checks deadlines once a second, so")
-    w("up to ~2 s by design). The same ends are proven through real sshd in `tests/tests/access_ends.rs`.\n")
+    w("up to ~2 s by design). **backchannel-logout**: a signed logout token POSTed to helperd's listener.")
+    w("The same ends are proven through real sshd in `tests/tests/access_ends.rs` and")
+    w("`tests/tests/backchannel_logout.rs`.\n")
     w("| event | sessions | median | max |")
     w("|---|---:|---:|---:|")
     for l in rd("revoke.txt").splitlines():
         v = kv(l)
         if "event" in v:
             w(f"| {v['event']} | {v['n']} | {float(v['p50_ms']):,.0f} ms | {float(v['max_ms']):,.0f} ms |")
+    w("")
+    w("Pulled revocations are bounded by their polling interval, not by the host; measured in the heavy")
+    w("tests (not this run; debug build, loopback, 2 vCPU):\n")
+    w("| event | interval in the test | event → session's processes gone |")
+    w("|---|---|---|")
+    w("| back-channel logout from the test IdP (oidc-provider) → sshd session | — | 110 ms (IdP signs and POSTs, helperd verifies, sshd tears down) |")
+    w("| name added to the fleet lock list in moto S3 | `poll_secs = 5` | 3.4–4.3 s (default `poll_secs = 60`: up to a minute) |")
+    w("| CAEP session-revoked / RISC account-disabled SET queued at the transmitter | poll 5 s | 5.0–5.1 s |")
+    w("| grant revoked at the IdP (device-code session, refresh refused) | ID tokens of 20 s, refresh every 16 s | 15.0 s (bounded by the refresh interval: set by the device client's ID-token lifetime) |")
     w("")
 
 # ---- sizes
