@@ -163,21 +163,7 @@ impl Transport for Http {
     }
 
     fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, Vec<u8>), String> {
-        let mut b = ureq::http::Request::builder().method(method).uri(url);
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        let req = b.body(body.to_vec()).map_err(|e| format!("{method} {url}: {e}"))?;
-        let req = self.agent.configure_request(req).http_status_as_error(false).build();
-        let mut resp = self.agent.run(req).map_err(|e| format!("{method} {url}: {e}"))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY)
-            .read_to_vec()
-            .map_err(|e| format!("{method} {url}: reading body: {e}"))?;
-        Ok((status, body))
+        self.request(method, url, headers, body, MAX_BODY).map(|r| (r.status, r.body))
     }
 
     fn post_form(&self, url: &str, form: &[(&str, &str)]) -> Result<(u16, Vec<u8>), String> {

@@ -167,21 +167,7 @@ mod tests {
         // An unreadable file fails closed: everyone is refused, nothing is overwritten.
         std::fs::write(dir.join(LOCKS_FILE), "{").unwrap();
         let broken = Locks::open(&dir);
-        let anyone = oidc_core::SessionClaims {
-            issuer: "i".into(),
-            sub: "s".into(),
-            account: "zed".into(),
-            identity: "zed".into(),
-            groups: vec![],
-            idp_groups: vec![],
-            jti: None,
-            exp: 0,
-            iat: 0,
-            auth_time: None,
-            acr: None,
-            verified_at: 0,
-            sid: None,
-        };
+        let anyone = oidc_core::SessionClaims::naming("i", "s", "zed", "zed");
         assert!(broken.lock_for(&anyone).is_some_and(|l| l.reason.contains("unreadable")));
         assert!(broken.lock(lock("x", LOCAL)).is_err());
         assert_eq!(std::fs::read(dir.join(LOCKS_FILE)).unwrap(), b"{");

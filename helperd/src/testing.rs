@@ -151,13 +151,7 @@ impl Transport for ScriptedTransport {
     }
 
     fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, Vec<u8>), String> {
-        let call = Call {
-            method: method.into(),
-            url: url.into(),
-            headers: owned(headers),
-            body: String::from_utf8_lossy(body).into_owned(),
-        };
-        self.answer(call).map(|(s, b, _)| (s, b.into_bytes()))
+        self.request(method, url, headers, body, u64::MAX).map(|r| (r.status, r.body))
     }
 
     fn request(

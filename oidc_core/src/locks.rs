@@ -117,21 +117,7 @@ mod tests {
     use super::*;
 
     fn claims(account: &str, identity: &str, sub: &str) -> SessionClaims {
-        SessionClaims {
-            issuer: "https://idp".into(),
-            sub: sub.into(),
-            account: account.into(),
-            identity: identity.into(),
-            groups: vec![],
-            idp_groups: vec![],
-            jti: None,
-            exp: 0,
-            iat: 0,
-            auth_time: None,
-            acr: None,
-            verified_at: 0,
-            sid: None,
-        }
+        SessionClaims::naming("https://idp", sub, account, identity)
     }
 
     #[test]

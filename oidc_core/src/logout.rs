@@ -156,12 +156,7 @@ pub fn verify_logout(
     });
     r.claim("exp", exp, &mut first);
 
-    let nbf = num_date(c, "nbf").and_then(|nbf| match nbf {
-        Some(nbf) if nbf > now.saturating_add(lwi) => Err(Rejection::NotYetValid { nbf, now, leeway: lw }),
-        Some(nbf) => Ok(format!("valid since {}s", now - nbf)),
-        None => Ok("absent".into()),
-    });
-    r.claim("nbf", nbf, &mut first);
+    r.claim("nbf", crate::verify::nbf(c, now, lw), &mut first);
 
     let jti = short_str(c, "jti").and_then(|j| j.ok_or(Rejection::MissingClaim("jti")));
     r.claim("jti", jti.clone(), &mut first);

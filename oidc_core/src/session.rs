@@ -66,6 +66,26 @@ impl SessionClaims {
         }
     }
 
+    /// Claims that only name an identity and an account (no token behind
+    /// them): what a lock is checked against where no token is at hand.
+    pub fn naming(issuer: &str, sub: &str, account: &str, identity: &str) -> SessionClaims {
+        SessionClaims {
+            issuer: issuer.into(),
+            sub: sub.into(),
+            account: account.into(),
+            identity: identity.into(),
+            groups: vec![],
+            idp_groups: vec![],
+            jti: None,
+            exp: 0,
+            iat: 0,
+            auth_time: None,
+            acr: None,
+            verified_at: 0,
+            sid: None,
+        }
+    }
+
     /// When the user last authenticated at the IdP (auth_time, else iat).
     pub fn authenticated_at(&self) -> i64 {
         self.auth_time.unwrap_or(self.iat)

@@ -202,6 +202,17 @@ pub(crate) fn select_keys(
 }
 
 /// NumericDate: an integer or a finite number of seconds; anything else is refused.
+/// The `nbf` check (optional claim; `leeway` seconds of clock skew), shared by
+/// ID, logout and security event tokens.
+pub(crate) fn nbf(c: &crate::strict_json::StrictObject, now: i64, leeway: u64) -> Result<String, Rejection> {
+    let lwi = i64::try_from(leeway).unwrap_or(i64::MAX);
+    num_date(c, "nbf").and_then(|nbf| match nbf {
+        Some(nbf) if nbf > now.saturating_add(lwi) => Err(Rejection::NotYetValid { nbf, now, leeway }),
+        Some(nbf) => Ok(format!("valid since {}s", now - nbf)),
+        None => Ok("absent".into()),
+    })
+}
+
 pub(crate) fn num_date(c: &crate::strict_json::StrictObject, name: &'static str) -> Result<Option<i64>, Rejection> {
     let bad = |why: &str| Rejection::BadClaim { claim: name.into(), why: why.into() };
     match c.get(name) {
@@ -270,12 +281,7 @@ fn check_claims(p: &Parsed<'_>, iss: &Issuer, issuer: String, now: i64, r: &mut 
         &mut first,
     );
 
-    let nbf = num_date(c, "nbf").and_then(|nbf| match nbf {
-        Some(nbf) if nbf > now.saturating_add(lwi) => Err(Rejection::NotYetValid { nbf, now, leeway: lw }),
-        Some(nbf) => Ok(format!("valid since {}s", now - nbf)),
-        None => Ok("absent".into()),
-    });
-    r.claim("nbf", nbf, &mut first);
+    r.claim("nbf", nbf(c, now, lw), &mut first);
 
     let iat = num_date(c, "iat").and_then(|i| i.ok_or(Rejection::MissingClaim("iat")));
     r.claim(

@@ -49,21 +49,7 @@ fn locked(cfg: &Config, user: &str) -> Option<String> {
         .ok()
         .and_then(|s| s.users.iter().find(|u| u.name == user).map(|u| (u.issuer.clone(), u.sub.clone())));
     let (issuer, sub) = held.unwrap_or_default();
-    let probe = oidc_core::SessionClaims {
-        issuer,
-        sub,
-        account: user.to_string(),
-        identity: user.to_string(),
-        groups: vec![],
-        idp_groups: vec![],
-        jti: None,
-        exp: 0,
-        iat: 0,
-        auth_time: None,
-        acr: None,
-        verified_at: 0,
-        sid: None,
-    };
+    let probe = oidc_core::SessionClaims::naming(&issuer, &sub, user, user);
     locks.lock_for(&probe).map(|l| format!("{} is locked on this host by {}", l.target, oidc_core::clean(&l.by)))
 }
 
