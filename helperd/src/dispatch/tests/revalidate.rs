@@ -61,22 +61,8 @@ fn device_session(w: &World, by: &Opener, id_token: &Secret) -> u64 {
         panic!("no token")
     };
     assert_eq!(got.expose(), id_token.expose());
-    let c = SessionClaims { identity: "alice".into(), ..claims("deploy", "ci-1") };
-    let replay_id = oidc_core::replay_id(got.expose(), Some("j-0"));
-    let req =
-        Request::Login { event: None, claims: c, web_token: None, role_groups: vec![], replay_id: Some(replay_id) };
-    let id = login_id(ask(w, root(), req));
-    let open = Request::OpenSession {
-        login_id: id,
-        pid: by.pid(),
-        tty: "pts/1".into(),
-        rhost: "198.51.100.7".into(),
-        end_at_expiry: false,
-    };
-    match ask(w, root(), open) {
-        Response::SessionOpened { id, .. } => id,
-        other => panic!("{other:?}"),
-    }
+    // The module's login of that token: its replay id picks the refresh token up.
+    super::revoke::alice_session_ending(w, by, &oidc_core::replay_id(got.expose(), Some("j-0")), false)
 }
 
 /// Expect one refresh with `refresh_token`; answer `r`.

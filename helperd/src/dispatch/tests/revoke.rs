@@ -78,7 +78,7 @@ fn alice_session(w: &World, by: &Opener, jti: &str) -> u64 {
 }
 
 /// [`alice_session`], opened by a stack with `end_at_expiry` if `end`.
-fn alice_session_ending(w: &World, by: &Opener, jti: &str, end: bool) -> u64 {
+pub(super) fn alice_session_ending(w: &World, by: &Opener, jti: &str, end: bool) -> u64 {
     let c = SessionClaims { identity: "alice".into(), ..claims("deploy", "ci-1") };
     let req =
         Request::Login { event: None, claims: c, web_token: None, role_groups: vec![], replay_id: Some(jti.into()) };
