@@ -67,10 +67,24 @@ pub fn open_session(pam: &mut dyn Pam, raw: &[String], edges: &dyn Edges) -> Pam
         Err(rc) => return rc,
     };
     let published = Published::read(pam);
-    if published.login_id.is_empty() {
-        return PamResultCode::PAM_IGNORE; // not an OIDC login, or helperd was down at auth
-    }
+    // Must this session end when its token does (the config for its issuer,
+    // or this stack)? Then it opens only if helperd has it.
+    let must_end = args.end_at_expiry || cfg.session_ends_at(&published.issuer, 0).is_some();
     let user = pam.user().unwrap_or_default();
+    if published.login_id.is_empty() {
+        if published.user.is_empty() || !must_end {
+            return PamResultCode::PAM_IGNORE; // not an OIDC login, or helperd was down at auth
+        }
+        // An OIDC login the module admitted alone (helperd down): nobody would end it.
+        return decide_open(
+            &cfg,
+            &published,
+            &user,
+            must_end,
+            Err(oidc_core::IpcError::Down("no login id: helperd was unreachable at authentication".into())),
+        )
+        .apply(pam, &user);
+    }
     let req = Request::OpenSession {
         login_id: published.login_id.clone(),
         pid: edges.pid(),
@@ -80,14 +94,17 @@ pub fn open_session(pam: &mut dyn Pam, raw: &[String], edges: &dyn Edges) -> Pam
     };
     let wait = Duration::from_secs(cfg.aws.timeout_secs + 2);
     let answer = edges.helper(&cfg).call_within(&req, wait);
-    decide_open(&cfg, &published, &user, answer).apply(pam, &user)
+    decide_open(&cfg, &published, &user, must_end, answer).apply(pam, &user)
 }
 
-/// The session's fate from helperd's answer.
+/// The session's fate from helperd's answer. `must_end`: the session must
+/// end when its token expires (`on_expiry = "end"`, `end_at_expiry`), which
+/// only helperd can do — without it the session does not open.
 pub fn decide_open(
     cfg: &Config,
     published: &Published,
     user: &str,
+    must_end: bool,
     answer: Result<Response, oidc_core::IpcError>,
 ) -> Opened {
     match answer {
@@ -107,9 +124,18 @@ pub fn decide_open(
             // Without helperd there are no AWS credentials; fail only if they are required.
             let required = cfg.aws.require_credentials
                 || cfg.aws.role_for(&published.groups, &published.issuer).is_some_and(|r| r.required);
-            let mut o = Opened::new(if required { PamResultCode::PAM_SESSION_ERR } else { PamResultCode::PAM_SUCCESS });
+            let fail = required || must_end;
+            let mut o = Opened::new(if fail { PamResultCode::PAM_SESSION_ERR } else { PamResultCode::PAM_SUCCESS });
             o.log.push((Prio::Warning, format!("session open user={user}: {why}")));
-            if required {
+            if must_end {
+                o.log.push((
+                    Prio::Warning,
+                    format!("session refused user={user}: it must end with its token (sessions.on_expiry = \"end\" or end_at_expiry) and helperd does not have it"),
+                ));
+                o.message = Some(
+                    "OIDC session refused: it cannot be ended when its token expires (helperd unavailable)".into(),
+                );
+            } else if required {
                 o.message = Some("AWS credentials unavailable: helperd unreachable".into());
             }
             o

@@ -273,13 +273,37 @@ fn without_helperd_a_session_fails_only_when_aws_credentials_are_required() {
     let mut cfg = oidc_core::Config::load(&s.config).unwrap();
     let p = Published { user: "alice".into(), login_id: "L-1".into(), ..Default::default() };
     let down = || Err(IpcError::Connect(std::io::ErrorKind::ConnectionRefused.into()));
-    let o = decide_open(&cfg, &p, "alice", down());
+    let o = decide_open(&cfg, &p, "alice", false, down());
     assert_eq!((o.rc, o.message), (PamResultCode::PAM_SUCCESS, None));
     cfg.aws.require_credentials = true;
-    let o = decide_open(&cfg, &p, "alice", down());
+    let o = decide_open(&cfg, &p, "alice", false, down());
     assert_eq!(o.rc, PamResultCode::PAM_SESSION_ERR);
     assert_eq!(o.message.as_deref(), Some("AWS credentials unavailable: helperd unreachable"));
     // An odd answer is no better than none.
-    let o = decide_open(&cfg, &p, "alice", Ok(Response::Pong { version: "x".into() }));
+    let o = decide_open(&cfg, &p, "alice", false, Ok(Response::Pong { version: "x".into() }));
     assert_eq!(o.rc, PamResultCode::PAM_SESSION_ERR);
+}
+
+/// Review finding 6: a session that must end with its token (`on_expiry =
+/// "end"`, the stack's `end_at_expiry`) does not open without helperd, which
+/// alone could end it — neither after a login the module admitted alone nor
+/// when open_session cannot reach helperd.
+#[test]
+fn a_session_that_must_end_with_its_token_does_not_open_without_helperd() {
+    use pam_oidc::env::Published;
+    use pam_oidc::session::{decide_open, open_session};
+    let s = setup("h-sess-must-end");
+    let cfg = oidc_core::Config::load(&s.config).unwrap();
+    let p = Published { user: "alice".into(), login_id: "L-1".into(), ..Default::default() };
+    let down = || Err(IpcError::Connect(std::io::ErrorKind::ConnectionRefused.into()));
+    let o = decide_open(&cfg, &p, "alice", true, down());
+    assert_eq!(o.rc, PamResultCode::PAM_SESSION_ERR);
+    assert!(o.message.unwrap().contains("cannot be ended when its token expires"));
+    // Admitted by the module alone: an OIDC identity published, no login id.
+    let mut pam = Fake { user: "alice".into(), ..Default::default() };
+    pam.env.insert(pam_oidc::env::ENV_USER.into(), "alice".into());
+    let rc = open_session(&mut pam, &args(&s, &["end_at_expiry"]), &TestEdges::down(NOW));
+    assert_eq!(rc, PamResultCode::PAM_SESSION_ERR, "{:?}", pam.log.borrow());
+    let rc = open_session(&mut pam, &args(&s, &[]), &TestEdges::down(NOW));
+    assert_eq!(rc, PamResultCode::PAM_IGNORE, "the config keeps sessions: as before");
 }
