@@ -188,6 +188,7 @@ mod tests {
             auth_time: None,
             acr: None,
             verified_at: iat,
+            identity_id: String::new(),
             sid: None,
         }
     }

@@ -37,7 +37,11 @@ impl Target {
         match self {
             // Names are compared without ASCII case: `lock Alice` is alice's lock.
             Target::Name { name } => c.account.eq_ignore_ascii_case(name) || c.identity.eq_ignore_ascii_case(name),
-            Target::Identity { issuer, sub } => c.issuer == *issuer && c.sub == *sub,
+            // The token's `sub`, or the identity the account store binds
+            // (`identity_claim`: Entra's `oid` is the same for every client).
+            Target::Identity { issuer, sub } => {
+                c.issuer == *issuer && (c.sub == *sub || (!c.identity_id.is_empty() && c.identity_id == *sub))
+            }
         }
     }
 }
@@ -128,6 +132,10 @@ mod tests {
         assert!(!name.holds_for(&claims("deploy", "bob", "u-2")), "other holders of the role account");
         let id = Target::Identity { issuer: "https://idp".into(), sub: "u-1".into() };
         assert!(id.holds_for(&claims("alice2", "alice2", "u-1")), "renamed at the IdP: still locked");
+        // Entra: a pairwise `sub` per client, one `oid` (identity_claim) for all.
+        let oid = Target::Identity { issuer: "https://idp".into(), sub: "oid-1".into() };
+        let other_client = SessionClaims { identity_id: "oid-1".into(), ..claims("alice", "alice", "pairwise-2") };
+        assert!(oid.holds_for(&other_client), "the identity_claim value is the identity");
         assert!(!id.holds_for(&SessionClaims { issuer: "https://other".into(), ..claims("a", "a", "u-1") }));
     }
 

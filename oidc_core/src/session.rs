@@ -39,6 +39,11 @@ pub struct SessionClaims {
     /// When this host verified the token (the login here).
     #[serde(default)]
     pub verified_at: i64,
+    /// The value of the issuer's `identity_claim` (`sub` by default; `oid`
+    /// for Entra, whose `sub` is pairwise per client): what the account store
+    /// binds names to, and what an identity lock also compares.
+    #[serde(default)]
+    pub identity_id: String,
 }
 
 impl SessionClaims {
@@ -63,11 +68,13 @@ impl SessionClaims {
             auth_time: v.auth_time,
             acr: v.acr.clone(),
             verified_at: 0,
+            identity_id: v.identity.clone(),
         }
     }
 
-    /// Claims that only name an identity and an account (no token behind
-    /// them): what a lock is checked against where no token is at hand.
+    /// Claims that only name an identity (`sub`: as the account store holds
+    /// it) and an account, no token behind them: what a lock is checked
+    /// against where no token is at hand.
     pub fn naming(issuer: &str, sub: &str, account: &str, identity: &str) -> SessionClaims {
         SessionClaims {
             issuer: issuer.into(),
@@ -82,6 +89,7 @@ impl SessionClaims {
             auth_time: None,
             acr: None,
             verified_at: 0,
+            identity_id: sub.into(),
             sid: None,
         }
     }
@@ -196,6 +204,7 @@ mod tests {
             auth_time,
             acr: Some("mfa".into()),
             verified_at: 0,
+            identity_id: String::new(),
         }
     }
 

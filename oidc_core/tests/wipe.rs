@@ -86,6 +86,7 @@ fn frames_with_secrets_are_wiped() {
             auth_time: None,
             acr: None,
             verified_at: 0,
+            identity_id: String::new(),
         };
         let req =
             Request::Login { event: None, claims, web_token: Some(secret()), role_groups: vec![], replay_id: None };

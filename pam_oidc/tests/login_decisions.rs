@@ -111,6 +111,7 @@ fn session_claims_are_reused_only_while_fresh() {
         auth_time: Some(NOW - auth_age),
         acr: None,
         verified_at: 0,
+        identity_id: String::new(),
     };
     for (age, ok) in [(100, true), (1000, false)] {
         let script = session_with(claims(age));

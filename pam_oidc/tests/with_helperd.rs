@@ -130,6 +130,7 @@ fn claims(groups: &[&str], verified_at: i64) -> SessionClaims {
         auth_time: None,
         acr: None,
         verified_at,
+        identity_id: String::new(),
     }
 }
 

@@ -128,6 +128,7 @@ pub fn login_request(issuer: &str, sub: &str, name: &str, groups: &[String], gec
         auth_time: None,
         acr: None,
         verified_at: 0,
+        identity_id: String::new(),
     };
     oidc_core::Request::Login { event: Some(event), claims, web_token: None, role_groups: vec![], replay_id: None }
 }

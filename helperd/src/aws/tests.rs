@@ -46,6 +46,7 @@ fn claims(group: &str) -> SessionClaims {
         auth_time: None,
         acr: None,
         verified_at: t0(),
+        identity_id: String::new(),
     }
 }
 

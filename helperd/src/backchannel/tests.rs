@@ -100,6 +100,7 @@ impl World {
             auth_time: None,
             acr: None,
             verified_at: T0 - 60,
+            identity_id: String::new(),
         };
         let id = self.svc.sessions.add_pending(claims, None).unwrap();
         // SAFETY: getuid cannot fail.

@@ -113,6 +113,7 @@ fn claims(account: &str, sub: &str) -> SessionClaims {
         auth_time: None,
         acr: None,
         verified_at: T0,
+        identity_id: String::new(),
     }
 }
 

@@ -15,6 +15,7 @@ fn claims(n: usize) -> SessionClaims {
         auth_time: None,
         acr: None,
         verified_at: 0,
+        identity_id: String::new(),
     }
 }
 

@@ -109,6 +109,7 @@ fn session(sub: &str, sid: Option<&str>) -> SessionClaims {
         auth_time: None,
         acr: None,
         verified_at: 0,
+        identity_id: String::new(),
     }
 }
 

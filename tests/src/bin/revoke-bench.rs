@@ -48,6 +48,7 @@ fn session(sock: &Path, name: &str, exp: i64) -> Child {
         auth_time: None,
         acr: None,
         verified_at: 0,
+        identity_id: String::new(),
         sid: None,
     };
     let login = Request::Login { event: None, claims, web_token: None, role_groups: vec![], replay_id: None };
