@@ -114,6 +114,9 @@ struct Saved {
     boot_id: String,
     next_id: u64,
     sessions: Vec<(SessionInfo, end::Tracked)>,
+    /// Ended sessions still owed their SIGKILL: (id, processes, scope).
+    #[serde(default)]
+    dying: Vec<(u64, Vec<end::Proc>, Option<std::path::PathBuf>)>,
 }
 
 /// This boot (a pid and start time name a process only within one boot).
@@ -174,6 +177,14 @@ impl Sessions {
             Err(_) => Saved::default(),
         };
         let this_boot = saved.boot_id == boot_id();
+        // Sessions ended before the restart still get their SIGKILL, at the next tick.
+        let due = self.clock.mono();
+        *self.dying.get_mut().unwrap_or_else(|e| e.into_inner()) = saved
+            .dying
+            .into_iter()
+            .filter(|_| this_boot)
+            .map(|(id, procs, scope)| Dying { id, procs, scope, kill_at: due })
+            .collect();
         let (mut live, mut tracked) = (vec![], HashMap::new());
         for (s, mut t) in saved.sessions.into_iter().filter(|_| this_boot) {
             let opener_runs = procfs::start_time(s.pid) == Some(s.pid_start);
@@ -203,6 +214,13 @@ impl Sessions {
             boot_id: boot_id(),
             next_id: *self.next_id.lock().unwrap_or_else(|e| e.into_inner()),
             sessions: live.iter().map(|s| (s.clone(), tracked.get(&s.id).cloned().unwrap_or_default())).collect(),
+            dying: self
+                .dying
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|d| (d.id, d.procs.clone(), d.scope.clone()))
+                .collect(),
         };
         let r = serde_json::to_vec(&saved)
             .map_err(|e| e.to_string())
@@ -529,6 +547,11 @@ impl Sessions {
             );
             dying.push(Dying { id: s.id, procs: [vec![opener], procs].concat(), scope: t.scope.clone(), kill_at });
         }
+        drop(dying);
+        if !ended.is_empty() {
+            // The SIGKILL still owed survives a restart (lock order: live, then dying).
+            self.save(&self.live.lock().unwrap_or_else(|e| e.into_inner()));
+        }
         ended.iter().map(|(s, _)| s.id).collect()
     }
 
@@ -554,11 +577,15 @@ impl Sessions {
             *dying = wait;
             due
         };
+        let killed = !due.is_empty();
         for d in due {
             let n = end::signal(&end::tree(&d.procs, d.scope.as_deref()), nix::sys::signal::Signal::SIGKILL);
             if n > 0 {
                 warning!("session {}: SIGKILL to {n} process(es) still running after SIGHUP", d.id);
             }
+        }
+        if killed {
+            self.save(&self.live.lock().unwrap_or_else(|e| e.into_inner()));
         }
         ended
     }

@@ -218,3 +218,25 @@ fn a_reused_pid_gets_no_claims_or_credentials() {
     child.wait().unwrap();
     assert!(s.claims_for(&gone).0.is_none());
 }
+
+/// Review finding 11: a restart of helperd between SIGHUP and SIGKILL does
+/// not lose the SIGKILL owed to a process that ignores SIGHUP.
+#[test]
+fn a_sigkill_owed_survives_a_restart() {
+    let dir = crate::testing::temp_dir("sessions-dying");
+    let file = dir.join(FILE);
+    let clock = crate::clock::FakeClock::at(1_000_000);
+    let mut stubborn = std::process::Command::new("sh").args(["-c", "trap '' HUP; sleep 300 & wait"]).spawn().unwrap();
+    let op = (stubborn.id() as i32, procfs::start_time(stubborn.id() as i32).unwrap());
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let first = Sessions::new(clock.clone(), Duration::from_secs(60)).persisted(file.clone());
+    let id = first.add_pending(claims(1), None).unwrap();
+    first.open(&id, uid, op.0, "", "", |_| Some(1_000_001)).unwrap();
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(first.tick(), vec![1], "ended: SIGHUP (ignored), SIGKILL owed in 60 s");
+    drop(first); // helperd restarts
+    let again = Sessions::new(clock.clone(), Duration::from_secs(60)).persisted(file.clone());
+    again.tick();
+    assert!(stubborn.wait().unwrap().code().is_none(), "killed after the restart");
+}
