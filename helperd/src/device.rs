@@ -205,7 +205,13 @@ impl DeviceFlows {
             Err(e) => return fail(e),
         };
         let scope = device_scope(icfg);
-        let resp = match self.http.post_form(&dev_ep, &[("client_id", &client_id), ("scope", &scope)]) {
+        let secret = match client_secret(&self.cfg, issuer) {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        };
+        let mut form = vec![("client_id", client_id.as_str()), ("scope", scope.as_str())];
+        form.extend(secret.as_ref().map(|s| ("client_secret", s.expose())));
+        let resp = match self.http.post_form(&dev_ep, &form) {
             Ok((200, body)) => match json(&body) {
                 Ok(v) => v,
                 Err(e) => return fail(format!("{dev_ep}: {e}")),
@@ -228,7 +234,7 @@ impl DeviceFlows {
         let owner = flow.owner;
         let (refresh, iss_url) = (icfg.device_refresh, icfg.url.clone());
         let spawned = std::thread::Builder::new().name("helperd-device".into()).spawn(move || {
-            let end = match me.poll(&tok_ep2, &client_id2, &device_code, interval, limit, owner) {
+            let end = match me.poll(&tok_ep2, &client_id2, secret.as_ref(), &device_code, interval, limit, owner) {
                 State::Done(id_token, Some(r)) if refresh => {
                     me.keep_grant(&id_token, &iss_url, &tok_ep2, &client_id2, r);
                     State::Done(id_token, None)
@@ -268,10 +274,12 @@ impl DeviceFlows {
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // the flow's state, passed once from start
     fn poll(
         &self,
         token_ep: &str,
         client_id: &str,
+        secret: Option<&Secret>,
         device_code: &str,
         mut interval: u64,
         limit: Duration,
@@ -294,7 +302,8 @@ impl DeviceFlows {
                     );
                 }
             }
-            let form = [("grant_type", GRANT), ("device_code", device_code), ("client_id", client_id)];
+            let mut form = vec![("grant_type", GRANT), ("device_code", device_code), ("client_id", client_id)];
+            form.extend(secret.map(|s| ("client_secret", s.expose())));
             let (status, body) = match self.http.post_form(token_ep, &form) {
                 Ok(x) => x,
                 Err(e) => {
@@ -370,6 +379,21 @@ impl DeviceFlows {
             },
         }
     }
+}
+
+/// The device client's secret (`device_client_secret_file`, root-only), if
+/// the issuer's device client is confidential. Read at each use: a rotated
+/// secret needs no restart.
+pub fn client_secret(cfg: &oidc_core::Config, issuer: &str) -> Result<Option<Secret>, String> {
+    let Some(f) = cfg.issuer(issuer).and_then(|i| i.device_client_secret_file.as_ref()) else { return Ok(None) };
+    let mut b = nss_snapshot::format::read_private_file(f, 4096)?;
+    let text = String::from_utf8(std::mem::take(&mut b)).map_err(|_| format!("{}: not UTF-8", f.display()))?;
+    let secret = Secret::new(text.trim().to_string());
+    zeroize::Zeroize::zeroize(&mut text.into_bytes());
+    if secret.expose().is_empty() {
+        return Err(format!("{}: empty", f.display()));
+    }
+    Ok(Some(secret))
 }
 
 #[cfg(test)]

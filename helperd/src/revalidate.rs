@@ -95,11 +95,16 @@ fn refresh(svc: &Services, id: u64, old: &SessionClaims, g: &Grant, failures: u3
         );
         Next::Retry { at: now + wait }
     };
-    let form = [
+    let secret = match crate::device::client_secret(svc.keys.config(), &g.issuer) {
+        Ok(s) => s,
+        Err(e) => return retry(e),
+    };
+    let mut form = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", g.refresh_token.expose()),
         ("client_id", g.client_id.as_str()),
     ];
+    form.extend(secret.as_ref().map(|s| ("client_secret", s.expose())));
     let ep = &g.token_endpoint;
     let (status, body) = match svc.device.http().post_form(ep, &form) {
         Ok(x) => x,

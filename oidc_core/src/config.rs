@@ -229,7 +229,23 @@ impl Config {
             key: None,
             message: format!("cannot read: {e}"),
         })?;
-        Config::parse(&text, path)
+        let cfg = Config::parse(&text, path)?;
+        // Secret files: only their owner may read them, checked now so a
+        // world-readable secret is a config error, not a login-time surprise.
+        for (i, iss) in cfg.issuers.iter().enumerate() {
+            if let Some(f) = &iss.device_client_secret_file {
+                if let Err(message) = private_file(f) {
+                    let key = format!("issuer[{i}].device_client_secret_file");
+                    return Err(ConfigError {
+                        file: path.into(),
+                        line: find_key_line(&text, &key),
+                        key: Some(key),
+                        message,
+                    });
+                }
+            }
+        }
+        Ok(cfg)
     }
 
     /// Parse and validate config text; `path` is only used in errors.
@@ -363,6 +379,9 @@ impl Config {
                     &k("uid_claim"),
                     "cannot be combined with pre-login resolution (the uid is not known before the token)".into(),
                 );
+            }
+            if iss.device_client_secret_file.is_some() && iss.device_client_id.is_none() {
+                return err(&k("device_client_secret_file"), "set but there is no device_client_id".into());
             }
             if let Some(d) = &iss.device_client_id {
                 if !iss.audiences.contains(d) {
@@ -510,6 +529,25 @@ fn locate(text: &str, offset: usize) -> (Option<usize>, Option<String>) {
 
 /// Best-effort line of `a.b[i].key` for semantic errors: the first line that
 /// assigns the last path segment (after the table of the right index).
+/// A regular file (not a symlink) no one but its owner — root, or whoever
+/// runs this — may read or write.
+fn private_file(f: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::symlink_metadata(f).map_err(|e| format!("{}: {e}", f.display()))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if !m.file_type().is_file() {
+        return Err(format!("{}: not a regular file", f.display()));
+    }
+    if m.uid() != 0 && m.uid() != me {
+        return Err(format!("{}: owned by uid {}, not root; chown root", f.display(), m.uid()));
+    }
+    if m.mode() & 0o077 != 0 {
+        return Err(format!("{}: group or others may read it (mode {:o}); chmod 600", f.display(), m.mode() & 0o777));
+    }
+    Ok(())
+}
+
 fn find_key_line(text: &str, key: &str) -> Option<usize> {
     let leaf = key.rsplit('.').next().unwrap_or(key);
     let leaf = leaf.split('[').next().unwrap_or(leaf);

@@ -42,7 +42,7 @@ fn secs(v: &[u64]) -> Vec<Duration> {
 }
 
 fn poll(f: &DeviceFlows, interval: u64, limit: u64) -> State {
-    f.poll(TOK, "cli", "dc-1", interval, Duration::from_secs(limit), None)
+    f.poll(TOK, "cli", None, "dc-1", interval, Duration::from_secs(limit), None)
 }
 
 #[test]
@@ -157,7 +157,7 @@ fn a_flow_whose_login_process_is_gone_ends_without_polling() {
     let (f, t, _) = setup();
     let me = std::process::id() as i32;
     let gone = crate::server::Peer { uid: 0, pid: me, start: crate::procfs::start_time(me).map(|s| s + 1) };
-    match f.poll(TOK, "cli", "dc-1", 5, Duration::from_secs(300), Some(gone)) {
+    match f.poll(TOK, "cli", None, "dc-1", 5, Duration::from_secs(300), Some(gone)) {
         State::Failed(oidc_core::DeviceFailure::Abandoned, why) => assert!(why.contains(&me.to_string()), "{why}"),
         other => panic!("{other:?}"),
     }
@@ -242,4 +242,47 @@ fn hosts_are_capped_by_address_ipv6_by_prefix() {
     assert_eq!(host_key("::ffff:198.51.100.7"), "198.51.100.7");
     assert_eq!(host_key("198.51.100.7"), "198.51.100.7");
     assert_eq!(host_key("host.example"), "host.example");
+}
+
+/// Issue 16 (confidential clients): with `device_client_secret_file`, the
+/// secret goes with the device authorization request and every poll
+/// (client_secret_post), read from the root-only file at each use.
+#[test]
+fn a_confidential_device_client_sends_its_secret() {
+    let dir = crate::testing::temp_dir("device-secret");
+    let file = dir.join("client.secret");
+    std::fs::write(&file, "s3cret-value\n").unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let text = format!(
+        "version = 1\n[[issuer]]\nurl = \"{ISS}\"\naudiences = [\"cli\"]\ndevice_client_id = \"cli\"\n\
+         device_client_secret_file = \"{}\"\n",
+        file.display()
+    );
+    let cfg = Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let (t, clock) = (ScriptedTransport::new(), FakeClock::at(1_800_000_000));
+    let f = Arc::new(DeviceFlows::new(cfg, t.clone(), clock.clone()));
+    discovery(&t, ISS, DEV);
+    let want = "client_id=cli&scope=openid profile&client_secret=s3cret-value";
+    t.expect_with(
+        "POST",
+        DEV,
+        move |c| if c.body == want { Ok(()) } else { Err(c.body.clone()) },
+        token_reply(
+            200,
+            json!({"device_code": "dc-1", "user_code": "ABCD-EFGH", "verification_uri": "https://idp.test/activate"}),
+        ),
+    );
+    let poll_form = format!("{FORM}&client_secret=s3cret-value");
+    t.expect_with(
+        "POST",
+        TOK,
+        move |c| if c.body == poll_form { Ok(()) } else { Err(c.body.clone()) },
+        token_reply(200, json!({"id_token": "the.id.token"})),
+    );
+    let Response::DeviceStarted { flow_id, .. } = f.start(ISS, "198.51.100.7", None) else { panic!("not started") };
+    assert!(matches!(f.wait(&flow_id, Duration::from_secs(10)), Response::DeviceToken { .. }));
+    t.done();
+    // A secret file others may read is refused at use too (and at config load).
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    assert!(client_secret(&f.cfg, ISS).unwrap_err().contains("chmod 600"));
 }

@@ -95,6 +95,11 @@ pub struct Issuer {
     /// Public client for device-code login (RFC 8628); must be one of `audiences`.
     #[serde(default)]
     pub device_client_id: Option<String>,
+    /// The device client's secret, for IdPs whose device flow needs a
+    /// confidential client (Google): a file only root may read, checked at
+    /// load; sent as `client_secret` (client_secret_post).
+    #[serde(default)]
+    pub device_client_secret_file: Option<PathBuf>,
     /// OAuth scope asked for in device-code login (default `openid profile`).
     #[serde(default = "default_device_scope")]
     pub device_scope: String,

@@ -181,3 +181,26 @@ fn backchannel_logout_listener() {
     }
     assert!(b("listen = \"127.0.0.1:8443\"\nport = 1").is_err(), "unknown keys refused");
 }
+
+/// Issue 16 (confidential clients): a device client secret file others may
+/// read is refused when the config is loaded, naming the key; 0600 loads.
+#[test]
+fn a_readable_client_secret_file_is_refused_at_load() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("oidc-config-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("client.secret");
+    std::fs::write(&secret, "x\n").unwrap();
+    let cfg = dir.join("config.toml");
+    let text = format!("{MIN}device_client_id = \"a\"\ndevice_client_secret_file = \"{}\"\n", secret.display());
+    std::fs::write(&cfg, &text).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = Config::load(&cfg).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("issuer[0].device_client_secret_file"), "{e}");
+    assert!(e.message.contains("chmod 600") && e.line == Some(6), "{e}");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(Config::load(&cfg).is_ok());
+    let e = parse(&format!("{MIN}device_client_secret_file = \"/x\"\n")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("issuer[0].device_client_secret_file"), "without device_client_id: {e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
