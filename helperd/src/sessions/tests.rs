@@ -1,3 +1,4 @@
+use super::pending::MAX_PENDING;
 use super::*;
 
 fn claims(n: usize) -> SessionClaims {
