@@ -5,6 +5,7 @@
 //! end with their own reason. With the issuer's `device_refresh`, the refresh
 //! token stays here, for the session that token opens (`revalidate.rs`).
 
+use crate::client_auth::{with_auth, Client, ClientAuth};
 use crate::clock::Clock;
 use crate::fetch::Transport;
 use crate::log::{info, warning};
@@ -37,6 +38,8 @@ struct Flow {
     /// The process that asked (sshd's per-connection process): when it is
     /// gone the login was abandoned and the flow ends.
     owner: Option<crate::server::Peer>,
+    /// A push login's `login_hint` (one waiting per user); empty for device-code logins.
+    hint: String,
 }
 
 /// The key a remote address is capped by: an IPv6 address by its /64 (one
@@ -69,6 +72,8 @@ pub struct DeviceFlows {
     /// Refresh tokens of finished flows by the replay id of the ID token
     /// handed to the module, until the login reporting that token claims one.
     grants: Mutex<HashMap<String, (Grant, Duration)>>,
+    /// Push logins: when each `login_hint` may be pushed to again (monotonic).
+    cooldown: Mutex<HashMap<String, Duration>>,
 }
 
 fn json(body: &[u8]) -> Result<Value, String> {
@@ -81,7 +86,14 @@ fn str_field(v: &Value, k: &str) -> Option<String> {
 
 impl DeviceFlows {
     pub fn new(cfg: Config, http: Arc<dyn Transport>, clock: Arc<dyn Clock>) -> DeviceFlows {
-        DeviceFlows { cfg, http, clock, flows: Mutex::new(HashMap::new()), grants: Mutex::new(HashMap::new()) }
+        DeviceFlows {
+            cfg,
+            http,
+            clock,
+            flows: Mutex::new(HashMap::new()),
+            grants: Mutex::new(HashMap::new()),
+            cooldown: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The transport to the IdPs (the revalidation step refreshes over it).
@@ -127,7 +139,12 @@ impl DeviceFlows {
     /// Reserve a place for a flow from `rhost` under the caps — before any
     /// call to the IdP, so concurrent starts cannot all slip past them. The
     /// placeholder is a pending flow (counted) that becomes the real one.
-    fn reserve(&self, rhost: &str, owner: Option<crate::server::Peer>) -> Result<(String, Arc<Flow>), Response> {
+    fn reserve(
+        &self,
+        rhost: &str,
+        owner: Option<crate::server::Peer>,
+        hint: &str,
+    ) -> Result<(String, Arc<Flow>), Response> {
         let h = &self.cfg.helperd;
         let key = host_key(rhost);
         let now = self.clock.mono();
@@ -163,14 +180,23 @@ impl DeviceFlows {
                 ),
             });
         }
+        if !hint.is_empty() {
+            self.push_allowed(hint, &pending, now)?;
+        }
         let Some(flow_id) = crate::ids::random_id() else {
             return Err(Response::DeviceFailed {
                 code: oidc_core::DeviceFailure::Error,
                 reason: "no randomness".into(),
             });
         };
-        let flow =
-            Arc::new(Flow { state: Mutex::new(State::Pending), cv: Condvar::new(), created: now, rhost: key, owner });
+        let flow = Arc::new(Flow {
+            state: Mutex::new(State::Pending),
+            cv: Condvar::new(),
+            created: now,
+            rhost: key,
+            owner,
+            hint: hint.to_string(),
+        });
         flows.insert(flow_id.clone(), flow.clone());
         Ok((flow_id, flow))
     }
@@ -183,7 +209,7 @@ impl DeviceFlows {
     /// for anyone who reaches port 22, so flows are capped in all and per
     /// remote host, and a flow whose owner is gone ends.
     pub fn start(self: &Arc<Self>, issuer: &str, rhost: &str, owner: Option<crate::server::Peer>) -> Response {
-        let (flow_id, flow) = match self.reserve(rhost, owner) {
+        let (flow_id, flow) = match self.reserve(rhost, owner, "") {
             Ok(x) => x,
             Err(r) => return r,
         };
@@ -205,12 +231,15 @@ impl DeviceFlows {
             Err(e) => return fail(e),
         };
         let scope = device_scope(icfg);
-        let secret = match client_secret(&self.cfg, issuer) {
-            Ok(s) => s,
+        let auth = match ClientAuth::load(&self.cfg, issuer, Client::Device) {
+            Ok(a) => a,
             Err(e) => return fail(e),
         };
-        let mut form = vec![("client_id", client_id.as_str()), ("scope", scope.as_str())];
-        form.extend(secret.as_ref().map(|s| ("client_secret", s.expose())));
+        let fields = match auth.fields(&client_id, &dev_ep, self.clock.now()) {
+            Ok(f) => f,
+            Err(e) => return fail(e),
+        };
+        let form = with_auth(&[("client_id", client_id.as_str()), ("scope", scope.as_str())], &fields);
         let resp = match self.http.post_form(&dev_ep, &form) {
             Ok((200, body)) => match json(&body) {
                 Ok(v) => v,
@@ -234,7 +263,8 @@ impl DeviceFlows {
         let owner = flow.owner;
         let (refresh, iss_url) = (icfg.device_refresh, icfg.url.clone());
         let spawned = std::thread::Builder::new().name("helperd-device".into()).spawn(move || {
-            let end = match me.poll(&tok_ep2, &client_id2, secret.as_ref(), &device_code, interval, limit, owner) {
+            let grant = [("grant_type", GRANT), ("device_code", device_code.as_str())];
+            let end = match me.poll(&tok_ep2, &client_id2, &auth, &grant, interval, limit, owner) {
                 State::Done(id_token, Some(r)) if refresh => {
                     me.keep_grant(&id_token, &iss_url, &tok_ep2, &client_id2, r);
                     State::Done(id_token, None)
@@ -279,8 +309,8 @@ impl DeviceFlows {
         &self,
         token_ep: &str,
         client_id: &str,
-        secret: Option<&Secret>,
-        device_code: &str,
+        auth: &ClientAuth,
+        grant: &[(&str, &str)],
         mut interval: u64,
         limit: Duration,
         owner: Option<crate::server::Peer>,
@@ -302,8 +332,13 @@ impl DeviceFlows {
                     );
                 }
             }
-            let mut form = vec![("grant_type", GRANT), ("device_code", device_code), ("client_id", client_id)];
-            form.extend(secret.map(|s| ("client_secret", s.expose())));
+            let fields = match auth.fields(client_id, token_ep, self.clock.now()) {
+                Ok(f) => f,
+                Err(e) => return State::Failed(oidc_core::DeviceFailure::Error, e),
+            };
+            let mut form = grant.to_vec();
+            form.push(("client_id", client_id));
+            let form = with_auth(&form, &fields);
             let (status, body) = match self.http.post_form(token_ep, &form) {
                 Ok(x) => x,
                 Err(e) => {
@@ -328,7 +363,7 @@ impl DeviceFlows {
                     Some(t) => State::Done(Secret::new(t), str_field(&v, "refresh_token").map(Secret::new)),
                     None => State::Failed(
                         oidc_core::DeviceFailure::Error,
-                        "token response has no id_token (is `openid` in device_scope?)".into(),
+                        "token response has no id_token (is `openid` in the scope?)".into(),
                     ),
                 };
             }
@@ -340,7 +375,7 @@ impl DeviceFlows {
                     return State::Failed(oidc_core::DeviceFailure::Denied, format!("the user denied the login {desc}"))
                 }
                 Some("expired_token") => {
-                    return State::Failed(oidc_core::DeviceFailure::Expired, format!("the device code expired {desc}"))
+                    return State::Failed(oidc_core::DeviceFailure::Expired, format!("the request expired {desc}"))
                 }
                 Some(e) => return State::Failed(oidc_core::DeviceFailure::Error, format!("{e} {desc}")),
                 None => {
@@ -381,20 +416,7 @@ impl DeviceFlows {
     }
 }
 
-/// The device client's secret (`device_client_secret_file`, root-only), if
-/// the issuer's device client is confidential. Read at each use: a rotated
-/// secret needs no restart.
-pub fn client_secret(cfg: &oidc_core::Config, issuer: &str) -> Result<Option<Secret>, String> {
-    let Some(f) = cfg.issuer(issuer).and_then(|i| i.device_client_secret_file.as_ref()) else { return Ok(None) };
-    let mut b = nss_snapshot::format::read_private_file(f, 4096)?;
-    let text = String::from_utf8(std::mem::take(&mut b)).map_err(|_| format!("{}: not UTF-8", f.display()))?;
-    let secret = Secret::new(text.trim().to_string());
-    zeroize::Zeroize::zeroize(&mut text.into_bytes());
-    if secret.expose().is_empty() {
-        return Err(format!("{}: empty", f.display()));
-    }
-    Ok(Some(secret))
-}
+mod ciba;
 
 #[cfg(test)]
 mod tests;

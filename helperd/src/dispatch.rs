@@ -360,6 +360,9 @@ pub fn dispatch(svc: &Services, peer: Peer, req: Request, before_wait: &mut dyn 
             Response::Locks { locks, next }
         }
         Request::DeviceStart { issuer, rhost } => svc.device.start(issuer, rhost, Some(peer)),
+        Request::CibaStart { issuer, user, service, rhost } => {
+            svc.device.start_ciba(issuer, user, service, rhost, Some(peer))
+        }
         Request::DeviceWait { flow_id, timeout_secs } => {
             // The wait is capped by the flow limits, not by the connection pool.
             before_wait();

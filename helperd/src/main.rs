@@ -6,6 +6,7 @@ mod aws;
 mod backchannel;
 mod check_token;
 mod cli;
+mod client_auth;
 mod clock;
 mod device;
 mod discovery;

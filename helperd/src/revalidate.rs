@@ -95,17 +95,19 @@ fn refresh(svc: &Services, id: u64, old: &SessionClaims, g: &Grant, failures: u3
         );
         Next::Retry { at: now + wait }
     };
-    let secret = match crate::device::client_secret(svc.keys.config(), &g.issuer) {
-        Ok(s) => s,
+    let ep = &g.token_endpoint;
+    let auth = crate::client_auth::ClientAuth::load(svc.keys.config(), &g.issuer, crate::client_auth::Client::Device)
+        .and_then(|a| a.fields(&g.client_id, ep, now));
+    let fields = match auth {
+        Ok(f) => f,
         Err(e) => return retry(e),
     };
-    let mut form = vec![
+    let form = [
         ("grant_type", "refresh_token"),
         ("refresh_token", g.refresh_token.expose()),
         ("client_id", g.client_id.as_str()),
     ];
-    form.extend(secret.as_ref().map(|s| ("client_secret", s.expose())));
-    let ep = &g.token_endpoint;
+    let form = crate::client_auth::with_auth(&form, &fields);
     let (status, body) = match svc.device.http().post_form(ep, &form) {
         Ok(x) => x,
         Err(e) => return retry(e),

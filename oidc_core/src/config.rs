@@ -81,10 +81,13 @@ pub struct Helperd {
     pub root_socket: Option<PathBuf>,
     /// Concurrent connections one non-root uid may hold on the public socket.
     pub max_connections_per_uid: usize,
-    /// Device-code logins waiting at once, in all, and from one remote host.
+    /// Device-code and push logins waiting at once, in all.
     pub max_device_flows: usize,
-    /// Device-code logins waiting at once from one remote host (`PAM_RHOST`).
+    /// Device-code and push logins waiting at once from one remote host (`PAM_RHOST`).
     pub max_device_flows_per_host: usize,
+    /// After a push login that was not approved (denied, timed out), no new
+    /// push to the same user for this many seconds (push fatigue).
+    pub ciba_user_cooldown_secs: u64,
     /// JWKS (and discovery) cache, written by helperd, read by the module.
     pub cache_dir: PathBuf,
     /// helperd's state: the account store, the replay file and `replay.d`.
@@ -134,6 +137,7 @@ impl Default for Helperd {
             max_connections_per_uid: 8,
             max_device_flows: 32,
             max_device_flows_per_host: 4,
+            ciba_user_cooldown_secs: 30,
             cache_dir: "/var/cache/pam-oidc".into(),
             state_dir: "/var/lib/pam-oidc".into(),
             fetch_timeout_secs: 5,
@@ -233,9 +237,9 @@ impl Config {
         // Secret files: only their owner may read them, checked now so a
         // world-readable secret is a config error, not a login-time surprise.
         for (i, iss) in cfg.issuers.iter().enumerate() {
-            if let Some(f) = &iss.device_client_secret_file {
+            for (leaf, f) in iss.private_files() {
                 if let Err(message) = private_file(f) {
-                    let key = format!("issuer[{i}].device_client_secret_file");
+                    let key = format!("issuer[{i}].{leaf}");
                     return Err(ConfigError {
                         file: path.into(),
                         line: find_key_line(&text, &key),
@@ -380,19 +384,7 @@ impl Config {
                     "cannot be combined with pre-login resolution (the uid is not known before the token)".into(),
                 );
             }
-            if iss.device_client_secret_file.is_some() && iss.device_client_id.is_none() {
-                return err(&k("device_client_secret_file"), "set but there is no device_client_id".into());
-            }
-            if let Some(d) = &iss.device_client_id {
-                if !iss.audiences.contains(d) {
-                    return err(
-                        &k("device_client_id"),
-                        format!("{d:?} must also be in audiences (it is the ID token's aud)"),
-                    );
-                }
-            } else if iss.device_login {
-                return err(&k("device_login"), "needs device_client_id".into());
-            }
+            iss.check_clients().or_else(|(key, m)| err(&k(key), m))?;
             if iss.max_token_lifetime_secs == 0 {
                 return err(&k("max_token_lifetime_secs"), "must be at least 1".into());
             }

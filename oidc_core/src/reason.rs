@@ -195,6 +195,13 @@ pub enum Rejection {
     DeviceTimeout(String),
     /// The device-code login failed otherwise (helperd or the IdP).
     DeviceError(String),
+    // --- push login (CIBA)
+    /// The user (or the IdP for them) denied the push login.
+    CibaDenied(String),
+    /// No approval in time (the module stopped waiting, or the request expired).
+    CibaTimeout(String),
+    /// The push login could not be started or failed otherwise.
+    CibaError(String),
     // --- environment
     /// The config is unreadable or invalid, or a PAM call failed: not the token's fault.
     Config(String),
@@ -250,6 +257,9 @@ impl Rejection {
             DeviceExpired(_) => "device-expired",
             DeviceTimeout(_) => "device-timeout",
             DeviceError(_) => "device-error",
+            CibaDenied(_) => "ciba-denied",
+            CibaTimeout(_) => "ciba-timeout",
+            CibaError(_) => "ciba-error",
             Config(_) => "config-error",
             NoToken(_) => "no-token",
         }
@@ -273,6 +283,9 @@ impl Rejection {
             DeviceDenied(_) => "OIDC login refused: the login was denied",
             DeviceExpired(_) | DeviceTimeout(_) => "OIDC login refused: the login was not completed in time",
             DeviceError(_) => "OIDC login unavailable: device login failed",
+            CibaDenied(_) => "OIDC login refused: the login was denied",
+            CibaTimeout(_) => "OIDC login refused: the login was not approved in time",
+            CibaError(_) => "OIDC login unavailable: push login failed",
             NoToken(_) => "OIDC login refused: no token given",
             _ => "OIDC login refused: invalid token",
         }
@@ -361,6 +374,9 @@ impl std::fmt::Display for Rejection {
             DeviceExpired(why) => write!(f, "device login expired: {}", clean_n(why, MAX_CONTEXT)),
             DeviceTimeout(why) => write!(f, "device login timed out: {}", clean_n(why, MAX_CONTEXT)),
             DeviceError(why) => write!(f, "device login failed: {}", clean_n(why, MAX_CONTEXT)),
+            CibaDenied(why) => write!(f, "push login denied: {}", clean_n(why, MAX_CONTEXT)),
+            CibaTimeout(why) => write!(f, "push login not approved in time: {}", clean_n(why, MAX_CONTEXT)),
+            CibaError(why) => write!(f, "push login failed: {}", clean_n(why, MAX_CONTEXT)),
             Config(why) => write!(f, "configuration error: {}", clean_n(why, MAX_CONTEXT)),
             NoToken(why) => write!(f, "no token: {}", clean(why)),
         }

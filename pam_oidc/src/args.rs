@@ -30,7 +30,10 @@ pub struct Args {
     /// Device-code login: `Some(None)` = the first issuer with a device client,
     /// `Some(Some(url))` = that issuer; `None` = per issuer config (`device_login`).
     pub device: Option<Option<String>>,
-    /// `token`: always prompt for a token, even if an issuer sets `device_login`.
+    /// Push login (CIBA): `Some(None)` = the first issuer with a CIBA client,
+    /// `Some(Some(url))` = that issuer; `None` = per issuer config (`ciba_login`).
+    pub ciba: Option<Option<String>>,
+    /// `token`: always prompt for a token, even if an issuer sets `device_login`/`ciba_login`.
     pub token_only: bool,
     pub debug: bool,
     #[cfg(feature = "fault-injection")]
@@ -51,6 +54,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         step_up: false,
         end_at_expiry: false,
         device: None,
+        ciba: None,
         token_only: false,
         debug: false,
         #[cfg(feature = "fault-injection")]
@@ -72,6 +76,8 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
             ("end_at_expiry", None) => a.end_at_expiry = true,
             ("device_code", None) => a.device = Some(None),
             ("device_code", Some(u)) if !u.is_empty() => a.device = Some(Some(u.to_string())),
+            ("ciba", None) => a.ciba = Some(None),
+            ("ciba", Some(u)) if !u.is_empty() => a.ciba = Some(Some(u.to_string())),
             ("token", None) => a.token_only = true,
             ("debug", None) => a.debug = true,
             #[cfg(feature = "fault-injection")]
@@ -97,13 +103,25 @@ impl Args {
 impl Args {
     /// The issuer to run a device-code login with, if this stack uses one.
     pub fn device_issuer<'c>(&self, cfg: &'c oidc_core::Config) -> Option<&'c oidc_core::Issuer> {
-        if self.token_only {
+        if self.token_only || self.ciba.is_some() {
             return None;
         }
         match &self.device {
             Some(Some(url)) => cfg.issuer(url),
             Some(None) => cfg.issuers.iter().find(|i| i.device_client_id.is_some()),
             None => cfg.issuers.iter().find(|i| i.device_login),
+        }
+    }
+
+    /// The issuer to run a push login (CIBA) with, if this stack uses one.
+    pub fn ciba_issuer<'c>(&self, cfg: &'c oidc_core::Config) -> Option<&'c oidc_core::Issuer> {
+        if self.token_only || self.device.is_some() {
+            return None;
+        }
+        match &self.ciba {
+            Some(Some(url)) => cfg.issuer(url).filter(|i| i.ciba_client_id.is_some()),
+            Some(None) => cfg.issuers.iter().find(|i| i.ciba_client_id.is_some()),
+            None => cfg.issuers.iter().find(|i| i.ciba_login),
         }
     }
 }

@@ -22,7 +22,8 @@ pub fn code_for(r: &Rejection) -> PamResultCode {
         Rejection::KeysUnavailable(_)
         | Rejection::Config(_)
         | Rejection::AccountsUnavailable(_)
-        | Rejection::DeviceError(_) => PamResultCode::PAM_AUTHINFO_UNAVAIL,
+        | Rejection::DeviceError(_)
+        | Rejection::CibaError(_) => PamResultCode::PAM_AUTHINFO_UNAVAIL,
         _ => PamResultCode::PAM_AUTH_ERR,
     }
 }
@@ -69,6 +70,17 @@ pub fn setup(pam: &mut dyn Pam, raw: &[String], stage: &'static str) -> Result<(
     };
     match Config::load(&a.config) {
         Ok(c) => match &a.device {
+            _ if a.device.is_some() && a.ciba.is_some() => {
+                let why = "device_code and ciba on one line: choose one".to_string();
+                deny(pam, Rejection::Config(why), PamResultCode::PAM_SERVICE_ERR, Some(&c))
+            }
+            _ if a.ciba.is_some() && a.ciba_issuer(&c).is_none() => {
+                let why = match &a.ciba {
+                    Some(Some(url)) => format!("ciba={url}: not a configured [[issuer]] with a ciba_client_id"),
+                    _ => "ciba: no configured [[issuer]] has a ciba_client_id".to_string(),
+                };
+                deny(pam, Rejection::Config(why), PamResultCode::PAM_SERVICE_ERR, Some(&c))
+            }
             Some(Some(url)) if c.issuer(url).is_none_or(|i| i.device_client_id.is_none()) => {
                 let why = format!("device_code={url}: not a configured [[issuer]] with a device_client_id");
                 deny(pam, Rejection::Config(why), PamResultCode::PAM_SERVICE_ERR, Some(&c))
@@ -201,17 +213,18 @@ fn judge(
             }
         }
     }
-    let token = match a.device_issuer(cfg) {
-        Some(issuer) => crate::device::login(pam, cfg, &*helper, issuer, &edges.hostname()),
+    let token = match (a.ciba_issuer(cfg), a.device_issuer(cfg)) {
+        (Some(issuer), _) => crate::ciba::login(pam, cfg, &*helper, issuer, &edges.hostname()),
+        (None, Some(issuer)) => crate::device::login(pam, cfg, &*helper, issuer, &edges.hostname()),
         // The session's claims fell short of the stack's group: say so in the
         // prompt (sudo passes PAM_SILENT, so a message would not be shown).
-        None if lacks_group => {
+        (None, None) if lacks_group => {
             let mut c = cfg.clone();
             let base = c.pam.prompt.trim_end().trim_end_matches(':');
             c.pam.prompt = format!("{base} (this session is not in {}): ", a.require_groups.join(" or "));
             get_token(pam, a, &c)
         }
-        None => get_token(pam, a, cfg),
+        (None, None) => get_token(pam, a, cfg),
     };
     let token = match token {
         Ok(t) => t,

@@ -4,7 +4,7 @@
 
 use crate::handle::{Pam, Prio};
 use oidc_core::Secret;
-use pam::constants::{PamFlag, PamResultCode, PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_SILENT};
+use pam::constants::{PamFlag, PamResultCode, PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_SILENT, PAM_TEXT_INFO};
 use pam::conv::Conv;
 use pam::items::{AuthTok, RHost, Service, Tty};
 use pam::module::PamHandle;
@@ -103,6 +103,12 @@ impl Pam for RealPam<'_> {
         }
         if let Ok(Some(conv)) = self.h.get_item::<Conv>() {
             let _ = conv.send(PAM_ERROR_MSG, msg);
+        }
+    }
+
+    fn info(&mut self, msg: &str) {
+        if let Ok(Some(conv)) = self.h.get_item::<Conv>() {
+            let _ = conv.send(PAM_TEXT_INFO, msg);
         }
     }
 

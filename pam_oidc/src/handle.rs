@@ -23,6 +23,9 @@ pub trait Pam {
     fn prompt_secret(&mut self, msg: &str) -> Result<Option<Secret>, PamResultCode>;
     /// An error message to the user (suppressed under PAM_SILENT).
     fn error(&mut self, msg: &str);
+    /// A line of information the user needs to log in (PAM_TEXT_INFO), shown
+    /// even under PAM_SILENT: the push-login line ("approve on your phone").
+    fn info(&mut self, msg: &str);
     /// Set a PAM environment variable; an empty value removes it.
     fn putenv(&mut self, name: &str, value: &str) -> Result<(), PamResultCode>;
     fn getenv(&self, name: &str) -> Option<String>;

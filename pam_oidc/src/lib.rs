@@ -11,6 +11,7 @@ pub mod account;
 pub mod admit;
 pub mod args;
 pub mod auth;
+pub mod ciba;
 pub mod device;
 pub mod edges;
 pub mod env;

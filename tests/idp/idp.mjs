@@ -17,6 +17,15 @@
 //   GET  /test/revoke?user=NAME                            -> {"revoked": N} destroys NAME's grants: their
 //        refresh tokens then get invalid_grant (host-device issues them with offline_access;
 //        its ID tokens live DEVICE_ID_TOKEN_TTL seconds, env, default 600)
+//   GET  /test/ciba?user=NAME&action=approve|deny|none[&as=OTHER][&delay_ms=N][&slow=1]
+//        what NAME's "phone" does with the next push logins (CIBA) for login_hint NAME: approve
+//        (default, at once or after delay_ms), deny, or nothing (the request expires); `as`
+//        approves as another account; `slow` answers slow_down to polls < 4 s apart.
+//        Every CIBA response carries `interval: 1`.
+//   GET  /test/ciba/requests?user=NAME                     -> the push logins asked for NAME:
+//        [{client_id, login_hint, binding_message, scope, polls: [ms since request], slow_downs}]
+//   GET  /test/client-key                                  -> {"pem": PKCS#8} the private key of the
+//        private_key_jwt clients (host-ciba-jwt, host-device-jwt), generated at start
 //
 // usage: node idp.mjs --port PORT [--host 127.0.0.1] [--backchannel-logout-uri URL]
 
@@ -24,6 +33,7 @@ import http from 'node:http';
 import { parseArgs } from 'node:util';
 import Provider from 'oidc-provider';
 import * as jose from 'jose';
+import { errors } from 'oidc-provider';
 
 const { values: opts } = parseArgs({
   options: {
@@ -54,6 +64,9 @@ async function mkKey(alg, extra = {}) {
   return { ...jwk, alg, use: 'sig', kid: `${alg.toLowerCase()}-${rand()}` };
 }
 const keys = [await mkKey('RS256'), await mkKey('ES256'), await mkKey('EdDSA', { crv: 'Ed25519' })];
+// The private_key_jwt clients' key pair (the host holds the private half).
+const clientKey = await jose.generateKeyPair('ES256', { extractable: true });
+const clientJwk = { ...(await jose.exportJWK(clientKey.publicKey)), alg: 'ES256', use: 'sig', kid: 'client-1' };
 
 const SECRET = 'test-secret-not-for-production';
 const deviceTtl = Number(process.env.DEVICE_ID_TOKEN_TTL ?? 600);
@@ -83,6 +96,9 @@ const provider = new Provider(issuer, {
     client('host-login-ed', 'EdDSA'),
     client('other-app', 'RS256'),
     client('short-lived', 'RS256'),
+    // Push login (CIBA) with private_key_jwt client authentication.
+    { ...client('host-ciba-jwt', 'RS256'), client_secret: undefined, token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: 'ES256', jwks: { keys: [clientJwk] } },
     // Device-code login (RFC 8628): a public client, as on a host.
     {
       client_id: 'host-device',
@@ -93,6 +109,13 @@ const provider = new Provider(issuer, {
       id_token_signed_response_alg: 'RS256',
       require_auth_time: true,
     },
+    // Confidential device clients (Google's device flow needs one): a secret, or a key.
+    { client_id: 'host-device-conf', client_secret: SECRET, token_endpoint_auth_method: 'client_secret_post',
+      grant_types: ['urn:ietf:params:oauth:grant-type:device_code'], response_types: [], redirect_uris: [],
+      id_token_signed_response_alg: 'RS256', require_auth_time: true },
+    { client_id: 'host-device-jwt', token_endpoint_auth_method: 'private_key_jwt', token_endpoint_auth_signing_alg: 'ES256',
+      jwks: { keys: [clientJwk] }, grant_types: ['urn:ietf:params:oauth:grant-type:device_code'], response_types: [],
+      redirect_uris: [], id_token_signed_response_alg: 'RS256', require_auth_time: true },
   ],
   jwks: { keys },
   // The provider refuses outgoing requests to special-use addresses (SSRF
@@ -117,20 +140,39 @@ const provider = new Provider(issuer, {
     ciba: {
       enabled: true,
       deliveryModes: ['poll'],
-      processLoginHint: async (ctx, hint) => `u-${hint}`,
+      // The phone's settings apply to logins that send a binding_message (helperd's);
+      // /test/token sends none and is always approved as the hint.
+      processLoginHint: async (ctx, hint) => `u-${(ctx.oidc.params.binding_message && phone.get(hint)?.as) || hint}`,
       validateRequestContext: async () => {},
+      // Real IdPs show the message on the phone; this one takes host, service and address.
+      validateBindingMessage: async (ctx, m) => {
+        if (m !== undefined && !/^[\x20-\x7e]{1,128}$/.test(m)) throw new errors.InvalidBindingMessage('bad binding_message');
+      },
       verifyUserCode: async () => {},
       triggerAuthenticationDevice: async (ctx, request, account, c) => {
-        // Auto-approve: the "device" says yes at once.
+        const hint = request.params.login_hint;
+        const mode = (request.params.binding_message && phone.get(hint)) || { action: 'approve' };
+        cibaRequests.set(request.jti, {
+          hint, started: Date.now(), polls: [], slow_downs: 0, slow: !!mode.slow,
+          seen: { client_id: c.clientId, login_hint: hint, binding_message: request.params.binding_message, scope: request.scope },
+        });
+        if (mode.action === 'none') return;
+        if (mode.action === 'deny') {
+          setTimeout(() => provider.backchannelResult(request.jti, new errors.AccessDenied('the user denied the login')).catch(() => {}), mode.delay_ms ?? 0);
+          return;
+        }
+        // Approve: the "device" says yes, at once or after delay_ms.
         const grant = new ctx.oidc.provider.Grant({ clientId: c.clientId, accountId: account.accountId });
         grant.addOIDCScope(request.scope);
         await grant.save();
         const extra = pending.get(account.accountId.slice(2)) ?? {};
-        await ctx.oidc.provider.backchannelResult(request, grant, {
+        const approve = () => ctx.oidc.provider.backchannelResult(request.jti, grant.jti, {
           authTime: Math.floor(Date.now() / 1000),
           acr: extra.acr,
           amr: extra.amr,
         });
+        if (mode.delay_ms) setTimeout(() => approve().catch(() => {}), mode.delay_ms);
+        else await approve();
       },
     },
   },
@@ -146,6 +188,25 @@ const provider = new Provider(issuer, {
   }),
 });
 provider.on('server_error', (ctx, err) => console.error('idp server_error', err));
+// CIBA responses say `interval: 1`; `slow` users' polls closer than 4 s get slow_down.
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.path === '/backchannel' && ctx.body?.auth_req_id) ctx.body = { ...ctx.body, interval: 1 };
+  if (ctx.path === '/token' && ctx.body?.error === 'authorization_pending') {
+    const r = cibaRequests.get(ctx.oidc?.params?.auth_req_id);
+    if (!r) return;
+    const now = Date.now();
+    const last = r.polls.length ? r.started + r.polls[r.polls.length - 1] : r.started;
+    r.polls.push(now - r.started);
+    if (r.slow && now - last < 4000) {
+      r.slow_downs++;
+      ctx.body = { error: 'slow_down', error_description: 'you are polling too quickly' };
+    }
+  } else if (ctx.path === '/token') {
+    const r = cibaRequests.get(ctx.oidc?.params?.auth_req_id);
+    if (r) r.polls.push(Date.now() - r.started);
+  }
+});
 provider.on('grant.saved', (g) => grantsOf.set(g.accountId, new Set([...(grantsOf.get(g.accountId) ?? []), g.jti])));
 async function revoke(user) {
   let n = 0;
@@ -158,6 +219,9 @@ async function revoke(user) {
 }
 
 const pending = new Map();
+// CIBA: what each login_hint's phone does, and the requests seen (by auth_req_id).
+const phone = new Map();
+const cibaRequests = new Map();
 const stats = { jwks_hits: 0, discovery_hits: 0 };
 const json = (res, code, body) => {
   res.writeHead(code, { 'content-type': 'application/json' });
@@ -256,6 +320,20 @@ const server = http.createServer(async (req, res) => {
       await c.backchannelLogout(`u-${url.searchParams.get('user')}`, undefined);
       return json(res, 200, { ok: true });
     }
+    if (url.pathname === '/test/ciba') {
+      const q = url.searchParams;
+      const mode = { action: q.get('action') ?? 'approve', slow: q.get('slow') === '1' };
+      if (q.get('as')) mode.as = q.get('as');
+      if (q.get('delay_ms')) mode.delay_ms = Number(q.get('delay_ms'));
+      phone.set(q.get('user'), mode);
+      return json(res, 200, { ok: true });
+    }
+    if (url.pathname === '/test/ciba/requests') {
+      const user = url.searchParams.get('user');
+      const seen = [...cibaRequests.values()].filter((r) => r.hint === user);
+      return json(res, 200, seen.map((r) => ({ ...r.seen, polls: r.polls, slow_downs: r.slow_downs })));
+    }
+    if (url.pathname === '/test/client-key') return json(res, 200, { pem: await jose.exportPKCS8(clientKey.privateKey) });
     if (url.pathname === '/test/revoke') return json(res, 200, await revoke(url.searchParams.get('user')));
     if (url.pathname === '/test/device') {
       const q = url.searchParams;

@@ -42,7 +42,8 @@ fn secs(v: &[u64]) -> Vec<Duration> {
 }
 
 fn poll(f: &DeviceFlows, interval: u64, limit: u64) -> State {
-    f.poll(TOK, "cli", None, "dc-1", interval, Duration::from_secs(limit), None)
+    let grant = [("grant_type", GRANT), ("device_code", "dc-1")];
+    f.poll(TOK, "cli", &ClientAuth::Public, &grant, interval, Duration::from_secs(limit), None)
 }
 
 #[test]
@@ -157,7 +158,8 @@ fn a_flow_whose_login_process_is_gone_ends_without_polling() {
     let (f, t, _) = setup();
     let me = std::process::id() as i32;
     let gone = crate::server::Peer { uid: 0, pid: me, start: crate::procfs::start_time(me).map(|s| s + 1) };
-    match f.poll(TOK, "cli", None, "dc-1", 5, Duration::from_secs(300), Some(gone)) {
+    let grant = [("grant_type", GRANT), ("device_code", "dc-1")];
+    match f.poll(TOK, "cli", &ClientAuth::Public, &grant, 5, Duration::from_secs(300), Some(gone)) {
         State::Failed(oidc_core::DeviceFailure::Abandoned, why) => assert!(why.contains(&me.to_string()), "{why}"),
         other => panic!("{other:?}"),
     }
@@ -220,18 +222,20 @@ fn discovery_must_name_the_configured_issuer_and_usable_endpoints() {
 #[test]
 fn flows_are_capped_per_host_and_in_all_until_they_age_out() {
     let (f, t, clock) = setup();
-    assert!(f.reserve("2001:db8:1:2::1", None).is_ok());
-    assert!(f.reserve("2001:db8:1:2::99", None).is_ok());
-    let Err(Response::DeviceFailed { code, reason }) = f.reserve("2001:db8:1:2:ffff::1", None) else {
+    assert!(f.reserve("2001:db8:1:2::1", None, "").is_ok());
+    assert!(f.reserve("2001:db8:1:2::99", None, "").is_ok());
+    let Err(Response::DeviceFailed { code, reason }) = f.reserve("2001:db8:1:2:ffff::1", None, "") else {
         panic!("a third flow from one /64")
     };
     assert!(code.as_str() == "busy" && reason.contains("max_device_flows_per_host"), "{reason}");
-    assert!(f.reserve("198.51.100.7", None).is_ok());
-    let Err(Response::DeviceFailed { reason, .. }) = f.reserve("203.0.113.9", None) else { panic!("a fourth flow") };
+    assert!(f.reserve("198.51.100.7", None, "").is_ok());
+    let Err(Response::DeviceFailed { reason, .. }) = f.reserve("203.0.113.9", None, "") else {
+        panic!("a fourth flow")
+    };
     assert!(reason.contains("max_device_flows"), "{reason}");
     // Pending flows are forgotten after an hour (their pollers gave up long before).
     clock.advance(Duration::from_secs(3600));
-    assert!(f.reserve("203.0.113.9", None).is_ok());
+    assert!(f.reserve("203.0.113.9", None, "").is_ok());
     t.done();
 }
 
@@ -284,5 +288,5 @@ fn a_confidential_device_client_sends_its_secret() {
     t.done();
     // A secret file others may read is refused at use too (and at config load).
     std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    assert!(client_secret(&f.cfg, ISS).unwrap_err().contains("chmod 600"));
+    assert!(ClientAuth::load(&f.cfg, ISS, Client::Device).unwrap_err().contains("chmod 600"));
 }

@@ -100,6 +100,37 @@ pub struct Issuer {
     /// load; sent as `client_secret` (client_secret_post).
     #[serde(default)]
     pub device_client_secret_file: Option<PathBuf>,
+    /// The device client's private key (PEM, PKCS#8 or PKCS#1 RSA; RSA, P-256
+    /// or Ed25519) for `private_key_jwt` client authentication instead of a
+    /// secret: a file only root may read, checked at load.
+    #[serde(default)]
+    pub device_client_key_file: Option<PathBuf>,
+    /// Push login (OpenID Connect CIBA, poll mode): the client helperd asks
+    /// the IdP's backchannel authentication endpoint with; must be one of
+    /// `audiences`. CIBA clients are confidential: set
+    /// `ciba_client_secret_file` or `ciba_client_key_file`.
+    #[serde(default)]
+    pub ciba_client_id: Option<String>,
+    /// The CIBA client's secret (client_secret_post), root-only.
+    #[serde(default)]
+    pub ciba_client_secret_file: Option<PathBuf>,
+    /// The CIBA client's private key (`private_key_jwt`), root-only.
+    #[serde(default)]
+    pub ciba_client_key_file: Option<PathBuf>,
+    /// `kid` of the client key, for IdPs that hold several (private_key_jwt).
+    #[serde(default)]
+    pub client_key_id: Option<String>,
+    /// The `login_hint` sent for a push login, from the PAM user: `{user}`
+    /// (the whole name) or `{name}` (without the issuer's `name_prefix`),
+    /// e.g. `{name}@example.com` (default `{name}`).
+    #[serde(default = "default_ciba_login_hint")]
+    pub ciba_login_hint: String,
+    /// OAuth scope asked for in a push login (default `openid profile`).
+    #[serde(default = "default_device_scope")]
+    pub ciba_scope: String,
+    /// Stacks without `token`/`device_code`/`ciba` arguments use push login with this issuer.
+    #[serde(default)]
+    pub ciba_login: bool,
     /// OAuth scope asked for in device-code login (default `openid profile`).
     #[serde(default = "default_device_scope")]
     pub device_scope: String,
@@ -140,6 +171,80 @@ impl Issuer {
         self.user_accounts || !self.name_prefix.is_empty()
     }
 
+    /// The root-only files this issuer names (key path, file), for the check at load.
+    pub fn private_files(&self) -> Vec<(&'static str, &PathBuf)> {
+        [
+            ("device_client_secret_file", &self.device_client_secret_file),
+            ("device_client_key_file", &self.device_client_key_file),
+            ("ciba_client_secret_file", &self.ciba_client_secret_file),
+            ("ciba_client_key_file", &self.ciba_client_key_file),
+        ]
+        .into_iter()
+        .filter_map(|(k, f)| f.as_ref().map(|f| (k, f)))
+        .collect()
+    }
+
+    /// The device and CIBA clients are consistent: (key, message) of the first fault.
+    pub fn check_clients(&self) -> Result<(), (&'static str, String)> {
+        let (dev, ciba) = (&self.device_client_id, &self.ciba_client_id);
+        for (key, id) in [("device_client_id", dev), ("ciba_client_id", ciba)] {
+            if let Some(d) = id.as_ref().filter(|d| !self.audiences.contains(d)) {
+                return Err((key, format!("{d:?} must also be in audiences (it is the ID token's aud)")));
+            }
+        }
+        for (key, set, needs) in [
+            ("device_client_secret_file", self.device_client_secret_file.is_some(), dev.is_some()),
+            ("device_client_key_file", self.device_client_key_file.is_some(), dev.is_some()),
+            ("device_login", self.device_login, dev.is_some()),
+        ] {
+            if set && !needs {
+                return Err((key, "set but there is no device_client_id".into()));
+            }
+        }
+        for (key, set) in [
+            ("ciba_client_secret_file", self.ciba_client_secret_file.is_some()),
+            ("ciba_client_key_file", self.ciba_client_key_file.is_some()),
+            ("ciba_login", self.ciba_login),
+        ] {
+            if set && ciba.is_none() {
+                return Err((key, "set but there is no ciba_client_id".into()));
+            }
+        }
+        if self.device_client_secret_file.is_some() && self.device_client_key_file.is_some() {
+            return Err(("device_client_key_file", "set with device_client_secret_file: choose one".into()));
+        }
+        match (ciba, &self.ciba_client_secret_file, &self.ciba_client_key_file) {
+            (Some(_), Some(_), Some(_)) => {
+                return Err(("ciba_client_key_file", "set with ciba_client_secret_file: choose one".into()))
+            }
+            (Some(_), None, None) => {
+                return Err((
+                    "ciba_client_id",
+                    "a CIBA client authenticates: set ciba_client_secret_file or ciba_client_key_file".into(),
+                ))
+            }
+            _ => {}
+        }
+        if self.device_login && self.ciba_login {
+            return Err(("ciba_login", "set with device_login: choose one".into()));
+        }
+        let hint = &self.ciba_login_hint;
+        let placeholders = crate::claims::template_paths(hint);
+        if !placeholders.iter().all(|p| *p == "user" || *p == "name") || placeholders.is_empty() {
+            return Err((
+                "ciba_login_hint",
+                format!("{hint:?}: use {{user}} or {{name}} (and nothing else in braces)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `login_hint` of a push login for the PAM user `user`.
+    pub fn ciba_hint(&self, user: &str) -> String {
+        let name = user.strip_prefix(self.name_prefix.as_str()).unwrap_or(user);
+        self.ciba_login_hint.replace("{user}", user).replace("{name}", name)
+    }
+
     /// Does the login name come from the `email` claim?
     pub fn name_from_email(&self) -> bool {
         match &self.username_template {
@@ -154,6 +259,10 @@ fn yes() -> bool {
 }
 fn default_identity_claim() -> String {
     "sub".into()
+}
+
+fn default_ciba_login_hint() -> String {
+    "{name}".into()
 }
 
 fn default_device_scope() -> String {

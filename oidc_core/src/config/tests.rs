@@ -204,3 +204,64 @@ fn a_readable_client_secret_file_is_refused_at_load() {
     assert_eq!(e.key.as_deref(), Some("issuer[0].device_client_secret_file"), "without device_client_id: {e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 16 (push login): a CIBA client is one of the audiences and
+/// authenticates (a secret or a key, not both); `ciba_login` needs it; the
+/// login hint template names only the user; key files are root-only at load.
+#[test]
+fn ciba_clients_are_checked_at_load() {
+    let bad = [
+        ("ciba_client_id = \"nope\"\nciba_client_secret_file = \"/s\"\n", "ciba_client_id", "audiences"),
+        ("ciba_client_id = \"a\"\n", "ciba_client_id", "ciba_client_secret_file or ciba_client_key_file"),
+        (
+            "ciba_client_id = \"a\"\nciba_client_secret_file = \"/s\"\nciba_client_key_file = \"/k\"\n",
+            "ciba_client_key_file",
+            "choose one",
+        ),
+        ("ciba_login = true\n", "ciba_login", "no ciba_client_id"),
+        ("ciba_client_key_file = \"/k\"\n", "ciba_client_key_file", "no ciba_client_id"),
+        ("device_client_key_file = \"/k\"\n", "device_client_key_file", "no device_client_id"),
+        (
+            "device_client_id = \"a\"\ndevice_client_key_file = \"/k\"\ndevice_client_secret_file = \"/s\"\n",
+            "device_client_key_file",
+            "choose one",
+        ),
+        (
+            "ciba_client_id = \"a\"\nciba_client_key_file = \"/k\"\nciba_login_hint = \"{email}\"\n",
+            "ciba_login_hint",
+            "{user} or {name}",
+        ),
+        (
+            "ciba_client_id = \"a\"\nciba_client_key_file = \"/k\"\nciba_login_hint = \"fixed\"\n",
+            "ciba_login_hint",
+            "{user} or {name}",
+        ),
+    ];
+    for (extra, key, says) in bad {
+        let e = parse(&format!("{MIN}{extra}")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(format!("issuer[0].{key}").as_str()), "{extra}: {e}");
+        assert!(e.message.contains(says), "{extra}: {e}");
+    }
+    let c = parse(&format!(
+        "{MIN}ciba_client_id = \"a\"\nciba_client_key_file = \"/k\"\nciba_login = true\n\
+         ciba_login_hint = \"{{name}}@example.com\"\nname_prefix = \"x-\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.issuers[0].ciba_hint("x-alice"), "alice@example.com");
+
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("oidc-config-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("client.pem");
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let cfg = dir.join("config.toml");
+    std::fs::write(&cfg, format!("{MIN}ciba_client_id = \"a\"\nciba_client_key_file = \"{}\"\n", key.display()))
+        .unwrap();
+    let e = Config::load(&cfg).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("issuer[0].ciba_client_key_file"), "{e}");
+    assert!(e.message.contains("chmod 600"), "{e}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(Config::load(&cfg).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -100,7 +100,21 @@ pub enum Request {
         #[serde(default)]
         rhost: String,
     },
-    /// Wait up to `timeout_secs` for a device-code login to finish (root only).
+    /// Start a push login (OpenID Connect CIBA, poll mode) for PAM user
+    /// `user` with an issuer (root only); capped like device-code logins, and
+    /// one at a time per user. Wait for it with [`Request::DeviceWait`].
+    CibaStart {
+        /// The issuer URL, as configured.
+        issuer: String,
+        /// The PAM user: helperd makes the `login_hint` from it (`ciba_login_hint`).
+        user: String,
+        /// `PAM_SERVICE` (sshd, sudo, login), named in the binding message.
+        service: String,
+        /// `PAM_RHOST` of the login, empty if unset.
+        #[serde(default)]
+        rhost: String,
+    },
+    /// Wait up to `timeout_secs` for a device-code or push login to finish (root only).
     DeviceWait {
         /// The id [`Response::DeviceStarted`] returned.
         flow_id: String,
@@ -155,6 +169,7 @@ impl Request {
                 | Request::SessionClaims
                 | Request::Sessions { .. }
                 | Request::DeviceStart { .. }
+                | Request::CibaStart { .. }
                 | Request::DeviceWait { .. }
                 | Request::Lock { .. }
                 | Request::Unlock { .. }
@@ -176,6 +191,7 @@ impl Request {
             Request::SessionClaims => "session_claims",
             Request::Sessions { .. } => "sessions",
             Request::DeviceStart { .. } => "device_start",
+            Request::CibaStart { .. } => "ciba_start",
             Request::DeviceWait { .. } => "device_wait",
             Request::AwsCredentials => "aws_credentials",
             Request::RenewSession { .. } => "renew_session",
@@ -282,6 +298,15 @@ pub enum Response {
         /// The code the user types at `verification_uri`.
         user_code: String,
         /// Seconds until the IdP expires the code (capped at 3600; 300 if the IdP says nothing).
+        expires_in: u64,
+    },
+    /// Answer to [`Request::CibaStart`]: the IdP is asking the user.
+    CibaStarted {
+        /// helperd's random id of the flow, for [`Request::DeviceWait`].
+        flow_id: String,
+        /// The short code in the binding message the user's device shows.
+        code: String,
+        /// Seconds until the IdP expires the request.
         expires_in: u64,
     },
     /// The ID token of a finished device-code login (verified by the module like any token).

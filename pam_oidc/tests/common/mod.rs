@@ -29,6 +29,7 @@ pub struct Fake {
     pub reply: Option<String>,
     pub prompts: Vec<String>,
     pub errors: Vec<String>,
+    pub infos: Vec<String>,
     pub env: HashMap<String, String>,
     pub log: std::cell::RefCell<Vec<String>>,
     pub verified: Option<oidc_core::SessionClaims>,
@@ -61,6 +62,9 @@ impl Pam for Fake {
     }
     fn error(&mut self, msg: &str) {
         self.errors.push(msg.into());
+    }
+    fn info(&mut self, msg: &str) {
+        self.infos.push(msg.into());
     }
     fn putenv(&mut self, name: &str, value: &str) -> Result<(), PamResultCode> {
         self.env.insert(name.into(), value.into());
