@@ -332,14 +332,28 @@ impl DeviceFlows {
                     );
                 }
             }
-            let fields = match auth.fields(client_id, token_ep, self.clock.now()) {
-                Ok(f) => f,
+            // Each request gets its own client authentication (an assertion's jti is used once).
+            let send = || -> Result<Result<(u16, Vec<u8>), String>, String> {
+                let fields = auth.fields(client_id, token_ep, self.clock.now())?;
+                let mut form = grant.to_vec();
+                form.push(("client_id", client_id));
+                Ok(self.http.post_form(token_ep, &with_auth(&form, &fields)))
+            };
+            // A transport error (often a pooled connection the IdP or a load
+            // balancer closed while idle) is retried once at once: waiting an
+            // interval could outlast the user's login.
+            let sent = match send() {
+                Ok(Err(e)) => {
+                    warning!("device flow poll: {e}; retrying at once");
+                    send()
+                }
+                other => other,
+            };
+            let sent = match sent {
+                Ok(r) => r,
                 Err(e) => return State::Failed(oidc_core::DeviceFailure::Error, e),
             };
-            let mut form = grant.to_vec();
-            form.push(("client_id", client_id));
-            let form = with_auth(&form, &fields);
-            let (status, body) = match self.http.post_form(token_ep, &form) {
+            let (status, body) = match sent {
                 Ok(x) => x,
                 Err(e) => {
                     warning!("device flow poll: {e}");

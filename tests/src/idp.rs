@@ -59,6 +59,23 @@ impl Idp {
         self.get_json(&format!("/test/revoke?user={user}"))["revoked"].as_u64().unwrap()
     }
 
+    /// What `user`'s "phone" does with the next push logins (CIBA):
+    /// `action=approve|deny|none[&as=OTHER][&delay_ms=N][&slow=1]`.
+    pub fn phone(&self, user: &str, query: &str) {
+        assert_eq!(self.get_json(&format!("/test/ciba?user={user}&{query}"))["ok"], Value::Bool(true));
+    }
+
+    /// The push logins the IdP was asked for `user`: client_id, login_hint,
+    /// binding_message, scope, polls (ms since the request), slow_downs.
+    pub fn ciba_requests(&self, user: &str) -> Vec<Value> {
+        self.get_json(&format!("/test/ciba/requests?user={user}")).as_array().cloned().unwrap_or_default()
+    }
+
+    /// The private key (PKCS#8 PEM) of the IdP's private_key_jwt clients.
+    pub fn client_key_pem(&self) -> String {
+        self.get_json("/test/client-key")["pem"].as_str().unwrap().to_string()
+    }
+
     fn spawn(&mut self) {
         let dir = root().join("tests/idp");
         assert!(dir.join("node_modules/oidc-provider").exists(), "run `npm ci` in tests/idp (scripts/test does)");

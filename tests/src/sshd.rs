@@ -39,6 +39,17 @@ impl Stacks {
         s
     }
 
+    /// sshd with a push login (CIBA), sudo stepping up by push, login as in `standard`.
+    pub fn ciba() -> Stacks {
+        let mut s = Stacks::standard("ciba step_up");
+        s.0[0].1 = s.0[0].1.replacen(
+            "auth required {MODULE} config={CONFIG}",
+            "auth required {MODULE} config={CONFIG} ciba",
+            1,
+        );
+        s
+    }
+
     /// The stacks docs/pam-stacks.md ships: our lines with explicit control fields
     /// before the host's common stacks, so local users fall through to pam_unix.
     pub fn shipped(sudo_args: &str) -> Stacks {
