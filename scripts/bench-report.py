@@ -142,6 +142,30 @@ if os.path.exists(os.path.join(work, "revoke.txt")):
     w("| grant revoked at the IdP (device-code session, refresh refused) | ID tokens of 20 s, refresh every 16 s | 15.0 s (bounded by the refresh interval: set by the device client's ID-token lifetime) |")
     w("")
 
+# ---- login time
+if os.path.exists(os.path.join(work, "login.txt")):
+    w("## Login time: from `ssh` to the remote command's output\n")
+    w("`login-bench` (release artifacts) runs the namespace sshd of the heavy tests, the test IdP and")
+    w("helperd on 127.0.0.1, and times `ssh user@host 'echo IN'` until the output arrives, 5 logins each:")
+    w("**key**: a local user's publickey login (the baseline); **token**: a fresh ID token fed to the")
+    w("keyboard-interactive prompt by `pam-oidc-askpass`; **device**: device-code login, the code approved at")
+    w("the IdP by a script the moment the prompt shows (the user then presses Enter: the test's askpass")
+    w("answers at once); **push**: CIBA, the IdP's \"phone\" approving at once, nothing typed. Device and push")
+    w("include the IdP's polling interval (the test IdP: device 5 s, push 1 s): with a person in the loop")
+    w("add the time they take to approve.\n")
+    w("| way in | median | max | vs key |")
+    w("|---|---:|---:|---:|")
+    rows = [kv(l) for l in rd("login.txt").splitlines() if l.startswith("method=")]
+    base = next((float(r["p50_s"]) for r in rows if r["method"] == "key"), None)
+    for r in rows:
+        ratio = f"{float(r['p50_s'])/base:.1f}×" if base else "—"
+        w(f"| {r['method']} | {float(r['p50_s']):.2f} s | {float(r['max_s']):.2f} s | {ratio} |")
+    phases = [l for l in rd("login.txt").splitlines() if l.startswith("push-phases-ms")]
+    if phases:
+        w(f"\nWhere a push login's time goes (ms: from `ssh` to the IdP's backchannel request + from there to the")
+        w(f"poll that got the token): {phases[0].split(': ', 1)[1]}.")
+    w("")
+
 # ---- sizes
 w("## Sizes\n")
 w("| file | stripped (as packaged) | as built |")

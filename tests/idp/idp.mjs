@@ -23,7 +23,7 @@
 //        approves as another account; `slow` answers slow_down to polls < 4 s apart.
 //        Every CIBA response carries `interval: 1`.
 //   GET  /test/ciba/requests?user=NAME                     -> the push logins asked for NAME:
-//        [{client_id, login_hint, binding_message, scope, polls: [ms since request], slow_downs}]
+//        [{client_id, login_hint, binding_message, scope, started_ms (epoch), polls: [ms since request], slow_downs}]
 //   GET  /test/client-key                                  -> {"pem": PKCS#8} the private key of the
 //        private_key_jwt clients (host-ciba-jwt, host-device-jwt), generated at start
 //
@@ -331,7 +331,7 @@ const server = http.createServer(async (req, res) => {
     if (url.pathname === '/test/ciba/requests') {
       const user = url.searchParams.get('user');
       const seen = [...cibaRequests.values()].filter((r) => r.hint === user);
-      return json(res, 200, seen.map((r) => ({ ...r.seen, polls: r.polls, slow_downs: r.slow_downs })));
+      return json(res, 200, seen.map((r) => ({ ...r.seen, started_ms: r.started, polls: r.polls, slow_downs: r.slow_downs })));
     }
     if (url.pathname === '/test/client-key') return json(res, 200, { pem: await jose.exportPKCS8(clientKey.privateKey) });
     if (url.pathname === '/test/revoke') return json(res, 200, await revoke(url.searchParams.get('user')));

@@ -11,7 +11,13 @@ pub(crate) fn target() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
 }
 
+/// `debug` (what scripts/build makes), or `release` with
+/// `PAM_OIDC_ARTIFACTS=release` (the benchmarks).
 fn artifact(rel: &str) -> PathBuf {
+    let rel = match std::env::var("PAM_OIDC_ARTIFACTS").as_deref() {
+        Ok("release") => rel.replacen("debug/", "release/", 1),
+        _ => rel.to_string(),
+    };
     let p = target().join(rel);
     assert!(p.exists(), "{} is missing: run scripts/test (or cargo build --workspace) first", p.display());
     p
