@@ -38,7 +38,8 @@ struct Flow {
     /// The process that asked (sshd's per-connection process): when it is
     /// gone the login was abandoned and the flow ends.
     owner: Option<crate::server::Peer>,
-    /// A push login's `login_hint` (one waiting per user); empty for device-code logins.
+    /// A push login's user, as [`ciba::hint_key`] of its `login_hint` (one
+    /// waiting per user); empty for device-code logins.
     hint: String,
 }
 
@@ -195,7 +196,7 @@ impl DeviceFlows {
             created: now,
             rhost: key,
             owner,
-            hint: hint.to_string(),
+            hint: ciba::hint_key(hint),
         });
         flows.insert(flow_id.clone(), flow.clone());
         Ok((flow_id, flow))

@@ -42,6 +42,12 @@ pub fn binding_message(code: &str, service: &str, user: &str, host: &str, rhost:
     format!("{head}{}{from}", plain(host, room)).chars().take(MAX_BINDING).collect()
 }
 
+/// Who a hint pushes to, for the one-per-user and cooldown rules: IdPs match
+/// login hints without case and around spaces, so `Alice ` is `alice`.
+pub fn hint_key(hint: &str) -> String {
+    hint.trim().to_lowercase()
+}
+
 /// A login hint sent to the IdP: printable, bounded.
 fn hint_ok(h: &str) -> bool {
     !h.is_empty() && h.len() <= 256 && !h.chars().any(char::is_control)
@@ -56,7 +62,8 @@ impl DeviceFlows {
         now: Duration,
     ) -> Result<(), Response> {
         let busy = |reason: String| Err(Response::DeviceFailed { code: DeviceFailure::Busy, reason });
-        if pending.iter().any(|f| f.hint == hint) {
+        let hint = &hint_key(hint);
+        if pending.iter().any(|f| &f.hint == hint) {
             crate::log::limited_warning!(
                 "ciba-user",
                 "push login refused: one is waiting for {}",
@@ -184,7 +191,7 @@ impl DeviceFlows {
         let interval = resp.get("interval").and_then(Value::as_u64).unwrap_or(5).clamp(1, 60);
         let limit = Duration::from_secs(expires_in.min(wait + 30));
         let me = Arc::clone(self);
-        let (id, owner, hint2) = (flow_id.clone(), flow.owner, hint.to_string());
+        let (id, owner, hint2) = (flow_id.clone(), flow.owner, hint_key(hint));
         let spawned = std::thread::Builder::new().name("helperd-ciba".into()).spawn(move || {
             let grant = [("grant_type", GRANT), ("auth_req_id", auth_req_id.as_str())];
             // The refresh token of a push login is not kept (no revalidation).
