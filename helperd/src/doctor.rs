@@ -2,6 +2,7 @@
 //! check says PASS or FAIL, why, and for a failure how to fix it; the exit
 //! code is non-zero if anything failed.
 
+mod clients;
 mod fleet;
 mod imds;
 
@@ -81,7 +82,7 @@ pub fn run(config: &Path, cfg: Result<Config, ConfigError>, o: &Opts) -> i32 {
     if let Some(cfg) = &cfg {
         let http = Http::new(Duration::from_secs(cfg.helperd.fetch_timeout_secs));
         for iss in &cfg.issuers {
-            issuer_checks(&mut r, &http, iss);
+            issuer_checks(&mut r, &http, cfg, iss);
         }
     }
     if let Some(cfg) = &cfg {
@@ -117,7 +118,7 @@ pub fn run(config: &Path, cfg: Result<Config, ConfigError>, o: &Opts) -> i32 {
     }
 }
 
-fn issuer_checks(r: &mut Report, http: &dyn Transport, iss: &oidc_core::Issuer) {
+fn issuer_checks(r: &mut Report, http: &dyn Transport, cfg: &Config, iss: &oidc_core::Issuer) {
     let name = format!("issuer {}", iss.url);
     let found = match crate::discovery::discover(http, &iss.url) {
         Ok(d) => d,
@@ -147,6 +148,7 @@ fn issuer_checks(r: &mut Report, http: &dyn Transport, iss: &oidc_core::Issuer) 
         }
     };
     r.pass(&name, "discovery reachable, issuer matches");
+    clients::checks(&found, cfg, iss).into_iter().for_each(|(n, outcome)| r.check(&n, outcome));
     let jwks_uri = iss.jwks_uri.clone().or_else(|| found.field("jwks_uri").map(String::from));
     r.check(
         &format!("{name} jwks"),
@@ -546,15 +548,16 @@ mod tests {
 
     const DISCOVERY: &str = "https://idp.test/.well-known/openid-configuration";
 
-    fn issuer() -> oidc_core::Issuer {
+    fn config() -> Config {
         let text = "version = 1\n[[issuer]]\nurl = \"https://idp.test\"\naudiences = [\"a\"]\n";
-        Config::parse(text, Path::new("t.toml")).unwrap().issuers.remove(0)
+        Config::parse(text, Path::new("t.toml")).unwrap()
     }
 
     /// The failures `issuer_checks` reports for a scripted IdP.
     fn failures(t: &ScriptedTransport) -> usize {
         let mut r = Report { failed: 0 };
-        issuer_checks(&mut r, t, &issuer());
+        let c = config();
+        issuer_checks(&mut r, t, &c, &c.issuers[0]);
         t.done();
         r.failed
     }
