@@ -73,7 +73,11 @@ impl ClientAuth {
         } else {
             return Err(format!("{}: not a PEM private key (RSA, P-256 or Ed25519)", f.display()));
         };
-        Ok(ClientAuth::Key { key, alg, kid: i.client_key_id.clone() })
+        let auth = ClientAuth::Key { key, alg, kid: i.client_key_id.clone() };
+        // A key of another size or curve (P-384 as "ES256") loads but cannot sign: say so now.
+        auth.fields("probe", "probe", 0)
+            .map_err(|e| format!("{}: cannot sign {alg:?} with this key (RSA, P-256 or Ed25519): {e}", f.display()))?;
+        Ok(auth)
     }
 
     /// The form fields that authenticate `client_id` in a request to
@@ -196,5 +200,20 @@ mod tests {
             .unwrap_err()
             .contains("not a PEM private key"));
         assert!(matches!(ClientAuth::load(&cfg(""), "https://idp.test", Client::Device), Ok(ClientAuth::Public)));
+        // RSA and Ed25519 keys sign too; a P-384 key is refused at load, not at the first login.
+        for (alg, args, want) in [
+            ("RS256", &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"][..], Ok("RS256")),
+            ("EdDSA", &["-algorithm", "ED25519"][..], Ok("EdDSA")),
+            ("P-384", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"][..], Err("cannot sign")),
+        ] {
+            let pem = std::process::Command::new("openssl").arg("genpkey").args(args).output().unwrap().stdout;
+            let k = private(&dir, alg, &String::from_utf8(pem).unwrap());
+            let c = cfg(&format!("device_client_key_file = \"{}\"\n", k.display()));
+            match (ClientAuth::load(&c, "https://idp.test", Client::Device), want) {
+                (Ok(ClientAuth::Key { alg: a, .. }), Ok(w)) => assert_eq!(format!("{a:?}"), w),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{alg}: {e}"),
+                (other, _) => panic!("{alg}: {other:?}"),
+            }
+        }
     }
 }

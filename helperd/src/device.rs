@@ -39,8 +39,25 @@ struct Flow {
     /// gone the login was abandoned and the flow ends.
     owner: Option<crate::server::Peer>,
     /// A push login's user, as [`ciba::hint_key`] of its `login_hint` (one
-    /// waiting per user); empty for device-code logins.
+    /// waiting per user and origin); empty for device-code logins.
     hint: String,
+    /// The module stopped waiting for it: polling stops (a late approval
+    /// would log no one in).
+    abandoned: std::sync::atomic::AtomicBool,
+}
+
+impl Flow {
+    fn new(created: Duration, rhost: String, owner: Option<crate::server::Peer>, hint: String) -> Flow {
+        Flow {
+            state: Mutex::new(State::Pending),
+            cv: Condvar::new(),
+            created,
+            rhost,
+            owner,
+            hint,
+            abandoned: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
 }
 
 /// The key a remote address is capped by: an IPv6 address by its /64 (one
@@ -182,7 +199,7 @@ impl DeviceFlows {
             });
         }
         if !hint.is_empty() {
-            self.push_allowed(hint, &pending, now)?;
+            self.push_allowed(hint, &key, &pending, now)?;
         }
         let Some(flow_id) = crate::ids::random_id() else {
             return Err(Response::DeviceFailed {
@@ -190,14 +207,8 @@ impl DeviceFlows {
                 reason: "no randomness".into(),
             });
         };
-        let flow = Arc::new(Flow {
-            state: Mutex::new(State::Pending),
-            cv: Condvar::new(),
-            created: now,
-            rhost: key,
-            owner,
-            hint: ciba::hint_key(hint),
-        });
+        let user = if hint.is_empty() { String::new() } else { ciba::user_at(hint, &key) };
+        let flow = Arc::new(Flow::new(now, key, owner, user));
         flows.insert(flow_id.clone(), flow.clone());
         Ok((flow_id, flow))
     }
@@ -257,15 +268,14 @@ impl DeviceFlows {
         let expires_in = resp.get("expires_in").and_then(Value::as_u64).unwrap_or(300).min(3600);
         let interval = resp.get("interval").and_then(Value::as_u64).unwrap_or(5).clamp(1, 60);
         // Poll no longer than the code lives, nor much past the module's wait.
-        let limit = Duration::from_secs(expires_in.min(self.cfg.pam.device_timeout_secs + 30));
+        let limit = Duration::from_secs(expires_in.min(self.cfg.pam.device_timeout_secs.saturating_add(30)));
         let me = Arc::clone(self);
         let id = flow_id.clone();
         let (tok_ep2, client_id2) = (tok_ep.clone(), client_id.clone());
-        let owner = flow.owner;
         let (refresh, iss_url) = (icfg.device_refresh, icfg.url.clone());
         let spawned = std::thread::Builder::new().name("helperd-device".into()).spawn(move || {
             let grant = [("grant_type", GRANT), ("device_code", device_code.as_str())];
-            let end = match me.poll(&tok_ep2, &client_id2, &auth, &grant, interval, limit, owner) {
+            let end = match me.poll(&tok_ep2, &client_id2, &auth, &grant, interval, limit, Some(&flow)) {
                 State::Done(id_token, Some(r)) if refresh => {
                     me.keep_grant(&id_token, &iss_url, &tok_ep2, &client_id2, r);
                     State::Done(id_token, None)
@@ -314,7 +324,7 @@ impl DeviceFlows {
         grant: &[(&str, &str)],
         mut interval: u64,
         limit: Duration,
-        owner: Option<crate::server::Peer>,
+        flow: Option<&Flow>,
     ) -> State {
         let start = self.clock.mono();
         loop {
@@ -325,7 +335,10 @@ impl DeviceFlows {
                     format!("not completed within {}s", limit.as_secs()),
                 );
             }
-            if let Some(p) = owner {
+            if flow.is_some_and(|f| f.abandoned.load(std::sync::atomic::Ordering::Relaxed)) {
+                return State::Failed(oidc_core::DeviceFailure::Abandoned, "the login stopped waiting".into());
+            }
+            if let Some(p) = flow.and_then(|f| f.owner) {
                 if !crate::procfs::same_process(&p) {
                     return State::Failed(
                         oidc_core::DeviceFailure::Abandoned,
@@ -423,10 +436,13 @@ impl DeviceFlows {
                 Response::DeviceToken { id_token: t }
             }
             State::Failed(code, reason) => Response::DeviceFailed { code, reason },
-            State::Pending => Response::DeviceFailed {
-                code: oidc_core::DeviceFailure::Timeout,
-                reason: format!("the user did not complete the login within {}s", timeout.as_secs()),
-            },
+            State::Pending => {
+                flow.abandoned.store(true, std::sync::atomic::Ordering::Relaxed);
+                Response::DeviceFailed {
+                    code: oidc_core::DeviceFailure::Timeout,
+                    reason: format!("the user did not complete the login within {}s", timeout.as_secs()),
+                }
+            }
         }
     }
 }

@@ -359,9 +359,9 @@ pub fn dispatch(svc: &Services, peer: Peer, req: Request, before_wait: &mut dyn 
             let (locks, next) = oidc_core::page_of(&svc.locks.list(), *offset, |_| {});
             Response::Locks { locks, next }
         }
-        Request::DeviceStart { issuer, rhost } => svc.device.start(issuer, rhost, Some(peer)),
+        Request::DeviceStart { issuer, rhost } => svc.device.start(issuer, &origin(rhost, &peer), Some(peer)),
         Request::CibaStart { issuer, user, service, rhost } => {
-            svc.device.start_ciba(issuer, user, service, rhost, Some(peer))
+            svc.device.start_ciba(issuer, user, service, &origin(rhost, &peer), Some(peer))
         }
         Request::DeviceWait { flow_id, timeout_secs } => {
             // The wait is capped by the flow limits, not by the connection pool.
@@ -373,6 +373,16 @@ pub fn dispatch(svc: &Services, peer: Peer, req: Request, before_wait: &mut dyn 
             Response::Users { users, next }
         }
     }
+}
+
+/// Where a device-code or push login comes from, for its caps: the remote
+/// address, or for a local login (su, sudo, console) the caller's real uid,
+/// so one local user cannot use up another's.
+fn origin(rhost: &str, peer: &crate::server::Peer) -> String {
+    if !rhost.is_empty() {
+        return rhost.to_string();
+    }
+    crate::procfs::real_uid(peer.pid).map_or_else(|| "local".into(), |u| format!("uid:{u}"))
 }
 
 #[cfg(test)]

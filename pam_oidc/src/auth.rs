@@ -213,7 +213,8 @@ fn judge(
             }
         }
     }
-    let token = match (a.ciba_issuer(cfg), a.device_issuer(cfg)) {
+    let pushed = a.ciba_issuer(cfg);
+    let token = match (pushed, a.device_issuer(cfg)) {
         (Some(issuer), _) => crate::ciba::login(pam, cfg, &*helper, issuer, &edges.hostname()),
         (None, Some(issuer)) => crate::device::login(pam, cfg, &*helper, issuer, &edges.hostname()),
         // The session's claims fell short of the stack's group: say so in the
@@ -270,6 +271,10 @@ fn judge(
             return refuse(r, reason);
         }
     };
+    if let Some(r) = pushed.and_then(|i| crate::ciba::pinned(i, &v).err()) {
+        let reason = r.to_string();
+        return refuse(r, reason);
+    }
     // What the token's groups are on this host (the issuer's mapping): policy,
     // NSS and AWS rules all speak these names.
     let Some(icfg) = cfg.issuer(&v.issuer) else {

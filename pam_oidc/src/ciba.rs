@@ -19,13 +19,25 @@ pub fn login(
     host: &str,
 ) -> Result<Secret, Rejection> {
     let user = pam.user().unwrap_or_default();
+    // A push goes only to an OIDC account that can log in here: a name that
+    // does not resolve cannot (sshd refuses it anyway), and a role account
+    // (`deploy`) is no one's phone. Anyone on port 22 can type any name.
+    if cfg.is_role_account(&user) || crate::local::classify(cfg, pam, &user) != crate::local::Kind::Oidc {
+        return Err(Rejection::CibaError(format!(
+            "no push for {}: not a person's OIDC account on this host (unknown names and role accounts get none; \
+             list new users in the roster or pre-login patterns)",
+            oidc_core::clean(&user)
+        )));
+    }
     let req = Request::CibaStart {
         issuer: issuer.url.clone(),
         user: user.clone(),
         service: pam.service(),
         rhost: pam.rhost(),
     };
-    let (flow_id, code) = match client.call(&req) {
+    // helperd fetches discovery and posts the request before answering.
+    let start = Duration::from_secs(cfg.helperd.fetch_timeout_secs.saturating_mul(2).saturating_add(5));
+    let (flow_id, code) = match client.call_within(&req, start) {
         Ok(Response::CibaStarted { flow_id, code, .. }) => (flow_id, code),
         Ok(Response::DeviceFailed { code: DeviceFailure::Denied, reason }) => {
             return Err(Rejection::CibaDenied(reason))
@@ -41,7 +53,7 @@ pub fn login(
     ));
     let wait = cfg.pam.device_timeout_secs;
     let req = Request::DeviceWait { flow_id, timeout_secs: wait };
-    match client.call_within(&req, Duration::from_secs(wait + 5)) {
+    match client.call_within(&req, Duration::from_secs(wait.saturating_add(5))) {
         Ok(Response::DeviceToken { id_token }) => Ok(id_token),
         Ok(Response::DeviceFailed { code, reason }) => Err(match code {
             DeviceFailure::Denied => Rejection::CibaDenied(reason),
@@ -52,5 +64,25 @@ pub fn login(
         }),
         Ok(other) => Err(Rejection::CibaError(format!("helperd: {other:?}"))),
         Err(e) => Err(Rejection::CibaTimeout(e.to_string())),
+    }
+}
+
+/// A push login's token must come from the issuer and client the push went
+/// through, not merely from any configured issuer and audience.
+pub fn pinned(issuer: &Issuer, v: &oidc_core::Verified) -> Result<(), Rejection> {
+    let client = issuer.ciba_client_id.as_deref().unwrap_or_default();
+    let aud = match v.claims.get("aud") {
+        Some(serde_json::Value::String(a)) => a == client,
+        Some(serde_json::Value::Array(l)) => l.iter().any(|a| a.as_str() == Some(client)),
+        _ => false,
+    };
+    if issuer.is(&v.issuer) && aud {
+        Ok(())
+    } else {
+        Err(Rejection::CibaError(format!(
+            "the push login's token is from {} for another client (want {} and aud {client})",
+            oidc_core::clean(&v.issuer),
+            oidc_core::clean(&issuer.url)
+        )))
     }
 }

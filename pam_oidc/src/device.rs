@@ -1,7 +1,7 @@
 //! Device-code login at the PAM prompt: helperd starts the flow and polls the
 //! IdP; the verification URL and user code are in the prompt text itself
-//! (sshd merges text-info messages into the next prompt and sudo hides them
-//! under PAM_SILENT); after the user presses Enter the module waits — at most
+//! (sshd shows text-info messages only with the next prompt, and sudo's
+//! default PAM_SILENT hides them from modules that honour it); after the user presses Enter the module waits — at most
 //! `pam.device_timeout_secs` — for the ID token, then verifies it like any other.
 
 use crate::handle::Pam;
@@ -40,7 +40,7 @@ pub fn login(
     pam.prompt_secret(&prompt).map_err(|rc| Rejection::NoToken(format!("conversation failed ({rc:?})")))?;
     let wait = cfg.pam.device_timeout_secs;
     let req = Request::DeviceWait { flow_id, timeout_secs: wait };
-    match client.call_within(&req, Duration::from_secs(wait + 5)) {
+    match client.call_within(&req, Duration::from_secs(wait.saturating_add(5))) {
         Ok(Response::DeviceToken { id_token }) => Ok(id_token),
         Ok(Response::DeviceFailed { code, reason }) => Err(match code {
             DeviceFailure::Denied => Rejection::DeviceDenied(reason),

@@ -65,15 +65,67 @@ fn an_approval_by_another_identity_does_not_log_in_this_user() {
     let s = ciba_setup("h-ciba-other");
     let script = Script::new().expect("session_claims", no_session).expect("ciba_start", |req| {
         let Request::CibaStart { user, .. } = req else { panic!() };
-        assert_eq!(user, "bob");
+        assert_eq!(user, "carol");
         Ok(Response::CibaStarted { flow_id: "F".into(), code: "X7Q2".into(), expires_in: 120 })
     });
     let token = s.token.clone(); // alice's
     let script = script.expect("device_wait", move |_| Ok(Response::DeviceToken { id_token: Secret::new(token) }));
-    let mut p = Fake { user: "bob".into(), ..Default::default() };
+    let mut p = Fake { user: "carol".into(), ..Default::default() };
     let rc = authenticate(&mut p, &args(&s, &["ciba"]), &TestEdges::with(NOW, &script));
     assert_eq!(rc, PamResultCode::PAM_AUTH_ERR);
     assert!(p.log.borrow().join("\n").contains("code=user-mismatch"), "{:?}", p.log);
+}
+
+/// Anyone on port 22 can type any name: a name that does not resolve here
+/// (sshd would refuse it anyway) or a role account gets no push at all.
+#[test]
+fn no_push_for_names_that_cannot_log_in_or_role_accounts() {
+    let s = setup_with_role("h-ciba-names");
+    for user in ["zed", "deploy"] {
+        let script = Script::new().expect("session_claims", no_session);
+        let mut p = Fake { user: user.into(), ..Default::default() };
+        let rc = authenticate(&mut p, &args(&s, &["ciba"]), &TestEdges::with(NOW, &script));
+        assert_ne!(rc, PamResultCode::PAM_SUCCESS, "{user}");
+        let log = p.log.borrow().join("\n");
+        assert!(log.contains("code=ciba-error") && log.contains("no push for"), "{user}: {log}");
+        assert!(p.infos.is_empty(), "{user}: {:?}", p.infos);
+    }
+}
+
+fn setup_with_role(tag: &str) -> Setup {
+    let secret = std::env::temp_dir().join(format!("pam-oidc-ciba-secret-{tag}-{}", std::process::id()));
+    std::fs::write(&secret, "s\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    setup_with(
+        tag,
+        &format!("ciba_client_id = \"host\"\nciba_client_secret_file = \"{}\"\n", secret.display()),
+        "[[role_account]]\nname = \"deploy\"\nissuer = \"https://idp.test\"\n[role_account.require]\nsub = \"s-9\"\n",
+    )
+}
+
+/// The push went through one client: a token of the same issuer for another
+/// of its audiences (another app's ID token) is not its answer.
+#[test]
+fn a_push_logins_token_must_be_for_the_ciba_client() {
+    let secret = std::env::temp_dir().join(format!("pam-oidc-ciba-secret-aud-{}", std::process::id()));
+    std::fs::write(&secret, "s\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let s = setup_with(
+        "h-ciba-aud",
+        &format!("ciba_client_id = \"push\"\nciba_client_secret_file = \"{}\"\n", secret.display()),
+        "",
+    );
+    let text = std::fs::read_to_string(&s.config).unwrap().replace("[\"host\"]", "[\"host\", \"push\"]");
+    std::fs::write(&s.config, text).unwrap();
+    let token = s.token.clone(); // aud "host"
+    let script = Script::new()
+        .expect("session_claims", no_session)
+        .expect("ciba_start", started)
+        .expect("device_wait", move |_| Ok(Response::DeviceToken { id_token: Secret::new(token) }));
+    let mut p = Fake { user: "alice".into(), ..Default::default() };
+    let rc = authenticate(&mut p, &args(&s, &["ciba"]), &TestEdges::with(NOW, &script));
+    assert_ne!(rc, PamResultCode::PAM_SUCCESS);
+    assert!(p.log.borrow().join("\n").contains("for another client"), "{:?}", p.log);
 }
 
 #[test]

@@ -76,6 +76,12 @@ fn push_logins_over_sshd_and_sudo() {
     );
     assert_eq!((seen[0]["client_id"].as_str(), seen[0]["login_hint"].as_str()), (Some("host-login"), Some("alice")));
 
+    // A name that cannot log in here gets no push (anyone on port 22 can type one).
+    let out = host.ssh_with("zed", &none, "echo IN-SESSION", &askpass);
+    assert!(!text(&out).contains("IN-SESSION"), "{}", text(&out));
+    assert!(host.wait_log("no push for zed").contains("code=ciba-error"));
+    assert!(idp.ciba_requests("zed").is_empty(), "the IdP was asked to push to zed");
+
     // Deny: refused with its code; the user sees a short message.
     idp.phone("bob", "action=deny");
     let out = host.ssh_with("bob", &none, "echo IN-SESSION", &askpass);

@@ -34,12 +34,35 @@ fn plain(s: &str, max: usize) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || ".:_+-#,".contains(c) { c } else { '_' }).take(max).collect()
 }
 
-/// "X7Q2 sshd alice on web1 from 203.0.113.9", at most [`MAX_BINDING`] bytes.
-pub fn binding_message(code: &str, service: &str, user: &str, host: &str, rhost: &str) -> String {
-    let from = if rhost.is_empty() { String::new() } else { format!(" from {}", plain(rhost, 39)) };
-    let head = format!("{code} {} {} on ", plain(service, 12), plain(user, 20));
-    let room = MAX_BINDING.saturating_sub(head.len() + from.len()).max(1);
-    format!("{head}{}{from}", plain(host, room)).chars().take(MAX_BINDING).collect()
+/// `s` in at most `max` characters; a cut one is marked `~`. DNS names keep
+/// their rightmost labels (the registered domain is what tells a real host
+/// from a look-alike), anything else its start (an IPv6 address its prefix).
+fn fit(s: &str, max: usize) -> String {
+    let p = plain(s, usize::MAX);
+    if p.len() <= max {
+        return p;
+    }
+    let keep = max.saturating_sub(1);
+    let dns = s.parse::<std::net::IpAddr>().is_err() && s.contains('.');
+    if dns {
+        format!("~{}", &p[p.len() - keep..])
+    } else {
+        format!("{}~", &p[..keep])
+    }
+}
+
+/// "X7Q2 sshd alice on web1 from 203.0.113.9", at most [`MAX_BINDING`] bytes:
+/// the code, the service and the host always fit; the remote address and
+/// the user share what is left, each cut visibly (`~`).
+pub fn binding_message(code: &str, service: &str, user: &str, host: &str, origin: &str) -> String {
+    let (service, host) = (fit(service, 8), fit(host, 20));
+    let rest = MAX_BINDING.saturating_sub(code.len() + 1 + service.len() + 1 + 4 + host.len());
+    let from = match origin {
+        "" => String::new(),
+        o => format!(" from {}", fit(o, rest.saturating_sub(6 + 4).min(24))),
+    };
+    let user = fit(user, rest.saturating_sub(from.len()).max(1));
+    format!("{code} {service} {user} on {host}{from}").chars().take(MAX_BINDING).collect()
 }
 
 /// Who a hint pushes to, for the one-per-user and cooldown rules: IdPs match
@@ -48,9 +71,17 @@ pub fn hint_key(hint: &str) -> String {
     hint.trim().to_lowercase()
 }
 
-/// A login hint sent to the IdP: printable, bounded.
+/// A login hint sent to the IdP: printable ASCII, no spaces, bounded (no
+/// control or invisible Unicode characters that could address someone else).
 fn hint_ok(h: &str) -> bool {
-    !h.is_empty() && h.len() <= 256 && !h.chars().any(char::is_control)
+    !h.is_empty() && h.len() <= 256 && h.chars().all(|c| c.is_ascii_graphic())
+}
+
+/// The one-per-user and cooldown key: the user at this origin (a remote
+/// address by its /64, or a local uid), so no one elsewhere can hold a
+/// user's pushes back.
+pub(super) fn user_at(hint: &str, origin_key: &str) -> String {
+    format!("{}\n{origin_key}", hint_key(hint))
 }
 
 impl DeviceFlows {
@@ -58,12 +89,13 @@ impl DeviceFlows {
     pub(super) fn push_allowed(
         &self,
         hint: &str,
+        origin_key: &str,
         pending: &[&Arc<super::Flow>],
         now: Duration,
     ) -> Result<(), Response> {
         let busy = |reason: String| Err(Response::DeviceFailed { code: DeviceFailure::Busy, reason });
-        let hint = &hint_key(hint);
-        if pending.iter().any(|f| &f.hint == hint) {
+        let key = user_at(hint, origin_key);
+        if pending.iter().any(|f| f.hint == key) {
             crate::log::limited_warning!(
                 "ciba-user",
                 "push login refused: one is waiting for {}",
@@ -73,7 +105,7 @@ impl DeviceFlows {
         }
         let mut cd = self.cooldown.lock().unwrap_or_else(|e| e.into_inner());
         cd.retain(|_, until| *until > now);
-        if let Some(until) = cd.get(hint) {
+        if let Some(until) = cd.get(&key) {
             let left = until.saturating_sub(now).as_secs() + 1;
             crate::log::limited_warning!(
                 "ciba-cooldown",
@@ -88,8 +120,9 @@ impl DeviceFlows {
         Ok(())
     }
 
-    /// Start a push login for PAM user `user` at `service` from `rhost`,
-    /// asked by `owner`. Wait for it with [`DeviceFlows::wait`].
+    /// Start a push login for PAM user `user` at `service` from `origin` (the
+    /// remote address, or `uid:N` for a local caller), asked by `owner`. Wait
+    /// for it with [`DeviceFlows::wait`].
     pub fn start_ciba(
         self: &Arc<Self>,
         issuer: &str,
@@ -157,7 +190,16 @@ impl DeviceFlows {
         let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         let message = binding_message(&code, service, user, &host, rhost);
         let wait = self.cfg.pam.device_timeout_secs;
-        let expiry = (wait + 30).to_string();
+        let expiry = wait.to_string();
+        // The cooldown holds from the moment the push may have gone out; only
+        // a token lifts it (a timeout or a garbled answer after the IdP
+        // accepted the request must not allow another push at once).
+        let cool_key = flow.hint.clone();
+        let cool = Duration::from_secs(self.cfg.helperd.ciba_user_cooldown_secs);
+        self.cooldown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(cool_key.clone(), self.clock.mono().saturating_add(cool));
         let form = [
             ("client_id", client_id.as_str()),
             ("scope", icfg.ciba_scope.as_str()),
@@ -189,20 +231,23 @@ impl DeviceFlows {
         };
         let expires_in = resp.get("expires_in").and_then(Value::as_u64).unwrap_or(120).min(3600);
         let interval = resp.get("interval").and_then(Value::as_u64).unwrap_or(5).clamp(1, 60);
-        let limit = Duration::from_secs(expires_in.min(wait + 30));
+        let limit = Duration::from_secs(expires_in.min(wait.saturating_add(5)));
         let me = Arc::clone(self);
-        let (id, owner, hint2) = (flow_id.clone(), flow.owner, hint_key(hint));
+        let id = flow_id.clone();
         let spawned = std::thread::Builder::new().name("helperd-ciba".into()).spawn(move || {
             let grant = [("grant_type", GRANT), ("auth_req_id", auth_req_id.as_str())];
             // The refresh token of a push login is not kept (no revalidation).
-            let end = match me.poll(&tok_ep, &client_id, &auth, &grant, interval, limit, owner) {
+            let end = match me.poll(&tok_ep, &client_id, &auth, &grant, interval, limit, Some(&flow)) {
                 State::Done(t, _) => State::Done(t, None),
                 other => other,
             };
-            if matches!(end, State::Failed(..)) {
-                let cool = Duration::from_secs(me.cfg.helperd.ciba_user_cooldown_secs);
-                me.cooldown.lock().unwrap_or_else(|e| e.into_inner()).insert(hint2, me.clock.mono() + cool);
+            let mut cd = me.cooldown.lock().unwrap_or_else(|e| e.into_inner());
+            if matches!(end, State::Done(..)) {
+                cd.remove(&cool_key);
+            } else {
+                cd.insert(cool_key, me.clock.mono().saturating_add(cool));
             }
+            drop(cd);
             info!(
                 "push login {} ended: {}",
                 &id[..8],

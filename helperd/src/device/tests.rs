@@ -161,7 +161,8 @@ fn a_flow_whose_login_process_is_gone_ends_without_polling() {
     let me = std::process::id() as i32;
     let gone = crate::server::Peer { uid: 0, pid: me, start: crate::procfs::start_time(me).map(|s| s + 1) };
     let grant = [("grant_type", GRANT), ("device_code", "dc-1")];
-    match f.poll(TOK, "cli", &ClientAuth::Public, &grant, 5, Duration::from_secs(300), Some(gone)) {
+    let flow = Flow::new(Duration::ZERO, String::new(), Some(gone), String::new());
+    match f.poll(TOK, "cli", &ClientAuth::Public, &grant, 5, Duration::from_secs(300), Some(&flow)) {
         State::Failed(oidc_core::DeviceFailure::Abandoned, why) => assert!(why.contains(&me.to_string()), "{why}"),
         other => panic!("{other:?}"),
     }

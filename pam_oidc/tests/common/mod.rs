@@ -87,6 +87,7 @@ impl Pam for Fake {
         match name {
             "lbob" => Some(1000),
             "alice" => Some(1_073_742_300),
+            "carol" => Some(1_073_742_301),
             _ => None,
         }
     }
