@@ -46,12 +46,32 @@ pub fn login(
         Ok(other) => return Err(Rejection::CibaError(format!("helperd: {other:?}"))),
         Err(e) => return Err(Rejection::CibaError(e.to_string())),
     };
-    pam.info(&format!(
-        "Approve the login to {} as {} on your phone or authenticator — code {code}",
-        oidc_core::clean(host),
-        oidc_core::clean(&user)
-    ));
     let wait = cfg.pam.device_timeout_secs;
+    if issuer.ciba_confirm_code {
+        // Number matching: the code is on the phone only; whoever sits here
+        // must read it there. An approval alone lets no one in.
+        let prompt = format!(
+            "A login request to {} as {} was sent to your phone: type the code it shows, then approve it: ",
+            oidc_core::clean(host),
+            oidc_core::clean(&user)
+        );
+        let typed =
+            pam.prompt_secret(&prompt).map_err(|rc| Rejection::NoToken(format!("conversation failed ({rc:?})")));
+        let matches =
+            typed.as_ref().ok().and_then(|t| t.as_ref()).is_some_and(|t| t.expose().trim().eq_ignore_ascii_case(&code));
+        if !matches {
+            // Stop helperd polling for it: no one will take the token.
+            let _ = client.call(&Request::DeviceWait { flow_id, timeout_secs: 0 });
+            typed?;
+            return Err(Rejection::CibaDenied("the code typed is not the push's code".into()));
+        }
+    } else {
+        pam.info(&format!(
+            "Approve the login to {} as {} on your phone or authenticator — code {code}",
+            oidc_core::clean(host),
+            oidc_core::clean(&user)
+        ));
+    }
     let req = Request::DeviceWait { flow_id, timeout_secs: wait };
     match client.call_within(&req, Duration::from_secs(wait.saturating_add(5))) {
         Ok(Response::DeviceToken { id_token }) => Ok(id_token),

@@ -158,6 +158,53 @@ fn denied_unanswered_and_failed_pushes_are_refused_with_their_codes() {
     assert!(p.log.borrow().join("\n").contains("code=ciba-error") && p.infos.is_empty(), "{:?}", p.log);
 }
 
+/// Number matching (`ciba_confirm_code`): the terminal never shows the
+/// code; the user types the one their phone shows. The right code logs in;
+/// a wrong one (an attacker at the prompt, a fatigued approval) does not,
+/// and helperd is told to stop polling.
+#[test]
+fn with_number_matching_only_the_code_from_the_phone_logs_in() {
+    for (typed, ok) in [("x7q2", true), ("ZZZZ", false)] {
+        let secret = std::env::temp_dir().join(format!("pam-oidc-ciba-secret-nm-{typed}-{}", std::process::id()));
+        std::fs::write(&secret, "s\n").unwrap();
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let s = setup_with(
+            &format!("h-ciba-nm-{typed}"),
+            &format!(
+                "ciba_client_id = \"host\"\nciba_client_secret_file = \"{}\"\nciba_confirm_code = true\n",
+                secret.display()
+            ),
+            "",
+        );
+        let token = s.token.clone();
+        let mut script = Script::new().expect("session_claims", no_session).expect("ciba_start", started);
+        script = if ok {
+            script
+                .expect("device_wait", move |_| Ok(Response::DeviceToken { id_token: Secret::new(token) }))
+                .expect("login", |_| {
+                    Ok(Response::Admitted { detail: "uid 1".into(), login_id: "L-1".into(), groups: Some(vec![]) })
+                })
+        } else {
+            script.expect("device_wait", |req| {
+                let Request::DeviceWait { timeout_secs, .. } = req else { panic!() };
+                assert_eq!(*timeout_secs, 0, "told to stop, not waited on");
+                Ok(Response::DeviceFailed { code: DeviceFailure::Abandoned, reason: "stopped".into() })
+            })
+        };
+        let mut p = Fake { user: "alice".into(), reply: Some(typed.into()), ..Default::default() };
+        let rc = authenticate(&mut p, &args(&s, &["ciba"]), &TestEdges::with(NOW, &script));
+        assert!(p.infos.is_empty() && !p.prompts[0].contains("X7Q2"), "the code is not shown: {:?}", p.prompts);
+        assert!(p.prompts[0].contains("type the code"), "{:?}", p.prompts);
+        if ok {
+            assert_eq!(rc, PamResultCode::PAM_SUCCESS, "{:?}", p.log);
+        } else {
+            assert_eq!(rc, PamResultCode::PAM_AUTH_ERR);
+            let log = p.log.borrow().join("\n");
+            assert!(log.contains("code=ciba-denied") && log.contains("not the push's code"), "{log}");
+        }
+    }
+}
+
 #[test]
 fn ciba_without_a_ciba_client_or_with_device_code_is_a_config_error() {
     let s = setup_with("h-ciba-none", "", "");

@@ -139,6 +139,35 @@ fn push_logins_over_sshd_and_sudo() {
     let out = host.ssh_with("alice", &none, "echo IN-SESSION", &askpass);
     assert!(text(&out).contains("IN-SESSION"), "{}\n{}", text(&out), host.syslog().join("\n"));
     assert_eq!(idp.ciba_requests("alice").last().unwrap()["client_id"], "host-ciba-jwt");
+
+    // Number matching: the user types the code their phone shows (this askpass
+    // reads it from the IdP, as a person reads it off the phone); a wrong code
+    // is refused even though the push was approved.
+    env.edit(|c| c.edit_issuer(0, |i| i.set("ciba_confirm_code", true)));
+    let phone = env.dir.0.join("phone-askpass");
+    std::fs::write(
+        &phone,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {prompts}\nsleep 0.3\n\
+             curl -s '{iss}/test/ciba/requests?user=alice' | python3 -c \
+             'import json,sys; print(json.load(sys.stdin)[-1][\"binding_message\"].split()[0])'\n",
+            prompts = prompts.display(),
+            iss = idp.issuer()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod").args(["+x", &phone.display().to_string()]).status().unwrap();
+    let out = host.ssh_with("alice", &none, "echo IN-SESSION", &phone);
+    assert!(text(&out).contains("IN-SESSION"), "{}\n{}", text(&out), host.syslog().join("\n"));
+    let shown = std::fs::read_to_string(&prompts).unwrap();
+    let code = idp.ciba_requests("alice").last().unwrap()["binding_message"].as_str().unwrap()[..4].to_string();
+    assert!(shown.contains("type the code") && !shown.contains(&code), "the terminal never shows the code: {shown}");
+    let wrong = env.dir.0.join("wrong-askpass");
+    std::fs::write(&wrong, "#!/bin/sh\necho ZZZZ\n").unwrap();
+    std::process::Command::new("chmod").args(["+x", &wrong.display().to_string()]).status().unwrap();
+    let out = host.ssh_with("alice", &none, "echo IN-SESSION", &wrong);
+    assert!(!text(&out).contains("IN-SESSION"), "{}", text(&out));
+    assert!(host.wait_log("not the push's code").contains("code=ciba-denied"));
 }
 
 /// The device-code flow with a confidential client: a secret (0600, root),

@@ -131,6 +131,11 @@ pub struct Issuer {
     /// Stacks without `token`/`device_code`/`ciba` arguments use push login with this issuer.
     #[serde(default)]
     pub ciba_login: bool,
+    /// Number matching: the terminal does not show the push's code; the user
+    /// types the code their phone shows, so an approval alone (push fatigue)
+    /// lets no one in. Needs a client that shows prompts.
+    #[serde(default)]
+    pub ciba_confirm_code: bool,
     /// OAuth scope asked for in device-code login (default `openid profile`).
     #[serde(default = "default_device_scope")]
     pub device_scope: String,
@@ -205,6 +210,7 @@ impl Issuer {
             ("ciba_client_secret_file", self.ciba_client_secret_file.is_some()),
             ("ciba_client_key_file", self.ciba_client_key_file.is_some()),
             ("ciba_login", self.ciba_login),
+            ("ciba_confirm_code", self.ciba_confirm_code),
         ] {
             if set && ciba.is_none() {
                 return Err((key, "set but there is no ciba_client_id".into()));
