@@ -360,8 +360,8 @@ pub fn dispatch(svc: &Services, peer: Peer, req: Request, before_wait: &mut dyn 
             Response::Locks { locks, next }
         }
         Request::DeviceStart { issuer, rhost } => svc.device.start(issuer, &origin(rhost, &peer), Some(peer)),
-        Request::CibaStart { issuer, user, service, rhost } => {
-            svc.device.start_ciba(issuer, user, service, &origin(rhost, &peer), Some(peer))
+        Request::CibaStart { issuer, user, service, rhost, acr } => {
+            svc.device.start_ciba(issuer, user, service, &origin(rhost, &peer), acr, Some(peer))
         }
         Request::DeviceWait { flow_id, timeout_secs } => {
             // The wait is capped by the flow limits, not by the connection pool.

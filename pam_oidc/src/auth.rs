@@ -215,7 +215,7 @@ fn judge(
     }
     let pushed = a.ciba_issuer(cfg);
     let token = match (pushed, a.device_issuer(cfg)) {
-        (Some(issuer), _) => crate::ciba::login(pam, cfg, &*helper, issuer, &edges.hostname()),
+        (Some(issuer), _) => crate::ciba::login(pam, cfg, &*helper, issuer, &edges.hostname(), &a.acr),
         (None, Some(issuer)) => crate::device::login(pam, cfg, &*helper, issuer, &edges.hostname()),
         // The session's claims fell short of the stack's group: say so in the
         // prompt (sudo passes PAM_SILENT, so a message would not be shown).

@@ -17,6 +17,7 @@ pub fn login(
     client: &dyn Helper,
     issuer: &Issuer,
     host: &str,
+    acr: &[String],
 ) -> Result<Secret, Rejection> {
     let user = pam.user().unwrap_or_default();
     // A push goes only to an OIDC account that can log in here: a name that
@@ -34,6 +35,7 @@ pub fn login(
         user: user.clone(),
         service: pam.service(),
         rhost: pam.rhost(),
+        acr: acr.to_vec(),
     };
     // helperd fetches discovery and posts the request before answering.
     let start = Duration::from_secs(cfg.helperd.fetch_timeout_secs.saturating_mul(2).saturating_add(5));

@@ -24,7 +24,7 @@ fn no_session(_: &Request) -> Result<Response, IpcError> {
 }
 
 fn started(req: &Request) -> Result<Response, IpcError> {
-    let Request::CibaStart { issuer, user, service, rhost } = req else { panic!("{req:?}") };
+    let Request::CibaStart { issuer, user, service, rhost, .. } = req else { panic!("{req:?}") };
     assert_eq!(
         (issuer.as_str(), user.as_str(), service.as_str(), rhost.as_str()),
         ("https://idp.test", "alice", "svc", "192.0.2.1")

@@ -129,6 +129,7 @@ impl DeviceFlows {
         user: &str,
         service: &str,
         rhost: &str,
+        acr: &[String],
         owner: Option<crate::server::Peer>,
     ) -> Response {
         let fail = |reason: String| Response::DeviceFailed { code: DeviceFailure::Error, reason };
@@ -147,7 +148,7 @@ impl DeviceFlows {
             Ok(x) => x,
             Err(r) => return r,
         };
-        let r = self.start_ciba_reserved(issuer, user, service, rhost, &hint, flow_id.clone(), flow);
+        let r = self.start_ciba_reserved(issuer, (user, service, rhost), &hint, acr, flow_id.clone(), flow);
         if !matches!(r, Response::CibaStarted { .. }) {
             self.end(&flow_id);
         }
@@ -158,10 +159,9 @@ impl DeviceFlows {
     fn start_ciba_reserved(
         self: &Arc<Self>,
         issuer: &str,
-        user: &str,
-        service: &str,
-        rhost: &str,
+        (user, service, rhost): (&str, &str, &str),
         hint: &str,
+        acr: &[String],
         flow_id: String,
         flow: Arc<super::Flow>,
     ) -> Response {
@@ -200,13 +200,17 @@ impl DeviceFlows {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(cool_key.clone(), self.clock.mono().saturating_add(cool));
-        let form = [
+        let acr_values = acr.join(" ");
+        let mut form = vec![
             ("client_id", client_id.as_str()),
             ("scope", icfg.ciba_scope.as_str()),
             ("login_hint", hint),
             ("binding_message", message.as_str()),
             ("requested_expiry", expiry.as_str()),
         ];
+        if !acr_values.is_empty() {
+            form.push(("acr_values", acr_values.as_str()));
+        }
         let resp = match self.http.post_form(&bc_ep, &with_auth(&form, &fields)) {
             Ok((200, body)) => match json(&body) {
                 Ok(v) => v,

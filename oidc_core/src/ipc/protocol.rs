@@ -113,6 +113,10 @@ pub enum Request {
         /// `PAM_RHOST` of the login, empty if unset.
         #[serde(default)]
         rhost: String,
+        /// The stack's `acr=` values, asked of the IdP as `acr_values` (the
+        /// token is still checked against them).
+        #[serde(default)]
+        acr: Vec<String>,
     },
     /// Wait up to `timeout_secs` for a device-code or push login to finish (root only).
     DeviceWait {

@@ -66,7 +66,7 @@ fn a_push_login_asks_for_the_user_then_polls_until_the_token() {
     ] {
         t.expect_with("POST", TOK, move |c| if c.body == poll { Ok(()) } else { Err(c.body.clone()) }, r);
     }
-    let r = f.start_ciba(ISS, "x-alice", "sshd", "203.0.113.9", None);
+    let r = f.start_ciba(ISS, "x-alice", "sshd", "203.0.113.9", &["phr".into()], None);
     let Response::CibaStarted { flow_id, code, expires_in } = r else { panic!("{r:?}") };
     assert_eq!((code.len(), expires_in), (4, 120));
     match f.wait(&flow_id, Duration::from_secs(10)) {
@@ -80,6 +80,7 @@ fn a_push_login_asks_for_the_user_then_polls_until_the_token() {
     assert_eq!(field(&body, "client_secret").as_deref(), Some("ciba-s3cret"));
     assert_eq!(field(&body, "scope").as_deref(), Some("openid profile"));
     assert_eq!(field(&body, "requested_expiry").as_deref(), Some("60"));
+    assert_eq!(field(&body, "acr_values").as_deref(), Some("phr"), "the stack's acr= is asked for");
     let m = field(&body, "binding_message").unwrap();
     let host = nix::unistd::gethostname().unwrap().to_string_lossy().into_owned();
     assert!(m.starts_with(&format!("{code} sshd x-alice on ")) && m.ends_with(" from 203.0.113.9"), "{m}");
@@ -99,7 +100,9 @@ fn a_denied_push_cools_the_user_down_at_its_origin_and_one_waits_per_user() {
     discovery(&t);
     t.expect("POST", BC, reply(200, json!({"auth_req_id": "req-1", "expires_in": 120, "interval": 1})));
     t.expect("POST", TOK, reply(400, json!({"error": "access_denied"})));
-    let Response::CibaStarted { flow_id, .. } = f.start_ciba(ISS, "x-bob", "su", "uid:1002", None) else { panic!() };
+    let Response::CibaStarted { flow_id, .. } = f.start_ciba(ISS, "x-bob", "su", "uid:1002", &[], None) else {
+        panic!()
+    };
     match f.wait(&flow_id, Duration::from_secs(10)) {
         Response::DeviceFailed { code: DeviceFailure::Denied, reason } => {
             assert!(reason.contains("denied"), "{reason}")
@@ -107,7 +110,7 @@ fn a_denied_push_cools_the_user_down_at_its_origin_and_one_waits_per_user() {
         other => panic!("{other:?}"),
     }
     for name in ["x-bob", "x-BOB", "x-Bob"] {
-        match f.start_ciba(ISS, name, "su", "uid:1002", None) {
+        match f.start_ciba(ISS, name, "su", "uid:1002", &[], None) {
             Response::DeviceFailed { code: DeviceFailure::Busy, reason } => {
                 assert!(reason.contains("not approved") && reason.contains("ciba_user_cooldown_secs"), "{reason}")
             }
@@ -119,12 +122,14 @@ fn a_denied_push_cools_the_user_down_at_its_origin_and_one_waits_per_user() {
     discovery(&t);
     t.expect("POST", BC, reply(200, json!({"auth_req_id": "req-2", "expires_in": 120, "interval": 60})));
     t.expect("POST", TOK, reply(200, json!({"id_token": "bobs.own.token"})));
-    let Response::CibaStarted { flow_id, .. } = f.start_ciba(ISS, "x-bob", "sshd", "192.0.2.1", None) else { panic!() };
+    let Response::CibaStarted { flow_id, .. } = f.start_ciba(ISS, "x-bob", "sshd", "192.0.2.1", &[], None) else {
+        panic!()
+    };
     assert!(matches!(f.wait(&flow_id, Duration::from_secs(10)), Response::DeviceToken { .. }));
     t.done();
     // A pending push holds the user at that origin: a second one is refused before any request.
     let _pending = f.reserve("192.0.2.9", None, "bob@example.com").unwrap();
-    match f.start_ciba(ISS, "x-Bob", "sudo", "192.0.2.9", None) {
+    match f.start_ciba(ISS, "x-Bob", "sudo", "192.0.2.9", &[], None) {
         Response::DeviceFailed { code: DeviceFailure::Busy, reason } => {
             assert!(reason.contains("already waiting"), "{reason}")
         }
@@ -143,8 +148,8 @@ fn a_push_that_may_have_gone_out_cools_the_user_down_whatever_came_back() {
     for reply_ in [Reply::Fail("timed out".into()), reply(200, json!({"expires_in": 120}))] {
         discovery(&t);
         t.expect("POST", BC, reply_);
-        assert!(matches!(f.start_ciba(ISS, "x-bob", "sshd", "192.0.2.1", None), Response::DeviceFailed { .. }));
-        match f.start_ciba(ISS, "x-bob", "sshd", "192.0.2.1", None) {
+        assert!(matches!(f.start_ciba(ISS, "x-bob", "sshd", "192.0.2.1", &[], None), Response::DeviceFailed { .. }));
+        match f.start_ciba(ISS, "x-bob", "sshd", "192.0.2.1", &[], None) {
             Response::DeviceFailed { code: DeviceFailure::Busy, reason } => assert!(reason.contains("not approved")),
             other => panic!("{other:?}"),
         }
@@ -180,16 +185,16 @@ fn refused_and_malformed_backchannel_answers_end_the_login() {
     let (f, t, _) = setup(&dir);
     discovery(&t);
     t.expect("POST", BC, reply(400, json!({"error": "unknown_user_id"})));
-    let r = f.start_ciba(ISS, "x-nobody", "sshd", "192.0.2.1", None);
+    let r = f.start_ciba(ISS, "x-nobody", "sshd", "192.0.2.1", &[], None);
     assert!(matches!(r, Response::DeviceFailed { code: DeviceFailure::Denied, .. }), "{r:?}");
     discovery(&t);
     t.expect("POST", BC, reply(200, json!({"expires_in": 120})));
-    let r = f.start_ciba(ISS, "x-nobody", "sshd", "192.0.2.2", None);
+    let r = f.start_ciba(ISS, "x-nobody", "sshd", "192.0.2.2", &[], None);
     assert!(
         matches!(r, Response::DeviceFailed { code: DeviceFailure::Error, ref reason } if reason.contains("auth_req_id"))
     );
     for bad in ["x-a\nb", "x-a b", "x-al\u{202e}ice", "x-\u{200b}"] {
-        let r = f.start_ciba(ISS, bad, "sshd", "192.0.2.3", None);
+        let r = f.start_ciba(ISS, bad, "sshd", "192.0.2.3", &[], None);
         assert!(
             matches!(r, Response::DeviceFailed { code: DeviceFailure::Error, ref reason } if reason.contains("login hint")),
             "{bad:?}: {r:?}"
