@@ -36,6 +36,18 @@ pub fn check_url(url: &str) -> Result<(), String> {
     Err(format!("{url}: not an https URL"))
 }
 
+/// The dynamic build resolves names with the system's resolver.
+#[cfg(not(target_feature = "crt-static"))]
+fn agent(config: ureq::config::Config) -> ureq::Agent {
+    ureq::Agent::new_with_config(config)
+}
+
+/// The static build resolves names itself (dns.rs: no glibc NSS at run time).
+#[cfg(target_feature = "crt-static")]
+fn agent(config: ureq::config::Config) -> ureq::Agent {
+    ureq::Agent::with_parts(config, ureq::unversioned::transport::DefaultConnector::new(), crate::dns::Resolver)
+}
+
 /// application/x-www-form-urlencoded.
 pub fn form(pairs: &[(&str, &str)]) -> String {
     let mut s = form_urlencoded::Serializer::new(String::new());
@@ -58,7 +70,7 @@ impl Http {
             .user_agent(concat!("pam-oidc/", env!("CARGO_PKG_VERSION")))
             .tls_config(tls)
             .build();
-        Http { agent: ureq::Agent::new_with_config(config) }
+        Http { agent: agent(config) }
     }
 
     /// Any method; (status, JSON body). A body that is not JSON is an error

@@ -4,6 +4,9 @@
 mod askpass;
 mod cache;
 mod config;
+// Used by the static build only (http.rs); tested in both.
+#[cfg_attr(not(target_feature = "crt-static"), allow(dead_code))]
+mod dns;
 mod http;
 mod oidc;
 mod run;

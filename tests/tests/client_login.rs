@@ -458,3 +458,55 @@ fn ci_jobs_log_in_with_github_and_gitlab_tokens_never_in_argv_or_environment() {
     assert!(seen.iter().any(|s| s.comm == "ssh"), "{seen:#?}");
     assert_eq!(logins(&host, "auth result=allow code=ok service=sshd user=deploy"), 3, "{}", host.syslog().join("\n"));
 }
+
+#[test]
+fn a_headless_login_uses_the_device_flow_and_token_prints_fresh_tokens() {
+    let idp = Idp::start();
+    let home = TempDir::new("device-home");
+    let h = &home.0;
+    let flags = ["--issuer", &idp.issuer(), "--client-id", "host-cli", "--scopes", "openid profile offline_access"];
+    // No BROWSER, no DISPLAY: the device flow, its URL and code on stderr.
+    let mut login = client(h, &[]).arg("login").args(flags).stderr(Stdio::piped()).spawn().unwrap();
+    let mut err = BufReader::new(login.stderr.take().unwrap());
+    let mut said = String::new();
+    let code = loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "no device code: {said}");
+        said.push_str(&line);
+        if let Some(c) = line.split("confirm the code ").nth(1) {
+            break c.trim().to_string();
+        }
+    };
+    assert!(said.contains(&format!("{}/device", idp.issuer())), "{said}");
+    let r = ureq::get(&format!("{}/test/device?user_code={code}&user=bob&action=approve", idp.issuer()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(r.contains("\"done\":true"), "{r}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(login.wait().unwrap().success(), "{said}{rest}");
+    assert!(rest.contains("logged in as bob"), "{rest}");
+
+    // `token`: a fresh ID token each time (from the refresh token), for other tools.
+    let mut seen = vec![];
+    for _ in 0..2 {
+        let out = client(h, &[]).arg("token").args(flags).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let t = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, t.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!((claims["preferred_username"].as_str(), claims["aud"].as_str()), (Some("bob"), Some("host-cli")));
+        seen.push(t);
+    }
+    assert_ne!(seen[0], seen[1]);
+    // `status` names the login, never a token.
+    let out = client(h, &[]).arg("status").args(flags).output().unwrap();
+    let s = text(&out);
+    assert!(s.contains("logged in as: bob") && s.contains("refresh token: yes") && !s.contains("eyJ"), "{s}");
+}
