@@ -74,9 +74,10 @@ struct Seen {
     cmdline: String,
 }
 
-/// Watches every descendant of a process (ssh, its askpass children, sudo...)
-/// until stopped: records what ran and any argv or environment that holds a
-/// JWT-looking string or one of the `secrets`.
+/// Watches a process (its argv) and every descendant (ssh, its askpass
+/// children, sudo...; argv and environment) until stopped: records what ran
+/// and any that holds a JWT-looking string or one of the `secrets` — what `ps`
+/// and /proc show to the user's other processes.
 struct Watch {
     stop: Arc<AtomicBool>,
     seen: Arc<Mutex<BTreeMap<(u32, String), Seen>>>,
@@ -122,7 +123,18 @@ impl Watch {
                             _ => break,
                         }
                     }
-                    if !under {
+                    // The client itself: its argv too (its environment is the job's own).
+                    if pid == root {
+                        let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                        let c = String::from_utf8_lossy(&c);
+                        if c.contains("eyJ") || secrets.iter().any(|s| c.contains(s.as_str())) {
+                            lk.lock().unwrap().push(format!("pam-oidc (pid {pid}) cmdline: {c}"));
+                        }
+                    }
+                    // A child of the client between fork and exec is still the client (its
+                    // memory, its environment): what it execs (ssh, sudo) is checked after.
+                    let pre_exec = parent.get(&pid) == Some(&root) && comm.get(&pid) == comm.get(&root);
+                    if !under || pre_exec {
                         continue;
                     }
                     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
