@@ -236,15 +236,17 @@ pub fn passthrough(prompt: &str) -> Result<Zeroizing<String>, String> {
     Ok(Zeroizing::new(line.trim_end_matches(['\n', '\r']).to_string()))
 }
 
-/// The askpass program: answer one prompt on stdout. Exit status 0 when answered.
-pub fn run(prompt: &str) -> i32 {
+/// The askpass program: answer one prompt on stdout. Exit status 0 when
+/// answered. Run by `pam-oidc ssh`/`sudo`, it asks its parent over the socket;
+/// run by a plain ssh or sudo (`SSH_ASKPASS=pam-oidc` exported), it gets a
+/// fresh token itself with `fetch` (see [`standalone`]).
+pub fn run(prompt: &str, fetch: &dyn Fn() -> Result<Zeroizing<String>, String>) -> i32 {
     let answer = match (classify(prompt), std::env::var_os(SOCKET_VAR)) {
         (Prompt::Other, _) => passthrough(prompt),
         (Prompt::Token, Some(sock)) => ask(Path::new(&sock), 1),
         (Prompt::Part(n), Some(sock)) => ask(Path::new(&sock), n),
-        (_, None) => Err(format!(
-            "{SOCKET_VAR} is not set: run ssh as `pam-oidc ssh …` and sudo as `pam-oidc sudo …` (or use pam-oidc-askpass with OIDC_TOKEN_FILE)"
-        )),
+        (Prompt::Token, None) => standalone::first(fetch),
+        (Prompt::Part(n), None) => standalone::part(n),
     };
     match answer {
         Ok(a) => {
@@ -259,6 +261,121 @@ pub fn run(prompt: &str) -> i32 {
             eprintln!("pam-oidc askpass: {e}");
             1
         }
+    }
+}
+
+/// The askpass run by a plain ssh or sudo: one process per prompt, no parent
+/// of ours to ask. The `OIDC token:` prompt gets a fresh token; when it takes
+/// more than one part, the token is kept for the `(part N)` prompts in a 0600
+/// file in a private (0700) directory of the user's, named for the asking
+/// process (ssh's pid and start time), and deleted when the last part is sent.
+pub mod standalone {
+    use super::{part as nth, PART_BYTES};
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+    use std::path::PathBuf;
+    use zeroize::Zeroizing;
+
+    fn euid() -> u32 {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() }
+    }
+
+    /// `$XDG_RUNTIME_DIR/pam-oidc`, else `/tmp/pam-oidc-UID`: a directory of ours that only we may enter.
+    pub fn state_dir() -> Result<PathBuf, String> {
+        let dir = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|d| d.is_dir()) {
+            Some(d) => d.join("pam-oidc"),
+            None => PathBuf::from(format!("/tmp/pam-oidc-{}", euid())),
+        };
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("{}: {e}", dir.display())),
+        }
+        let m = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if !m.is_dir() || m.uid() != euid() || m.mode() & 0o077 != 0 {
+            return Err(format!("{}: not a private directory of yours (0700)", dir.display()));
+        }
+        Ok(dir)
+    }
+
+    /// A process's start time (clock ticks after boot), from /proc/PID/stat.
+    pub fn start_time(pid: u32) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+    }
+
+    fn key_of(pid: u32) -> Option<String> {
+        Some(format!("askpass-{pid}-{}", start_time(pid)?))
+    }
+
+    fn parent_key() -> Result<String, String> {
+        key_of(std::os::unix::process::parent_id()).ok_or_else(|| "the asking process is gone".to_string())
+    }
+
+    /// Remove the files of processes that no longer run (an ssh killed between parts).
+    fn sweep(dir: &std::path::Path) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let live = name
+                .strip_prefix("askpass-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok())
+                .and_then(key_of)
+                .is_some_and(|k| k == name);
+            if name.starts_with("askpass-") && !live {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    pub fn first(fetch: &dyn Fn() -> Result<Zeroizing<String>, String>) -> Result<Zeroizing<String>, String> {
+        first_in(&state_dir()?, fetch)
+    }
+
+    pub fn part(n: usize) -> Result<Zeroizing<String>, String> {
+        part_in(&state_dir()?, n)
+    }
+
+    pub(super) fn first_in(
+        dir: &std::path::Path,
+        fetch: &dyn Fn() -> Result<Zeroizing<String>, String>,
+    ) -> Result<Zeroizing<String>, String> {
+        let token = fetch()?;
+        sweep(dir);
+        let path = dir.join(parent_key()?);
+        let _ = std::fs::remove_file(&path);
+        if token.len() > PART_BYTES {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            f.write_all(token.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        nth(&token, 1).map(Zeroizing::new).ok_or_else(|| "the token is too long".into())
+    }
+
+    pub(super) fn part_in(dir: &std::path::Path, n: usize) -> Result<Zeroizing<String>, String> {
+        let path = dir.join(parent_key()?);
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|_| format!("no token is being sent (part {n} asked)"))?;
+        let m = f.metadata().map_err(|e| e.to_string())?;
+        if m.uid() != euid() || m.mode() & 0o077 != 0 {
+            return Err(format!("{}: not a private file of yours", path.display()));
+        }
+        let mut token = Zeroizing::new(String::new());
+        std::io::Read::read_to_string(&mut f, &mut token).map_err(|e| e.to_string())?;
+        let reply = nth(&token, n).ok_or_else(|| format!("the token has no part {n}"))?;
+        if !reply.ends_with('\\') {
+            let _ = std::fs::remove_file(&path);
+        }
+        Ok(Zeroizing::new(reply))
     }
 }
 
@@ -314,6 +431,33 @@ mod tests {
             assert!(part(&token, 0).is_none());
         }
         assert!(part(&"x".repeat(PART_BYTES * MAX_PARTS + 1), 1).is_none(), "more than 64 parts");
+    }
+
+    #[test]
+    fn standalone_askpass_keeps_the_rest_of_a_token_for_its_ssh_only_until_sent() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = PrivateDir::new().unwrap();
+        let d = dir.0.as_path();
+        let token = "T".repeat(1200);
+        let t = token.clone();
+        let first = standalone::first_in(d, &move || Ok(Zeroizing::new(t.clone()))).unwrap();
+        assert_eq!(first.len(), PART_BYTES + 1);
+        let files: Vec<_> = std::fs::read_dir(d).unwrap().flatten().map(|e| e.path()).collect();
+        assert_eq!(files.len(), 1);
+        // Named for the asking process (here: this test's parent) and its start time.
+        let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(&format!("askpass-{}-", std::os::unix::process::parent_id())), "{name}");
+        assert_eq!(std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777, 0o600);
+        let mut joined = first.trim_end_matches('\\').to_string();
+        joined.push_str(standalone::part_in(d, 2).unwrap().trim_end_matches('\\'));
+        joined.push_str(&standalone::part_in(d, 3).unwrap());
+        assert_eq!(joined, token);
+        assert!(!files[0].exists(), "deleted once the last part is sent");
+        assert!(standalone::part_in(d, 2).is_err());
+        // A short token leaves nothing behind; files of processes that are gone are swept.
+        std::fs::write(d.join("askpass-999999999-1"), "x").unwrap();
+        assert_eq!(standalone::first_in(d, &|| Ok(Zeroizing::new("eyJ.a.b".into()))).unwrap().as_str(), "eyJ.a.b");
+        assert_eq!(std::fs::read_dir(d).unwrap().count(), 0);
     }
 
     #[test]

@@ -67,7 +67,7 @@ fn real_main(args: Vec<OsString>) -> i32 {
     if let [prompt] = args.as_slice() {
         let p = prompt.trim_end();
         if !COMMANDS.contains(&p) && !p.starts_with('-') && (p.contains(' ') || p.ends_with(':') || p.ends_with('?')) {
-            return askpass::run(prompt);
+            return askpass::run(prompt, &standalone_token);
         }
     }
     let Some(cmd) = args.first() else {
@@ -85,7 +85,7 @@ fn real_main(args: Vec<OsString>) -> i32 {
             0
         }
         "askpass" => match rest {
-            [prompt] => askpass::run(prompt),
+            [prompt] => askpass::run(prompt, &standalone_token),
             _ => usage("askpass PROMPT"),
         },
         "ssh-config" => {
@@ -107,6 +107,15 @@ fn real_main(args: Vec<OsString>) -> i32 {
             2
         }
     }
+}
+
+/// A fresh token for an askpass run by a plain ssh/sudo: the settings of the
+/// config files, no options.
+fn standalone_token() -> Result<zeroize::Zeroizing<String>, String> {
+    let settings = config::load(None, config::File::default())?;
+    let env = |k: &str| std::env::var(k).ok();
+    let source = source::Source::parse(&settings.source, &env)?;
+    run::Ctx::new(settings, source, false)?.fresh_token()
 }
 
 fn usage(what: &str) -> i32 {

@@ -282,11 +282,11 @@ pub fn ssh_config(hosts: &[String], exe: &Path) -> String {
          KbdInteractiveAuthentication yes\n    \
          NumberOfPasswordPrompts 1\n\
          \n\
-         # ssh takes its askpass program from the environment only, never from\n\
-         # ssh_config: log in with `pam-oidc ssh HOST`, or make plain `ssh` do so:\n\
-         #   alias ssh='{exe} ssh'\n\
-         # `pam-oidc ssh` sets SSH_ASKPASS={exe} and SSH_ASKPASS_REQUIRE=force for\n\
-         # that one ssh and answers its OIDC token prompts with a fresh token each.\n",
+         # ssh takes its askpass program from the environment, never from ssh_config.\n\
+         # Either log in with `pam-oidc ssh HOST` (or: alias ssh='{exe} ssh'), or let\n\
+         # plain ssh ask pam-oidc (other prompts still reach your terminal):\n\
+         #   export SSH_ASKPASS={exe} SSH_ASKPASS_REQUIRE=force\n\
+         # Each OIDC token prompt gets a fresh token.\n",
         exe = exe.display()
     )
 }
@@ -342,5 +342,6 @@ mod tests {
         let s = ssh_config(&["web-*.acme.com".into()], Path::new("/usr/bin/pam-oidc"));
         assert!(s.contains("Host web-*.acme.com\n    PreferredAuthentications keyboard-interactive\n"), "{s}");
         assert!(s.contains("alias ssh='/usr/bin/pam-oidc ssh'"), "{s}");
+        assert!(s.contains("export SSH_ASKPASS=/usr/bin/pam-oidc SSH_ASKPASS_REQUIRE=force"), "{s}");
     }
 }

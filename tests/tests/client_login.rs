@@ -296,6 +296,34 @@ fn a_person_logs_in_with_the_browser_once_then_ssh_and_sudo_use_fresh_tokens() {
     assert_eq!(tokens.len(), 3, "a new ID token for each login");
     eprintln!("pam-oidc ssh with a cached refresh token: {times:?}");
 
+    // Plain ssh with the command as its askpass (the ssh-config way): each prompt is a new
+    // process; the rest of a token waits in a 0600 file in the user's 0700 runtime dir,
+    // deleted once sent.
+    let run = h.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut plain = Command::new("ssh");
+    plain
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", h)
+        .env("XDG_CACHE_HOME", h.join(".cache"))
+        .env("XDG_CONFIG_HOME", h.join(".config"))
+        .env("XDG_RUNTIME_DIR", &run)
+        .env("SSH_ASKPASS", client_bin())
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .stdin(Stdio::null())
+        .args(["-o", "PreferredAuthentications=keyboard-interactive"])
+        .args(ssh_args(&host, "alice", "echo PLAIN-SSH"));
+    let (out, _, leaks, _) = run_watched(plain, vec![first_rt.clone()]);
+    assert!(out.status.success() && text(&out).contains("PLAIN-SSH"), "{}\n{}", text(&out), host.syslog().join("\n"));
+    assert!(leaks.is_empty(), "{leaks:#?}");
+    assert_eq!(logins(&host, "auth result=allow code=ok service=sshd user=alice"), 3);
+    let now: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    assert!(now["id_token"].as_str().unwrap().len() > 500, "a token of more than one part");
+    assert_eq!(mode(&run.join("pam-oidc")), 0o700);
+    assert_eq!(std::fs::read_dir(run.join("pam-oidc")).unwrap().count(), 0, "nothing left behind");
+
     // sudo on the host: `pam-oidc sudo` feeds sudo -A (step_up: a fresh token each time),
     // here from a command that prints one.
     let fetch = env.dir.0.join("fetch-token.sh");
