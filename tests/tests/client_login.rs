@@ -233,6 +233,25 @@ fn a_person_logs_in_with_the_browser_once_then_ssh_and_sudo_use_fresh_tokens() {
     let out = client(h, &[]).arg("ssh").args(ssh_args(&host, "alice", "true")).output().unwrap();
     assert!(!out.status.success() && text(&out).contains("run `pam-oidc login` first"), "{}", text(&out));
 
+    // Refused at the IdP (the user says no at the consent page): the login fails, saying so.
+    let denying = h.join("denying-browser");
+    script(
+        &denying,
+        &format!(
+            "curl -sS -G --data-urlencode \"url=$1\" --data-urlencode user=alice --data-urlencode action=deny {}/test/browse >/dev/null 2>&1",
+            idp.issuer()
+        ),
+    );
+    let out = client(h, &[("BROWSER", denying.to_str().unwrap())]).arg("login").output().unwrap();
+    assert!(!out.status.success() && text(&out).contains("the IdP refused the login: access_denied"), "{}", text(&out));
+    assert!(
+        !h.join(".cache/pam-oidc").exists()
+            || std::fs::read_dir(h.join(".cache/pam-oidc"))
+                .unwrap()
+                .flatten()
+                .all(|e| !e.path().to_string_lossy().ends_with(".json"))
+    );
+
     // `pam-oidc login`: authorization code + PKCE through the browser.
     let out = client(h, &[("BROWSER", browser.to_str().unwrap())]).arg("login").output().unwrap();
     assert!(
