@@ -334,3 +334,21 @@ fn role_account_refusal_names_each_reason_once() {
     assert_eq!(why.matches("deploy").count(), 1, "{why}");
     assert_eq!(why.matches("evil/fork").count(), 1, "{why}");
 }
+
+/// The issuer blocks docs/tokens.md shows next to each CI source of the
+/// `pam-oidc` client parse as host configuration.
+#[test]
+fn the_client_docs_issuer_blocks_parse() {
+    let text = include_str!("../../docs/tokens.md");
+    let blocks: Vec<&str> = text
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("\n```").next())
+        .filter(|b| b.lines().any(|l| l == "[[issuer]]"))
+        .collect();
+    assert!(blocks.len() >= 3, "{blocks:?}");
+    for b in blocks {
+        Config::parse(&format!("version = 1\n{b}\n"), Path::new("docs/tokens.md"))
+            .unwrap_or_else(|e| panic!("{e}\n{b}"));
+    }
+}

@@ -14,6 +14,11 @@
 //   GET  /test/device?user_code=C&user=NAME&action=approve|deny
 //        completes a device-code login by driving the provider's own pages
 //        (/device, the login and consent interactions) like a browser would
+//   GET  /test/browse?url=AUTHORIZE_URL&user=NAME[&action=approve|deny]
+//        a browser for the authorization code flow: follows the authorization request through
+//        the provider's login and consent pages, then GETs the client's redirect (its loopback
+//        callback) and returns what that page said; host-cli is a public native client
+//        (authorization code + PKCE, refresh tokens with offline_access, any loopback port)
 //   GET  /test/revoke?user=NAME                            -> {"revoked": N} destroys NAME's grants: their
 //        refresh tokens then get invalid_grant (host-device issues them with offline_access;
 //        its ID tokens live DEVICE_ID_TOKEN_TTL seconds, env, default 600)
@@ -116,6 +121,18 @@ const provider = new Provider(issuer, {
     { client_id: 'host-device-jwt', token_endpoint_auth_method: 'private_key_jwt', token_endpoint_auth_signing_alg: 'ES256',
       jwks: { keys: [clientJwk] }, grant_types: ['urn:ietf:params:oauth:grant-type:device_code'], response_types: [],
       redirect_uris: [], id_token_signed_response_alg: 'RS256', require_auth_time: true },
+    // The people's client (pam-oidc login): a public native app, authorization code + PKCE
+    // with a loopback redirect (any port: RFC 8252 §7.3), the device flow when headless.
+    {
+      client_id: 'host-cli',
+      application_type: 'native',
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/callback'],
+      id_token_signed_response_alg: 'RS256',
+      require_auth_time: true,
+    },
   ],
   jwks: { keys },
   // The provider refuses outgoing requests to special-use addresses (SSRF
@@ -287,10 +304,12 @@ async function browse(start, action, user, userCode) {
   };
   const xsrf = (body) => body.match(/name="xsrf" value="([^"]+)"/)?.[1];
   let page = await go(start);
-  page = await go('/device', { xsrf: xsrf(page.body), user_code: userCode });
-  if (!/deviceConfirmForm/.test(page.body)) throw new Error(`no confirm page: ${page.body.slice(0, 300)}`);
-  const confirm = { xsrf: xsrf(page.body), user_code: userCode, confirm: 'yes', ...(action === 'deny' ? { abort: 'yes' } : {}) };
-  page = await go('/device', confirm);
+  if (userCode !== undefined) {
+    page = await go('/device', { xsrf: xsrf(page.body), user_code: userCode });
+    if (!/deviceConfirmForm/.test(page.body)) throw new Error(`no confirm page: ${page.body.slice(0, 300)}`);
+    const confirm = { xsrf: xsrf(page.body), user_code: userCode, confirm: 'yes', ...(action === 'deny' ? { abort: 'yes' } : {}) };
+    page = await go('/device', confirm);
+  }
   for (let i = 0; i < 12; i++) {
     if (page.location) {
       page = await go(page.location);
@@ -300,7 +319,7 @@ async function browse(start, action, user, userCode) {
     if (m && /name="prompt" value="login"/.test(page.body)) {
       page = await go(page.url, { prompt: 'login', login: `u-${user}`, password: 'any' });
     } else if (m && /name="prompt" value="consent"/.test(page.body)) {
-      page = await go(page.url, { prompt: 'consent' });
+      page = userCode === undefined && action === 'deny' ? await go(`${page.url}/abort`) : await go(page.url, { prompt: 'consent' });
     } else {
       return { status: page.status, done: true, page: page.body.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 200) };
     }
@@ -338,6 +357,10 @@ const server = http.createServer(async (req, res) => {
     if (url.pathname === '/test/device') {
       const q = url.searchParams;
       return json(res, 200, await browse('/device', q.get('action') ?? 'approve', q.get('user'), q.get('user_code')));
+    }
+    if (url.pathname === '/test/browse') {
+      const q = url.searchParams;
+      return json(res, 200, await browse(q.get('url'), q.get('action') ?? 'approve', q.get('user'), undefined));
     }
   } catch (e) {
     return json(res, 500, { error: String(e) });

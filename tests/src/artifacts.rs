@@ -1,5 +1,5 @@
-//! Where the built artifacts are: pam_oidc.so, libnss_oidc.so, helperd and the
-//! fault-injection module. `scripts/build` builds them all (`scripts/test` runs it).
+//! Where the built artifacts are: pam_oidc.so, libnss_oidc.so, helperd, the
+//! client command pam-oidc and the fault-injection module. `scripts/build` builds them all (`scripts/test` runs it).
 
 use std::path::{Path, PathBuf};
 
@@ -38,4 +38,9 @@ pub fn nss_so() -> PathBuf {
 
 pub fn helperd_bin() -> PathBuf {
     artifact("debug/helperd")
+}
+
+/// The client command `pam-oidc` (the `client` crate).
+pub fn client_bin() -> PathBuf {
+    artifact("debug/pam-oidc")
 }

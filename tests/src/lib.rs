@@ -18,7 +18,7 @@ pub mod nss;
 pub mod sshd;
 
 pub(crate) use artifacts::target;
-pub use artifacts::{fault_module_so, helperd_bin, module_so, nss_so, root};
+pub use artifacts::{client_bin, fault_module_so, helperd_bin, module_so, nss_so, root};
 pub use config::{Config, Issuer, RoleAccount, Table, Value, TEST_AUDIENCES};
 pub use env::{Env, TEST_ID_KEY};
 pub use helperd::{login_request, Helperd};

@@ -103,7 +103,8 @@ fn sh(cmd: &str) {
 
 /// Local accounts for [`SshHost::start_with_locals`]: `lkey` (key login
 /// only), `lpass` (password [`LOCAL_PASSWORD`]), `ladmin` (key login, a
-/// NOPASSWD sudoer, as on EC2).
+/// NOPASSWD sudoer, as on EC2), and `deploy` (no password, no key: the
+/// account a `[[role_account]]` rule lets CI jobs log in as).
 pub const LOCAL_PASSWORD: &str = "Local-Pass-123";
 
 impl SshHost {
@@ -176,7 +177,9 @@ impl SshHost {
             let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
             let mut shadow = std::fs::read_to_string("/etc/shadow").unwrap();
             let mut group = std::fs::read_to_string("/etc/group").unwrap();
-            for (name, id, pw) in [("lkey", 2901, "*"), ("lpass", 2902, hash.as_str()), ("ladmin", 2903, "*")] {
+            for (name, id, pw) in
+                [("lkey", 2901, "*"), ("lpass", 2902, hash.as_str()), ("ladmin", 2903, "*"), ("deploy", 2904, "*")]
+            {
                 passwd.push_str(&format!("{name}:x:{id}:{id}::/home/{name}:/bin/sh\n"));
                 shadow.push_str(&format!("{name}:{pw}:19000:0:99999:7:::\n"));
                 group.push_str(&format!("{name}:x:{id}:\n"));
@@ -193,6 +196,7 @@ impl SshHost {
                     "mkdir -p /home/{name}/.ssh && cp $D/client_key.pub /home/{name}/.ssh/authorized_keys && chown -R {id}:{id} /home/{name}\n"
                 ));
             }
+            extra.push_str("mkdir -p /home/deploy && chown 2904:2904 /home/deploy\n");
         }
         if stacks.0.is_empty() {
             // The packaged profile, with this build's module and config, enabled by pam-auth-update.

@@ -8,14 +8,22 @@ use integration::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn package(ext: &str) -> PathBuf {
+/// The package `name` (`pam-oidc`, `pam-oidc-client`) of type `ext` in target/packages.
+fn package(name: &str, ext: &str) -> PathBuf {
     let dir = root().join("target/packages");
     std::fs::read_dir(&dir)
         .unwrap_or_else(|_| panic!("{} missing: run scripts/package", dir.display()))
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == ext))
-        .unwrap_or_else(|| panic!("no .{ext} in {}: run scripts/package", dir.display()))
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .find(|p| {
+            let f = p.file_name().unwrap().to_string_lossy().into_owned();
+            // pam-oidc_0.1.0-1_amd64.deb, pam-oidc-client_0.1.0-1_amd64.deb, pam-oidc-0.1.0-1.x86_64.rpm
+            f.strip_prefix(name).is_some_and(|r| {
+                r.starts_with('_') || r.starts_with('-') && r[1..].starts_with(|c: char| c.is_ascii_digit())
+            })
+        })
+        .unwrap_or_else(|| panic!("no {name} .{ext} in {}: run scripts/package", dir.display()))
 }
 
 fn sh(cmd: &str) -> (bool, String) {
@@ -50,10 +58,11 @@ fn mode(p: &Path) -> u32 {
 }
 
 /// The man pages: (source in packaging/man/, installed path in both packages, `.TH` line start).
-const MAN_PAGES: [(&str, &str, &str); 3] = [
+const MAN_PAGES: [(&str, &str, &str); 4] = [
     ("pam_oidc.8", "/usr/share/man/man8/pam_oidc.8.gz", ".TH PAM_OIDC 8 "),
     ("helperd.8", "/usr/share/man/man8/helperd.8.gz", ".TH HELPERD 8 "),
     ("pam-oidc.toml.5", "/usr/share/man/man5/pam-oidc.toml.5.gz", ".TH PAM\\-OIDC.TOML 5 "),
+    ("pam-oidc.1", "/usr/share/man/man1/pam-oidc.1.gz", ".TH PAM\\-OIDC 1 "),
 ];
 
 /// A man page's source with roff's escaped hyphens (`\-`) made plain.
@@ -66,7 +75,7 @@ fn deb_installs_serves_an_oidc_user_and_purges_cleanly() {
     let r = bookworm();
     let root = &r.0;
     let nss_before = std::fs::read_to_string(root.join("etc/nsswitch.conf")).unwrap();
-    std::fs::copy(package("deb"), root.join("tmp/pam-oidc.deb")).unwrap();
+    std::fs::copy(package("pam-oidc", "deb"), root.join("tmp/pam-oidc.deb")).unwrap();
     for round in 0..2 {
         let (ok, out) = chroot(root, "dpkg -i /tmp/pam-oidc.deb");
         assert!(ok, "dpkg -i: {out}");
@@ -96,6 +105,7 @@ fn deb_installs_serves_an_oidc_user_and_purges_cleanly() {
         ("usr/lib/x86_64-linux-gnu/libnss_oidc.so.2", 0o644),
         ("etc/pam-oidc/config.toml", 0o644),
         ("usr/bin/pam-oidc-askpass", 0o755),
+        ("usr/bin/pam-oidc", 0o755),
         ("lib/systemd/system/pam-oidc-helperd.service", 0o644),
         ("lib/systemd/system/pam-oidc-imds-lockdown.service", 0o644),
         ("usr/lib/pam-oidc/pam-oidc-imds.nft", 0o644),
@@ -145,6 +155,7 @@ fn deb_installs_serves_an_oidc_user_and_purges_cleanly() {
 
     // The installed helperd serves an OIDC (roster) user to the chroot's glibc.
     let idp = Idp::start();
+    client_runs_and_resolves_names(root, &idp);
     std::fs::write(root.join("etc/pam-oidc/roster"), "zoe\n").unwrap();
     std::fs::write(
         root.join("etc/pam-oidc/test.toml"),
@@ -197,15 +208,73 @@ fn deb_installs_serves_an_oidc_user_and_purges_cleanly() {
         "usr/share/man/man8/pam_oidc.8.gz",
         "usr/share/man/man8/helperd.8.gz",
         "usr/share/man/man5/pam-oidc.toml.5.gz",
+        "usr/share/man/man1/pam-oidc.1.gz",
+        "usr/bin/pam-oidc",
     ] {
         assert!(!root.join(p).exists(), "{p} left behind");
     }
     assert_eq!(std::fs::read_to_string(root.join("etc/nsswitch.conf")).unwrap(), nss_before);
 }
 
+/// The installed client command runs in `root` and reaches a server by name
+/// (`localhost`: the static executable's resolver) — here the IdP's discovery
+/// document stands in for a CI token service, which answers without a token.
+fn client_runs_and_resolves_names(root: &Path, idp: &Idp) {
+    let hosts = std::fs::read_to_string(root.join("etc/hosts")).unwrap_or_default();
+    if !hosts.lines().any(|l| l.starts_with("127.0.0.1") && l.split_whitespace().any(|n| n == "localhost")) {
+        std::fs::write(root.join("etc/hosts"), format!("{hosts}127.0.0.1 localhost\n")).unwrap();
+    }
+    let (ok, out) = chroot(root, "/usr/bin/pam-oidc --version");
+    assert!(ok && out.starts_with("pam-oidc 0."), "{out}");
+    let (ok, out) = chroot(
+        root,
+        &format!(
+            "HOME=/root ACTIONS_ID_TOKEN_REQUEST_URL=http://localhost:{}/.well-known/openid-configuration \\
+             ACTIONS_ID_TOKEN_REQUEST_TOKEN=x /usr/bin/pam-oidc token --from github --audience a 2>&1",
+            idp.port
+        ),
+    );
+    assert!(!ok && out.contains("no value in the answer"), "{out}");
+}
+
+/// The client package alone (laptops, CI images): the static command, the
+/// askpass script and the man page, no dependency; the host package, which
+/// contains the same command, replaces it.
+#[test]
+fn client_deb_installs_alone_and_the_host_package_replaces_it() {
+    let r = bookworm();
+    let root = &r.0;
+    std::fs::copy(package("pam-oidc-client", "deb"), root.join("tmp/client.deb")).unwrap();
+    std::fs::copy(package("pam-oidc", "deb"), root.join("tmp/pam-oidc.deb")).unwrap();
+    let (ok, out) = chroot(root, "dpkg -i /tmp/client.deb 2>&1");
+    assert!(ok, "dpkg -i client: {out}");
+    for (p, m) in
+        [("usr/bin/pam-oidc", 0o755), ("usr/bin/pam-oidc-askpass", 0o755), ("usr/share/man/man1/pam-oidc.1.gz", 0o644)]
+    {
+        assert_eq!(mode(&root.join(p)), m, "{p}");
+    }
+    let (_, files) = chroot(root, "dpkg -L pam-oidc-client");
+    assert!(!files.contains("helperd") && !files.contains("pam_oidc.so") && !files.contains("/etc/"), "{files}");
+    let (_, status) = chroot(root, "dpkg -s pam-oidc-client");
+    let depends = status.lines().find_map(|l| l.strip_prefix("Depends:")).unwrap_or("").trim().to_string();
+    assert_eq!(depends, "", "a static executable depends on nothing: {status}");
+    let idp = Idp::start();
+    client_runs_and_resolves_names(root, &idp);
+    let (ok, out) = chroot(root, "pam-oidc ssh-config web-1");
+    assert!(ok && out.contains("Host web-1"), "{out}");
+    // The host package replaces the client package (same /usr/bin/pam-oidc).
+    let (ok, out) = chroot(root, "dpkg -i /tmp/pam-oidc.deb 2>&1");
+    assert!(ok, "dpkg -i pam-oidc over pam-oidc-client: {out}");
+    let (_, status) = chroot(root, "dpkg-query -W -f='${Status}' pam-oidc-client 2>&1");
+    assert!(!status.contains("install ok installed"), "{status}");
+    assert_eq!(mode(&root.join("usr/bin/pam-oidc")), 0o755);
+    let (ok, out) = chroot(root, "dpkg -S /usr/bin/pam-oidc");
+    assert!(ok && out.starts_with("pam-oidc:"), "{out}");
+}
+
 #[test]
 fn rpm_file_list_modes_and_scriptlets() {
-    let rpm = package("rpm");
+    let rpm = package("pam-oidc", "rpm");
     let (ok, list) = sh(&format!("rpm -qlvp {} 2>/dev/null", rpm.display()));
     assert!(ok, "{list}");
     for (path, perms) in [
@@ -218,9 +287,11 @@ fn rpm_file_list_modes_and_scriptlets() {
         ("/usr/lib/pam-oidc/pam-oidc-imds.nft", "-rw-r--r--"),
         ("/usr/lib/pam-oidc/nsswitch", "-rwxr-xr-x"),
         ("/usr/lib/pam-oidc/id-key-init", "-rwxr-xr-x"),
+        ("/usr/bin/pam-oidc", "-rwxr-xr-x"),
         (MAN_PAGES[0].1, "-rw-r--r--"),
         (MAN_PAGES[1].1, "-rw-r--r--"),
         (MAN_PAGES[2].1, "-rw-r--r--"),
+        (MAN_PAGES[3].1, "-rw-r--r--"),
     ] {
         let line = list.lines().find(|l| l.ends_with(path)).unwrap_or_else(|| panic!("{path} not in\n{list}"));
         assert!(line.starts_with(perms), "{line}");
@@ -316,6 +387,34 @@ fn man_pages_cover_every_argument_command_and_key() {
     for opt in usage.split(|c: char| c.is_whitespace() || c == '[' || c == ']').filter(|w| w.starts_with("--")) {
         let opt = opt.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
         assert!(helperd.contains(&format!("\\fB{opt}\\fR")), "helperd.8: no option {opt}");
+    }
+
+    // pam-oidc(1): every command and option of `pam-oidc --help`.
+    let client = man_source("pam-oidc.1");
+    let o = Command::new(client_bin()).arg("--help").output().unwrap();
+    let usage = String::from_utf8_lossy(&o.stdout).into_owned();
+    let cmds: Vec<&str> = usage
+        .split("commands:")
+        .nth(1)
+        .unwrap()
+        .split("options")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(cmds.len() >= 8, "{usage}");
+    for cmd in cmds {
+        assert!(client.contains(&format!("\n.B {cmd}\n")), "pam-oidc.1: no command {cmd}");
+    }
+    for opt in
+        usage.split(|c: char| c.is_whitespace() || c == '[' || c == ']').filter(|w| w.starts_with("--") && w.len() > 2)
+    {
+        let opt = opt.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+        assert!(
+            client.contains(&format!("\n.B {opt}\n")) || client.contains(&format!("\n.BI {opt} ")),
+            "pam-oidc.1: no option {opt}"
+        );
     }
 
     let toml = man_source("pam-oidc.toml.5");

@@ -1,0 +1,507 @@
+//! Feeding ssh and sudo: `pam-oidc ssh`/`sudo` run them with this binary as
+//! their askpass program. The token never travels in argv or the environment:
+//! the askpass child asks the parent over a Unix socket in a private (0700)
+//! directory, and the parent answers only a peer of its own uid that descends
+//! from it (SO_PEERCRED and /proc). The environment carries only the socket's
+//! path.
+//!
+//! The continuation protocol (pam_oidc/src/prompt.rs): the module asks
+//! `OIDC token: ` (or a step-up variant) for part 1; a reply ending in `\`
+//! means more follows, and it asks `OIDC token (part N): `. Parts are at most
+//! [`PART_BYTES`] (sudo refuses replies of 512 bytes or more).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+/// Bytes of token per reply.
+pub const PART_BYTES: usize = 500;
+/// Most parts the module reads.
+pub const MAX_PARTS: usize = 64;
+/// The environment variable naming the parent's socket.
+pub const SOCKET_VAR: &str = "PAM_OIDC_ASKPASS_SOCKET";
+
+/// What a prompt asks for.
+#[derive(Debug, PartialEq)]
+pub enum Prompt {
+    /// The first part of a (new) token.
+    Token,
+    /// Part N (2 and up) of the token being sent.
+    Part(usize),
+    /// Anything else: a password, a host key, "press Enter".
+    Other,
+}
+
+pub fn classify(prompt: &str) -> Prompt {
+    // ssh (8.9 and later) puts "(user@host) " before keyboard-interactive prompts.
+    let p = prompt.trim_start();
+    let p = match p.strip_prefix('(').and_then(|r| r.split_once(") ")) {
+        Some((who, rest)) if who.contains('@') && !who.contains(' ') => rest,
+        _ => p,
+    };
+    let Some(rest) = p.strip_prefix("OIDC token") else { return Prompt::Other };
+    match rest.strip_prefix(" (part ").and_then(|r| r.split_once(')')) {
+        Some((n, _)) => match n.parse::<usize>() {
+            Ok(n) if (2..=MAX_PARTS).contains(&n) => Prompt::Part(n),
+            _ => Prompt::Other,
+        },
+        None => Prompt::Token,
+    }
+}
+
+/// Part `n` (1-based) of `token` as a reply: a trailing `\` unless it is the last.
+pub fn part(token: &str, n: usize) -> Option<String> {
+    let count = token.len().div_ceil(PART_BYTES).max(1);
+    if n == 0 || n > count || count > MAX_PARTS || !token.is_ascii() {
+        return None;
+    }
+    let piece = &token[(n - 1) * PART_BYTES..(n * PART_BYTES).min(token.len())];
+    Some(if n < count { format!("{piece}\\") } else { piece.to_string() })
+}
+
+/// A directory only this user may enter, removed (with what is in it) on drop.
+pub struct PrivateDir(pub PathBuf);
+
+impl PrivateDir {
+    /// A new directory with a random name under `$XDG_RUNTIME_DIR`, else `$TMPDIR`, else /tmp.
+    pub fn new() -> Result<PrivateDir, String> {
+        use std::os::unix::fs::DirBuilderExt;
+        let base = ["XDG_RUNTIME_DIR", "TMPDIR"]
+            .iter()
+            .filter_map(std::env::var_os)
+            .map(PathBuf::from)
+            .find(|p| p.is_dir())
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        // Short: a socket path must fit in 108 bytes.
+        let name = format!("pam-oidc-{}", crate::oidc::random(9)?);
+        let dir = base.join(name);
+        // mkdir fails if the name exists: nobody can have prepared it.
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(PrivateDir(dir))
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The uid and pid of a Unix socket's peer.
+fn peer(s: &UnixStream) -> Result<(u32, i32), String> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid for writes of the sizes given; the fd is open.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(format!("SO_PEERCRED: {}", std::io::Error::last_os_error()));
+    }
+    Ok((cred.uid, cred.pid))
+}
+
+/// The parent of `pid` (from /proc/PID/stat).
+fn ppid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields follow the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Is `pid` a descendant of `ancestor`?
+pub fn descends_from(mut pid: i32, ancestor: i32) -> bool {
+    for _ in 0..64 {
+        if pid <= 1 {
+            return false;
+        }
+        match ppid(pid) {
+            Some(p) if p == ancestor => return true,
+            Some(p) => pid = p,
+            None => return false,
+        }
+    }
+    false
+}
+
+/// Gives the token of a login when its askpass asks: each `OIDC token:`
+/// prompt (a login; a retry; a second login through the same ssh) gets a
+/// fresh token from `fetch`, fetched at that moment; `(part N)` prompts get
+/// the rest of that token.
+pub struct Server {
+    pub socket: PathBuf,
+    _dir: PrivateDir,
+}
+
+type Fetch = Box<dyn FnMut() -> Result<Zeroizing<String>, String> + Send>;
+
+impl Server {
+    pub fn start(fetch: Fetch) -> Result<Server, String> {
+        let dir = PrivateDir::new()?;
+        let socket = dir.0.join("s");
+        let listener = UnixListener::bind(&socket).map_err(|e| format!("{}: {e}", socket.display()))?;
+        std::thread::spawn(move || serve(listener, fetch));
+        Ok(Server { socket, _dir: dir })
+    }
+}
+
+fn serve(listener: UnixListener, mut fetch: Fetch) {
+    // SAFETY: getuid and getpid have no preconditions and cannot fail.
+    let (uid, me) = unsafe { (libc::getuid(), libc::getpid()) };
+    let mut current: Option<Zeroizing<String>> = None;
+    for stream in listener.incoming() {
+        let Ok(mut s) = stream else { continue };
+        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+        let answer = match peer(&s) {
+            Ok((u, pid)) if u == uid && descends_from(pid, me) => {
+                let mut line = String::new();
+                let _ = BufReader::new((&s).take(256)).read_line(&mut line);
+                answer(line.trim(), &mut current, &mut fetch)
+            }
+            Ok((u, pid)) => Err(format!("refused: peer uid {u} pid {pid} is not this login's ssh/sudo")),
+            Err(e) => Err(e),
+        };
+        let reply = Zeroizing::new(match answer {
+            Ok(text) => format!("ok {}\n", text.as_str()),
+            Err(e) => format!("err {}\n", e.replace('\n', " ")),
+        });
+        let _ = s.write_all(reply.as_bytes());
+    }
+}
+
+fn answer(req: &str, current: &mut Option<Zeroizing<String>>, fetch: &mut Fetch) -> Result<Zeroizing<String>, String> {
+    let n: usize = req.strip_prefix("part ").and_then(|n| n.parse().ok()).ok_or("bad request")?;
+    if n == 1 {
+        *current = None;
+        *current = Some(fetch()?);
+    }
+    let token = current.as_ref().ok_or("no token is being sent")?;
+    part(token, n).map(Zeroizing::new).ok_or_else(|| format!("the token has no part {n}"))
+}
+
+/// Ask the parent listening on `socket` for part `n`.
+pub fn ask(socket: &Path, n: usize) -> Result<Zeroizing<String>, String> {
+    let mut s = UnixStream::connect(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(600)));
+    s.write_all(format!("part {n}\n").as_bytes()).map_err(|e| e.to_string())?;
+    let mut reply = Zeroizing::new(String::new());
+    BufReader::new((&s).take(64 * 1024)).read_line(&mut reply).map_err(|e| e.to_string())?;
+    let line = reply.trim_end_matches('\n');
+    if let Some(text) = line.strip_prefix("ok ") {
+        return Ok(Zeroizing::new(text.to_string()));
+    }
+    Err(line.strip_prefix("err ").unwrap_or("no answer from pam-oidc").to_string())
+}
+
+/// A prompt that is not for a token goes to the person at the terminal (echo
+/// off unless it is a yes/no question), or fails when there is none.
+pub fn passthrough(prompt: &str) -> Result<Zeroizing<String>, String> {
+    use std::os::fd::AsRawFd;
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|_| format!("no terminal to ask {prompt:?} (pam-oidc answers only OIDC token prompts)"))?;
+    let fd = tty.as_raw_fd();
+    let echo = prompt.contains("(yes/no") || std::env::var("SSH_ASKPASS_PROMPT").is_ok_and(|v| v == "confirm");
+    // SAFETY: termios is plain data; tcgetattr fills it for an open descriptor.
+    let mut old: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open for the life of `tty`; `old` is a valid termios.
+    let have_termios = unsafe { libc::tcgetattr(fd, &mut old) } == 0;
+    if have_termios && !echo {
+        let mut quiet = old;
+        quiet.c_lflag &= !libc::ECHO;
+        // SAFETY: as above; `quiet` is a copy of the terminal's own settings.
+        unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) };
+    }
+    let mut w = &tty;
+    let _ = w.write_all(prompt.as_bytes());
+    let _ = w.flush();
+    let mut line = Zeroizing::new(String::new());
+    let r = BufReader::new(&tty).read_line(&mut line);
+    if have_termios && !echo {
+        // SAFETY: restores the settings read above.
+        unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &old) };
+        let _ = w.write_all(b"\n");
+    }
+    r.map_err(|e| format!("reading the terminal: {e}"))?;
+    Ok(Zeroizing::new(line.trim_end_matches(['\n', '\r']).to_string()))
+}
+
+/// The askpass program: answer one prompt on stdout. Exit status 0 when
+/// answered. Run by `pam-oidc ssh`/`sudo`, it asks its parent over the socket;
+/// run by a plain ssh or sudo (`SSH_ASKPASS=pam-oidc` exported), it gets a
+/// fresh token itself with `fetch` (see [`standalone`]).
+pub fn run(prompt: &str, fetch: &dyn Fn() -> Result<Zeroizing<String>, String>) -> i32 {
+    let answer = match (classify(prompt), std::env::var_os(SOCKET_VAR)) {
+        (Prompt::Other, _) => passthrough(prompt),
+        (Prompt::Token, Some(sock)) => ask(Path::new(&sock), 1),
+        (Prompt::Part(n), Some(sock)) => ask(Path::new(&sock), n),
+        (Prompt::Token, None) => standalone::first(fetch),
+        (Prompt::Part(n), None) => standalone::part(n),
+    };
+    match answer {
+        Ok(a) => {
+            let mut out = std::io::stdout().lock();
+            let line = Zeroizing::new(format!("{}\n", a.as_str()));
+            if out.write_all(line.as_bytes()).and_then(|()| out.flush()).is_err() {
+                return 1;
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("pam-oidc askpass: {e}");
+            1
+        }
+    }
+}
+
+/// The askpass run by a plain ssh or sudo: one process per prompt, no parent
+/// of ours to ask. The `OIDC token:` prompt gets a fresh token; when it takes
+/// more than one part, the token is kept for the `(part N)` prompts in a 0600
+/// file in a private (0700) directory of the user's, named for the asking
+/// process (ssh's pid and start time), and deleted when the last part is sent.
+pub mod standalone {
+    use super::{part as nth, PART_BYTES};
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+    use std::path::PathBuf;
+    use zeroize::Zeroizing;
+
+    fn euid() -> u32 {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() }
+    }
+
+    /// `$XDG_RUNTIME_DIR/pam-oidc`, else `/tmp/pam-oidc-UID`: a directory of ours that only we may enter.
+    pub fn state_dir() -> Result<PathBuf, String> {
+        let dir = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|d| d.is_dir()) {
+            Some(d) => d.join("pam-oidc"),
+            None => PathBuf::from(format!("/tmp/pam-oidc-{}", euid())),
+        };
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("{}: {e}", dir.display())),
+        }
+        let m = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if !m.is_dir() || m.uid() != euid() || m.mode() & 0o077 != 0 {
+            return Err(format!("{}: not a private directory of yours (0700)", dir.display()));
+        }
+        Ok(dir)
+    }
+
+    /// A process's start time (clock ticks after boot), from /proc/PID/stat.
+    pub fn start_time(pid: u32) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+    }
+
+    fn key_of(pid: u32) -> Option<String> {
+        Some(format!("askpass-{pid}-{}", start_time(pid)?))
+    }
+
+    fn parent_key() -> Result<String, String> {
+        key_of(std::os::unix::process::parent_id()).ok_or_else(|| "the asking process is gone".to_string())
+    }
+
+    /// Remove the files of processes that no longer run (an ssh killed between parts).
+    fn sweep(dir: &std::path::Path) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let live = name
+                .strip_prefix("askpass-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok())
+                .and_then(key_of)
+                .is_some_and(|k| k == name);
+            if name.starts_with("askpass-") && !live {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    pub fn first(fetch: &dyn Fn() -> Result<Zeroizing<String>, String>) -> Result<Zeroizing<String>, String> {
+        first_in(&state_dir()?, fetch)
+    }
+
+    pub fn part(n: usize) -> Result<Zeroizing<String>, String> {
+        part_in(&state_dir()?, n)
+    }
+
+    pub(super) fn first_in(
+        dir: &std::path::Path,
+        fetch: &dyn Fn() -> Result<Zeroizing<String>, String>,
+    ) -> Result<Zeroizing<String>, String> {
+        let token = fetch()?;
+        sweep(dir);
+        let path = dir.join(parent_key()?);
+        let _ = std::fs::remove_file(&path);
+        if token.len() > PART_BYTES {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            f.write_all(token.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        nth(&token, 1).map(Zeroizing::new).ok_or_else(|| "the token is too long".into())
+    }
+
+    pub(super) fn part_in(dir: &std::path::Path, n: usize) -> Result<Zeroizing<String>, String> {
+        let path = dir.join(parent_key()?);
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|_| format!("no token is being sent (part {n} asked)"))?;
+        let m = f.metadata().map_err(|e| e.to_string())?;
+        if m.uid() != euid() || m.mode() & 0o077 != 0 {
+            return Err(format!("{}: not a private file of yours", path.display()));
+        }
+        let mut token = Zeroizing::new(String::new());
+        std::io::Read::read_to_string(&mut f, &mut token).map_err(|e| e.to_string())?;
+        let reply = nth(&token, n).ok_or_else(|| format!("the token has no part {n}"))?;
+        if !reply.ends_with('\\') {
+            let _ = std::fs::remove_file(&path);
+        }
+        Ok(Zeroizing::new(reply))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_are_classified() {
+        assert_eq!(classify("OIDC token: "), Prompt::Token);
+        assert_eq!(classify("OIDC token (this session is not in ops-admins): "), Prompt::Token);
+        assert_eq!(classify("OIDC token (part 2): "), Prompt::Part(2));
+        assert_eq!(classify("OIDC token (part 64): "), Prompt::Part(64));
+        assert_eq!(classify("OIDC token (part 65): "), Prompt::Other);
+        assert_eq!(classify("OIDC token (part 1): "), Prompt::Other);
+        assert_eq!(classify("alice@host's password: "), Prompt::Other);
+        assert_eq!(classify("[sudo] password for alice: "), Prompt::Other);
+        assert_eq!(classify("Are you sure you want to continue connecting (yes/no/[fingerprint])? "), Prompt::Other);
+        assert_eq!(
+            classify("To log in, open https://x/device and confirm the code AB, then press Enter:"),
+            Prompt::Other
+        );
+        assert_eq!(classify("Password (part 2): "), Prompt::Other);
+        assert_eq!(classify("(alice@web-1) OIDC token: "), Prompt::Token);
+        assert_eq!(classify("(alice@web-1) OIDC token (part 3): "), Prompt::Part(3));
+        assert_eq!(classify("(alice@web-1) Password: "), Prompt::Other);
+        assert_eq!(classify("(not a host) OIDC token: "), Prompt::Other);
+    }
+
+    #[test]
+    fn parts_reassemble_as_the_module_reads_them() {
+        for len in [1usize, 499, 500, 501, 1999, 12_000] {
+            let token: String = (0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+            let count = len.div_ceil(PART_BYTES);
+            let mut joined = String::new();
+            for n in 1..=count {
+                let p = part(&token, n).unwrap();
+                assert!(p.len() < 512, "sudo refuses replies of 512 bytes or more");
+                // The module's reading: a trailing backslash means more follows.
+                match p.strip_suffix('\\') {
+                    Some(piece) => {
+                        assert!(n < count);
+                        joined.push_str(piece)
+                    }
+                    None => {
+                        assert_eq!(n, count);
+                        joined.push_str(&p)
+                    }
+                }
+            }
+            assert_eq!(joined, token, "{len}");
+            assert!(part(&token, count + 1).is_none());
+            assert!(part(&token, 0).is_none());
+        }
+        assert!(part(&"x".repeat(PART_BYTES * MAX_PARTS + 1), 1).is_none(), "more than 64 parts");
+    }
+
+    #[test]
+    fn standalone_askpass_keeps_the_rest_of_a_token_for_its_ssh_only_until_sent() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = PrivateDir::new().unwrap();
+        let d = dir.0.as_path();
+        let token = "T".repeat(1200);
+        let t = token.clone();
+        let first = standalone::first_in(d, &move || Ok(Zeroizing::new(t.clone()))).unwrap();
+        assert_eq!(first.len(), PART_BYTES + 1);
+        let files: Vec<_> = std::fs::read_dir(d).unwrap().flatten().map(|e| e.path()).collect();
+        assert_eq!(files.len(), 1);
+        // Named for the asking process (here: this test's parent) and its start time.
+        let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(&format!("askpass-{}-", std::os::unix::process::parent_id())), "{name}");
+        assert_eq!(std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777, 0o600);
+        let mut joined = first.trim_end_matches('\\').to_string();
+        joined.push_str(standalone::part_in(d, 2).unwrap().trim_end_matches('\\'));
+        joined.push_str(&standalone::part_in(d, 3).unwrap());
+        assert_eq!(joined, token);
+        assert!(!files[0].exists(), "deleted once the last part is sent");
+        assert!(standalone::part_in(d, 2).is_err());
+        // A short token leaves nothing behind; files of processes that are gone are swept.
+        std::fs::write(d.join("askpass-999999999-1"), "x").unwrap();
+        assert_eq!(standalone::first_in(d, &|| Ok(Zeroizing::new("eyJ.a.b".into()))).unwrap().as_str(), "eyJ.a.b");
+        assert_eq!(std::fs::read_dir(d).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_private_dir_is_0700_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = PrivateDir::new().unwrap();
+        assert_eq!(std::fs::metadata(&dir.0).unwrap().permissions().mode() & 0o777, 0o700);
+        let path = dir.0.clone();
+        drop(dir);
+        assert!(!path.exists(), "removed on drop");
+    }
+
+    #[test]
+    fn answers_part_by_part_and_a_fresh_token_per_login() {
+        let first = "A".repeat(600);
+        let mut current = None;
+        let mut n = 0;
+        let f = first.clone();
+        let mut next: Fetch = Box::new(move || {
+            n += 1;
+            Ok(Zeroizing::new(if n == 1 { f.clone() } else { format!("fresh-{n}") }))
+        });
+        let mut ask = |req: &str| answer(req, &mut current, &mut next).map(|z| z.to_string());
+        assert_eq!(ask("part 2").unwrap_err(), "no token is being sent");
+        assert_eq!(ask("part 1").unwrap(), format!("{}\\", &first[..500]));
+        assert_eq!(ask("part 2").unwrap(), first[500..]);
+        assert!(ask("part 3").is_err());
+        assert_eq!(ask("part 1").unwrap(), "fresh-2", "a second login gets a fresh token");
+        assert_eq!(ask("part 1").unwrap(), "fresh-3");
+        assert!(ask("token please").is_err());
+    }
+
+    #[test]
+    fn the_parent_refuses_a_process_that_does_not_descend_from_it() {
+        let server = Server::start(Box::new(|| Ok(Zeroizing::new("eyJ.a.b".into())))).unwrap();
+        // This test process is the server's own process, not its descendant.
+        let err = ask(&server.socket, 1).unwrap_err();
+        assert!(err.contains("is not this login's"), "{err}");
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        assert!(descends_from(child.id() as i32, me));
+        assert!(!descends_from(me, child.id() as i32));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

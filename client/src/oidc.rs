@@ -1,0 +1,523 @@
+//! OpenID Connect for a person at a terminal: discovery, the authorization
+//! code flow with PKCE (S256) and a loopback redirect (RFC 8252 §7.3), the
+//! device flow (RFC 8628) when headless, and the refresh grant. The ID token
+//! comes over TLS from the token endpoint; the client checks `iss`, `aud`,
+//! `exp` and `nonce` only (the host verifies the signature).
+
+use crate::config::Settings;
+use crate::http::{check_url, Http};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// The endpoints of an issuer's discovery document that the client uses.
+#[derive(Clone, Debug)]
+pub struct Provider {
+    pub issuer: String,
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: String,
+    pub device_authorization_endpoint: Option<String>,
+}
+
+/// What a token endpoint gave.
+pub struct Tokens {
+    pub id_token: Zeroizing<String>,
+    pub refresh_token: Option<Zeroizing<String>>,
+}
+
+/// A refresh that failed: `Rejected` (the grant is gone: log in again) or
+/// anything else (network, server), which keeps the refresh token.
+#[derive(Debug)]
+pub enum RefreshError {
+    Rejected(String),
+    Failed(String),
+}
+
+pub fn discover(http: &Http, issuer: &str) -> Result<Provider, String> {
+    check_url(issuer)?;
+    let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+    let (status, doc) = http.get_json(&url, &[])?;
+    if status != 200 {
+        return Err(format!("discovery {url}: HTTP {status}"));
+    }
+    parse_discovery(issuer, &doc)
+}
+
+pub fn parse_discovery(issuer: &str, doc: &Value) -> Result<Provider, String> {
+    if doc["issuer"].as_str() != Some(issuer) {
+        return Err(format!(
+            "the discovery document of {issuer} names issuer {}: configure the issuer exactly as the IdP spells it",
+            doc["issuer"]
+        ));
+    }
+    let endpoint = |k: &str| -> Result<Option<String>, String> {
+        match doc[k].as_str() {
+            None => Ok(None),
+            Some(u) => check_url(u).map(|()| Some(u.to_string())).map_err(|e| format!("{k}: {e}")),
+        }
+    };
+    Ok(Provider {
+        issuer: issuer.to_string(),
+        authorization_endpoint: endpoint("authorization_endpoint")?,
+        token_endpoint: endpoint("token_endpoint")?.ok_or("the discovery document has no token_endpoint")?,
+        device_authorization_endpoint: endpoint("device_authorization_endpoint")?,
+    })
+}
+
+/// `n` random bytes from the system CSPRNG, base64url.
+pub fn random(n: usize) -> Result<String, String> {
+    use ring::rand::SecureRandom;
+    let mut b = vec![0u8; n];
+    ring::rand::SystemRandom::new().fill(&mut b).map_err(|_| "the system random generator failed".to_string())?;
+    Ok(URL_SAFE_NO_PAD.encode(b))
+}
+
+pub fn sha256(data: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, data).as_ref().to_vec()
+}
+
+/// RFC 7636 S256: challenge = base64url(SHA-256(verifier)).
+pub fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(sha256(verifier.as_bytes()))
+}
+
+/// The authorization request URL.
+pub fn authorize_url(
+    endpoint: &str,
+    s: &Settings,
+    redirect_uri: &str,
+    challenge: &str,
+    state: &str,
+    nonce: &str,
+) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("response_type", "code")
+        .append_pair("client_id", &s.client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("scope", &s.scopes)
+        .append_pair("state", state)
+        .append_pair("nonce", nonce)
+        .append_pair("code_challenge", challenge)
+        .append_pair("code_challenge_method", "S256");
+    if let Some(p) = s.prompt() {
+        q.append_pair("prompt", &p);
+    }
+    for (k, v) in &s.extra_auth_params {
+        q.append_pair(k, v);
+    }
+    let sep = if endpoint.contains('?') { '&' } else { '?' };
+    format!("{endpoint}{sep}{}", q.finish())
+}
+
+/// What one request to the loopback listener was.
+#[derive(Debug, PartialEq)]
+pub enum Callback {
+    /// The redirect with our state: the authorization code.
+    Code(String),
+    /// The redirect with our state and an error from the IdP.
+    Error(String),
+    /// Anything else (a favicon, a stray request, a wrong state): ignored.
+    Other,
+}
+
+/// Parse an HTTP request line (`GET /callback?code=..&state=.. HTTP/1.1`).
+pub fn parse_callback(request_line: &str, state: &str) -> Callback {
+    let mut it = request_line.split_whitespace();
+    let (Some("GET"), Some(target)) = (it.next(), it.next()) else { return Callback::Other };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path != "/callback" {
+        return Callback::Other;
+    }
+    let mut code = None;
+    let mut got_state = None;
+    let mut error = None;
+    let mut desc = None;
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "code" => code = Some(v.into_owned()),
+            "state" => got_state = Some(v.into_owned()),
+            "error" => error = Some(v.into_owned()),
+            "error_description" => desc = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    if got_state.as_deref() != Some(state) {
+        return Callback::Other;
+    }
+    match (code, error) {
+        (_, Some(e)) => Callback::Error(match desc {
+            Some(d) => format!("{e}: {d}"),
+            None => e,
+        }),
+        (Some(c), None) if !c.is_empty() => Callback::Code(c),
+        _ => Callback::Other,
+    }
+}
+
+const DONE_PAGE: &str =
+    "<!doctype html><title>pam-oidc</title><p>Logged in. You can close this window and return to the terminal.</p>";
+const FAILED_PAGE: &str = "<!doctype html><title>pam-oidc</title><p>The login failed; the terminal says why.</p>";
+
+fn respond(stream: &mut TcpStream, status: &str, body: &str) {
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// Serve the loopback redirect until the callback with `state` arrives.
+pub fn wait_for_callback(listener: &TcpListener, state: &str, timeout: Duration) -> Result<Zeroizing<String>, String> {
+    let deadline = Instant::now() + timeout;
+    listener.set_nonblocking(true).map_err(|e| format!("loopback listener: {e}"))?;
+    while Instant::now() < deadline {
+        let mut stream = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            Err(e) => return Err(format!("loopback listener: {e}")),
+        };
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut line = String::new();
+        let mut reader = BufReader::new(std::io::Read::take(stream.try_clone().map_err(|e| e.to_string())?, 8192));
+        if reader.read_line(&mut line).is_err() {
+            continue;
+        }
+        match parse_callback(&line, state) {
+            Callback::Code(c) => {
+                respond(&mut stream, "200 OK", DONE_PAGE);
+                return Ok(Zeroizing::new(c));
+            }
+            Callback::Error(e) => {
+                respond(&mut stream, "200 OK", FAILED_PAGE);
+                return Err(format!("the IdP refused the login: {e}"));
+            }
+            Callback::Other => respond(&mut stream, "404 Not Found", ""),
+        }
+    }
+    Err(format!("no answer from the browser within {} s", timeout.as_secs()))
+}
+
+/// Start `$BROWSER` (a command; `%s` is replaced by the URL, else the URL is
+/// its argument), else `xdg-open`. Not waited for.
+pub fn open_browser(url: &str) -> Result<(), String> {
+    let (prog, args): (String, Vec<String>) = match std::env::var("BROWSER").ok().filter(|b| !b.trim().is_empty()) {
+        Some(b) => {
+            let first = b.split(':').next().unwrap_or(&b).to_string();
+            let mut words = first.split_whitespace().map(str::to_string);
+            let prog = words.next().unwrap_or_default();
+            let mut args: Vec<String> = words.map(|w| w.replace("%s", url)).collect();
+            if !first.contains("%s") {
+                args.push(url.to_string());
+            }
+            (prog, args)
+        }
+        None => ("xdg-open".into(), vec![url.to_string()]),
+    };
+    let child = std::process::Command::new(&prog)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting the browser ({prog}): {e}"))?;
+    // Reap it whenever it ends, without waiting here.
+    std::thread::spawn(move || {
+        let mut child = child;
+        let _ = child.wait();
+    });
+    Ok(())
+}
+
+/// The authorization code flow with PKCE and a loopback redirect.
+pub fn browser_login(http: &Http, p: &Provider, s: &Settings, open: bool) -> Result<Tokens, String> {
+    let endpoint = p.authorization_endpoint.as_deref().ok_or("the IdP has no authorization_endpoint: use --device")?;
+    let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("loopback listener: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let redirect_uri = format!("http://127.0.0.1:{port}/callback");
+    let verifier = Zeroizing::new(random(32)?);
+    let (state, nonce) = (random(16)?, random(16)?);
+    let url = authorize_url(endpoint, s, &redirect_uri, &pkce_challenge(&verifier), &state, &nonce);
+    eprintln!("pam-oidc: log in at {} in your browser:\n\n    {url}\n", p.issuer);
+    if open {
+        if let Err(e) = open_browser(&url) {
+            eprintln!("pam-oidc: {e}; open the URL above yourself");
+        }
+    }
+    let code = wait_for_callback(&listener, &state, Duration::from_secs(s.login_timeout_secs))?;
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect_uri.as_str()),
+        ("client_id", s.client_id.as_str()),
+        ("code_verifier", verifier.as_str()),
+    ];
+    if let Some(sec) = &s.client_secret {
+        form.push(("client_secret", sec));
+    }
+    let tokens = token_request(http, p, &form).map_err(|e| match e {
+        RefreshError::Rejected(m) | RefreshError::Failed(m) => m,
+    })?;
+    check_id_token(&tokens.id_token, &p.issuer, &s.client_id, Some(&nonce), now())?;
+    Ok(tokens)
+}
+
+/// The device authorization grant (RFC 8628): for a terminal without a browser.
+pub fn device_login(http: &Http, p: &Provider, s: &Settings) -> Result<Tokens, String> {
+    let endpoint = p.device_authorization_endpoint.as_deref().ok_or("the IdP has no device_authorization_endpoint")?;
+    let mut form = vec![("client_id", s.client_id.as_str()), ("scope", s.scopes.as_str())];
+    if let Some(sec) = &s.client_secret {
+        form.push(("client_secret", sec));
+    }
+    let (status, dev) = http.post_form(endpoint, &form)?;
+    if status != 200 {
+        return Err(format!("device authorization: HTTP {status}: {}", oauth_error(&dev)));
+    }
+    let device_code =
+        Zeroizing::new(dev["device_code"].as_str().ok_or("device authorization: no device_code")?.to_string());
+    let user_code = dev["user_code"].as_str().unwrap_or("");
+    let uri = dev["verification_uri_complete"].as_str().or(dev["verification_uri"].as_str()).unwrap_or("");
+    eprintln!("pam-oidc: to log in at {}, open\n\n    {uri}\n\nand confirm the code {user_code}", p.issuer);
+    let mut interval = dev["interval"].as_u64().unwrap_or(5).clamp(1, 60);
+    let expires = dev["expires_in"].as_u64().unwrap_or(600).min(s.login_timeout_secs.max(60));
+    let deadline = Instant::now() + Duration::from_secs(expires);
+    let mut form = vec![
+        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+        ("device_code", device_code.as_str()),
+        ("client_id", s.client_id.as_str()),
+    ];
+    if let Some(sec) = &s.client_secret {
+        form.push(("client_secret", sec));
+    }
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(interval));
+        let (status, v) = http.post_form(&p.token_endpoint, &form)?;
+        if status == 200 {
+            let t = tokens_of(&v)?;
+            check_id_token(&t.id_token, &p.issuer, &s.client_id, None, now())?;
+            return Ok(t);
+        }
+        match v["error"].as_str() {
+            Some("authorization_pending") => {}
+            Some("slow_down") => interval += 5,
+            _ => return Err(format!("device login: {}", oauth_error(&v))),
+        }
+    }
+    Err("device login: the code expired before it was confirmed".into())
+}
+
+/// The refresh grant: a new ID token (each is fresh: a host accepts a token once).
+pub fn refresh(http: &Http, p: &Provider, s: &Settings, refresh_token: &str) -> Result<Tokens, RefreshError> {
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+        ("client_id", s.client_id.as_str()),
+        ("scope", s.scopes.as_str()),
+    ];
+    if let Some(sec) = &s.client_secret {
+        form.push(("client_secret", sec));
+    }
+    let t = token_request(http, p, &form)?;
+    check_id_token(&t.id_token, &p.issuer, &s.client_id, None, now()).map_err(RefreshError::Failed)?;
+    Ok(t)
+}
+
+fn token_request(http: &Http, p: &Provider, form: &[(&str, &str)]) -> Result<Tokens, RefreshError> {
+    let (status, v) = http.post_form(&p.token_endpoint, form).map_err(RefreshError::Failed)?;
+    if status == 200 {
+        return tokens_of(&v).map_err(RefreshError::Failed);
+    }
+    let msg = format!("token endpoint: HTTP {status}: {}", oauth_error(&v));
+    match v["error"].as_str() {
+        Some("invalid_grant") | Some("invalid_client") | Some("unauthorized_client") => {
+            Err(RefreshError::Rejected(msg))
+        }
+        _ => Err(RefreshError::Failed(msg)),
+    }
+}
+
+fn tokens_of(v: &Value) -> Result<Tokens, String> {
+    let id = v["id_token"].as_str().ok_or("the token response has no id_token (is `openid` in the scopes?)")?;
+    Ok(Tokens {
+        id_token: Zeroizing::new(id.to_string()),
+        refresh_token: v["refresh_token"].as_str().map(|r| Zeroizing::new(r.to_string())),
+    })
+}
+
+fn oauth_error(v: &Value) -> String {
+    let e = v["error"].as_str().unwrap_or("unknown error");
+    match v["error_description"].as_str() {
+        Some(d) => format!("{e} ({})", d.chars().filter(|c| !c.is_control()).take(200).collect::<String>()),
+        None => e.to_string(),
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Does `s` look like a compact JWS (three base64url parts, a JSON header)?
+pub fn looks_like_jwt(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    s.starts_with("eyJ")
+        && parts.len() == 3
+        && parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+}
+
+/// The (unverified) claims of a JWT.
+pub fn claims(jwt: &str) -> Result<Value, String> {
+    if !looks_like_jwt(jwt) {
+        return Err("not a JWT".into());
+    }
+    let payload = jwt.split('.').nth(1).unwrap_or("");
+    let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| "a JWT whose payload is not base64url".to_string())?;
+    serde_json::from_slice(&bytes).map_err(|_| "a JWT whose payload is not JSON".into())
+}
+
+/// Seconds a JWT has left (its `exp` minus `now`); None without one.
+pub fn remaining(jwt: &str, now: i64) -> Option<i64> {
+    claims(jwt).ok()?["exp"].as_i64().map(|e| e - now)
+}
+
+/// The checks a client can make: issuer, audience, expiry, nonce. The
+/// signature is the host's to verify.
+pub fn check_id_token(
+    jwt: &str,
+    issuer: &str,
+    client_id: &str,
+    nonce: Option<&str>,
+    now: i64,
+) -> Result<Value, String> {
+    let c = claims(jwt).map_err(|e| format!("the ID token: {e}"))?;
+    if c["iss"].as_str() != Some(issuer) {
+        return Err(format!("the ID token's issuer is {}, not {issuer}", c["iss"]));
+    }
+    let aud_ok = match &c["aud"] {
+        Value::String(a) => a == client_id,
+        Value::Array(l) => l.iter().any(|a| a.as_str() == Some(client_id)),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(format!("the ID token is not for client {client_id} (aud {})", c["aud"]));
+    }
+    match c["exp"].as_i64() {
+        Some(exp) if exp > now => {}
+        _ => return Err("the ID token has expired (or has no exp): is the clock right?".into()),
+    }
+    if let Some(n) = nonce {
+        if c["nonce"].as_str() != Some(n) {
+            return Err("the ID token's nonce is not the one this login sent".into());
+        }
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn jwt(claims: &Value) -> String {
+        format!("eyJhbGciOiJSUzI1NiJ9.{}.c2ln", URL_SAFE_NO_PAD.encode(claims.to_string()))
+    }
+
+    #[test]
+    fn pkce_s256_matches_rfc7636_appendix_b() {
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        let v = random(32).unwrap();
+        assert_eq!(v.len(), 43, "a 43-character verifier (RFC 7636 §4.1)");
+        assert_ne!(v, random(32).unwrap());
+    }
+
+    #[test]
+    fn authorize_url_carries_pkce_state_nonce_and_consent_for_offline_access() {
+        let s = Settings::for_tests("https://idp.example", "cli");
+        let u = authorize_url("https://idp.example/auth", &s, "http://127.0.0.1:5000/callback", "CH", "ST", "NO");
+        assert!(u.starts_with("https://idp.example/auth?response_type=code&client_id=cli&"), "{u}");
+        for part in [
+            "redirect_uri=http%3A%2F%2F127.0.0.1%3A5000%2Fcallback",
+            "scope=openid+profile+offline_access",
+            "state=ST",
+            "nonce=NO",
+            "code_challenge=CH",
+            "code_challenge_method=S256",
+            "prompt=consent",
+        ] {
+            assert!(u.contains(part), "{part} in {u}");
+        }
+    }
+
+    #[test]
+    fn callbacks_need_our_state() {
+        assert_eq!(parse_callback("GET /callback?code=abc&state=s1 HTTP/1.1\r\n", "s1"), Callback::Code("abc".into()));
+        assert_eq!(parse_callback("GET /callback?code=abc&state=s2 HTTP/1.1", "s1"), Callback::Other);
+        assert_eq!(parse_callback("GET /callback?code=abc HTTP/1.1", "s1"), Callback::Other);
+        assert_eq!(parse_callback("GET /favicon.ico HTTP/1.1", "s1"), Callback::Other);
+        assert_eq!(parse_callback("POST /callback?code=abc&state=s1 HTTP/1.1", "s1"), Callback::Other);
+        assert_eq!(
+            parse_callback("GET /callback?error=access_denied&error_description=no+way&state=s1 HTTP/1.1", "s1"),
+            Callback::Error("access_denied: no way".into())
+        );
+    }
+
+    #[test]
+    fn loopback_listener_answers_the_browser_and_returns_the_code() {
+        let l = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            let get = |path: &str| {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+                let mut out = String::new();
+                std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+                out
+            };
+            assert!(get("/favicon.ico").starts_with("HTTP/1.1 404"));
+            assert!(get("/callback?code=c&state=forged").starts_with("HTTP/1.1 404"));
+            get("/callback?code=the-code&state=st")
+        });
+        let code = wait_for_callback(&l, "st", Duration::from_secs(10)).unwrap();
+        assert_eq!(code.as_str(), "the-code");
+        assert!(t.join().unwrap().contains("Logged in"));
+    }
+
+    #[test]
+    fn id_token_sanity_checks() {
+        let now = 1_000_000;
+        let good = json!({"iss": "https://i", "aud": "cli", "exp": now + 60, "nonce": "n"});
+        assert!(check_id_token(&jwt(&good), "https://i", "cli", Some("n"), now).is_ok());
+        let mut multi = good.clone();
+        multi["aud"] = json!(["x", "cli"]);
+        assert!(check_id_token(&jwt(&multi), "https://i", "cli", None, now).is_ok());
+        for (k, v) in
+            [("iss", json!("https://evil")), ("aud", json!("other")), ("exp", json!(now - 1)), ("nonce", json!("m"))]
+        {
+            let mut c = good.clone();
+            c[k] = v;
+            assert!(check_id_token(&jwt(&c), "https://i", "cli", Some("n"), now).is_err(), "{k}");
+        }
+        assert!(check_id_token("not-a-jwt", "https://i", "cli", None, now).is_err());
+        assert_eq!(remaining(&jwt(&good), now), Some(60));
+    }
+
+    #[test]
+    fn discovery_must_name_the_issuer_and_use_https() {
+        let doc = json!({"issuer": "https://i", "token_endpoint": "https://i/token", "authorization_endpoint": "https://i/auth"});
+        let p = parse_discovery("https://i", &doc).unwrap();
+        assert_eq!(p.token_endpoint, "https://i/token");
+        assert!(p.device_authorization_endpoint.is_none());
+        assert!(parse_discovery("https://j", &doc).is_err());
+        let mut bad = doc.clone();
+        bad["token_endpoint"] = json!("http://i/token");
+        assert!(parse_discovery("https://i", &bad).is_err());
+    }
+}
