@@ -1,8 +1,10 @@
 //! Login-time benchmark (run by scripts/bench as root): seconds from starting
 //! `ssh` to the remote command's output, over the namespace sshd, for each way
-//! in — a local key (the baseline), a token fed by askpass, a device-code
-//! login and a push login (CIBA) — with the approvals automated against the
-//! test IdP (device: its own pages driven at once; push: approved at once).
+//! in — a local key (the baseline), a token fed by askpass, `pam-oidc ssh`
+//! (the client: a fresh ID token from its cached refresh token, fed through
+//! its askpass), a device-code login and a push login (CIBA) — with the
+//! approvals automated against the test IdP (device: its own pages driven at
+//! once; push: approved at once).
 //!
 //!   login-bench ROUNDS
 //!
@@ -35,7 +37,7 @@ fn main() {
     std::fs::write(&secret, SECRET).unwrap();
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let issuer = Issuer::standard(&idp.issuer(), &["RS256", "ES256"])
-        .set("audiences", ["host-login", "host-device"])
+        .set("audiences", ["host-login", "host-device", "host-cli"])
         .set("ciba_client_id", "host-login")
         .set("ciba_client_secret_file", secret.display().to_string())
         .set("device_client_id", "host-device")
@@ -61,9 +63,59 @@ fn main() {
         ok(&host.ssh("alice", &f, "echo IN"), "token");
         token.push(t.elapsed().as_secs_f64());
     }
+    // The client: logged in once through the "browser" (the IdP's /test/browse),
+    // then each `pam-oidc ssh` refreshes for a fresh token and feeds it.
+    let home = TempDir::new("bench-client");
+    let h = &home.0;
+    std::fs::create_dir_all(h.join(".config/pam-oidc")).unwrap();
+    std::fs::write(
+        h.join(".config/pam-oidc/client.toml"),
+        format!(
+            "issuer = \"{}\"\nclient_id = \"host-cli\"\nscopes = \"openid profile groups offline_access\"\n",
+            idp.issuer()
+        ),
+    )
+    .unwrap();
+    let browser = h.join("browser");
+    std::fs::write(
+        &browser,
+        format!(
+            "#!/bin/sh\ncurl -sS -G --data-urlencode \"url=$1\" --data-urlencode user=alice {}/test/browse >/dev/null\n",
+            idp.issuer()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod").args(["+x", &browser.display().to_string()]).status().unwrap();
+    let client = |args: &[String]| {
+        let mut c = std::process::Command::new(client_bin());
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("HOME", h)
+            .env("XDG_CACHE_HOME", h.join(".cache"))
+            .env("XDG_CONFIG_HOME", h.join(".config"))
+            .env("BROWSER", &browser)
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        c.output().unwrap()
+    };
+    let login = client(&["login".into()]);
+    assert!(login.status.success(), "pam-oidc login: {}", String::from_utf8_lossy(&login.stderr));
+    let mut cli = vec![];
+    for _ in 0..rounds {
+        let mut a: Vec<String> =
+            vec!["ssh".into(), "-F".into(), "/dev/null".into(), "-p".into(), host.port.to_string()];
+        for o in ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "LogLevel=ERROR"] {
+            a.extend(["-o".to_string(), o.to_string()]);
+        }
+        a.extend(["alice@127.0.0.1".to_string(), "echo IN".to_string()]);
+        let t = Instant::now();
+        ok(&client(&a), "pam-oidc ssh");
+        cli.push(t.elapsed().as_secs_f64());
+    }
     drop(host);
     report("key", key);
     report("token", token);
+    report("client", cli);
 
     // Device code: the prompt's code approved at the IdP as soon as it shows.
     let host = SshHost::start(&env, &Stacks::device(), "");
