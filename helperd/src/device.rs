@@ -284,17 +284,7 @@ impl DeviceFlows {
                 State::Done(id_token, _) => State::Done(id_token, None),
                 other => other,
             };
-            info!(
-                "device flow {} ended: {}",
-                &id[..8],
-                match &end {
-                    State::Done(..) => "token received".to_string(),
-                    State::Failed(c, r) => format!("{c}: {r}"),
-                    State::Pending => "pending".into(),
-                }
-            );
-            *flow.state.lock().unwrap_or_else(|e| e.into_inner()) = end;
-            flow.cv.notify_all();
+            finish(&flow, end, "device flow", &id);
         });
         if let Err(e) = spawned {
             return fail(format!("cannot start the poller: {e}"));
@@ -445,6 +435,18 @@ impl DeviceFlows {
             }
         }
     }
+}
+
+/// Log how flow `id` ended, record it and wake its waiter.
+fn finish(flow: &Flow, end: State, what: &str, id: &str) {
+    let how = match &end {
+        State::Done(..) => "token received".to_string(),
+        State::Failed(c, r) => format!("{c}: {}", oidc_core::clean(r)),
+        State::Pending => "pending".into(),
+    };
+    info!("{what} {} ended: {how}", id.get(..8).unwrap_or(id));
+    *flow.state.lock().unwrap_or_else(|e| e.into_inner()) = end;
+    flow.cv.notify_all();
 }
 
 mod ciba;

@@ -252,17 +252,7 @@ impl DeviceFlows {
                 cd.insert(cool_key, me.clock.mono().saturating_add(cool));
             }
             drop(cd);
-            info!(
-                "push login {} ended: {}",
-                &id[..8],
-                match &end {
-                    State::Done(..) => "token received".to_string(),
-                    State::Failed(c, r) => format!("{c}: {}", oidc_core::clean(r)),
-                    State::Pending => "pending".into(),
-                }
-            );
-            *flow.state.lock().unwrap_or_else(|e| e.into_inner()) = end;
-            flow.cv.notify_all();
+            super::finish(&flow, end, "push login", &id);
         });
         if let Err(e) = spawned {
             return fail(format!("cannot start the poller: {e}"));
