@@ -4,7 +4,8 @@
  * pam_start (libpam dlopen()s the module) and may unload it at pam_end.
  *
  *   pam-host auth SERVICE USER COUNT   COUNT x pam_start + pam_authenticate + pam_end
- *                                      (the reply, a token or a password, on stdin)
+ *                                      (the replies, tokens or a password, one a line
+ *                                      on stdin; transaction i answers with line i)
  *   pam-host load MODULE COUNT         COUNT x dlopen(MODULE, RTLD_NOW) + dlclose, as
  *                                      libpam loads and unloads a module per transaction
  *
@@ -51,14 +52,21 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: pam-host auth SERVICE USER COUNT | pam-host load MODULE COUNT\n");
         return 2;
     }
-    char reply[65536];
-    if (!fgets(reply, sizeof reply, stdin)) return 2;
-    reply[strcspn(reply, "\n")] = 0;
-    struct pam_conv c = {conv, reply};
+    /* One reply per line; transaction i answers with line i (mod the count): a
+     * token logs in once per host, so each transaction needs its own. */
+    static char *replies[100000];
+    long n = 0;
+    char line[65536];
+    while (n < 100000 && fgets(line, sizeof line, stdin)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!(replies[n++] = strdup(line))) return 2;
+    }
+    if (n == 0) return 2;
     long count = atol(argv[4]);
     long ok = 0;
     double t0 = now_ns();
     for (long i = 0; i < count; i++) {
+        struct pam_conv c = {conv, replies[i % n]};
         pam_handle_t *h = NULL;
         if (pam_start(argv[2], argv[3], &c, &h) != PAM_SUCCESS) return 1;
         int r = pam_authenticate(h, 0);
