@@ -166,12 +166,15 @@ fn fill_prelogin(name: &[u8], p: &crate::reader::PreloginUser<'_>, pw: &mut pass
 /// ([`crate::reader::fill_group`], safe code: it writes the pointer values).
 fn fill_group(g: &GroupRef<'_>, gr: &mut group, b: &mut Buf<'_>) -> Res {
     let Some(dst) = b.b.get_mut(b.used..) else { return Res::Range };
-    let base = dst.as_mut_ptr();
-    let l = match crate::reader::fill_group(g, dst, base as usize) {
+    // The address only (the member pointers are computed from it); the raw
+    // pointer below is taken after fill_group has finished with `dst`.
+    let addr = dst.as_ptr() as usize;
+    let l = match crate::reader::fill_group(g, dst, addr) {
         Ok(l) => l,
         Err(Fill::Range) => return Res::Range,
         Err(Fill::Corrupt) => return Res::Unavail,
     };
+    let base = dst.as_mut_ptr();
     b.used += l.used;
     // SAFETY: the offsets are inside `dst` (fill_group wrote that many bytes
     // from `base`); `mem` is pointer-aligned and holds n_members()+1 pointers
