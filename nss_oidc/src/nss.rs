@@ -4,7 +4,7 @@
 //! retries with a bigger one.
 
 use crate::map::{with_snapshot, Unavail};
-use crate::reader::{GroupRef, UserRef};
+use crate::reader::{Fill, GroupRef, UserRef};
 use libc::{c_char, c_int, c_long, gid_t, group, passwd, size_t, uid_t};
 use std::ffi::CStr;
 use std::sync::Mutex;
@@ -93,17 +93,6 @@ impl Buf<'_> {
         self.used += 1;
         Some(self.b.get_mut(start..)?.as_mut_ptr().cast::<c_char>())
     }
-
-    /// Room for `n` pointers, aligned.
-    fn ptrs(&mut self, n: usize) -> Option<*mut *mut c_char> {
-        let align = std::mem::align_of::<*mut c_char>();
-        let base = self.b.as_ptr() as usize;
-        let start = (base + self.used).next_multiple_of(align) - base;
-        let end = start.checked_add(n.checked_mul(std::mem::size_of::<*mut c_char>())?)?;
-        let dst = self.b.get_mut(start..end)?;
-        self.used = end;
-        Some(dst.as_mut_ptr().cast::<*mut c_char>())
-    }
 }
 
 /// # Safety
@@ -173,21 +162,31 @@ fn fill_prelogin(name: &[u8], p: &crate::reader::PreloginUser<'_>, pw: &mut pass
     Res::Found
 }
 
+/// One bounds check, one copy of the member block, then the member pointers
+/// ([`crate::reader::fill_group`], safe code: it writes the pointer values).
 fn fill_group(g: &GroupRef<'_>, gr: &mut group, b: &mut Buf<'_>) -> Res {
-    let Some(mem) = b.ptrs(g.n_members() + 1) else {
-        return Res::Range;
+    let Some(dst) = b.b.get_mut(b.used..) else { return Res::Range };
+    // The address only (the member pointers are computed from it); the raw
+    // pointer below is taken after fill_group has finished with `dst`.
+    let addr = dst.as_ptr() as usize;
+    let l = match crate::reader::fill_group(g, dst, addr) {
+        Ok(l) => l,
+        Err(Fill::Range) => return Res::Range,
+        Err(Fill::Corrupt) => return Res::Unavail,
     };
-    let (Some(name), Some(pass)) = (b.str(g.name), b.str(b"*")) else {
-        return Res::Range;
+    let base = dst.as_mut_ptr();
+    b.used += l.used;
+    // SAFETY: the offsets are inside `dst` (fill_group wrote that many bytes
+    // from `base`); `mem` is pointer-aligned and holds n_members()+1 pointers
+    // into the copied block, the last NULL; name and passwd are NUL-terminated.
+    *gr = unsafe {
+        group {
+            gr_name: base.add(l.name).cast::<c_char>(),
+            gr_passwd: base.add(l.passwd).cast::<c_char>(),
+            gr_gid: g.gid,
+            gr_mem: base.add(l.mem).cast::<*mut c_char>(),
+        }
     };
-    for (i, m) in g.members().enumerate() {
-        let Some(p) = b.str(m) else { return Res::Range };
-        // SAFETY: `mem` has n_members()+1 slots inside the caller's buffer.
-        unsafe { *mem.add(i) = p };
-    }
-    // SAFETY: as above; the last slot is the NULL terminator.
-    unsafe { *mem.add(g.n_members()) = std::ptr::null_mut() };
-    *gr = group { gr_name: name, gr_passwd: pass, gr_gid: g.gid, gr_mem: mem };
     Res::Found
 }
 

@@ -43,15 +43,37 @@ pub fn fnv64(b: &[u8]) -> u64 {
     b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// Record checksum: word-at-a-time (8 bytes per step), each step a bijection
-/// of the state, so any change of one word always changes the 64-bit state.
+/// One checksum step: a bijection of the state for a fixed word, and of the
+/// word for a fixed state.
+#[inline(always)]
+fn mix(h: u64, w: u64) -> u64 {
+    let h = (h ^ w).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 32)
+}
+
+fn word(c: &[u8]) -> u64 {
+    u64::from_le_bytes(<[u8; 8]>::try_from(c).unwrap_or_default())
+}
+
+/// Record checksum: four independent lanes over 32-byte blocks (so the
+/// multiplies of a large group's record overlap instead of waiting on each
+/// other), folded into one state, then the tail word by word. Every step is a
+/// bijection of its lane, and the fold a bijection of each lane in turn, so
+/// any change of one word always changes the 64-bit state.
 pub fn sum32(b: &[u8]) -> u32 {
-    let mut h: u64 = 0x9E37_79B9_7F4A_7C15 ^ b.len() as u64;
-    let mut chunks = b.chunks_exact(8);
+    let seed = 0x9E37_79B9_7F4A_7C15 ^ b.len() as u64;
+    let mut l = [seed, seed ^ 0x5555_5555_5555_5555, seed ^ 0xAAAA_AAAA_AAAA_AAAA, !seed];
+    let mut blocks = b.chunks_exact(32);
+    for c in &mut blocks {
+        l[0] = mix(l[0], word(&c[..8]));
+        l[1] = mix(l[1], word(&c[8..16]));
+        l[2] = mix(l[2], word(&c[16..24]));
+        l[3] = mix(l[3], word(&c[24..]));
+    }
+    let mut h = mix(mix(mix(l[0], l[1]), l[2]), l[3]);
+    let mut chunks = blocks.remainder().chunks_exact(8);
     for c in &mut chunks {
-        let w = u64::from_le_bytes(<[u8; 8]>::try_from(c).unwrap_or_default());
-        h = (h ^ w).wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 32;
+        h = mix(h, word(c));
     }
     for &x in chunks.remainder() {
         h = (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
@@ -305,19 +327,25 @@ fn encode_group(g: &Group) -> Result<Vec<u8>, String> {
         return Err(format!("group {}: too many members", g.name));
     }
     use group_record::*;
-    let mut r = vec![0u8; MEMBER_LENS];
+    let mut block = Vec::with_capacity(g.members.iter().map(|m| m.len() + 1).sum());
+    let mut offsets = Vec::with_capacity(g.members.len());
+    for m in &g.members {
+        check_str("member", m, false)?;
+        offsets.push(u32::try_from(block.len()).map_err(|_| format!("group {}: members too long", g.name))?);
+        block.extend_from_slice(m.as_bytes());
+        block.push(0);
+    }
+    let mut r = vec![0u8; NAME];
     set32(&mut r, GID, g.gid);
     set32(&mut r, NMEM, g.members.len() as u32);
     set16(&mut r, NAME_LEN, len16(&g.name));
-    for m in &g.members {
-        check_str("member", m, false)?;
-        put16(&mut r, len16(m));
-    }
-    pad4(&mut r);
+    set32(&mut r, BLOCK_LEN, u32::try_from(block.len()).map_err(|_| format!("group {}: members too long", g.name))?);
     r.extend_from_slice(g.name.as_bytes());
-    for m in &g.members {
-        r.extend_from_slice(m.as_bytes());
+    pad4(&mut r);
+    for o in offsets {
+        put32(&mut r, o);
     }
+    r.extend_from_slice(&block);
     pad4(&mut r);
     seal(&mut r);
     Ok(r)
@@ -354,18 +382,73 @@ fn encode_rule(p: &Prelogin) -> Result<Vec<u8>, String> {
     Ok(r)
 }
 
-fn table(entries: &[(u32, u32)]) -> (Vec<u32>, u32) {
-    let slots = (entries.len() * 2).max(8).next_power_of_two();
+/// Slots of an open-addressing table (linear probing) for `hashes`: the slot
+/// count and each entry's slot, in input order. Load factor 0.4–0.8: a probe
+/// compares the keys in the slots (eight to a cache line), so a longer run
+/// costs little, and a smaller table stays in cache at 100k users.
+fn place(hashes: &[u32]) -> (usize, Vec<usize>) {
+    let slots = (hashes.len() + hashes.len() / 4 + 1).max(8).next_power_of_two();
     let mask = slots - 1;
-    let mut t = vec![EMPTY; slots];
-    for &(h, off) in entries {
-        let mut i = h as usize & mask;
-        while t[i] != EMPTY {
-            i = (i + 1) & mask;
-        }
-        t[i] = off;
+    let mut used = vec![false; slots];
+    let at = hashes
+        .iter()
+        .map(|&h| {
+            let mut i = h as usize & mask;
+            while used[i] {
+                i = (i + 1) & mask;
+            }
+            used[i] = true;
+            i
+        })
+        .collect();
+    (slots, at)
+}
+
+/// A table's bytes: (key, record offset) at each placed slot, EMPTY elsewhere.
+fn table_bytes(slots: usize, at: &[usize], keys: &[u32], offs: &[u32]) -> Vec<u8> {
+    let mut t = vec![0u8; slots * TABLE_ENTRY];
+    for i in 0..slots {
+        set32(&mut t, i * TABLE_ENTRY + SLOT_OFFSET, EMPTY);
     }
-    (t, slots as u32)
+    for ((&slot, &key), &off) in at.iter().zip(keys).zip(offs) {
+        set32(&mut t, slot * TABLE_ENTRY, key);
+        set32(&mut t, slot * TABLE_ENTRY + SLOT_OFFSET, off);
+    }
+    t
+}
+
+/// A region's bytes: its records, its name table, its id table, and the
+/// slot counts of the two tables.
+struct RegionBytes {
+    records: Vec<u8>,
+    name_table: Vec<u8>,
+    id_table: Vec<u8>,
+    slots: [u32; 2],
+}
+
+/// Records in the order of their name-table slots (a lookup's table line and
+/// its record's neighbours sit in the same order), then both tables.
+fn region(
+    names: &[&str],
+    ids: &[u32],
+    base: usize,
+    encode: impl Fn(usize) -> Result<Vec<u8>, String>,
+) -> Result<RegionBytes, String> {
+    let name_keys: Vec<u32> = names.iter().map(|n| fnv32(n.as_bytes())).collect();
+    let (name_slots, name_at) = place(&name_keys);
+    let (id_slots, id_at) = place(&ids.iter().map(|&id| hash_id(id)).collect::<Vec<_>>());
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.sort_unstable_by_key(|&i| name_at[i]);
+    let mut offs = vec![0u32; names.len()];
+    let mut out = vec![];
+    for i in order {
+        offs[i] = u32::try_from(base + out.len()).map_err(|_| "snapshot larger than 4 GiB")?;
+        out.extend_from_slice(&encode(i)?);
+    }
+    let name_t = table_bytes(name_slots, &name_at, &name_keys, &offs);
+    let id_t = table_bytes(id_slots, &id_at, ids, &offs);
+    let slots = [name_slots, id_slots].map(|s| u32::try_from(s).unwrap_or(u32::MAX));
+    Ok(RegionBytes { records: out, name_table: name_t, id_table: id_t, slots })
 }
 
 /// Build a snapshot. Names and ids must be unique (helperd guarantees it; checked here too).
@@ -393,21 +476,15 @@ pub fn build_with(
     }
     let mut out = vec![0u8; HEADER_LEN];
     let users_off = out.len();
-    let (mut by_uname, mut by_uid) = (vec![], vec![]);
-    for u in users {
-        let off = u32::try_from(out.len()).map_err(|_| "snapshot larger than 4 GiB")?;
-        by_uname.push((fnv32(u.name.as_bytes()), off));
-        by_uid.push((hash_id(u.uid), off));
-        out.extend_from_slice(&encode_user(u)?);
-    }
+    let unames: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
+    let uids: Vec<u32> = users.iter().map(|u| u.uid).collect();
+    let u = region(&unames, &uids, users_off, |i| encode_user(&users[i]))?;
+    out.extend_from_slice(&u.records);
     let groups_off = out.len();
-    let (mut by_gname, mut by_gid) = (vec![], vec![]);
-    for g in groups {
-        let off = u32::try_from(out.len()).map_err(|_| "snapshot larger than 4 GiB")?;
-        by_gname.push((fnv32(g.name.as_bytes()), off));
-        by_gid.push((hash_id(g.gid), off));
-        out.extend_from_slice(&encode_group(g)?);
-    }
+    let gnames: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+    let gids: Vec<u32> = groups.iter().map(|g| g.gid).collect();
+    let g = region(&gnames, &gids, groups_off, |i| encode_group(&groups[i]))?;
+    out.extend_from_slice(&g.records);
     let groups_end = out.len();
     let rule_off = match prelogin {
         Some(p) => {
@@ -418,12 +495,10 @@ pub fn build_with(
         None => 0,
     };
     let mut tables = [(0u32, 0u32); 4];
-    for (i, entries) in [by_uname, by_uid, by_gname, by_gid].iter().enumerate() {
-        let (t, slots) = table(entries);
-        tables[i] = (u32::try_from(out.len()).map_err(|_| "too large")?, slots);
-        for x in t {
-            put32(&mut out, x);
-        }
+    let slots = [u.slots[0], u.slots[1], g.slots[0], g.slots[1]];
+    for (i, t) in [u.name_table, u.id_table, g.name_table, g.id_table].iter().enumerate() {
+        tables[i] = (u32::try_from(out.len()).map_err(|_| "too large")?, slots[i]);
+        out.extend_from_slice(t);
     }
     let total = u32::try_from(out.len()).map_err(|_| "snapshot larger than 4 GiB")?;
     let h = &mut out[..HEADER_LEN];

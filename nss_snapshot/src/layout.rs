@@ -14,20 +14,36 @@
 //! pre-login rule     len, sum, uid_min, uid_max, key/home/shell/npat (u16),
 //!                    pattern lengths (u16, padded), key, home, shell, patterns, pad
 //! user records       len, sum, uid, gid, ngroups, 4 string lengths (u16),
-//!                    gids[ngroups], name, gecos, dir, shell, pad
-//! group records      len, sum, gid, nmem, name_len (u16), pad (u16),
-//!                    member lengths[nmem] (u16, padded), name, members, pad
-//! index tables       u32 absolute record offsets, EMPTY = u32::MAX, open
-//!                    addressing with linear probing, slots a power of two
+//!                    gids[ngroups], name, gecos, dir, shell, pad;
+//!                    in the order of their slots in the user name table
+//! group records      len, sum, gid, nmem, name_len (u16), pad (u16), block_len,
+//!                    name (padded), member offsets[nmem] (u32, into the block),
+//!                    member block (every name NUL-terminated, back to back), pad;
+//!                    in the order of their slots in the group name table
+//! index tables       slots of (key u32, absolute record offset u32): the key is
+//!                    the name's fnv32 or the id itself, so a probe compares
+//!                    keys inside the table and touches only the record that
+//!                    matches; EMPTY offset = u32::MAX; open addressing with
+//!                    linear probing, slots a power of two
 //! ```
+//!
+//! A group's members are one block laid out as glibc's `struct group` wants
+//! them (NUL-terminated names back to back): a lookup checks the record once,
+//! copies the block with one copy and points `gr_mem` at the offsets.
 
 pub const MAGIC: [u8; 8] = *b"OIDCNSS\x01";
 /// 2: the pre-login rule names the root-only id key file instead of carrying a public key.
-pub const VERSION: u32 = 2;
+/// 3: table slots carry the key the probe compares; a group's members are one
+/// NUL-separated block with an offset array; records in name-table order;
+/// the record checksum runs four lanes.
+pub const VERSION: u32 = 3;
 /// Alignment of every region, record and table (records are padded to it).
 pub const ALIGN: usize = 4;
-/// An index table slot: a u32 absolute record offset, or [`EMPTY`].
-pub const TABLE_ENTRY: usize = 4;
+/// An index table slot: the key (u32) then the absolute record offset (u32), or
+/// [`EMPTY`] as the offset.
+pub const TABLE_ENTRY: usize = 8;
+/// In a slot: where the record offset is, after the key.
+pub const SLOT_OFFSET: usize = 4;
 pub const EMPTY: u32 = u32::MAX;
 
 /// Header fields: byte offsets from the start of the file. Each is a u32
@@ -105,8 +121,12 @@ pub mod group_record {
     pub const NMEM: usize = 12;
     /// u16, followed by a zero u16.
     pub const NAME_LEN: usize = 16;
-    /// u16 × nmem, padded to [`super::ALIGN`], then the name, the members and padding.
-    pub const MEMBER_LENS: usize = 20;
+    /// u32: the member block's length in bytes (NULs included).
+    pub const BLOCK_LEN: usize = 20;
+    /// The name, padded to [`super::ALIGN`]; then u32 × nmem member offsets
+    /// (each into the block, at the start of a NUL-terminated name), then the
+    /// member block and padding.
+    pub const NAME: usize = 24;
 }
 
 /// The pre-login rule record's fields (after [`record`]'s); the lengths and

@@ -75,34 +75,119 @@ impl<'a> UserRef<'a> {
     }
 }
 
+/// A group as the snapshot holds it: the member names are one block,
+/// NUL-terminated names back to back, with an offset per member into it.
 #[derive(Debug, Clone, Copy)]
 pub struct GroupRef<'a> {
     pub gid: u32,
     pub name: &'a [u8],
-    nmem: usize,
-    lens: &'a [u8],
-    members: &'a [u8],
+    /// u32 LE × nmem, each < `block.len()` (checked where used).
+    offsets: &'a [u8],
+    block: &'a [u8],
 }
 
 impl<'a> GroupRef<'a> {
     pub fn n_members(&self) -> usize {
-        self.nmem
+        self.offsets.len() / 4
     }
-    /// Member names; the lengths were checked against the record when it was read.
+    /// The member names, NUL-terminated, back to back: one slice of the
+    /// snapshot (a lookup copies it with one copy). Empty without members;
+    /// otherwise its last byte is a NUL (checked when the record was read).
+    pub fn member_block(&self) -> &'a [u8] {
+        self.block
+    }
+    /// Each member's offset into [`Self::member_block`] (as stored; a caller
+    /// checks each is `< member_block().len()` before pointing at it).
+    pub fn member_offsets(&self) -> impl Iterator<Item = usize> + 'a {
+        self.offsets.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
+    }
+    /// Member names (without their NULs); an offset outside the block gives
+    /// an empty name (the entry points refuse such a record).
     pub fn members(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
-        let (lens, data) = (self.lens, self.members);
-        let mut pos = 0usize;
-        lens.chunks_exact(2).map(move |c| {
-            let l = u16::from_le_bytes([c[0], c[1]]) as usize;
-            let s = data.get(pos..pos + l).unwrap_or(&[]);
-            pos += l;
-            s
+        let block = self.block;
+        self.member_offsets().map(move |o| {
+            let s = block.get(o..).unwrap_or(&[]);
+            let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
+            &s[..end]
         })
     }
-    /// Total bytes of member names.
+    /// Bytes of the member block (names and their NULs).
     pub fn members_len(&self) -> usize {
-        self.members.len()
+        self.block.len()
     }
+}
+
+/// Why a group could not be laid out in a caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// The buffer is too small (the caller retries with a bigger one: ERANGE).
+    Range,
+    /// A member offset points outside the block.
+    Corrupt,
+}
+
+/// Where [`fill_group`] put the entry's parts, as offsets into the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupLayout {
+    /// The member pointer array (`n_members + 1` pointer-sized slots, the last NULL).
+    pub mem: usize,
+    /// The name, NUL-terminated.
+    pub name: usize,
+    /// `"*"`, NUL-terminated (the password field).
+    pub passwd: usize,
+    /// The copied member block.
+    pub block: usize,
+    /// Bytes of the buffer used.
+    pub used: usize,
+}
+
+const PTR: usize = core::mem::size_of::<usize>();
+
+/// The bytes [`fill_group`] needs for `g` in a buffer at address `base`.
+pub fn group_size(g: &GroupRef<'_>, base: usize) -> Option<usize> {
+    let mem = base.next_multiple_of(PTR) - base;
+    mem.checked_add((g.n_members() + 1).checked_mul(PTR)?)?
+        .checked_add(g.name.len() + 1)?
+        .checked_add(2)?
+        .checked_add(g.block.len())
+}
+
+/// Lay `g` out in `buf` (whose first byte is at address `base`) as glibc's
+/// `struct group` wants it: the member pointer array (aligned, NULL-terminated),
+/// the name, `"*"`, then the member block with one copy; each member pointer
+/// is `base` + the block's place + the member's offset, written as the
+/// native-endian pointer value. A buffer one byte short is [`Fill::Range`]
+/// and an offset outside the block [`Fill::Corrupt`], each before any byte is
+/// written; the sizes come from the bounds-checked record, so they never
+/// exceed what the record holds.
+pub fn fill_group(g: &GroupRef<'_>, buf: &mut [u8], base: usize) -> Result<GroupLayout, Fill> {
+    let need = group_size(g, base).ok_or(Fill::Range)?;
+    if need > buf.len() {
+        return Err(Fill::Range);
+    }
+    // Every offset inside the block, checked in one pass before anything is
+    // written (a max: no branch per member, so it vectorizes).
+    let max = g.member_offsets().fold(0, usize::max);
+    if g.n_members() > 0 && max >= g.block.len() {
+        return Err(Fill::Corrupt);
+    }
+    let mem = base.next_multiple_of(PTR) - base;
+    let n = g.n_members();
+    let name = mem + (n + 1) * PTR;
+    let passwd = name + g.name.len() + 1;
+    let block = passwd + 2;
+    let (ptrs, rest) = buf[mem..need].split_at_mut((n + 1) * PTR);
+    let (strs, dst) = rest.split_at_mut(g.name.len() + 3);
+    strs[..g.name.len()].copy_from_slice(g.name);
+    strs[g.name.len()..].copy_from_slice(b"\0*\0");
+    dst.copy_from_slice(g.block);
+    let at = base + block;
+    let (slots, last) = ptrs.split_at_mut(n * PTR);
+    for (slot, off) in slots.chunks_exact_mut(PTR).zip(g.member_offsets()) {
+        slot.copy_from_slice(&(at + off).to_ne_bytes());
+    }
+    last.copy_from_slice(&0usize.to_ne_bytes());
+    Ok(GroupLayout { mem, name, passwd, block, used: need })
 }
 
 impl<'a> Snapshot<'a> {
@@ -230,30 +315,35 @@ impl<'a> Snapshot<'a> {
             return Err(Corrupt);
         }
         let name_len = usize::from(u16_at(rec, NAME_LEN)?);
-        let lens_end = MEMBER_LENS + nmem * 2;
-        let lens = rec.get(MEMBER_LENS..lens_end).ok_or(Corrupt)?;
-        let name_off = lens_end.next_multiple_of(ALIGN);
-        let name = rec.get(name_off..name_off + name_len).ok_or(Corrupt)?;
-        let total: usize = lens.chunks_exact(2).map(|c| usize::from(u16::from_le_bytes([c[0], c[1]]))).sum();
-        let moff = name_off + name_len;
-        let members = rec.get(moff..moff + total).ok_or(Corrupt)?;
-        if name.is_empty() {
+        let block_len = u32_at(rec, BLOCK_LEN)? as usize;
+        let name = rec.get(NAME..NAME + name_len).ok_or(Corrupt)?;
+        let offs_at = (NAME + name_len).next_multiple_of(ALIGN);
+        let block_at = offs_at + nmem * 4;
+        let offsets = rec.get(offs_at..block_at).ok_or(Corrupt)?;
+        let block = rec.get(block_at..block_at.checked_add(block_len).ok_or(Corrupt)?).ok_or(Corrupt)?;
+        // Members present: the block ends with a NUL, so every member is a
+        // string that ends inside it; none: no block.
+        if name.is_empty() || (nmem > 0 && block.last() != Some(&0)) || (nmem == 0 && !block.is_empty()) {
             return Err(Corrupt);
         }
-        Ok((GroupRef { gid: u32_at(rec, GID)?, name, nmem, lens, members }, next, rec))
+        Ok((GroupRef { gid: u32_at(rec, GID)?, name, offsets, block }, next, rec))
     }
 
-    /// Probe a table: call `check` on each candidate until it says yes; bounded by the slot count.
-    fn probe<T>(&self, t: Table, hash: u32, mut check: impl FnMut(usize) -> R<Option<T>>) -> R<Option<T>> {
+    /// Probe a table for `key`: each slot whose key matches is offered to
+    /// `check` (the record is touched only then); bounded by the slot count.
+    fn probe<T>(&self, t: Table, hash: u32, key: u32, mut check: impl FnMut(usize) -> R<Option<T>>) -> R<Option<T>> {
         let mask = t.slots - 1;
         let mut i = hash as usize & mask;
         for _ in 0..t.slots {
-            let off = u32_at(self.buf, t.off + i * TABLE_ENTRY)?;
+            let slot = t.off + i * TABLE_ENTRY;
+            let off = u32_at(self.buf, slot + SLOT_OFFSET)?;
             if off == EMPTY {
                 return Ok(None);
             }
-            if let Some(x) = check(off as usize)? {
-                return Ok(Some(x));
+            if u32_at(self.buf, slot)? == key {
+                if let Some(x) = check(off as usize)? {
+                    return Ok(Some(x));
+                }
             }
             i = (i + 1) & mask;
         }
@@ -261,7 +351,8 @@ impl<'a> Snapshot<'a> {
     }
 
     pub fn user_by_name(&self, name: &[u8]) -> R<Option<UserRef<'a>>> {
-        self.probe(self.t_uname, fnv32(name), |off| {
+        let h = fnv32(name);
+        self.probe(self.t_uname, h, h, |off| {
             let (u, _, rec) = self.user_unverified(off)?;
             if u.name == name {
                 Self::verify(rec)?;
@@ -272,7 +363,7 @@ impl<'a> Snapshot<'a> {
     }
 
     pub fn user_by_uid(&self, uid: u32) -> R<Option<UserRef<'a>>> {
-        self.probe(self.t_uid, hash_id(uid), |off| {
+        self.probe(self.t_uid, hash_id(uid), uid, |off| {
             let (u, _, rec) = self.user_unverified(off)?;
             if u.uid == uid {
                 Self::verify(rec)?;
@@ -283,7 +374,8 @@ impl<'a> Snapshot<'a> {
     }
 
     pub fn group_by_name(&self, name: &[u8]) -> R<Option<GroupRef<'a>>> {
-        self.probe(self.t_gname, fnv32(name), |off| {
+        let h = fnv32(name);
+        self.probe(self.t_gname, h, h, |off| {
             let (g, _, rec) = self.group_unverified(off)?;
             if g.name == name {
                 Self::verify(rec)?;
@@ -294,7 +386,7 @@ impl<'a> Snapshot<'a> {
     }
 
     pub fn group_by_gid(&self, gid: u32) -> R<Option<GroupRef<'a>>> {
-        self.probe(self.t_gid, hash_id(gid), |off| {
+        self.probe(self.t_gid, hash_id(gid), gid, |off| {
             let (g, _, rec) = self.group_unverified(off)?;
             if g.gid == gid {
                 Self::verify(rec)?;

@@ -6,7 +6,8 @@
 
 use nss_snapshot::format::{build_with, fnv32, hash_id, header_sum, sum32, Group, Prelogin, User};
 use nss_snapshot::layout::{
-    group_record, header, record, rule_record, user_record, ALIGN, EMPTY, HEADER_LEN, MAGIC, TABLE_ENTRY, VERSION,
+    group_record, header, record, rule_record, user_record, ALIGN, EMPTY, HEADER_LEN, MAGIC, SLOT_OFFSET, TABLE_ENTRY,
+    VERSION,
 };
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
@@ -61,13 +62,32 @@ fn fixed() -> Vec<u8> {
 #[test]
 fn fixed_input_gives_the_same_file() {
     let b = fixed();
-    assert_eq!((b.len(), fnv32(&b), sum32(&b)), (512, 875_619_865, 1_313_203_629));
+    assert_eq!((b.len(), fnv32(&b), sum32(&b)), (664, 3_007_869_688, 3_663_138_021));
+}
+
+/// The record checksum (four lanes, then the tail): any one flipped bit, at
+/// every length around the lane blocks, changes it.
+#[test]
+fn checksum_sees_every_flipped_bit() {
+    for len in [0usize, 1, 7, 8, 31, 32, 33, 63, 64, 65, 100, 257] {
+        let base: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+        let s = sum32(&base);
+        for pos in 0..len {
+            for bit in 0..8 {
+                let mut b = base.clone();
+                b[pos] ^= 1 << bit;
+                assert_ne!(sum32(&b), s, "len {len} pos {pos} bit {bit}");
+            }
+        }
+    }
+    assert_ne!(sum32(&[0; 40]), sum32(&[0; 41]), "length is in the seed");
 }
 
 /// The offsets themselves: changing one changes the file format (bump VERSION).
 #[test]
 fn offsets_are_the_format() {
-    assert_eq!(VERSION, 2);
+    assert_eq!(VERSION, 3);
+    assert_eq!((TABLE_ENTRY, SLOT_OFFSET), (8, 4));
     let h = [
         header::MAGIC,
         header::VERSION,
@@ -95,8 +115,8 @@ fn offsets_are_the_format() {
         [8, 12, 16, 20, 22, 24, 26, 28]
     );
     assert_eq!(
-        [group_record::GID, group_record::NMEM, group_record::NAME_LEN, group_record::MEMBER_LENS],
-        [8, 12, 16, 20]
+        [group_record::GID, group_record::NMEM, group_record::NAME_LEN, group_record::BLOCK_LEN, group_record::NAME],
+        [8, 12, 16, 20, 24]
     );
     use rule_record as r;
     assert_eq!(
@@ -120,10 +140,49 @@ fn header_fields_hold_what_was_written() {
     let gen = u64::from_le_bytes(b[header::GENERATION..header::GENERATION + 8].try_into().unwrap());
     assert_eq!(gen, 0x0123_4567_89ab_cdef);
 
-    // Users: the region starts right after the header; two records back to back.
+    // Tables, after the rule, in order; each slot (key, offset). Records are in
+    // name-table slot order, so the user region holds them in that order.
+    let rule_off = u32_at(&b, header::RULE) as usize;
+    let rule = &b[rule_off..rule_off + u32_at(&b, rule_off + record::LEN) as usize];
+    let mut expect = rule_off + rule.len();
+    for field in [header::USER_NAME_TABLE, header::UID_TABLE, header::GROUP_NAME_TABLE, header::GID_TABLE] {
+        let (off, slots) = pair(&b, field);
+        assert_eq!(off, expect);
+        assert!(slots.is_power_of_two());
+        expect = off + slots * TABLE_ENTRY;
+    }
+    assert_eq!(expect, b.len());
+    // find(table, hash, key): the record offset a probe for key lands on.
+    let find = |field: usize, hash: u32, key: u32| {
+        let (t, slots) = pair(&b, field);
+        let mut i = hash as usize & (slots - 1);
+        loop {
+            let slot = t + i * TABLE_ENTRY;
+            assert_ne!(u32_at(&b, slot + SLOT_OFFSET), EMPTY, "key {key} not in table");
+            if u32_at(&b, slot) == key {
+                return u32_at(&b, slot + SLOT_OFFSET) as usize;
+            }
+            i = (i + 1) & (slots - 1);
+        }
+    };
     let (uoff, ulen) = pair(&b, header::USERS);
     assert_eq!(uoff, HEADER_LEN);
-    let alice = &b[uoff..uoff + u32_at(&b, uoff + record::LEN) as usize];
+    let a_off = find(header::USER_NAME_TABLE, fnv32(b"alice"), fnv32(b"alice"));
+    assert_eq!(find(header::UID_TABLE, hash_id(200_001), 200_001), a_off);
+    let b_off = find(header::USER_NAME_TABLE, fnv32(b"bob"), fnv32(b"bob"));
+    assert_eq!(find(header::UID_TABLE, hash_id(200_002), 200_002), b_off);
+    let slot_of = |field: usize, off: usize| {
+        let (t, slots) = pair(&b, field);
+        (0..slots).find(|i| u32_at(&b, t + i * TABLE_ENTRY + SLOT_OFFSET) as usize == off).unwrap()
+    };
+    assert_eq!(
+        a_off < b_off,
+        slot_of(header::USER_NAME_TABLE, a_off) < slot_of(header::USER_NAME_TABLE, b_off),
+        "records in name-table order"
+    );
+    let alice = &b[a_off..a_off + u32_at(&b, a_off + record::LEN) as usize];
+    let bob = &b[b_off..b_off + u32_at(&b, b_off + record::LEN) as usize];
+    assert_eq!(alice.len() + bob.len(), ulen);
     assert_eq!(alice.len() % ALIGN, 0);
     assert_eq!(u32_at(alice, record::SUM), sum32(&alice[record::BODY..]));
     assert_eq!((u32_at(alice, user_record::UID), u32_at(alice, user_record::GID)), (200_001, 200_001));
@@ -134,44 +193,28 @@ fn header_fields_hold_what_was_written() {
         .map(|f| u16_at(alice, f));
     assert_eq!(lens, [5, 5, 11, 9]);
     assert_eq!(&alice[names..names + 30], b"aliceAlice/home/alice/bin/bash");
-    let bob = &b[uoff + alice.len()..uoff + ulen];
-    assert_eq!(bob.len(), u32_at(bob, record::LEN) as usize);
     assert_eq!(u32_at(bob, user_record::UID), 200_002);
 
-    // Groups: "devs" with two members, name after the padded member lengths.
+    // Groups: "devs" with two members: name, padding, offsets, then the block.
     let (goff, glen) = pair(&b, header::GROUPS);
     assert_eq!(goff, uoff + ulen);
-    let devs = &b[goff..goff + u32_at(&b, goff + record::LEN) as usize];
+    assert_eq!(rule_off, goff + glen);
+    let d_off = find(header::GROUP_NAME_TABLE, fnv32(b"devs"), fnv32(b"devs"));
+    assert_eq!(find(header::GID_TABLE, hash_id(300_000), 300_000), d_off);
+    let devs = &b[d_off..d_off + u32_at(&b, d_off + record::LEN) as usize];
     assert_eq!((u32_at(devs, group_record::GID), u32_at(devs, group_record::NMEM)), (300_000, 2));
-    assert_eq!(u16_at(devs, group_record::NAME_LEN), 4);
-    assert_eq!([u16_at(devs, group_record::MEMBER_LENS), u16_at(devs, group_record::MEMBER_LENS + 2)], [5, 3]);
-    let name = (group_record::MEMBER_LENS + 2 * 2).next_multiple_of(ALIGN);
-    assert_eq!(&devs[name..name + 12], b"devsalicebob");
+    assert_eq!((u16_at(devs, group_record::NAME_LEN), u16_at(devs, group_record::NAME_LEN + 2)), (4, 0));
+    assert_eq!(u32_at(devs, group_record::BLOCK_LEN), 10);
+    assert_eq!(&devs[group_record::NAME..group_record::NAME + 4], b"devs");
+    let offs = (group_record::NAME + 4).next_multiple_of(ALIGN);
+    assert_eq!([u32_at(devs, offs), u32_at(devs, offs + 4)], [0, 6]);
+    assert_eq!(&devs[offs + 8..offs + 18], b"alice\0bob\0");
+    assert_eq!(devs.len(), (offs + 18).next_multiple_of(ALIGN));
 
     // The pre-login rule follows the groups.
-    let rule_off = u32_at(&b, header::RULE) as usize;
-    assert_eq!(rule_off, goff + glen);
-    let rule = &b[rule_off..rule_off + u32_at(&b, rule_off + record::LEN) as usize];
     assert_eq!((u32_at(rule, rule_record::UID_MIN), u32_at(rule, rule_record::UID_MAX)), (100_000, 199_999));
     assert_eq!(u16_at(rule, rule_record::N_PATTERNS), 2);
     let strs = (rule_record::PATTERN_LENS + 2 * 2).next_multiple_of(ALIGN);
     assert_eq!(u16_at(rule, rule_record::KEY_FILE_LEN), 20);
     assert_eq!(&rule[strs..strs + 20], b"/etc/pam-oidc/id.key");
-
-    // Tables: after the rule, in order, each slot EMPTY or a record offset;
-    // the uid table finds alice at her hash's slot (or after it, probing).
-    let mut expect = rule_off + rule.len();
-    for field in [header::USER_NAME_TABLE, header::UID_TABLE, header::GROUP_NAME_TABLE, header::GID_TABLE] {
-        let (off, slots) = pair(&b, field);
-        assert_eq!(off, expect);
-        assert!(slots.is_power_of_two());
-        expect = off + slots * TABLE_ENTRY;
-    }
-    assert_eq!(expect, b.len());
-    let (t, slots) = pair(&b, header::UID_TABLE);
-    let mut i = hash_id(200_001) as usize & (slots - 1);
-    while u32_at(&b, t + i * TABLE_ENTRY) as usize != uoff {
-        assert_ne!(u32_at(&b, t + i * TABLE_ENTRY), EMPTY);
-        i = (i + 1) & (slots - 1);
-    }
 }

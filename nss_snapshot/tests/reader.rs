@@ -238,3 +238,26 @@ fn prelogin_rule_flips_never_give_a_wrong_uid() {
     assert_eq!(wrong, 0, "{wrong} of {flips} flips gave a wrong uid");
     assert!(refused > flips / 2, "{refused} of {flips} refused");
 }
+
+/// At every table fill (load factor 0.4–0.8 as the count crosses powers of
+/// two), every user and group is found by name and id, and absent keys are not.
+#[test]
+fn every_key_found_at_every_table_fill() {
+    for n in [1u32, 7, 8, 100, 819, 820, 1638, 1639, 5000] {
+        let (u, _) = sample(n);
+        let g: Vec<Group> =
+            (0..n / 3).map(|i| Group { name: format!("grp{i}"), gid: 400_000 + i, members: vec![] }).collect();
+        let snap = build(&u, &g, 1).unwrap();
+        let s = Snapshot::parse(&snap).unwrap();
+        for i in 0..n {
+            assert_eq!(s.user_by_name(format!("user{i}").as_bytes()).unwrap().unwrap().uid, 200_000 + i);
+            assert_eq!(s.user_by_uid(200_000 + i).unwrap().unwrap().name, format!("user{i}").as_bytes());
+            assert!(s.user_by_name(format!("absent{i}").as_bytes()).unwrap().is_none());
+            assert!(s.user_by_uid(100_000 + i).unwrap().is_none());
+        }
+        for i in 0..n / 3 {
+            assert_eq!(s.group_by_name(format!("grp{i}").as_bytes()).unwrap().unwrap().gid, 400_000 + i);
+            assert_eq!(s.group_by_gid(400_000 + i).unwrap().unwrap().name, format!("grp{i}").as_bytes());
+        }
+    }
+}

@@ -3,10 +3,13 @@
 //!
 //!   nss-bench gen N DIR            write DIR/passwd, DIR/group (N users + /etc's) and DIR/nss.snapshot
 //!   nss-bench OP N COUNT           COUNT lookups over user0..user{N-1}; OP = pwnam | pwuid | initgroups
-//!                                  through glibc, or direct-pwnam | direct-pwuid: the module's
-//!                                  entry point called in-process (dlopen), without glibc's dispatch
+//!                                  | grnam through glibc, or direct-pwnam | direct-pwuid | direct-grnam:
+//!                                  the module's entry point called in-process (dlopen), without
+//!                                  glibc's dispatch
 //!
-//! Prints `ns_per_op=… found=…`. User i has uid BASE+i and is in groups team{i%10}.
+//! Prints `ns_per_op=… found=…`. User i has uid BASE+i and is in groups team{i%10}, so each of
+//! the ten groups has N/10 members (10, 1,000, 10,000 at N = 100, 10k, 100k); `grnam` looks up
+//! team{k%10} with `getgrnam` (glibc's own buffer, grown once and kept, as programs call it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench tool
 
@@ -58,7 +61,11 @@ fn main() {
         unsafe extern "C" fn(*const libc::c_char, *mut libc::passwd, *mut libc::c_char, usize, *mut libc::c_int) -> i32;
     type UidFn =
         unsafe extern "C" fn(libc::uid_t, *mut libc::passwd, *mut libc::c_char, usize, *mut libc::c_int) -> i32;
-    let (mut direct_nam, mut direct_uid): (Option<PwFn>, Option<UidFn>) = (None, None);
+    type GrFn =
+        unsafe extern "C" fn(*const libc::c_char, *mut libc::group, *mut libc::c_char, usize, *mut libc::c_int) -> i32;
+    let (mut direct_nam, mut direct_uid, mut direct_gr): (Option<PwFn>, Option<UidFn>, Option<GrFn>) =
+        (None, None, None);
+    let teams: Vec<CString> = (0..10).map(|t| CString::new(format!("team{t}")).unwrap()).collect();
     if op.starts_with("direct") {
         let h = unsafe { libc::dlopen(c"libnss_oidc.so.2".as_ptr(), libc::RTLD_NOW) };
         assert!(!h.is_null(), "dlopen libnss_oidc.so.2");
@@ -67,10 +74,13 @@ fn main() {
                 Some(std::mem::transmute::<*mut libc::c_void, PwFn>(libc::dlsym(h, c"_nss_oidc_getpwnam_r".as_ptr())));
             direct_uid =
                 Some(std::mem::transmute::<*mut libc::c_void, UidFn>(libc::dlsym(h, c"_nss_oidc_getpwuid_r".as_ptr())));
+            direct_gr =
+                Some(std::mem::transmute::<*mut libc::c_void, GrFn>(libc::dlsym(h, c"_nss_oidc_getgrnam_r".as_ptr())));
         }
     }
     let mut errno = 0;
-    let mut buf = vec![0u8; 4096];
+    // Room for the largest group (10,000 members: pointers and names).
+    let mut buf = vec![0u8; if op.ends_with("grnam") { 1 << 20 } else { 4096 }];
     let mut found = 0u32;
     let t = Instant::now();
     for k in 0..count {
@@ -91,6 +101,15 @@ fn main() {
             },
             "direct-pwuid" => unsafe {
                 direct_uid.unwrap()(BASE + i, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut errno) == 1
+            },
+            "grnam" => {
+                let g = unsafe { libc::getgrnam(teams[(k % 10) as usize].as_ptr()) };
+                !g.is_null() && !unsafe { *(*g).gr_mem }.is_null()
+            }
+            "direct-grnam" => unsafe {
+                let mut gr: libc::group = std::mem::zeroed();
+                let t = teams[(k % 10) as usize].as_ptr();
+                direct_gr.unwrap()(t, &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut errno) == 1
             },
             "initgroups" => {
                 let mut groups = [0 as libc::gid_t; 64];

@@ -1,7 +1,8 @@
 //! PAM authentication benchmark driver (run by scripts/bench in a private mount
 //! namespace whose /etc/pam.d holds the services under test).
 //!
-//!   pam-bench SERVICE USER COUNT      (the reply, a token or a password, on stdin)
+//!   pam-bench SERVICE USER COUNT      (the replies, tokens or a password, one a line on stdin;
+//!                                     transaction i answers with line i)
 //!
 //! Runs COUNT × pam_start + pam_authenticate + pam_end in this process (real
 //! libpam, the module dlopen'ed as in sshd) with a conversation that answers
@@ -62,13 +63,18 @@ fn main() {
     let a: Vec<String> = std::env::args().collect();
     let (svc, user, count) =
         (CString::new(a[1].clone()).unwrap(), CString::new(a[2].clone()).unwrap(), a[3].parse::<u32>().unwrap());
-    let mut reply = String::new();
-    std::io::stdin().read_line(&mut reply).unwrap();
-    let reply = CString::new(reply.trim_end()).unwrap();
-    let c = PamConv { conv, appdata: reply.as_ptr() as *mut c_void };
+    // One reply per line; transaction i answers with line i (mod the count):
+    // a token logs in once per host, so each transaction needs its own.
+    let replies: Vec<CString> = std::io::stdin()
+        .lines()
+        .map(|l| CString::new(l.unwrap().trim_end()).unwrap())
+        .filter(|l| !l.as_bytes().is_empty())
+        .collect();
+    assert!(!replies.is_empty(), "no reply on stdin");
     let mut ok = 0;
     let t = Instant::now();
-    for _ in 0..count {
+    for i in 0..count as usize {
+        let c = PamConv { conv, appdata: replies[i % replies.len()].as_ptr() as *mut c_void };
         let mut h = std::ptr::null_mut();
         // SAFETY: valid C strings and conversation; the handle is ended each round.
         unsafe {
