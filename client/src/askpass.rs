@@ -50,6 +50,58 @@ pub fn classify(prompt: &str) -> Prompt {
     }
 }
 
+/// The host of ssh's `(user@host) ` prompt prefix (ssh 8.4 and later put it
+/// before keyboard-interactive prompts; the server's text comes after it, so
+/// the server cannot choose it).
+pub fn prompt_host(prompt: &str) -> Option<String> {
+    let who = prompt.trim_start().strip_prefix('(')?.split_once(") ")?.0;
+    let host = who.rsplit_once('@')?.1;
+    (!who.contains(' ') && !host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// Does `host` match a `hosts` pattern (`*` matches any run of characters)?
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    fn m(p: &[u8], h: &[u8]) -> bool {
+        match p.split_first() {
+            None => h.is_empty(),
+            Some((b'*', rest)) => (0..=h.len()).any(|i| m(rest, &h[i..])),
+            Some((c, rest)) => h.split_first().is_some_and(|(d, hr)| c.eq_ignore_ascii_case(d) && m(rest, hr)),
+        }
+    }
+    m(pattern.as_bytes(), host.as_bytes())
+}
+
+/// Who may be given a token: a prompt from ssh must name (in its prefix) a
+/// host of `hosts` or the destination `pam-oidc ssh` was asked for; a prompt
+/// without the prefix only when sudo asks. A server the user did not mean to
+/// give a token to (a typo, a man in the middle whose host key was accepted,
+/// a jump host) gets none: a token opens every host of its audience.
+#[derive(Clone, Debug, Default)]
+pub struct Allowed {
+    pub hosts: Vec<String>,
+    pub destination: Option<String>,
+    pub unprefixed: bool,
+}
+
+impl Allowed {
+    pub fn check(&self, host: Option<&str>) -> Result<(), String> {
+        match host {
+            None if self.unprefixed => Ok(()),
+            None => Err("refused: the prompt does not say which host asks (ssh 8.4 or later names it)".into()),
+            Some(h) if self.destination.as_deref() == Some(h) || self.hosts.iter().any(|p| host_matches(p, h)) => {
+                Ok(())
+            }
+            Some(h) => Err(format!(
+                "refused: {h} is not a host this client gives tokens to (client.toml: hosts = [\"{h}\"] or a pattern)"
+            )),
+        }
+    }
+}
+
+/// Fresh tokens one `pam-oidc ssh`/`sudo` hands out (a login and its retries):
+/// a server that keeps asking gets no more.
+pub const MAX_TOKENS: usize = 3;
+
 /// Part `n` (1-based) of `token` as a reply: a trailing `\` unless it is the last.
 pub fn part(token: &str, n: usize) -> Option<String> {
     let count = token.len().div_ceil(PART_BYTES).max(1);
@@ -144,19 +196,27 @@ pub struct Server {
 type Fetch = Box<dyn FnMut() -> Result<Zeroizing<String>, String> + Send>;
 
 impl Server {
-    pub fn start(fetch: Fetch) -> Result<Server, String> {
+    pub fn start(fetch: Fetch, allowed: Allowed) -> Result<Server, String> {
         let dir = PrivateDir::new()?;
         let socket = dir.0.join("s");
         let listener = UnixListener::bind(&socket).map_err(|e| format!("{}: {e}", socket.display()))?;
-        std::thread::spawn(move || serve(listener, fetch));
+        std::thread::spawn(move || serve(listener, fetch, allowed));
         Ok(Server { socket, _dir: dir })
     }
 }
 
-fn serve(listener: UnixListener, mut fetch: Fetch) {
+/// The token being sent, the host it is for, and how many were handed out.
+#[derive(Default)]
+struct Sending {
+    token: Option<Zeroizing<String>>,
+    host: Option<String>,
+    given: usize,
+}
+
+fn serve(listener: UnixListener, mut fetch: Fetch, allowed: Allowed) {
     // SAFETY: getuid and getpid have no preconditions and cannot fail.
     let (uid, me) = unsafe { (libc::getuid(), libc::getpid()) };
-    let mut current: Option<Zeroizing<String>> = None;
+    let mut current = Sending::default();
     for stream in listener.incoming() {
         let Ok(mut s) = stream else { continue };
         let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
@@ -164,7 +224,7 @@ fn serve(listener: UnixListener, mut fetch: Fetch) {
             Ok((u, pid)) if u == uid && descends_from(pid, me) => {
                 let mut line = String::new();
                 let _ = BufReader::new((&s).take(256)).read_line(&mut line);
-                answer(line.trim(), &mut current, &mut fetch)
+                answer(line.trim(), &mut current, &mut fetch, &allowed)
             }
             Ok((u, pid)) => Err(format!("refused: peer uid {u} pid {pid} is not this login's ssh/sudo")),
             Err(e) => Err(e),
@@ -177,21 +237,39 @@ fn serve(listener: UnixListener, mut fetch: Fetch) {
     }
 }
 
-fn answer(req: &str, current: &mut Option<Zeroizing<String>>, fetch: &mut Fetch) -> Result<Zeroizing<String>, String> {
-    let n: usize = req.strip_prefix("part ").and_then(|n| n.parse().ok()).ok_or("bad request")?;
+/// A request: `part N` or `part N host=H` (H from the prompt's prefix).
+fn answer(req: &str, cur: &mut Sending, fetch: &mut Fetch, allowed: &Allowed) -> Result<Zeroizing<String>, String> {
+    let rest = req.strip_prefix("part ").ok_or("bad request")?;
+    let (n, host) = match rest.split_once(" host=") {
+        Some((n, h)) => (n, Some(h.to_string())),
+        None => (rest, None),
+    };
+    let n: usize = n.parse().map_err(|_| "bad request")?;
     if n == 1 {
-        *current = None;
-        *current = Some(fetch()?);
+        allowed.check(host.as_deref())?;
+        if cur.given >= MAX_TOKENS {
+            return Err(format!("refused: {MAX_TOKENS} tokens already given in this run"));
+        }
+        cur.token = None;
+        cur.token = Some(fetch()?);
+        cur.host = host.clone();
+        cur.given += 1;
+    } else if host != cur.host {
+        return Err("refused: a part asked for by another host".into());
     }
-    let token = current.as_ref().ok_or("no token is being sent")?;
+    let token = cur.token.as_ref().ok_or("no token is being sent")?;
     part(token, n).map(Zeroizing::new).ok_or_else(|| format!("the token has no part {n}"))
 }
 
-/// Ask the parent listening on `socket` for part `n`.
-pub fn ask(socket: &Path, n: usize) -> Result<Zeroizing<String>, String> {
+/// Ask the parent listening on `socket` for part `n`, for the prompt's `host`.
+pub fn ask(socket: &Path, n: usize, host: Option<&str>) -> Result<Zeroizing<String>, String> {
     let mut s = UnixStream::connect(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(600)));
-    s.write_all(format!("part {n}\n").as_bytes()).map_err(|e| e.to_string())?;
+    let req = match host {
+        Some(h) if !h.contains(['\n', ' ']) => format!("part {n} host={h}\n"),
+        _ => format!("part {n}\n"),
+    };
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut reply = Zeroizing::new(String::new());
     BufReader::new((&s).take(64 * 1024)).read_line(&mut reply).map_err(|e| e.to_string())?;
     let line = reply.trim_end_matches('\n');
@@ -211,7 +289,10 @@ pub fn passthrough(prompt: &str) -> Result<Zeroizing<String>, String> {
         .open("/dev/tty")
         .map_err(|_| format!("no terminal to ask {prompt:?} (pam-oidc answers only OIDC token prompts)"))?;
     let fd = tty.as_raw_fd();
-    let echo = prompt.contains("(yes/no") || std::env::var("SSH_ASKPASS_PROMPT").is_ok_and(|v| v == "confirm");
+    // Echo only for ssh's own questions (a host key: no `(user@host)` prefix),
+    // never because a server's prompt text says "(yes/no".
+    let echo = (prompt.contains("(yes/no") && prompt_host(prompt).is_none())
+        || std::env::var("SSH_ASKPASS_PROMPT").is_ok_and(|v| v == "confirm");
     // SAFETY: termios is plain data; tcgetattr fills it for an open descriptor.
     let mut old: libc::termios = unsafe { std::mem::zeroed() };
     // SAFETY: fd is open for the life of `tty`; `old` is a valid termios.
@@ -240,12 +321,15 @@ pub fn passthrough(prompt: &str) -> Result<Zeroizing<String>, String> {
 /// answered. Run by `pam-oidc ssh`/`sudo`, it asks its parent over the socket;
 /// run by a plain ssh or sudo (`SSH_ASKPASS=pam-oidc` exported), it gets a
 /// fresh token itself with `fetch` (see [`standalone`]).
-pub fn run(prompt: &str, fetch: &dyn Fn() -> Result<Zeroizing<String>, String>) -> i32 {
+pub fn run(prompt: &str, fetch: &dyn Fn() -> Result<Zeroizing<String>, String>, hosts: &[String]) -> i32 {
+    let host = prompt_host(prompt);
+    // Run by a plain ssh or sudo: the hosts of client.toml; no prefix only for sudo.
+    let standalone = Allowed { hosts: hosts.to_vec(), destination: None, unprefixed: parent_is_sudo() };
     let answer = match (classify(prompt), std::env::var_os(SOCKET_VAR)) {
         (Prompt::Other, _) => passthrough(prompt),
-        (Prompt::Token, Some(sock)) => ask(Path::new(&sock), 1),
-        (Prompt::Part(n), Some(sock)) => ask(Path::new(&sock), n),
-        (Prompt::Token, None) => standalone::first(fetch),
+        (Prompt::Token, Some(sock)) => ask(Path::new(&sock), 1, host.as_deref()),
+        (Prompt::Part(n), Some(sock)) => ask(Path::new(&sock), n, host.as_deref()),
+        (Prompt::Token, None) => standalone.check(host.as_deref()).and_then(|()| standalone::first(fetch)),
         (Prompt::Part(n), None) => standalone::part(n),
     };
     match answer {
@@ -262,6 +346,12 @@ pub fn run(prompt: &str, fetch: &dyn Fn() -> Result<Zeroizing<String>, String>) 
             1
         }
     }
+}
+
+/// Is the process that ran this askpass sudo (whose prompts have no host prefix)?
+fn parent_is_sudo() -> bool {
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", std::os::unix::process::parent_id()));
+    comm.is_ok_and(|c| c.trim() == "sudo")
 }
 
 /// The askpass run by a plain ssh or sudo: one process per prompt, no parent
@@ -473,28 +563,60 @@ mod tests {
     #[test]
     fn answers_part_by_part_and_a_fresh_token_per_login() {
         let first = "A".repeat(600);
-        let mut current = None;
+        let mut current = Sending::default();
         let mut n = 0;
         let f = first.clone();
         let mut next: Fetch = Box::new(move || {
             n += 1;
             Ok(Zeroizing::new(if n == 1 { f.clone() } else { format!("fresh-{n}") }))
         });
-        let mut ask = |req: &str| answer(req, &mut current, &mut next).map(|z| z.to_string());
-        assert_eq!(ask("part 2").unwrap_err(), "no token is being sent");
-        assert_eq!(ask("part 1").unwrap(), format!("{}\\", &first[..500]));
-        assert_eq!(ask("part 2").unwrap(), first[500..]);
-        assert!(ask("part 3").is_err());
-        assert_eq!(ask("part 1").unwrap(), "fresh-2", "a second login gets a fresh token");
-        assert_eq!(ask("part 1").unwrap(), "fresh-3");
+        let allowed =
+            Allowed { hosts: vec!["*.example.com".into()], destination: Some("web-1".into()), unprefixed: false };
+        let mut ask = |req: &str| answer(req, &mut current, &mut next, &allowed).map(|z| z.to_string());
+        assert!(ask("part 2 host=web-1").is_err(), "no token is being sent");
+        assert_eq!(ask("part 1 host=web-1").unwrap(), format!("{}\\", &first[..500]));
+        assert!(ask("part 2 host=evil.test").unwrap_err().contains("another host"), "the rest only to that host");
+        assert_eq!(ask("part 2 host=web-1").unwrap(), first[500..]);
+        assert!(ask("part 3 host=web-1").is_err());
+        assert_eq!(ask("part 1 host=db.example.com").unwrap(), "fresh-2", "a second login gets a fresh token");
+        assert_eq!(ask("part 1 host=web-1").unwrap(), "fresh-3");
+        assert!(ask("part 1 host=web-1").unwrap_err().contains("3 tokens already given"), "a server that keeps asking");
         assert!(ask("token please").is_err());
+    }
+
+    /// A token goes only to the host the user meant: the destination of
+    /// `pam-oidc ssh` or a `hosts` pattern, named by ssh's own prompt prefix
+    /// (the server's text comes after it). A typo'd or hostile server, a jump
+    /// host, or a prompt with no prefix (not from sudo) gets nothing.
+    #[test]
+    fn tokens_go_only_to_the_hosts_meant() {
+        assert_eq!(prompt_host("(alice@Web-1.Example.com) OIDC token: ").as_deref(), Some("web-1.example.com"));
+        assert_eq!(prompt_host("(alice@evil.test) (bob@web-1) OIDC token: ").as_deref(), Some("evil.test"));
+        assert_eq!(prompt_host("OIDC token: "), None);
+        assert_eq!(prompt_host("(not a host) OIDC token: "), None);
+        assert!(host_matches("*.example.com", "web-1.example.com"));
+        assert!(!host_matches("*.example.com", "example.com.evil.test"));
+        assert!(!host_matches("web-*", "web"));
+        let a =
+            Allowed { hosts: vec!["*.example.com".into()], destination: Some("10.0.0.5".into()), unprefixed: false };
+        assert!(a.check(Some("db.example.com")).is_ok() && a.check(Some("10.0.0.5")).is_ok());
+        assert!(a.check(Some("evil.test")).unwrap_err().contains("not a host this client gives tokens to"));
+        assert!(a.check(None).unwrap_err().contains("does not say which host"));
+        assert!(Allowed { unprefixed: true, ..Allowed::default() }.check(None).is_ok(), "sudo's own prompt");
+        let mut fetched = 0;
+        let mut next: Fetch = Box::new(move || {
+            fetched += 1;
+            Ok(Zeroizing::new(format!("t{fetched}")))
+        });
+        let r = answer("part 1 host=evil.test", &mut Sending::default(), &mut next, &a);
+        assert!(r.is_err(), "refused before a token is even fetched");
     }
 
     #[test]
     fn the_parent_refuses_a_process_that_does_not_descend_from_it() {
-        let server = Server::start(Box::new(|| Ok(Zeroizing::new("eyJ.a.b".into())))).unwrap();
+        let server = Server::start(Box::new(|| Ok(Zeroizing::new("eyJ.a.b".into()))), Allowed::default()).unwrap();
         // This test process is the server's own process, not its descendant.
-        let err = ask(&server.socket, 1).unwrap_err();
+        let err = ask(&server.socket, 1, None).unwrap_err();
         assert!(err.contains("is not this login's"), "{err}");
         // SAFETY: getpid has no preconditions.
         let me = unsafe { libc::getpid() };

@@ -28,6 +28,10 @@ pub struct File {
     pub flow: Option<String>,
     pub login_timeout_secs: Option<u64>,
     pub http_timeout_secs: Option<u64>,
+    /// The hosts a token may be given to (ssh's `(user@host)` prompt prefix;
+    /// `*` globs, e.g. `*.example.com`). `pam-oidc ssh` also gives one to the
+    /// destination on its own command line.
+    pub hosts: Option<Vec<String>>,
 }
 
 impl File {
@@ -44,6 +48,7 @@ impl File {
             flow: o.flow.or(self.flow),
             login_timeout_secs: o.login_timeout_secs.or(self.login_timeout_secs),
             http_timeout_secs: o.http_timeout_secs.or(self.http_timeout_secs),
+            hosts: o.hosts.or(self.hosts),
         }
     }
 
@@ -66,6 +71,7 @@ pub struct Settings {
     pub device: bool,
     pub login_timeout_secs: u64,
     pub http_timeout_secs: u64,
+    pub hosts: Vec<String>,
 }
 
 pub const DEFAULT_SCOPES: &str = "openid profile offline_access";
@@ -99,6 +105,7 @@ impl Settings {
             device: f.flow.as_deref() == Some("device"),
             login_timeout_secs: f.login_timeout_secs.unwrap_or(300),
             http_timeout_secs: f.http_timeout_secs.unwrap_or(30),
+            hosts: f.hosts.unwrap_or_default(),
         }
     }
 

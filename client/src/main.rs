@@ -67,7 +67,7 @@ fn real_main(args: Vec<OsString>) -> i32 {
     if let [prompt] = args.as_slice() {
         let p = prompt.trim_end();
         if !COMMANDS.contains(&p) && !p.starts_with('-') && (p.contains(' ') || p.ends_with(':') || p.ends_with('?')) {
-            return askpass::run(prompt, &standalone_token);
+            return askpass::run(prompt, &standalone_token, &askpass_hosts());
         }
     }
     let Some(cmd) = args.first() else {
@@ -85,7 +85,7 @@ fn real_main(args: Vec<OsString>) -> i32 {
             0
         }
         "askpass" => match rest {
-            [prompt] => askpass::run(prompt, &standalone_token),
+            [prompt] => askpass::run(prompt, &standalone_token, &askpass_hosts()),
             _ => usage("askpass PROMPT"),
         },
         "ssh-config" => {
@@ -116,6 +116,11 @@ fn standalone_token() -> Result<zeroize::Zeroizing<String>, String> {
     let env = |k: &str| std::env::var(k).ok();
     let source = source::Source::parse(&settings.source, &env)?;
     run::Ctx::new(settings, source, false)?.fresh_token()
+}
+
+/// The hosts client.toml lets a plain ssh's askpass give tokens to.
+fn askpass_hosts() -> Vec<String> {
+    config::load(None, config::File::default()).map(|s| s.hosts).unwrap_or_default()
 }
 
 fn usage(what: &str) -> i32 {

@@ -1,7 +1,7 @@
 //! The commands: a person's login and its cache, a fresh token for each host
 //! login, and ssh/sudo run with this binary as their askpass.
 
-use crate::askpass::{Server, SOCKET_VAR};
+use crate::askpass::{Allowed, Server, SOCKET_VAR};
 use crate::cache::{Cache, Entry};
 use crate::config::Settings;
 use crate::http::Http;
@@ -206,6 +206,41 @@ impl Ctx {
     }
 }
 
+/// The host ssh is asked to connect to: its first operand (`[user@]host`,
+/// `ssh://[user@]host[:port]`), skipping options and their values as
+/// ssh(1)'s option string has them. Lower case, as ssh's prompt prefix.
+pub fn destination(args: &[String]) -> Option<String> {
+    const WITH_VALUE: &str = "BbcDEeFIiJLlmOoPpQRSWw";
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            return it.next().and_then(|d| host_of(d));
+        }
+        if let Some(flags) = a.strip_prefix('-').filter(|f| !f.is_empty()) {
+            // `-p22`, `-vvp 22`: a flag taking a value takes the rest or the next word.
+            if let Some(i) = flags.find(|c| WITH_VALUE.contains(c)) {
+                if i + 1 == flags.len() {
+                    it.next();
+                }
+            }
+            continue;
+        }
+        return host_of(a);
+    }
+    None
+}
+
+fn host_of(d: &str) -> Option<String> {
+    let d = d.strip_prefix("ssh://").unwrap_or(d);
+    let d = d.rsplit_once('@').map_or(d, |(_, h)| h);
+    let d = match d.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None if d.matches(':').count() == 1 => d.split(':').next().unwrap_or(d),
+        None => d,
+    };
+    (!d.is_empty()).then(|| d.to_ascii_lowercase())
+}
+
 /// Does an ssh `-o` list already choose the authentication methods?
 fn sets_preferred_auth(args: &[String]) -> bool {
     args.iter().any(|a| a.to_ascii_lowercase().contains("preferredauthentications"))
@@ -224,10 +259,10 @@ pub fn scrub(env: &[(String, String)], named: &[String]) -> Vec<String> {
 
 /// Run `cmd` with this binary as its askpass: the first token is fetched now,
 /// later ones when a new login asks. Returns the command's exit code.
-fn run_with_askpass(ctx: Ctx, mut cmd: Command, askpass_var: &str) -> Result<i32, String> {
+fn run_with_askpass(ctx: Ctx, mut cmd: Command, askpass_var: &str, allowed: Allowed) -> Result<i32, String> {
     let exe = std::env::current_exe().map_err(|e| format!("where am I: {e}"))?;
     ctx.preflight()?;
-    let server = Server::start(Box::new(move || ctx.fresh_token()))?;
+    let server = Server::start(Box::new(move || ctx.fresh_token()), allowed)?;
     let env: Vec<(String, String)> =
         std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
     for k in scrub(&env, &Source::Login.secret_vars()) {
@@ -259,7 +294,8 @@ pub fn ssh(ctx: Ctx, args: Vec<String>) -> Result<i32, String> {
     for v in &secret {
         cmd.env_remove(v);
     }
-    run_with_askpass(ctx, cmd, "SSH_ASKPASS")
+    let allowed = Allowed { hosts: ctx.s.hosts.clone(), destination: destination(&args), unprefixed: false };
+    run_with_askpass(ctx, cmd, "SSH_ASKPASS", allowed)
 }
 
 /// `pam-oidc sudo ARGS`: `sudo -A ARGS` with this binary as SUDO_ASKPASS.
@@ -269,12 +305,16 @@ pub fn sudo(ctx: Ctx, args: Vec<String>) -> Result<i32, String> {
     for v in ctx.source.secret_vars() {
         cmd.env_remove(v);
     }
-    run_with_askpass(ctx, cmd, "SUDO_ASKPASS")
+    // sudo runs here: its prompts are local and name no host.
+    let allowed = Allowed { hosts: vec![], destination: None, unprefixed: true };
+    run_with_askpass(ctx, cmd, "SUDO_ASKPASS", allowed)
 }
 
 /// `pam-oidc ssh-config [HOST...]`.
 pub fn ssh_config(hosts: &[String], exe: &Path) -> String {
-    let hosts = if hosts.is_empty() { "*.example.com".to_string() } else { hosts.join(" ") };
+    let hosts = if hosts.is_empty() { vec!["*.example.com".to_string()] } else { hosts.to_vec() };
+    let list = hosts.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>().join(", ");
+    let hosts = hosts.join(" ");
     format!(
         "# ~/.ssh/config: hosts that log in with OIDC (pam_oidc).\n\
          Host {hosts}\n    \
@@ -286,6 +326,8 @@ pub fn ssh_config(hosts: &[String], exe: &Path) -> String {
          # Either log in with `pam-oidc ssh HOST` (or: alias ssh='{exe} ssh'), or let\n\
          # plain ssh ask pam-oidc (other prompts still reach your terminal):\n\
          #   export SSH_ASKPASS={exe} SSH_ASKPASS_REQUIRE=force\n\
+         # and list these hosts in ~/.config/pam-oidc/client.toml (tokens go to no other):\n\
+         #   hosts = [{list}]\n\
          # Each OIDC token prompt gets a fresh token.\n",
         exe = exe.display()
     )
@@ -333,6 +375,12 @@ mod tests {
     #[test]
     fn keyboard_interactive_unless_the_user_chose() {
         assert!(!sets_preferred_auth(&["-p".into(), "22".into(), "h".into()]));
+        let d = |a: &[&str]| destination(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(d(&["-p", "22", "-o", "X=y", "alice@Web-1", "id"]).as_deref(), Some("web-1"));
+        assert_eq!(d(&["-vvp22", "ssh://bob@[2001:db8::1]:2222"]).as_deref(), Some("2001:db8::1"));
+        assert_eq!(d(&["-J", "jump.example.com", "-l", "alice", "db:22"]).as_deref(), Some("db"));
+        assert_eq!(d(&["-F", "/dev/null", "--", "h"]).as_deref(), Some("h"));
+        assert_eq!(d(&["-p", "22"]), None);
         assert!(sets_preferred_auth(&["-oPreferredAuthentications=publickey".into()]));
         assert!(sets_preferred_auth(&["-o".into(), "preferredauthentications publickey".into()]));
     }

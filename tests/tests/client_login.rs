@@ -321,19 +321,32 @@ fn a_person_logs_in_with_the_browser_once_then_ssh_and_sudo_use_fresh_tokens() {
     let run = h.join("run");
     std::fs::create_dir_all(&run).unwrap();
     std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mut plain = Command::new("ssh");
-    plain
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap())
-        .env("HOME", h)
-        .env("XDG_CACHE_HOME", h.join(".cache"))
-        .env("XDG_CONFIG_HOME", h.join(".config"))
-        .env("XDG_RUNTIME_DIR", &run)
-        .env("SSH_ASKPASS", client_bin())
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .stdin(Stdio::null())
-        .args(["-o", "PreferredAuthentications=keyboard-interactive"])
-        .args(ssh_args(&host, "alice", "echo PLAIN-SSH"));
+    let plain_ssh = || {
+        let mut plain = Command::new("ssh");
+        plain
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("HOME", h)
+            .env("XDG_CACHE_HOME", h.join(".cache"))
+            .env("XDG_CONFIG_HOME", h.join(".config"))
+            .env("XDG_RUNTIME_DIR", &run)
+            .env("SSH_ASKPASS", client_bin())
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .stdin(Stdio::null())
+            .args(["-o", "PreferredAuthentications=keyboard-interactive"])
+            .args(ssh_args(&host, "alice", "echo PLAIN-SSH"));
+        plain
+    };
+    // A host client.toml does not list gets no token (a typo, a hostile server, a
+    // man in the middle: a token opens every host of its audience).
+    let before = logins(&host, "auth result=allow code=ok service=sshd user=alice");
+    let out = plain_ssh().output().unwrap();
+    assert!(!out.status.success() && text(&out).contains("not a host this client gives tokens to"), "{}", text(&out));
+    assert_eq!(logins(&host, "auth result=allow code=ok service=sshd user=alice"), before);
+    let toml = h.join(".config/pam-oidc/client.toml");
+    let listed = format!("{}hosts = [\"127.0.0.*\"]\n", std::fs::read_to_string(&toml).unwrap());
+    std::fs::write(&toml, listed).unwrap();
+    let plain = plain_ssh();
     let (out, _, leaks, _) = run_watched(plain, vec![first_rt.clone()]);
     assert!(out.status.success() && text(&out).contains("PLAIN-SSH"), "{}\n{}", text(&out), host.syslog().join("\n"));
     assert!(leaks.is_empty(), "{leaks:#?}");
