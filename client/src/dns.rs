@@ -221,6 +221,11 @@ pub fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
+    // RFC 6761: localhost is loopback, never asked of a server or a search
+    // domain (plain http is allowed to it: it must not leave the machine).
+    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
+        return Ok(vec![SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port)]);
+    }
     let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
     let local = hosts_lookup(&hosts, host);
     if !local.is_empty() {

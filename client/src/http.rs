@@ -16,6 +16,12 @@ pub struct Http {
 /// Is `url` one the client may send credentials to: `https://`, or `http://`
 /// to a loopback address (127.0.0.1, [::1], localhost)?
 pub fn check_url(url: &str) -> Result<(), String> {
+    // User info (`http://127.0.0.1:1@idp.example/`) would make the host seem
+    // to be what it is not: refused in any URL.
+    let after_scheme = url.split_once("://").map_or("", |(_, r)| r);
+    if after_scheme.split(['/', '?', '#']).next().unwrap_or("").contains('@') {
+        return Err(format!("{}: user info in a URL is refused", url.split('@').next_back().unwrap_or("")));
+    }
     if let Some(rest) = url.strip_prefix("https://") {
         if rest.is_empty() || rest.starts_with('/') {
             return Err(format!("{url}: no host"));
@@ -121,8 +127,16 @@ mod tests {
         for ok in ["https://login.example.com", "http://127.0.0.1:8080/x", "http://[::1]:9/", "http://localhost/a"] {
             assert!(check_url(ok).is_ok(), "{ok}");
         }
-        for bad in ["http://login.example.com", "http://127.0.0.1.evil.com/", "ftp://x", "https://", "http://10.0.0.1"]
-        {
+        for bad in [
+            "http://login.example.com",
+            "http://127.0.0.1.evil.com/",
+            "ftp://x",
+            "https://",
+            "http://10.0.0.1",
+            "http://127.0.0.1:1@evil.example/token",
+            "http://localhost@evil.example/",
+            "https://user:pw@login.example.com/",
+        ] {
             assert!(check_url(bad).is_err(), "{bad}");
         }
     }

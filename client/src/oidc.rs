@@ -35,6 +35,10 @@ pub struct Tokens {
 pub enum RefreshError {
     Rejected(String),
     Failed(String),
+    /// The IdP answered with an ID token that does not check (expired by a
+    /// skewed clock, another audience...): its rotated refresh token, if it
+    /// sent one, must still be kept — the old one is spent.
+    Unusable(String, Option<Zeroizing<String>>),
 }
 
 pub fn discover(http: &Http, issuer: &str) -> Result<Provider, String> {
@@ -262,7 +266,7 @@ pub fn browser_login(http: &Http, p: &Provider, s: &Settings, open: bool) -> Res
         form.push(("client_secret", sec));
     }
     let tokens = token_request(http, p, &form).map_err(|e| match e {
-        RefreshError::Rejected(m) | RefreshError::Failed(m) => m,
+        RefreshError::Rejected(m) | RefreshError::Failed(m) | RefreshError::Unusable(m, _) => m,
     })?;
     check_id_token(&tokens.id_token, &p.issuer, &s.client_id, Some(&nonce), now())?;
     Ok(tokens)
@@ -324,7 +328,9 @@ pub fn refresh(http: &Http, p: &Provider, s: &Settings, refresh_token: &str) -> 
         form.push(("client_secret", sec));
     }
     let t = token_request(http, p, &form)?;
-    check_id_token(&t.id_token, &p.issuer, &s.client_id, None, now()).map_err(RefreshError::Failed)?;
+    if let Err(e) = check_id_token(&t.id_token, &p.issuer, &s.client_id, None, now()) {
+        return Err(RefreshError::Unusable(e, t.refresh_token));
+    }
     Ok(t)
 }
 
@@ -519,5 +525,55 @@ mod tests {
         let mut bad = doc.clone();
         bad["token_endpoint"] = json!("http://i/token");
         assert!(parse_discovery("https://i", &bad).is_err());
+    }
+}
+
+#[cfg(test)]
+mod refresh_tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// The IdP rotated the refresh token but its ID token does not check (a
+    /// skewed clock): the rotated refresh token comes back to be kept.
+    #[test]
+    fn a_rotated_refresh_token_is_kept_when_the_id_token_does_not_check() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let issuer = format!("http://127.0.0.1:{port}");
+        let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let expired = format!(
+            "{}.{}.c2ln",
+            b64(serde_json::json!({"alg": "RS256"})),
+            b64(serde_json::json!({"iss": issuer, "aud": "cli", "exp": 1_000, "iat": 900, "sub": "u"}))
+        );
+        let body = serde_json::json!({"id_token": expired, "refresh_token": "rt-2"}).to_string();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).unwrap();
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(reply.as_bytes()).unwrap();
+        });
+        let p = Provider {
+            issuer: issuer.clone(),
+            authorization_endpoint: None,
+            token_endpoint: format!("{issuer}/token"),
+            device_authorization_endpoint: None,
+        };
+        let s = Settings::for_tests(&issuer, "cli");
+        let http = Http::new(std::time::Duration::from_secs(5));
+        match refresh(&http, &p, &s, "rt-1") {
+            Err(RefreshError::Unusable(why, Some(rt))) => {
+                assert_eq!(rt.as_str(), "rt-2");
+                assert!(why.contains("exp") || why.contains("expired"), "{why}");
+            }
+            Err(RefreshError::Unusable(why, None)) => panic!("rotated token lost: {why}"),
+            Err(RefreshError::Rejected(m) | RefreshError::Failed(m)) => panic!("{m}"),
+            Ok(_) => panic!("an expired ID token was accepted"),
+        }
+        server.join().unwrap();
     }
 }

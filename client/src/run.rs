@@ -119,6 +119,15 @@ impl Ctx {
                         cache.remove(&self.s.issuer, &self.s.client_id)?;
                     }
                     Err(RefreshError::Failed(m)) => return Err(m),
+                    Err(RefreshError::Unusable(m, rotated)) => {
+                        // The old refresh token is spent: keep the one that replaced it.
+                        if let Some(rt) = rotated {
+                            let mut kept = e.clone();
+                            kept.refresh_token = Some(rt.to_string());
+                            cache.store(&kept)?;
+                        }
+                        return Err(m);
+                    }
                 }
             } else if let Some(id) = e.id_token.as_deref().filter(|_| !e.id_token_used) {
                 if oidc::remaining(id, oidc::now()).is_some_and(|r| r > MIN_LIFETIME_SECS) {
