@@ -174,19 +174,49 @@ fn respond(stream: &mut TcpStream, status: &str, body: &str) {
     );
 }
 
+/// The uid owning the TCP socket at `local` connected to `remote` (both on
+/// this machine), from /proc/net/tcp and tcp6.
+pub fn socket_owner(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> Option<u32> {
+    let hex = |a: std::net::SocketAddr| match a.ip() {
+        std::net::IpAddr::V4(v4) => format!("{:08X}:{:04X}", u32::from_le_bytes(v4.octets()), a.port()),
+        std::net::IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let words: String =
+                o.chunks(4).map(|c| format!("{:08X}", u32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect();
+            format!("{words}:{:04X}", a.port())
+        }
+    };
+    let (l, r) = (hex(local), hex(remote));
+    let table = if local.is_ipv4() { "/proc/net/tcp" } else { "/proc/net/tcp6" };
+    let text = std::fs::read_to_string(table).ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() > 7 && f[1] == l && f[2] == r).then(|| f[7].parse().ok()).flatten()
+    })
+}
+
 /// Serve the loopback redirect until the callback with `state` arrives.
 pub fn wait_for_callback(listener: &TcpListener, state: &str, timeout: Duration) -> Result<Zeroizing<String>, String> {
     let deadline = Instant::now() + timeout;
     listener.set_nonblocking(true).map_err(|e| format!("loopback listener: {e}"))?;
     while Instant::now() < deadline {
-        let mut stream = match listener.accept() {
-            Ok((s, _)) => s,
+        let (mut stream, from) = match listener.accept() {
+            Ok(x) => x,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
             Err(e) => return Err(format!("loopback listener: {e}")),
         };
+        // Only this user's own processes (the browser): another local user who
+        // read the state from a process list must not deliver a code of theirs.
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let me = unsafe { libc::getuid() };
+        let to = stream.local_addr().map_err(|e| e.to_string())?;
+        if socket_owner(from, to) != Some(me) {
+            drop(stream);
+            continue;
+        }
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
         let mut line = String::new();
@@ -575,5 +605,46 @@ mod refresh_tests {
             Ok(_) => panic!("an expired ID token was accepted"),
         }
         server.join().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod loopback_tests {
+    /// The loopback listener knows who connected: a connection of ours is
+    /// ours; another uid's (another local user delivering their own code with
+    /// our state) is not — checked with a connection made as another uid.
+    #[test]
+    fn the_owner_of_a_loopback_connection_is_known() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, from) = l.accept().unwrap();
+        // SAFETY: getuid has no preconditions.
+        let me = unsafe { libc::getuid() };
+        assert_eq!(super::socket_owner(from, s.local_addr().unwrap()), Some(me));
+        drop(c);
+        // SAFETY: as above.
+        if unsafe { libc::geteuid() } == 0 {
+            let port = l.local_addr().unwrap().port();
+            let other = std::process::Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c"])
+                .arg(format!("import socket,time; s=socket.create_connection(('127.0.0.1',{port})); time.sleep(2)"))
+                .spawn()
+                .unwrap();
+            l.set_nonblocking(true).unwrap();
+            let t = std::time::Instant::now();
+            let (s2, from2) = loop {
+                match l.accept() {
+                    Ok(x) => break x,
+                    Err(_) if t.elapsed() < std::time::Duration::from_secs(10) => {
+                        std::thread::sleep(std::time::Duration::from_millis(20))
+                    }
+                    Err(e) => panic!("no connection from uid 65534: {e}"),
+                }
+            };
+            assert_eq!(super::socket_owner(from2, s2.local_addr().unwrap()), Some(65534));
+            let mut other = other;
+            let _ = other.kill();
+            let _ = other.wait();
+        }
     }
 }
