@@ -220,6 +220,28 @@ pub fn json(v: serde_json::Value) -> String {
     v.to_string()
 }
 
+/// `argv` as a session's process: with SIGHUP at its default action even
+/// when the tests run under `nohup` (an ignored signal is inherited), so a
+/// session's end (SIGHUP first) ends it as it would a login's shell.
+pub fn spawn(argv: &[&str]) -> std::process::Child {
+    use std::os::unix::process::CommandExt as _;
+    let mut c = std::process::Command::new(argv[0]);
+    c.args(&argv[1..]);
+    // SAFETY: between fork and exec only async-signal-safe calls: signal(2).
+    unsafe {
+        c.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    c.spawn().unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+}
+
+/// `sleep SECS` as a session's process (see [`spawn`]).
+pub fn sleeper(secs: u32) -> std::process::Child {
+    spawn(&["sleep", &secs.to_string()])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

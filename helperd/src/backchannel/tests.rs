@@ -83,7 +83,7 @@ fn world(tag: &str, tls: bool) -> World {
 impl World {
     /// A live session of `sub` (its ID token had `sid`), bound to a new `sleep` process.
     fn session(&mut self, sub: &str, sid: Option<&str>) -> (u64, i32) {
-        let child = std::process::Command::new("sleep").arg("300").spawn().unwrap();
+        let child = crate::testing::sleeper(300);
         let pid = child.id() as i32;
         self.procs.push(child);
         let claims = oidc_core::SessionClaims {

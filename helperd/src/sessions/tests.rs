@@ -68,7 +68,7 @@ fn running((pid, start): end::Proc) -> bool {
 fn an_expired_session_ends_its_tree_and_no_other() {
     let clock = crate::clock::FakeClock::at(1_000_000);
     let s = Sessions::new(clock.clone(), Duration::from_secs(5));
-    let spawn = |script: &str| std::process::Command::new("sh").args(["-c", script]).spawn().unwrap();
+    let spawn = |script: &str| crate::testing::spawn(&["sh", "-c", script]);
     // a ignores SIGHUP, and so do its children: only SIGKILL ends them.
     let mut a = spawn("trap '' HUP; sleep 300 & sleep 300 & wait");
     let mut b = spawn("sleep 300 & wait");
@@ -118,7 +118,7 @@ fn live_sessions_survive_a_restart_of_helperd() {
     let dir = crate::testing::temp_dir("sessions-file");
     let file = dir.join(FILE);
     let clock = crate::clock::FakeClock::at(1_000_000);
-    let mut live = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let mut live = crate::testing::sleeper(60);
     let mut dead = std::process::Command::new("true").spawn().unwrap();
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
@@ -150,7 +150,7 @@ fn live_sessions_survive_a_restart_of_helperd() {
 fn a_process_left_behind_by_a_logout_still_ends_at_the_deadline() {
     let clock = crate::clock::FakeClock::at(1_000_000);
     let s = Sessions::new(clock.clone(), Duration::from_secs(1));
-    let mut opener = std::process::Command::new("sh").args(["-c", "sleep 300 & sleep 1"]).spawn().unwrap();
+    let mut opener = crate::testing::spawn(&["sh", "-c", "sleep 300 & sleep 1"]);
     let op = (opener.id() as i32, procfs::start_time(opener.id() as i32).unwrap());
     let t0 = std::time::Instant::now();
     while end::tree(&[op], None).len() < 3 && t0.elapsed() < Duration::from_secs(5) {

@@ -44,7 +44,7 @@ pub(super) struct Opener(std::process::Child);
 
 impl Opener {
     pub(super) fn new() -> Opener {
-        Opener(std::process::Command::new("sleep").arg("60").spawn().unwrap())
+        Opener(crate::testing::sleeper(60))
     }
     pub(super) fn pid(&self) -> i32 {
         self.0.id() as i32
