@@ -371,12 +371,20 @@ pub mod standalone {
         unsafe { libc::geteuid() }
     }
 
-    /// `$XDG_RUNTIME_DIR/pam-oidc`, else `/tmp/pam-oidc-UID`: a directory of ours that only we may enter.
+    /// `$XDG_RUNTIME_DIR/pam-oidc`, else `~/.cache/pam-oidc/run` (never a
+    /// name in /tmp another user could take first): a directory of ours that
+    /// only we may enter.
     pub fn state_dir() -> Result<PathBuf, String> {
-        let dir = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|d| d.is_dir()) {
-            Some(d) => d.join("pam-oidc"),
-            None => PathBuf::from(format!("/tmp/pam-oidc-{}", euid())),
-        };
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let runtime = var("XDG_RUNTIME_DIR").filter(|d| d.is_dir());
+        let dir = state_path(runtime, var("XDG_CACHE_HOME"), var("HOME"))?;
+        if let Some(parent) = dir.parent().filter(|_| !dir.starts_with(var("XDG_RUNTIME_DIR").unwrap_or_default())) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -387,6 +395,21 @@ pub mod standalone {
             return Err(format!("{}: not a private directory of yours (0700)", dir.display()));
         }
         Ok(dir)
+    }
+
+    /// Where the parts of a token wait: `$XDG_RUNTIME_DIR/pam-oidc`, else the
+    /// cache's `pam-oidc/run` — never a fixed name in a shared directory.
+    pub fn state_path(
+        runtime: Option<PathBuf>,
+        cache: Option<PathBuf>,
+        home: Option<PathBuf>,
+    ) -> Result<PathBuf, String> {
+        if let Some(r) = runtime {
+            return Ok(r.join("pam-oidc"));
+        }
+        let cache =
+            cache.or_else(|| home.map(|h| h.join(".cache"))).ok_or("neither XDG_RUNTIME_DIR nor HOME is set")?;
+        Ok(cache.join("pam-oidc").join("run"))
     }
 
     /// A process's start time (clock ticks after boot), from /proc/PID/stat.
@@ -420,7 +443,12 @@ pub mod standalone {
     }
 
     pub fn first(fetch: &dyn Fn() -> Result<Zeroizing<String>, String>) -> Result<Zeroizing<String>, String> {
-        first_in(&state_dir()?, fetch)
+        // A token of one part needs no state: nothing is written (or needed).
+        let token = fetch()?;
+        if token.len() <= PART_BYTES {
+            return nth(&token, 1).map(Zeroizing::new).ok_or_else(|| "the token is not ASCII".into());
+        }
+        first_in(&state_dir()?, &move || Ok(token.clone()))
     }
 
     pub fn part(n: usize) -> Result<Zeroizing<String>, String> {
@@ -472,6 +500,20 @@ pub mod standalone {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without XDG_RUNTIME_DIR the parts wait under the user's cache, not in
+    /// /tmp/pam-oidc-UID, which another user could create first.
+    #[test]
+    fn token_parts_never_wait_in_a_shared_directory() {
+        use std::path::PathBuf;
+        let p = |r: Option<&str>, c: Option<&str>, h: Option<&str>| {
+            standalone::state_path(r.map(PathBuf::from), c.map(PathBuf::from), h.map(PathBuf::from))
+        };
+        assert_eq!(p(Some("/run/user/1000"), None, Some("/home/a")).unwrap(), PathBuf::from("/run/user/1000/pam-oidc"));
+        assert_eq!(p(None, None, Some("/home/a")).unwrap(), PathBuf::from("/home/a/.cache/pam-oidc/run"));
+        assert_eq!(p(None, Some("/c"), Some("/home/a")).unwrap(), PathBuf::from("/c/pam-oidc/run"));
+        assert!(p(None, None, None).is_err());
+    }
 
     #[test]
     fn prompts_are_classified() {

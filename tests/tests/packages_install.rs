@@ -33,6 +33,10 @@ fn sh(cmd: &str) -> (bool, String) {
 
 /// A fresh copy of the cached bookworm minbase root (made once with debootstrap).
 fn bookworm() -> TempDir {
+    // The tests of this file run side by side: one debootstrap at a time
+    // (two into one directory corrupt each other: "Invalid Release signature").
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     let cache = root().join("target/debootstrap/bookworm");
     if !cache.exists() {
         let tmp = cache.with_extension("tmp");
