@@ -215,7 +215,7 @@ pub fn receive(svc: &Services, token: &str, peer: &str) -> Result<(), String> {
     svc.aws.forget(&svc.sessions.ids());
     // Made durable after the sessions ended: a failed write (logged) costs
     // only the record across a restart.
-    let _ = svc.replay.commit();
+    let _ = svc.replay.commit(&t.issuer, &t.replay_id());
     if ended.is_empty() {
         info!("back-channel logout issuer={} {} jti={jti} from {peer}: no live session matches", t.issuer, t.who());
     } else {

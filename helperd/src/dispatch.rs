@@ -178,7 +178,7 @@ fn login(
         let ok = matches!(resp, Response::Admitted { .. });
         if !ok {
             svc.replay.release(&claims.issuer, id);
-        } else if let Err(why) = svc.replay.commit() {
+        } else if let Err(why) = svc.replay.commit(&claims.issuer, id) {
             svc.replay.release(&claims.issuer, id);
             return Response::Refused { code: oidc_core::RefusalCode::AccountsUnavailable, reason: why };
         }

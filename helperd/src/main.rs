@@ -261,6 +261,7 @@ fn run(cfg: Config) -> i32 {
     let spawned = std::thread::Builder::new().name("helperd-refresh".into()).spawn(move || loop {
         bg.keys.refresh_due();
         bg.replay.import_pending(&bg.keys.config().helperd.state_dir.join(replay::PENDING_DIR), clock::unix_now());
+        bg.replay.compact_if_due(clock::unix_now());
         bg.accounts.rebuild_if_inputs_changed();
         bg.sessions.reap();
         bg.aws.forget(&bg.sessions.ids());

@@ -119,7 +119,7 @@ pub fn apply_token(svc: &Services, id: u64, old: &SessionClaims, token: &Secret)
     if let Err(why) = svc.replay.reserve(&v.issuer, &replay_id, cfg.accepted_until(&v.issuer, v.exp), now) {
         return Err(no(RefusalCode::Replayed, why));
     }
-    if let Err(why) = svc.replay.commit() {
+    if let Err(why) = svc.replay.commit(&v.issuer, &replay_id) {
         svc.replay.release(&v.issuer, &replay_id);
         return Err(no(RefusalCode::AccountsUnavailable, why));
     }

@@ -1,47 +1,93 @@
 //! The replay cache: each token logs in once on this host. Keyed by
 //! (issuer, `jti`), or by the SHA-256 of the signature when a token has no
 //! `jti`; an entry lives until the token's `exp` plus the issuer's leeway
-//! (after that the token is refused as expired anyway). Persisted
-//! (`state_dir/replay.json`, 0600, atomic replace) so a restart forgets
-//! nothing; bounded: when full of live entries, new logins are refused
-//! (fail closed) with a log line.
+//! (after that the token is refused as expired anyway). Persisted so a restart
+//! forgets nothing: each admitted use is one line appended to
+//! `state_dir/replay.log` (0600) and `fdatasync`ed before the login goes on —
+//! O(1) per login, not a rewrite of every live use. The log is compacted to
+//! the live uses (atomic replace) when helperd starts and when expired lines
+//! outnumber live ones; a torn last line (a crash mid-append, never
+//! acknowledged) is dropped then. Bounded: when full of live entries, new
+//! logins are refused (fail closed) with a log line.
 
 use crate::atomic;
 use crate::log::error;
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 /// Live entries kept at most.
 pub const MAX_ENTRIES: usize = 100_000;
+/// Lines the log may hold beyond twice the live uses before it is compacted.
+const COMPACT_SLACK: usize = 4096;
 // The files' format is shared with the module (oidc_core's replay module):
-// `replay.json` (written here) and the markers in `replay.d` (one per use the
+// `replay.log` (written here) and the markers in `replay.d` (one per use the
 // module recorded while helperd was unreachable).
-use oidc_core::{ReplayMarker as Marker, ReplaySaved as Saved};
+use oidc_core::{ReplayMarker as Marker, ReplaySaved as Saved, REPLAY_LEGACY_FILE as LEGACY_FILE};
 pub use oidc_core::{REPLAY_FILE as FILE, REPLAY_PENDING_DIR as PENDING_DIR};
 
 pub struct ReplayCache {
     path: PathBuf,
-    seen: Mutex<HashMap<(String, String), i64>>,
+    state: Mutex<State>,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    until: i64,
+    /// In the log (a reserved use is not, until it is committed).
+    durable: bool,
+}
+
+struct State {
+    seen: HashMap<(String, String), Entry>,
+    /// The log, opened for appending; `None` after a failed write (the next
+    /// commit compacts first, so no line is ever appended to a torn one).
+    log: Option<File>,
+    /// Lines in the log.
+    lines: usize,
 }
 
 impl ReplayCache {
     pub fn open(state_dir: &std::path::Path, now: i64) -> ReplayCache {
         let path = state_dir.join(FILE);
         let mut seen = HashMap::new();
+        let mut keep = |m: Marker| {
+            if m.until >= now {
+                seen.insert((m.issuer, m.id), Entry { until: m.until, durable: true });
+            }
+        };
         match std::fs::read(&path) {
-            Ok(b) => match Saved::parse(&b) {
-                Ok(s) => {
-                    for (iss, id, until) in s.seen.into_iter().filter(|e| e.2 >= now) {
-                        seen.insert((iss, id), until);
-                    }
-                }
-                Err(e) => error!("{}: {e}; starting with an empty replay cache", path.display()),
-            },
+            Ok(b) => oidc_core::replay_log_uses(&b).for_each(&mut keep),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => error!("{}: {e}", path.display()),
         }
-        ReplayCache { path, seen: Mutex::new(seen) }
+        // The record as helperd kept it before the log: taken in once.
+        let legacy = state_dir.join(LEGACY_FILE);
+        match std::fs::read(&legacy) {
+            Ok(b) => match Saved::parse(&b) {
+                Ok(s) => s.seen.into_iter().for_each(|(issuer, id, until)| keep(Marker { issuer, until, id })),
+                Err(e) => error!("{}: {e}; its uses are not taken in", legacy.display()),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => error!("{}: {e}", legacy.display()),
+        }
+        let cache = ReplayCache { path, state: Mutex::new(State { seen, log: None, lines: 0 }) };
+        // Compact now: expired and torn lines go, the legacy file's uses join
+        // the log (and only then is the legacy file removed).
+        let compacted = cache.compact(&mut cache.lock());
+        if compacted.is_ok() && legacy.exists() {
+            if let Err(e) = std::fs::remove_file(&legacy) {
+                error!("removing {}: {e}", legacy.display());
+            }
+        }
+        cache
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Reserve a token's first use (concurrent logins with it see it taken);
@@ -49,14 +95,14 @@ impl ReplayCache {
     /// back when the login is refused for another reason (the user may retry
     /// with the same token). `Err` if it was used before.
     pub fn reserve(&self, issuer: &str, id: &str, until: i64, now: i64) -> Result<(), String> {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.lock();
         let key = (issuer.to_string(), id.to_string());
-        if seen.get(&key).is_some_and(|u| *u >= now) {
+        if st.seen.get(&key).is_some_and(|e| e.until >= now) {
             return Err(format!("token already used on this host ({})", oidc_core::clean(id)));
         }
-        if seen.len() >= MAX_ENTRIES {
-            seen.retain(|_, u| *u >= now);
-            if seen.len() >= MAX_ENTRIES {
+        if st.seen.len() >= MAX_ENTRIES {
+            st.seen.retain(|_, e| e.until >= now);
+            if st.seen.len() >= MAX_ENTRIES {
                 crate::log::limited_warning!(
                     "replay-full",
                     "replay cache full ({MAX_ENTRIES} live tokens): login refused"
@@ -64,49 +110,117 @@ impl ReplayCache {
                 return Err(format!("replay cache full ({MAX_ENTRIES} live tokens)"));
             }
         }
-        seen.insert(key, until);
+        st.seen.insert(key, Entry { until, durable: false });
         Ok(())
     }
 
     pub fn release(&self, issuer: &str, id: &str) {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(&(issuer.to_string(), id.to_string()));
+        self.lock().seen.remove(&(issuer.to_string(), id.to_string()));
     }
 
-    /// Persist the cache (after a reserved use was admitted).
-    pub fn commit(&self) -> Result<(), String> {
-        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let saved = Saved { v: 1, seen: seen.iter().map(|((i, d), u)| (i.clone(), d.clone(), *u)).collect() };
-        serde_json::to_vec(&saved)
-            .map_err(|e| e.to_string())
-            .and_then(|b| atomic::write(&self.path, &b, 0o600).map_err(|e| e.to_string()))
-            .map_err(|e| {
-                error!("writing {}: {e}", self.path.display());
-                format!("cannot record the token's use: {e}")
-            })
+    /// Make a reserved use durable (the login was admitted): one line appended
+    /// to the log and `fdatasync`ed. The sync runs outside the lock, so
+    /// concurrent logins share the disk's flushes rather than queue behind
+    /// each other; a compaction meanwhile writes this use into the new log
+    /// (it is marked durable first) and syncs that itself.
+    pub fn commit(&self, issuer: &str, id: &str) -> Result<(), String> {
+        let mut st = self.lock();
+        let key = (issuer.to_string(), id.to_string());
+        let Some(e) = st.seen.get_mut(&key) else { return Err("the token's use was not reserved".into()) };
+        e.durable = true;
+        let m = Marker { issuer: key.0, until: e.until, id: key.1 };
+        let file = self.append(&mut st, &[m])?;
+        drop(st);
+        file.sync_data().map_err(|e| self.failed(&e))
+    }
+
+    /// Append `uses` to the log (compacting first when the last append
+    /// failed); the log's handle, to sync.
+    fn append(&self, st: &mut State, uses: &[Marker]) -> Result<File, String> {
+        if st.log.is_none() {
+            self.compact(st)?;
+        }
+        let text: String = uses.iter().map(Marker::log_line).collect();
+        let written = match st.log.as_mut() {
+            Some(f) => f.write_all(text.as_bytes()).and_then(|()| f.try_clone()),
+            None => Err(std::io::Error::other("the log is not open")),
+        };
+        match written {
+            Ok(f) => {
+                st.lines += uses.len();
+                Ok(f)
+            }
+            Err(e) => {
+                st.log = None;
+                Err(self.failed(&e))
+            }
+        }
+    }
+
+    fn failed(&self, e: &dyn std::fmt::Display) -> String {
+        error!("writing {}: {e}", self.path.display());
+        format!("cannot record the token's use: {e}")
+    }
+
+    /// Rewrite the log to the durable live uses (atomic replace, synced) and
+    /// reopen it for appending.
+    fn compact(&self, st: &mut State) -> Result<(), String> {
+        let text: String = st
+            .seen
+            .iter()
+            .filter(|(_, e)| e.durable)
+            .map(|((issuer, id), e)| Marker { issuer: issuer.clone(), until: e.until, id: id.clone() }.log_line())
+            .collect();
+        let lines = st.seen.values().filter(|e| e.durable).count();
+        st.log = None;
+        atomic::write(&self.path, text.as_bytes(), 0o600).map_err(|e| self.failed(&e))?;
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.path)
+            .map_err(|e| self.failed(&e))?;
+        st.log = Some(f);
+        st.lines = lines;
+        Ok(())
+    }
+
+    /// Forget expired uses and, when the log's lines outnumber twice the live
+    /// ones (plus some slack), compact it. Run by the refresher, off the login path.
+    pub fn compact_if_due(&self, now: i64) {
+        let mut st = self.lock();
+        st.seen.retain(|_, e| e.until >= now || !e.durable);
+        let live = st.seen.values().filter(|e| e.durable).count();
+        if st.lines > 2 * live + COMPACT_SLACK || st.log.is_none() {
+            let _ = self.compact(&mut st);
+        }
     }
 
     /// Uses the module recorded while helperd was unreachable
     /// (`state_dir/replay.d/*`, one file per token): taken in, files removed.
-    /// The uses are made durable (`replay.json`) before their markers are
-    /// removed: a restart right after, or helperd unreachable again, must not
-    /// forget them.
+    /// The uses are made durable (appended to the log) before their markers
+    /// are removed: a restart right after, or helperd unreachable again, must
+    /// not forget them.
     pub fn import_pending(&self, dir: &std::path::Path, now: i64) {
         let Ok(rd) = std::fs::read_dir(dir) else { return };
-        let taken: Vec<std::path::PathBuf> = {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            rd.flatten()
-                .map(|e| {
-                    if let Ok(t) = std::fs::read_to_string(e.path()) {
-                        if let Some(m) = Marker::parse(&t).filter(|m| m.until >= now) {
-                            seen.insert((m.issuer, m.id), m.until);
-                        }
-                    }
-                    e.path()
-                })
-                .collect()
-        };
-        if taken.is_empty() || self.commit().is_err() {
-            return; // markers kept: taken in again next time
+        let mut taken = Vec::new();
+        let mut uses = Vec::new();
+        for e in rd.flatten() {
+            if let Ok(t) = std::fs::read_to_string(e.path()) {
+                uses.extend(Marker::parse(&t).filter(|m| m.until >= now));
+            }
+            taken.push(e.path());
+        }
+        if taken.is_empty() {
+            return;
+        }
+        let mut st = self.lock();
+        for m in &uses {
+            st.seen.insert((m.issuer.clone(), m.id.clone()), Entry { until: m.until, durable: true });
+        }
+        let Ok(file) = self.append(&mut st, &uses) else { return }; // markers kept: taken in again next time
+        drop(st);
+        if file.sync_data().is_err() {
+            return;
         }
         for p in taken {
             let _ = std::fs::remove_file(p);
@@ -117,7 +231,7 @@ impl ReplayCache {
     #[cfg(test)]
     pub fn first_use(&self, issuer: &str, id: &str, until: i64, now: i64) -> Result<(), String> {
         self.reserve(issuer, id, until, now)?;
-        self.commit()
+        self.commit(issuer, id)
     }
 }
 
@@ -137,6 +251,98 @@ mod tests {
         let c = ReplayCache::open(&dir, 150);
         assert!(c.first_use("i", "jti:a", 200, 160).is_err(), "remembered across a restart");
         assert!(c.first_use("i", "jti:a", 300, 201).is_ok(), "expired entries are forgotten");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("helperd-replay-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Issue 17: a login used to rewrite and fsync every live use (O(n) per
+    /// login, 2 fsyncs); now it appends its own line to the same file.
+    #[test]
+    fn a_login_appends_one_line_and_rewrites_nothing() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = temp("append");
+        let c = ReplayCache::open(&dir, 100);
+        for i in 0..50 {
+            c.first_use("https://idp", &format!("jti:{i}"), 200, 100).unwrap();
+        }
+        let log = dir.join(FILE);
+        let (before, ino) = (std::fs::read(&log).unwrap(), std::fs::metadata(&log).unwrap().ino());
+        c.first_use("https://idp", "jti:new", 200, 100).unwrap();
+        let after = std::fs::read(&log).unwrap();
+        assert!(after.starts_with(&before), "earlier lines untouched");
+        let added = Marker { issuer: "https://idp".into(), until: 200, id: "jti:new".into() }.log_line();
+        assert_eq!(&after[before.len()..], added.as_bytes());
+        assert_eq!(std::fs::metadata(&log).unwrap().ino(), ino, "the same file, not a replacement");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+        // A refused login (released) writes nothing.
+        c.reserve("https://idp", "jti:refused", 200, 100).unwrap();
+        c.release("https://idp", "jti:refused");
+        assert_eq!(std::fs::read(&log).unwrap(), after);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A crash mid-append leaves a torn last line: the uses before it are
+    /// remembered, and nothing appended later is glued onto it.
+    #[test]
+    fn a_torn_last_line_is_dropped_and_the_uses_before_it_kept() {
+        let dir = temp("torn");
+        let m = |id: &str| Marker { issuer: "https://idp".into(), until: 200, id: id.into() };
+        let torn = m("jti:torn").log_line();
+        let text = format!("{}{}{}", m("jti:a").log_line(), m("jti:b\nwith a newline").log_line(), &torn[..10]);
+        std::fs::write(dir.join(FILE), text).unwrap();
+        let c = ReplayCache::open(&dir, 100);
+        assert!(c.reserve("https://idp", "jti:a", 200, 100).is_err());
+        assert!(c.reserve("https://idp", "jti:b\nwith a newline", 200, 100).is_err());
+        c.first_use("https://idp", "jti:c", 200, 100).unwrap();
+        drop(c);
+        let c = ReplayCache::open(&dir, 100);
+        for id in ["jti:a", "jti:b\nwith a newline", "jti:c"] {
+            assert!(c.reserve("https://idp", id, 200, 100).is_err(), "{id} remembered");
+        }
+        c.first_use("https://idp", "jti:torn", 200, 100).expect("a use whose line was torn was never admitted");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Expired lines are dropped when they outnumber the live ones; the log
+    /// stays bounded by the live uses, not by every login ever.
+    #[test]
+    fn the_log_is_compacted_to_the_live_uses() {
+        let dir = temp("compact");
+        let c = ReplayCache::open(&dir, 100);
+        for i in 0..(COMPACT_SLACK + 100) {
+            c.first_use("https://idp", &format!("jti:old{i}"), 150, 100).unwrap();
+        }
+        c.first_use("https://idp", "jti:live", 500, 100).unwrap();
+        let full = std::fs::metadata(dir.join(FILE)).unwrap().len();
+        c.compact_if_due(200);
+        let compacted = std::fs::read(dir.join(FILE)).unwrap();
+        assert!((compacted.len() as u64) < full / 100, "{} of {full} bytes", compacted.len());
+        assert!(c.reserve("https://idp", "jti:live", 500, 200).is_err());
+        c.first_use("https://idp", "jti:after", 500, 200).unwrap();
+        drop(c);
+        let c = ReplayCache::open(&dir, 200);
+        assert!(c.reserve("https://idp", "jti:live", 500, 200).is_err());
+        assert!(c.reserve("https://idp", "jti:after", 500, 200).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The record an older helperd kept (`replay.json`) is taken into the log.
+    #[test]
+    fn a_legacy_record_is_taken_in() {
+        let dir = temp("legacy");
+        let saved = Saved { v: 1, seen: vec![("https://idp".into(), "jti:old".into(), 200)] };
+        std::fs::write(dir.join(LEGACY_FILE), serde_json::to_vec(&saved).unwrap()).unwrap();
+        drop(ReplayCache::open(&dir, 100));
+        assert!(!dir.join(LEGACY_FILE).exists(), "removed once in the log");
+        let c = ReplayCache::open(&dir, 100);
+        assert!(c.reserve("https://idp", "jti:old", 200, 100).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

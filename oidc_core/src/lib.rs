@@ -77,7 +77,10 @@ pub use crate::{
     },
     policy::{check_group_name, check_groups, check_login_name, MAX_LOGIN_NAME},
     reason::Rejection,
-    replay::{Marker as ReplayMarker, Saved as ReplaySaved, FILE as REPLAY_FILE, PENDING_DIR as REPLAY_PENDING_DIR},
+    replay::{
+        log_uses as replay_log_uses, recorded as replay_recorded, Marker as ReplayMarker, Saved as ReplaySaved,
+        FILE as REPLAY_FILE, LEGACY_FILE as REPLAY_LEGACY_FILE, PENDING_DIR as REPLAY_PENDING_DIR,
+    },
     secret::Secret,
     session::{satisfies, Demand, SessionClaims, SessionInfo},
     set::{

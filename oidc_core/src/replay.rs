@@ -1,16 +1,25 @@
-//! The replay record's files, in one place: helperd writes `replay.json` and
-//! takes in the markers; the PAM module, while helperd is unreachable, reads
-//! `replay.json` and claims a token's use with one marker file in
-//! `replay.d/` (created exclusively, so two logins cannot both claim it).
+//! The replay record's files, in one place.
+//!
+//! - helperd keeps `replay.log`: one line per token use, appended and
+//!   `fdatasync`ed as each login is admitted (a login costs one small write,
+//!   not a rewrite of every live use), compacted to the live uses by an
+//!   atomic replace when it starts and when expired lines pile up.
+//! - While helperd is unreachable the PAM module reads `replay.log` (and a
+//!   `replay.json` left by a version before the log) and claims a token's use
+//!   with one marker file in `replay.d/` (created exclusively, so two logins
+//!   cannot both claim it); helperd takes the markers in.
 
 use serde::{Deserialize, Serialize};
 
-/// helperd's record of used tokens, in its state dir.
-pub const FILE: &str = "replay.json";
+/// helperd's record of used tokens, in its state dir: one [`Marker::log_line`] per use.
+pub const FILE: &str = "replay.log";
+/// The record as versions before `replay.log` kept it (one JSON document,
+/// rewritten whole per login): read, never written.
+pub const LEGACY_FILE: &str = "replay.json";
 /// Where the module records uses while helperd is unreachable (one file per token).
 pub const PENDING_DIR: &str = "replay.d";
 
-/// `replay.json`.
+/// `replay.json`, the legacy record.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Saved {
     /// Format version.
@@ -29,6 +38,24 @@ impl Saved {
     pub fn contains(&self, issuer: &str, id: &str) -> bool {
         self.seen.iter().any(|(i, d, _)| i == issuer && d == id)
     }
+}
+
+/// The uses recorded in `replay.log`'s bytes, in order. A line that does not
+/// parse is skipped: the only one a crash can leave is the last, torn by a
+/// write that was never acknowledged (its login was not admitted).
+pub fn log_uses(bytes: &[u8]) -> impl Iterator<Item = Marker> + '_ {
+    bytes.split(|b| *b == b'\n').filter_map(Marker::from_log_line)
+}
+
+/// Is the use of `id` of `issuer` in the record in `state_dir` (`replay.log`,
+/// or a legacy `replay.json`)? Unreadable files count as empty: the caller
+/// still claims the use exclusively in [`PENDING_DIR`].
+pub fn recorded(state_dir: &std::path::Path, issuer: &str, id: &str) -> bool {
+    let in_log =
+        std::fs::read(state_dir.join(FILE)).is_ok_and(|b| log_uses(&b).any(|m| m.issuer == issuer && m.id == id));
+    in_log
+        || std::fs::read(state_dir.join(LEGACY_FILE))
+            .is_ok_and(|b| Saved::parse(&b).is_ok_and(|s| s.contains(issuer, id)))
 }
 
 /// One use recorded by the module: `issuer \t until \t id`.
@@ -56,6 +83,20 @@ impl Marker {
         format!("{}\t{}\t{}\n", self.issuer, self.until, self.id)
     }
 
+    /// The use as a line of `replay.log`: a JSON array `[issuer, until, id]`
+    /// and a newline (JSON escapes any newline an id may hold).
+    pub fn log_line(&self) -> String {
+        let mut l = serde_json::to_string(&(&self.issuer, self.until, &self.id)).unwrap_or_default();
+        l.push('\n');
+        l
+    }
+
+    /// One line of `replay.log` (without its newline); `None` if it is not one.
+    pub fn from_log_line(line: &[u8]) -> Option<Marker> {
+        let (issuer, until, id): (String, i64, String) = serde_json::from_slice(line).ok()?;
+        Some(Marker { issuer, until, id })
+    }
+
     /// Read a marker file's content; `None` if it is not one.
     pub fn parse(text: &str) -> Option<Marker> {
         let f: Vec<&str> = text.trim_end().splitn(3, '\t').collect();
@@ -76,5 +117,19 @@ mod tests {
         assert_ne!(m.file_name(), Marker { id: "jti:other".into(), ..m.clone() }.file_name());
         assert_eq!(Marker::parse("no tabs"), None);
         assert_eq!(Marker::parse("i\tnot-a-number\tid"), None);
+    }
+
+    /// An id may hold anything a token's `jti` can: one use is one line still.
+    #[test]
+    fn log_lines_hold_hostile_ids_and_a_torn_line_is_skipped() {
+        let m = Marker { issuer: "https://idp".into(), until: 42, id: "jti:a\nb\t\"c\u{202e}".into() };
+        let line = m.log_line();
+        assert_eq!(line.matches('\n').count(), 1, "{line}");
+        let mut log = format!("{line}{}", Marker { id: "jti:b".into(), ..m.clone() }.log_line()).into_bytes();
+        log.extend_from_slice(&line.as_bytes()[..line.len() / 2]);
+        let uses: Vec<Marker> = log_uses(&log).collect();
+        assert_eq!(uses.len(), 2, "{uses:?}");
+        assert_eq!(uses[0], m);
+        assert_eq!(uses[1].id, "jti:b");
     }
 }

@@ -118,21 +118,19 @@ pub fn admit(
 }
 
 /// With helperd not running, a token still logs in once: check helperd's
-/// replay file, then claim the use with an exclusive marker file in
+/// replay record (`replay.log`), then claim the use with an exclusive marker file in
 /// `state_dir/replay.d` (helperd takes the markers in when it starts). If
 /// neither can be done (not root, no state dir), the login is refused.
 fn record_use_locally(cfg: &Config, issuer: &str, replay_id: Option<&str>, exp: i64) -> Result<(), Rejection> {
-    use oidc_core::{ReplayMarker, ReplaySaved, REPLAY_FILE, REPLAY_PENDING_DIR};
+    use oidc_core::{ReplayMarker, REPLAY_PENDING_DIR};
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let Some(id) = replay_id else { return Ok(()) };
     let dir = cfg.helperd.state_dir.join(REPLAY_PENDING_DIR);
     let unavailable = |why: String| Rejection::AccountsUnavailable(format!("helperd is down and {why}"));
     let replayed = || Rejection::Replayed(format!("token already used on this host ({})", oidc_core::clean(id)));
-    if let Ok(b) = std::fs::read(cfg.helperd.state_dir.join(REPLAY_FILE)) {
-        if ReplaySaved::parse(&b).is_ok_and(|s| s.contains(issuer, id)) {
-            return Err(replayed());
-        }
+    if oidc_core::replay_recorded(&cfg.helperd.state_dir, issuer, id) {
+        return Err(replayed());
     }
     // Kept while the token is valid: exp plus the issuer's leeway, as helperd keeps uses.
     let until = cfg.accepted_until(issuer, exp);

@@ -186,6 +186,30 @@ fn a_token_logs_in_once_even_with_helperd_down() {
     assert_eq!(authenticate(&mut p, &args(&s, &[]), &TestEdges::down(NOW)), PamResultCode::PAM_AUTHINFO_UNAVAIL);
 }
 
+/// Issue 17: helperd records uses in `replay.log` (one appended line each);
+/// with helperd down, a use it recorded there is still refused, and so is one
+/// in the `replay.json` an older helperd left.
+#[test]
+fn a_use_helperd_recorded_in_its_log_is_refused_with_helperd_down() {
+    let s = setup("once-log");
+    let login = || {
+        let mut p = Fake { user: "alice".into(), reply: Some(format!("{}\n", s.token)), ..Default::default() };
+        authenticate(&mut p, &args(&s, &[]), &TestEdges::down(NOW))
+    };
+    assert_eq!(login(), PamResultCode::PAM_SUCCESS);
+    // helperd takes the marker in: the use moves to its log (after another use).
+    let marker = std::fs::read_dir(s.dir.join("replay.d")).unwrap().flatten().next().unwrap().path();
+    let m = oidc_core::ReplayMarker::parse(&std::fs::read_to_string(&marker).unwrap()).unwrap();
+    std::fs::remove_file(marker).unwrap();
+    let other = oidc_core::ReplayMarker { id: "jti:other".into(), ..m.clone() };
+    std::fs::write(s.dir.join("replay.log"), format!("{}{}", other.log_line(), m.log_line())).unwrap();
+    assert_eq!(login(), PamResultCode::PAM_AUTH_ERR, "recorded in replay.log");
+    std::fs::remove_file(s.dir.join("replay.log")).unwrap();
+    let legacy = oidc_core::ReplaySaved { v: 1, seen: vec![(m.issuer.clone(), m.id.clone(), m.until)] };
+    std::fs::write(s.dir.join("replay.json"), serde_json::to_vec(&legacy).unwrap()).unwrap();
+    assert_eq!(login(), PamResultCode::PAM_AUTH_ERR, "recorded in a legacy replay.json");
+}
+
 /// Issue 15 (3): a lock holds with helperd down: the module reads helperd's
 /// locks file itself; one it cannot read refuses rather than ignores.
 #[test]

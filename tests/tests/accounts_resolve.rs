@@ -194,9 +194,9 @@ fn sigkill_at_any_moment_leaves_a_consistent_store_and_snapshot() {
             std::fs::read_dir(env.dir.0.join("state")).unwrap().flatten().map(|e| e.file_name()).collect();
         assert!(
             leftovers.iter().all(|n| {
-                ["accounts.json", "replay.json", "replay.d", "sessions.json"].contains(&n.to_string_lossy().as_ref())
+                ["accounts.json", "replay.log", "replay.d", "sessions.json"].contains(&n.to_string_lossy().as_ref())
                     || n.to_string_lossy().starts_with(".accounts.json.tmp")
-                    || n.to_string_lossy().starts_with(".replay.json.tmp")
+                    || n.to_string_lossy().starts_with(".replay.log.tmp")
                     || n.to_string_lossy().starts_with(".sessions.json.tmp")
             }),
             "{leftovers:?}"
