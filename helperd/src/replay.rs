@@ -2,9 +2,13 @@
 //! (issuer, `jti`), or by the SHA-256 of the signature when a token has no
 //! `jti`; an entry lives until the token's `exp` plus the issuer's leeway
 //! (after that the token is refused as expired anyway). Persisted so a restart
-//! forgets nothing: each admitted use is one line appended to
+//! forgets nothing: each admitted use is one line added to
 //! `state_dir/replay.log` (0600) and `fdatasync`ed before the login goes on —
-//! O(1) per login, not a rewrite of every live use. The log is compacted to
+//! O(1) per login, not a rewrite of every live use. The line goes into room
+//! the file already has (zeros written and synced [`ROOM`] at a time), so the
+//! sync changes no metadata and commits no filesystem journal: it does not
+//! wait for other files' writes, as a sync that grows the file would. The
+//! log ends at the first NUL byte. It is compacted to
 //! the live uses (atomic replace) when helperd starts and when expired lines
 //! outnumber live ones; a torn last line (a crash mid-append, never
 //! acknowledged) is dropped then. Bounded: when full of live entries, new
@@ -14,8 +18,7 @@ use crate::atomic;
 use crate::log::error;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
@@ -23,6 +26,8 @@ use std::sync::{Mutex, MutexGuard};
 pub const MAX_ENTRIES: usize = 100_000;
 /// Lines the log may hold beyond twice the live uses before it is compacted.
 const COMPACT_SLACK: usize = 4096;
+/// The log grows by this many zero bytes (written and synced) at a time.
+const ROOM: u64 = 64 * 1024;
 // The files' format is shared with the module (oidc_core's replay module):
 // `replay.log` (written here) and the markers in `replay.d` (one per use the
 // module recorded while helperd was unreachable).
@@ -43,9 +48,13 @@ struct Entry {
 
 struct State {
     seen: HashMap<(String, String), Entry>,
-    /// The log, opened for appending; `None` after a failed write (the next
-    /// commit compacts first, so no line is ever appended to a torn one).
+    /// The log, open for writing; `None` after a failed write (the next
+    /// commit compacts first, so no line is ever written after a torn one).
     log: Option<File>,
+    /// Where the next line goes (the lines' end) and the file's size (the
+    /// zeros after `end` are the room for more lines).
+    end: u64,
+    size: u64,
     /// Lines in the log.
     lines: usize,
 }
@@ -74,7 +83,7 @@ impl ReplayCache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => error!("{}: {e}", legacy.display()),
         }
-        let cache = ReplayCache { path, state: Mutex::new(State { seen, log: None, lines: 0 }) };
+        let cache = ReplayCache { path, state: Mutex::new(State { seen, log: None, end: 0, size: 0, lines: 0 }) };
         // Compact now: expired and torn lines go, the legacy file's uses join
         // the log (and only then is the legacy file removed).
         let compacted = cache.compact(&mut cache.lock());
@@ -134,20 +143,35 @@ impl ReplayCache {
         file.sync_data().map_err(|e| self.failed(&e))
     }
 
-    /// Append `uses` to the log (compacting first when the last append
-    /// failed); the log's handle, to sync.
+    /// Write `uses` at the log's end (compacting first when the last write
+    /// failed; making room first when there is too little); the log's
+    /// handle, to sync.
     fn append(&self, st: &mut State, uses: &[Marker]) -> Result<File, String> {
         if st.log.is_none() {
             self.compact(st)?;
         }
         let text: String = uses.iter().map(Marker::log_line).collect();
-        let written = match st.log.as_mut() {
-            Some(f) => f.write_all(text.as_bytes()).and_then(|()| f.try_clone()),
+        let len = text.len() as u64;
+        let (end, size) = (st.end, st.size);
+        let written = match st.log.as_ref() {
+            Some(f) => (|| {
+                if end + len > size {
+                    // Zeros written, not fallocate()d: a write into an unwritten
+                    // extent changes metadata too. Synced whole (size changes).
+                    let grow = (end + len - size).div_ceil(ROOM) * ROOM;
+                    f.write_all_at(&vec![0; grow as usize], size)?;
+                    f.sync_all()?;
+                }
+                f.write_all_at(text.as_bytes(), end)?;
+                f.try_clone()
+            })(),
             None => Err(std::io::Error::other("the log is not open")),
         };
         match written {
             Ok(f) => {
                 st.lines += uses.len();
+                st.end = end + len;
+                st.size = st.size.max(st.end.div_ceil(ROOM) * ROOM);
                 Ok(f)
             }
             Err(e) => {
@@ -162,25 +186,27 @@ impl ReplayCache {
         format!("cannot record the token's use: {e}")
     }
 
-    /// Rewrite the log to the durable live uses (atomic replace, synced) and
-    /// reopen it for appending.
+    /// Rewrite the log to the durable live uses and room for more (atomic
+    /// replace, synced) and reopen it for writing.
     fn compact(&self, st: &mut State) -> Result<(), String> {
-        let text: String = st
+        let mut text: String = st
             .seen
             .iter()
             .filter(|(_, e)| e.durable)
             .map(|((issuer, id), e)| Marker { issuer: issuer.clone(), until: e.until, id: id.clone() }.log_line())
             .collect();
         let lines = st.seen.values().filter(|e| e.durable).count();
+        let end = text.len() as u64;
+        let size = (end + 1).div_ceil(ROOM) * ROOM;
+        text.extend(std::iter::repeat_n('\0', (size - end) as usize));
         st.log = None;
         atomic::write(&self.path, text.as_bytes(), 0o600).map_err(|e| self.failed(&e))?;
         let f = std::fs::OpenOptions::new()
-            .append(true)
+            .write(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&self.path)
             .map_err(|e| self.failed(&e))?;
-        st.log = Some(f);
-        st.lines = lines;
+        (st.log, st.end, st.size, st.lines) = (Some(f), end, size, lines);
         Ok(())
     }
 
@@ -272,19 +298,39 @@ mod tests {
             c.first_use("https://idp", &format!("jti:{i}"), 200, 100).unwrap();
         }
         let log = dir.join(FILE);
-        let (before, ino) = (std::fs::read(&log).unwrap(), std::fs::metadata(&log).unwrap().ino());
+        // The lines end at the first NUL; the zeros after them are room.
+        let lines = || {
+            let b = std::fs::read(&log).unwrap();
+            let end = b.iter().position(|c| *c == 0).unwrap();
+            assert!(b[end..].iter().all(|c| *c == 0), "only zeros after the lines");
+            (b[..end].to_vec(), b.len())
+        };
+        let ((before, size), ino) = (lines(), std::fs::metadata(&log).unwrap().ino());
         c.first_use("https://idp", "jti:new", 200, 100).unwrap();
-        let after = std::fs::read(&log).unwrap();
+        let (after, size_after) = lines();
         assert!(after.starts_with(&before), "earlier lines untouched");
         let added = Marker { issuer: "https://idp".into(), until: 200, id: "jti:new".into() }.log_line();
         assert_eq!(&after[before.len()..], added.as_bytes());
         assert_eq!(std::fs::metadata(&log).unwrap().ino(), ino, "the same file, not a replacement");
+        assert_eq!(size_after, size, "written into the room the file has: its size (metadata) unchanged");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
         // A refused login (released) writes nothing.
         c.reserve("https://idp", "jti:refused", 200, 100).unwrap();
         c.release("https://idp", "jti:refused");
-        assert_eq!(std::fs::read(&log).unwrap(), after);
+        assert_eq!(lines().0, after);
+        // Past the room: the file grows by ROOM, and every use is there after a restart.
+        let many = ROOM as usize / after.len() * 60;
+        for i in 0..many {
+            c.first_use("https://idp", &format!("jti:many{i}"), 200, 100).unwrap();
+        }
+        let (all, grown) = lines();
+        assert!(grown > size && (grown as u64).is_multiple_of(ROOM) && all.len() < grown, "{grown} {}", all.len());
+        drop(c);
+        let c = ReplayCache::open(&dir, 100);
+        for i in (0..many).step_by(97).chain([many - 1]) {
+            assert!(c.reserve("https://idp", &format!("jti:many{i}"), 200, 100).is_err(), "{i}");
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -322,8 +368,10 @@ mod tests {
         c.first_use("https://idp", "jti:live", 500, 100).unwrap();
         let full = std::fs::metadata(dir.join(FILE)).unwrap().len();
         c.compact_if_due(200);
-        let compacted = std::fs::read(dir.join(FILE)).unwrap();
-        assert!((compacted.len() as u64) < full / 100, "{} of {full} bytes", compacted.len());
+        let compacted = std::fs::metadata(dir.join(FILE)).unwrap().len();
+        assert_eq!(compacted, ROOM, "one live line and room ({full} bytes before)");
+        let text = std::fs::read(dir.join(FILE)).unwrap();
+        assert_eq!(oidc_core::replay_log_uses(&text).count(), 1);
         assert!(c.reserve("https://idp", "jti:live", 500, 200).is_err());
         c.first_use("https://idp", "jti:after", 500, 200).unwrap();
         drop(c);

@@ -40,11 +40,14 @@ impl Saved {
     }
 }
 
-/// The uses recorded in `replay.log`'s bytes, in order. A line that does not
-/// parse is skipped: the only one a crash can leave is the last, torn by a
-/// write that was never acknowledged (its login was not admitted).
+/// The uses recorded in `replay.log`'s bytes, in order. The log ends at its
+/// first NUL byte (helperd keeps zeros after the lines, room for more; a line
+/// never holds a NUL: JSON escapes it). A line that does not parse is skipped:
+/// the only one a crash can leave is the last, torn by a write that was never
+/// acknowledged (its login was not admitted).
 pub fn log_uses(bytes: &[u8]) -> impl Iterator<Item = Marker> + '_ {
-    bytes.split(|b| *b == b'\n').filter_map(Marker::from_log_line)
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    bytes[..end].split(|b| *b == b'\n').filter_map(Marker::from_log_line)
 }
 
 /// Is the use of `id` of `issuer` in the record in `state_dir` (`replay.log`,
@@ -125,10 +128,15 @@ mod tests {
         let m = Marker { issuer: "https://idp".into(), until: 42, id: "jti:a\nb\t\"c\u{202e}".into() };
         let line = m.log_line();
         assert_eq!(line.matches('\n').count(), 1, "{line}");
-        let mut log = format!("{line}{}", Marker { id: "jti:b".into(), ..m.clone() }.log_line()).into_bytes();
+        let nul = Marker { id: "jti:\0".into(), ..m.clone() }.log_line();
+        assert!(!nul.contains('\0'), "{nul}");
+        let mut log = format!("{line}{}{nul}", Marker { id: "jti:b".into(), ..m.clone() }.log_line()).into_bytes();
         log.extend_from_slice(&line.as_bytes()[..line.len() / 2]);
+        log.extend_from_slice(&[0; 64]);
+        log.extend_from_slice(line.as_bytes()); // after the end: not a use
         let uses: Vec<Marker> = log_uses(&log).collect();
-        assert_eq!(uses.len(), 2, "{uses:?}");
+        assert_eq!(uses.len(), 3, "{uses:?}");
+        assert_eq!(uses[2].id, "jti:\0");
         assert_eq!(uses[0], m);
         assert_eq!(uses[1].id, "jti:b");
     }
