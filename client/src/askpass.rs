@@ -304,7 +304,7 @@ pub fn passthrough(prompt: &str) -> Result<Zeroizing<String>, String> {
         unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) };
     }
     let mut w = &tty;
-    let _ = w.write_all(prompt.as_bytes());
+    let _ = w.write_all(crate::text::visible(prompt).as_bytes());
     let _ = w.flush();
     let mut line = Zeroizing::new(String::new());
     let r = BufReader::new(&tty).read_line(&mut line);
@@ -342,7 +342,7 @@ pub fn run(prompt: &str, fetch: &dyn Fn() -> Result<Zeroizing<String>, String>, 
             0
         }
         Err(e) => {
-            eprintln!("pam-oidc askpass: {e}");
+            eprintln!("pam-oidc askpass: {}", crate::text::visible(&e));
             1
         }
     }

@@ -11,6 +11,7 @@ mod http;
 mod oidc;
 mod run;
 mod source;
+mod text;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -98,7 +99,7 @@ fn real_main(args: Vec<OsString>) -> i32 {
         c if COMMANDS.contains(&c) => match parse_opts(rest) {
             Ok((opts, tail)) => report(command(c, opts, tail)),
             Err(e) => {
-                eprintln!("pam-oidc {c}: {e}");
+                eprintln!("pam-oidc {c}: {}", text::visible(&e));
                 2
             }
         },
@@ -132,7 +133,7 @@ fn report(r: Result<i32, String>) -> i32 {
     match r {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pam-oidc: {e}");
+            eprintln!("pam-oidc: {}", text::visible(&e));
             1
         }
     }

@@ -128,10 +128,10 @@ pub fn browser_login(http: &Http, p: &Provider, s: &Settings, open: bool) -> Res
     let verifier = Zeroizing::new(random(32)?);
     let (state, nonce) = (random(16)?, random(16)?);
     let url = authorize_url(endpoint, s, &redirect_uri, &pkce_challenge(&verifier), &state, &nonce);
-    eprintln!("pam-oidc: log in at {} in your browser:\n\n    {url}\n", p.issuer);
+    eprintln!("pam-oidc: log in at {} in your browser:\n\n    {}\n", p.issuer, crate::text::visible(&url));
     if open {
         if let Err(e) = open_browser(&url) {
-            eprintln!("pam-oidc: {e}; open the URL above yourself");
+            eprintln!("pam-oidc: {}; open the URL above yourself", crate::text::visible(&e));
         }
     }
     let code = wait_for_callback(&listener, &state, Duration::from_secs(s.login_timeout_secs))?;
@@ -167,6 +167,7 @@ pub fn device_login(http: &Http, p: &Provider, s: &Settings) -> Result<Tokens, S
         Zeroizing::new(dev["device_code"].as_str().ok_or("device authorization: no device_code")?.to_string());
     let user_code = dev["user_code"].as_str().unwrap_or("");
     let uri = dev["verification_uri_complete"].as_str().or(dev["verification_uri"].as_str()).unwrap_or("");
+    let (uri, user_code) = (crate::text::visible(uri), crate::text::visible(user_code));
     eprintln!("pam-oidc: to log in at {}, open\n\n    {uri}\n\nand confirm the code {user_code}", p.issuer);
     let mut interval = dev["interval"].as_u64().unwrap_or(5).clamp(1, 60);
     let expires = dev["expires_in"].as_u64().unwrap_or(600).min(s.login_timeout_secs.max(60));

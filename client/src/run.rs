@@ -65,7 +65,9 @@ impl Ctx {
         let t = self.interactive()?;
         self.keep(&cache, &t, false)?;
         let c = oidc::claims(&t.id_token).unwrap_or_default();
-        let who = c["preferred_username"].as_str().or(c["email"].as_str()).or(c["sub"].as_str()).unwrap_or("?");
+        let who = crate::text::visible(
+            c["preferred_username"].as_str().or(c["email"].as_str()).or(c["sub"].as_str()).unwrap_or("?"),
+        );
         eprintln!(
             "pam-oidc: logged in as {who} at {}{}",
             self.s.issuer,
@@ -103,7 +105,7 @@ impl Ctx {
         let cache = self.cache()?;
         let _lock = cache.lock(&self.s.issuer, &self.s.client_id)?;
         let entry = cache.load(&self.s.issuer, &self.s.client_id).unwrap_or_else(|e| {
-            eprintln!("pam-oidc: {e}");
+            eprintln!("pam-oidc: {}", crate::text::visible(&e));
             None
         });
         if let Some(e) = &entry {
@@ -115,6 +117,7 @@ impl Ctx {
                         return Ok(t.id_token);
                     }
                     Err(RefreshError::Rejected(m)) => {
+                        let m = crate::text::visible(&m);
                         eprintln!("pam-oidc: the login at {} has ended ({m}): log in again", self.s.issuer);
                         cache.remove(&self.s.issuer, &self.s.client_id)?;
                     }
@@ -195,7 +198,7 @@ impl Ctx {
             None => println!("not logged in"),
             Some(e) => {
                 let c = e.id_token.as_deref().and_then(|t| oidc::claims(t).ok()).unwrap_or_default();
-                let who = c["preferred_username"].as_str().or(c["sub"].as_str()).unwrap_or("?");
+                let who = crate::text::visible(c["preferred_username"].as_str().or(c["sub"].as_str()).unwrap_or("?"));
                 println!("logged in as: {who}");
                 println!("refresh token: {}", if e.refresh_token.is_some() { "yes" } else { "no" });
                 if let Some(r) = e.id_token.as_deref().and_then(|t| oidc::remaining(t, oidc::now())) {
