@@ -12,8 +12,12 @@
 //!   paths that go through jsonwebtoken's globals (`encode`, `decode`,
 //!   `crypto::sign`, JWK thumbprints): helperd's client assertions, tests,
 //!   benches, the fuzz harness. It is idempotent and cheap (one atomic load
-//!   once set); [`verify`] and [`sign`] call it too, so any later use of
-//!   jsonwebtoken's globals in the same process finds ring.
+//!   once set); [`sign`] and [`encode`] call it first. [`verify`] does not, on
+//!   purpose: [`PROVIDER`] names every signer, so referring to it would link
+//!   RSA/ECDSA/Ed25519 signing into pam_oidc.so, which only verifies. Product
+//!   code reaches jsonwebtoken's globals only through [`encode`] (helperd's
+//!   client assertions); `tests/crypto_stack.rs` fails on any other use outside
+//!   tests, which would panic on the un-installed default.
 //!
 //! Inside a PAM module the default is a Rust static of *this* .so: jsonwebtoken
 //! is linked statically into pam_oidc.so, and a cdylib exports only its
@@ -74,7 +78,6 @@ pub fn sha256(data: &[u8]) -> impl AsRef<[u8]> {
 /// `message` under `alg`; `Ok(false)` if not; an error if the signature is
 /// not base64url or the key does not fit the algorithm.
 pub fn verify(signature: &str, message: &[u8], key: &DecodingKey, alg: Algorithm) -> Result<bool> {
-    install();
     let sig = URL_SAFE_NO_PAD.decode(signature).map_err(|e| Error::from(ErrorKind::Provider(e.to_string())))?;
     let check = Check::new(alg, key)?;
     Ok(check.verify(key, message, &sig))

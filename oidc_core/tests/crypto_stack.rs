@@ -40,3 +40,47 @@ fn ring_is_the_only_crypto_stack_in_both_lock_files() {
         assert_eq!(ring.len(), 1, "{}: {ring:?}", lock.display());
     }
 }
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// jsonwebtoken's process default panics until `oidc_core::crypto::install`
+/// ran. Product code verifies through `oidc_core::crypto::verify` (no global)
+/// and signs through `oidc_core::crypto::{sign, encode}` (which install): no
+/// other door to the global may open outside tests.
+#[test]
+fn product_code_never_reaches_jsonwebtokens_uninstalled_default() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let doors = [
+        "jsonwebtoken::encode",
+        "jsonwebtoken::decode",
+        "jsonwebtoken::crypto::",
+        "from_encoding_key",
+        "from_decoding_key",
+        ".thumbprint(",
+    ];
+    let mut files = vec![];
+    for c in ["oidc_core/src", "pam_oidc/src", "helperd/src", "nss_oidc/src", "client/src"] {
+        rust_files(&root.join(c), &mut files);
+    }
+    for f in files {
+        let name = f.to_string_lossy();
+        if name.ends_with("oidc_core/src/crypto.rs") || name.contains("/tests") || name.ends_with("tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        // A `#[cfg(test)] mod` closes the file in this code base.
+        let product = text.split("#[cfg(test)]\nmod").next().unwrap_or("");
+        for d in doors {
+            assert!(!product.contains(d), "{name} uses {d} outside tests: go through oidc_core::crypto");
+        }
+    }
+}
