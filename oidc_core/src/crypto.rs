@@ -319,18 +319,18 @@ fn compute_digest(data: &[u8], h: ThumbprintHash) -> Result<Vec<u8>> {
 /// (`P-256`, `P-384`) other than infinity. ring checks points only while it
 /// uses them, so this runs one ECDH with a fresh ephemeral key: ring validates
 /// the peer's point first (NIST SP 800-56A partial validation) and fails only
-/// on that, the ephemeral key being generated before.
-pub(crate) fn ec_point_valid(crv: &str, point: &[u8]) -> bool {
+/// on that, the ephemeral key being generated before. An error (not `false`)
+/// if the check cannot run: an unknown curve, or no randomness.
+pub(crate) fn ec_point_valid(crv: &str, point: &[u8]) -> std::result::Result<bool, String> {
     use ring::agreement as ag;
     let alg = match crv {
         "P-256" => &ag::ECDH_P256,
         "P-384" => &ag::ECDH_P384,
-        _ => return false,
+        other => return Err(format!("unsupported curve {other:?}")),
     };
-    let Ok(mine) = ag::EphemeralPrivateKey::generate(alg, &SystemRandom::new()) else {
-        return false;
-    };
-    ag::agree_ephemeral(mine, &ag::UnparsedPublicKey::new(alg, point), |_| ()).is_ok()
+    let mine = ag::EphemeralPrivateKey::generate(alg, &SystemRandom::new())
+        .map_err(|_| "no randomness to check the EC point with".to_string())?;
+    Ok(ag::agree_ephemeral(mine, &ag::UnparsedPublicKey::new(alg, point), |_| ()).is_ok())
 }
 
 #[cfg(test)]

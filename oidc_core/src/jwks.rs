@@ -260,7 +260,7 @@ fn check_material(m: &Material) -> Result<(), String> {
             let mut point = vec![4u8];
             point.extend(dec("x", x)?);
             point.extend(dec("y", y)?);
-            if !crate::crypto::ec_point_valid(crv, &point) {
+            if !crate::crypto::ec_point_valid(crv, &point)? {
                 return Err(format!("the {crv} point (x, y) is not on the curve"));
             }
         }

@@ -194,9 +194,13 @@ fn ec_points_are_checked_on_their_curve() {
     let x = URL_SAFE_NO_PAD.decode(jwk("ec", "x")).unwrap();
     let y = URL_SAFE_NO_PAD.decode(jwk("ec", "y")).unwrap();
     let point = |a: &[u8], b: &[u8]| [&[4u8][..], a, b].concat();
-    assert!(ec_point_valid("P-256", &point(&x, &y)));
-    assert!(!ec_point_valid("P-256", &point(&y, &x)));
-    assert!(!ec_point_valid("P-384", &point(&x, &y)));
-    assert!(!ec_point_valid("P-256", &point(&[0; 32], &[0; 32])));
-    assert!(!ec_point_valid("P-521", &point(&x, &y)));
+    assert_eq!(ec_point_valid("P-256", &point(&x, &y)), Ok(true));
+    assert_eq!(ec_point_valid("P-256", &point(&y, &x)), Ok(false));
+    assert_eq!(ec_point_valid("P-384", &point(&x, &y)), Ok(false));
+    assert_eq!(ec_point_valid("P-256", &point(&[0; 32], &[0; 32])), Ok(false));
+    assert_eq!(ec_point_valid("P-256", &x), Ok(false), "x alone, no 04 prefix");
+    assert!(ec_point_valid("P-521", &point(&x, &y)).is_err());
+    let (_, dk384) = p384();
+    assert_eq!(ec_point_valid("P-384", dk384.try_get_as_bytes().unwrap()), Ok(true));
+    assert_eq!(ec_point_valid("P-256", dk384.try_get_as_bytes().unwrap()), Ok(false));
 }
