@@ -168,7 +168,7 @@ fn sign(header: &[u8], payload: &[u8], alg: Algorithm, key: &EncodingKey) -> Str
     use base64::Engine as _;
     let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let input = format!("{}.{}", b.encode(header), b.encode(payload));
-    match jsonwebtoken::crypto::sign(input.as_bytes(), key, alg) {
+    match oidc_core::crypto::sign(input.as_bytes(), key, alg) {
         Ok(sig) => format!("{input}.{sig}"),
         Err(e) => panic!("signing: {e}"),
     }

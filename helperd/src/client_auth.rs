@@ -98,7 +98,8 @@ impl ClientAuth {
                     exp: now + ASSERTION_TTL,
                 };
                 let header = jsonwebtoken::Header { alg: *alg, kid: kid.clone(), ..Default::default() };
-                let jwt = jsonwebtoken::encode(&header, &claims, key).map_err(|e| format!("client assertion: {e}"))?;
+                let jwt =
+                    oidc_core::crypto::encode(&header, &claims, key).map_err(|e| format!("client assertion: {e}"))?;
                 Ok(vec![
                     (
                         "client_assertion_type",
@@ -176,6 +177,7 @@ mod tests {
         // The signature verifies with the public half.
         let public =
             std::process::Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&f).output().unwrap().stdout;
+        oidc_core::crypto::install();
         let key = jsonwebtoken::DecodingKey::from_ec_pem(&public).unwrap();
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
         v.set_audience(&["https://idp.test/token"]);

@@ -19,6 +19,9 @@
 //! * records — the audit line ([`AuditEvent`]), the replay files, the typed
 //!   refusal reasons ([`Rejection`]), wiped secrets ([`Secret`]), locks
 //!   ([`Lock`], [`LocksSaved`]).
+//!
+//! One module is public as a whole: [`crypto`], the product's one crypto stack
+//! (ring, as jsonwebtoken's provider; SHA-256).
 
 #![deny(unreachable_pub)]
 #![deny(missing_docs)]
@@ -28,6 +31,7 @@ mod alg;
 mod audit;
 mod claims;
 mod config;
+pub mod crypto;
 mod ipc;
 mod jwks;
 mod locks;

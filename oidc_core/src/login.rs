@@ -250,7 +250,7 @@ mod tests {
         let cfg = Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
         let now = 1_800_000_000;
         let claims = serde_json::json!({"iss":"https://idp.test","sub":"s","aud":"a","exp":now+60,"iat":now,"preferred_username":"alice"});
-        let tok = jsonwebtoken::encode(
+        let tok = crate::crypto::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
             &claims,
             &jsonwebtoken::EncodingKey::from_secret(b"a-shared-secret-of-at-least-32-bytes"),
@@ -297,7 +297,7 @@ mod tests {
             let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
             h.kid = Some(kid.into());
             let k = jsonwebtoken::EncodingKey::from_rsa_pem(keys["rsa"]["pem"].as_str().unwrap().as_bytes()).unwrap();
-            jsonwebtoken::encode(&h, &claims, &k).unwrap()
+            crate::crypto::encode(&h, &claims, &k).unwrap()
         };
         let mut down = |_: &str| Err("helperd unreachable".to_string());
         write(now - 1000);
@@ -352,7 +352,7 @@ mod tests {
         let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         h.kid = Some("rsa1".into());
         let k = jsonwebtoken::EncodingKey::from_rsa_pem(keys["rsa"]["pem"].as_str().unwrap().as_bytes()).unwrap();
-        let tok = jsonwebtoken::encode(&h, &claims, &k).unwrap();
+        let tok = crate::crypto::encode(&h, &claims, &k).unwrap();
         let mut store = Rotating { jwks: serde_json::json!({"keys": [keys["rsa"]["jwk"]]}), refreshed: 0 };
         let out = verify_token_with(&cfg, &tok, now, &mut store);
         assert_eq!(out.result.unwrap().username, "alice");

@@ -76,8 +76,7 @@ impl Marker {
     /// The marker's file name: the SHA-256 of issuer and id, hex (the same
     /// use always gets the same name, so `O_EXCL` refuses a second one).
     pub fn file_name(&self) -> String {
-        let d =
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, format!("{}\n{}", self.issuer, self.id).as_bytes());
+        let d = crate::crypto::sha256(format!("{}\n{}", self.issuer, self.id).as_bytes());
         d.as_ref().iter().take(16).map(|b| format!("{b:02x}")).collect()
     }
 

@@ -92,7 +92,7 @@ pub fn verify_set(
     }
     let (candidates, _) = select_keys(p, keys)?;
     let valid = candidates.iter().any(|(key, _)| {
-        matches!(jsonwebtoken::crypto::verify(p.signature, p.signing_input.as_bytes(), key, p.alg.to_jwt()), Ok(true))
+        matches!(crate::crypto::verify(p.signature, p.signing_input.as_bytes(), key, p.alg.to_jwt()), Ok(true))
     });
     if !valid {
         return Err(Rejection::BadSignature);

@@ -166,8 +166,7 @@ pub(crate) fn check_signed(
     report.rec("signature", {
         let mut found = Err(Rejection::BadSignature);
         for (key, name) in &candidates {
-            if let Ok(true) = jsonwebtoken::crypto::verify(p.signature, p.signing_input.as_bytes(), key, p.alg.to_jwt())
-            {
+            if let Ok(true) = crate::crypto::verify(p.signature, p.signing_input.as_bytes(), key, p.alg.to_jwt()) {
                 found = Ok(((), format!("valid ({name})")));
                 break;
             }
@@ -474,7 +473,7 @@ pub fn replay_id(token: &str, jti: Option<&str>) -> String {
         Some(j) => format!("jti:{}", j.chars().take(256).collect::<String>()),
         None => {
             let signed = token.rsplit_once('.').map_or(token, |(s, _)| s);
-            let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, signed.as_bytes());
+            let d = crate::crypto::sha256(signed.as_bytes());
             let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
             format!("sha256:{hex}")
         }

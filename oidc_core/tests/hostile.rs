@@ -33,7 +33,7 @@ fn sign_raw(header: &str, payload: &[u8], key: &str, alg: Algorithm) -> String {
         _ => EncodingKey::from_secret(key.as_bytes()),
     };
     let input = format!("{}.{}", b64(header.as_bytes()), b64(payload));
-    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &ek, alg).unwrap();
+    let sig = oidc_core::crypto::sign(input.as_bytes(), &ek, alg).unwrap();
     format!("{input}.{sig}")
 }
 

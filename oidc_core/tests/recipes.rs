@@ -25,7 +25,7 @@ fn sign(claims: &Value) -> String {
     let ek = EncodingKey::from_rsa_pem(k["rsa"]["pem"].as_str().unwrap().as_bytes()).unwrap();
     let h = URL_SAFE_NO_PAD.encode(json!({"alg": "RS256", "kid": "rsa1", "typ": "JWT"}).to_string());
     let input = format!("{h}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
-    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &ek, Algorithm::RS256).unwrap();
+    let sig = oidc_core::crypto::sign(input.as_bytes(), &ek, Algorithm::RS256).unwrap();
     format!("{input}.{sig}")
 }
 

@@ -62,7 +62,7 @@ impl Transmitter {
         let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
         h.typ = Some("secevent+jwt".into());
         let set =
-            jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+            oidc_core::crypto::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
         let url = format!("http://127.0.0.1:{}/enqueue", self.port);
         ureq::post(&url).send(json!({ jti: set }).to_string()).unwrap();
         Instant::now()

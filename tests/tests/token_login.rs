@@ -90,7 +90,7 @@ fn refusals_each_with_their_logged_reason() {
     let jwks = idp.jwks();
     let rsa = jwks["keys"].as_array().unwrap().iter().find(|k| k["kty"] == "RSA").unwrap();
     let secret = rsa.to_string();
-    let hs = jsonwebtoken::encode(
+    let hs = oidc_core::crypto::encode(
         &jsonwebtoken::Header {
             alg: jsonwebtoken::Algorithm::HS256,
             kid: rsa["kid"].as_str().map(String::from),

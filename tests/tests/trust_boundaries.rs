@@ -289,7 +289,7 @@ fn hmac_secret_file_must_be_private_and_roots() {
     let now = 1_800_000_000;
     let claims = json!({"iss": "https://idp.test", "sub": "s", "aud": "a", "exp": now + 60, "iat": now,
         "preferred_username": "alice"});
-    let tok = jsonwebtoken::encode(
+    let tok = oidc_core::crypto::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(b"a-shared-secret-of-at-least-32-bytes"),

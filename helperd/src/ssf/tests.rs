@@ -64,7 +64,7 @@ fn set(jti: &str, event: &str, subject: Value, aud: &str) -> String {
     let claims = json!({"iss": ISS, "aud": aud, "iat": NOW - 1, "jti": jti, "events": {event: {"subject": subject}}});
     let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     h.typ = Some("secevent+jwt".into());
-    jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    oidc_core::crypto::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
 }
 
 fn iss_sub(iss: &str, sub: &str) -> Value {

@@ -20,7 +20,7 @@ fn sign(header: Value, claims: &Value, key: &str) -> String {
     let ek = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
     let input =
         format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
-    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &ek, jsonwebtoken::Algorithm::RS256).unwrap();
+    let sig = crate::crypto::sign(input.as_bytes(), &ek, jsonwebtoken::Algorithm::RS256).unwrap();
     format!("{input}.{sig}")
 }
 

@@ -25,7 +25,7 @@ fn sign(header: Value, claims: Value, key: &str) -> String {
     };
     let input =
         format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
-    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &ek, alg).unwrap();
+    let sig = crate::crypto::sign(input.as_bytes(), &ek, alg).unwrap();
     format!("{input}.{sig}")
 }
 

@@ -179,7 +179,7 @@ pub fn sign(claims: &Value) -> String {
     );
     let pem = keys()["rsa"]["pem"].as_str().unwrap().to_string();
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
-    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::RS256).unwrap();
+    let sig = oidc_core::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::RS256).unwrap();
     format!("{input}.{sig}")
 }
 

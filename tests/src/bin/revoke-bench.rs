@@ -135,7 +135,7 @@ fn main() {
             "sub": format!("sub-{name}"),
             "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
         });
-        let token = jsonwebtoken::encode(
+        let token = oidc_core::crypto::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
             &claims,
             &jsonwebtoken::EncodingKey::from_secret(HMAC.as_bytes()),

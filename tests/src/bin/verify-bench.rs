@@ -1,6 +1,7 @@
 //! Token verification benchmark (run by scripts/bench), per algorithm, three ways:
 //!
-//!   sig           jsonwebtoken's signature check alone, key parsed once (the floor)
+//!   sig           jsonwebtoken's signature check alone (ring, through oidc_core's
+//!                 provider), key parsed once (the floor)
 //!   verify        oidc_core: parse + strict JSON + key selection + signature + every
 //!                 claim check, keys in memory (the key re-parsed per call, as the module does)
 //!   verify_token  the module's path: also reads the JWKS cache file (and the HMAC
@@ -33,6 +34,7 @@ fn time(count: u32, mut f: impl FnMut() -> bool) -> f64 {
 }
 
 fn main() {
+    oidc_core::crypto::install(); // jsonwebtoken's globals (Jwk::from_encoding_key, crypto::verify)
     let a: Vec<String> = std::env::args().collect();
     let (dir, count) = (Path::new(&a[1]), a[2].parse::<u32>().unwrap());
     let pem = |f: &str| std::fs::read(dir.join(f)).unwrap();
@@ -96,7 +98,7 @@ fn main() {
         if *alg != Algorithm::HS256 {
             h.kid = Some(format!("k-{name}"));
         }
-        let token = jsonwebtoken::encode(&h, &claims, ek).unwrap();
+        let token = oidc_core::crypto::encode(&h, &claims, ek).unwrap();
         let (input, sig) = token.rsplit_once('.').unwrap();
         let dk = if *alg == Algorithm::HS256 {
             DecodingKey::from_secret(&secret)

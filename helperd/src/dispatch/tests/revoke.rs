@@ -30,7 +30,7 @@ pub(super) fn token_at(sub: &str, name: &str, iat: i64, exp: i64, jti: &str, rep
         "iss": ISS, "aud": "a", "sub": sub, "preferred_username": name,
         "iat": iat, "exp": exp, "jti": jti, "groups": [], "repository": repository,
     });
-    let t = jsonwebtoken::encode(
+    let t = oidc_core::crypto::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(HMAC.as_bytes()),
