@@ -215,6 +215,9 @@ pub fn is_reserved(name: &[u8]) -> bool {
     if sk.is_empty() {
         return true;
     }
-    RESERVED.iter().any(|r| skeleton(r.as_bytes()) == sk)
+    // Each reserved name's skeleton compared as it is read (no allocation:
+    // this runs for every name a login maps, in the module and in helperd).
+    let skel = |n: &'static str| n.bytes().filter(u8::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase());
+    RESERVED.iter().any(|r| skel(r).eq(sk.iter().copied()))
         || RESERVED_PREFIXES.iter().any(|p| sk.starts_with(p.as_bytes()))
 }
