@@ -23,7 +23,15 @@ pub struct LocalDb {
 impl LocalDb {
     /// Parse passwd(5) and group(5) text.
     pub fn parse(passwd: &str, group: &str) -> LocalDb {
-        let mut db = LocalDb::default();
+        // Sized once (this runs for every login, in the module and in helperd).
+        let (nu, ng) = (passwd.lines().count(), group.lines().count());
+        let mut db = LocalDb {
+            users: HashMap::with_capacity(nu),
+            uids: HashSet::with_capacity(nu),
+            groups: HashMap::with_capacity(ng),
+            gids: HashSet::with_capacity(ng),
+            skeletons: HashSet::with_capacity(nu + ng),
+        };
         let fields = |l: &str| -> Option<(String, u32)> {
             let mut it = l.split(':');
             let name = it.next()?.trim();
