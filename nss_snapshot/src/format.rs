@@ -471,7 +471,7 @@ fn table_slots(n: usize) -> usize {
 /// kernel can then map all of a file it caches in 2 MiB folios with 2 MiB
 /// pages (no 4 KiB tail; the module asks for them with `MADV_HUGEPAGE`), so a
 /// lookup at 100k users takes no TLB miss. Costs at most 2 MiB of zeros, only
-/// in files of 2 MiB or more (~30k users).
+/// in files of 2 MiB or more (~25k users).
 pub const PAD_TO: usize = 2 << 20;
 
 /// A table's bytes: (key, record offset) at each placed slot, EMPTY elsewhere.
