@@ -238,7 +238,7 @@ fn read_snapshot(buf: &[u8]) {
                 assert!(next > off, "user cursor went back: {off} -> {next}");
                 names.push(u.name.to_vec());
                 ids.push(u.uid);
-                let _ = (u.groups().count(), u.n_groups(), u.gecos, u.dir, u.shell);
+                let _ = (u.groups().map(Iterator::count), u.n_groups(), u.gecos, u.dir(), u.shell);
                 off = next;
             }
             _ => break,
@@ -445,10 +445,23 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
                 shell: "/bin/bash".into(),
                 patterns: vec!["ci-*".into(), "a?ice".into()],
             };
-            [build_with(&users, &groups, Some(&rule), 7), build_with(&users[..1], &groups[..1], None, 1)]
-                .into_iter()
-                .filter_map(Result::ok)
-                .collect()
+            // Format 4: one user whose record fills several lines, with its own dir and shell
+            // (the others share the common home prefix and shell) and 30 gids.
+            let mut more = users.clone();
+            more.push(User {
+                gecos: "Carol ".repeat(20),
+                dir: "/srv/carol-home".into(),
+                shell: "/bin/zsh".into(),
+                ..user("carol", 1_879_048_202, (0..30).map(|g| 2_013_265_921 + g).collect())
+            });
+            [
+                build_with(&users, &groups, Some(&rule), 7),
+                build_with(&users[..1], &groups[..1], None, 1),
+                build_with(&more, &groups, None, 2),
+            ]
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect()
         }
         "ipc" => {
             let frame = |body: String| {

@@ -77,6 +77,20 @@ impl Buf<'_> {
         Some(p)
     }
 
+    /// The pieces back to back + NUL.
+    fn join(&mut self, parts: [&[u8]; 2]) -> Option<*mut c_char> {
+        let len = parts[0].len().checked_add(parts[1].len())?;
+        let end = self.used.checked_add(len)?.checked_add(1)?;
+        let dst = self.b.get_mut(self.used..end)?;
+        let (a, rest) = dst.split_at_mut(parts[0].len());
+        a.copy_from_slice(parts[0]);
+        rest[..parts[1].len()].copy_from_slice(parts[1]);
+        rest[parts[1].len()] = 0;
+        let p = dst.as_mut_ptr().cast::<c_char>();
+        self.used = end;
+        Some(p)
+    }
+
     /// `tpl` with each `{name}` replaced by `name`, + NUL.
     fn template(&mut self, tpl: &[u8], name: &[u8]) -> Option<*mut c_char> {
         const PH: &[u8] = b"{name}";
@@ -108,7 +122,7 @@ unsafe fn buf<'a>(buf: *mut c_char, len: size_t) -> Option<Buf<'a>> {
 
 fn fill_passwd(u: &UserRef<'_>, pw: &mut passwd, b: &mut Buf<'_>) -> Res {
     let (Some(name), Some(pass), Some(gecos), Some(dir), Some(shell)) =
-        (b.str(u.name), b.str(b"*"), b.str(u.gecos), b.str(u.dir), b.str(u.shell))
+        (b.str(u.name), b.str(b"*"), b.str(u.gecos), b.join(u.dir_parts()), b.str(u.shell))
     else {
         return Res::Range;
     };
@@ -317,21 +331,18 @@ pub unsafe extern "C" fn _nss_oidc_initgroups_dyn(
         }
         let mut gids = [0u32; 64];
         let found = lookup(|s| {
-            s.user_by_name(user).map(|u| {
-                u.map(|u| {
-                    let mut n = 0;
-                    let mut extra = vec![];
-                    for g in u.groups() {
-                        if n < gids.len() {
-                            gids[n] = g;
-                            n += 1;
-                        } else {
-                            extra.push(g);
-                        }
-                    }
-                    (n, extra)
-                })
-            })
+            let Some(u) = s.user_by_name(user)? else { return Ok(None) };
+            let mut n = 0;
+            let mut extra = vec![];
+            for g in u.groups()? {
+                if n < gids.len() {
+                    gids[n] = g;
+                    n += 1;
+                } else {
+                    extra.push(g);
+                }
+            }
+            Ok(Some((n, extra)))
         });
         let (n, extra) = match found {
             Ok(Some(x)) => x,

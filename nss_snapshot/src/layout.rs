@@ -2,24 +2,33 @@
 //! record field's offset is a `pub const` here, used by both the writer
 //! ([`crate::format`]) and the reader ([`crate::reader`]), as SSSD's
 //! `mmap_cache.h` does for its memory caches. Little-endian; regions, records
-//! and tables 4-byte aligned ([`ALIGN`]). Moving any of these changes the file
+//! and tables 4-byte aligned ([`ALIGN`]), user records on 64-byte lines ([`LINE`]). Moving any of these changes the file
 //! format: bump [`VERSION`] (`tests/layout.rs` pins the bytes).
 //!
 //! ```text
-//! header (96 bytes)  magic "OIDCNSS\x01", version, header_len, total_len,
+//! header (100 bytes) magic "OIDCNSS\x01", version, header_len, total_len,
 //!                    header_sum, stale, n_users, n_groups,
 //!                    users (off,len), groups (off,len),
 //!                    4 index tables (off,slots): user name, uid, group name, gid,
-//!                    generation (u64), pre-login rule offset (0 = none)
-//! pre-login rule     len, sum, uid_min, uid_max, key/home/shell/npat (u16),
-//!                    pattern lengths (u16, padded), key, home, shell, patterns, pad
-//! user records       len, sum, uid, gid, ngroups, 4 string lengths (u16),
-//!                    gids[ngroups], name, gecos, dir, shell, pad;
+//!                    generation (u64), pre-login rule offset (0 = none),
+//!                    common strings offset (0 = none)
+//! (zeros up to the next 64-byte line)
+//! user records       64-byte aligned, each a whole number of lines (zero padded):
+//!                    len, sum, uid, gid, ngroups, gsum, 4 string lengths (u16),
+//!                    name, gecos, dir, shell, pad to 4, gids[ngroups], pad to 64;
+//!                    `sum` covers the passwd part (up to the gids), `gsum` the gids,
+//!                    so getpw* read one line when the passwd part fits in it;
+//!                    dir length 0 = the common home prefix + name, shell length 0
+//!                    = the common shell (dir and shell are never empty);
 //!                    in the order of their slots in the user name table
 //! group records      len, sum, gid, nmem, name_len (u16), pad (u16), block_len,
 //!                    name (padded), member offsets[nmem] (u32, into the block),
 //!                    member block (every name NUL-terminated, back to back), pad;
 //!                    in the order of their slots in the group name table
+//! pre-login rule     len, sum, uid_min, uid_max, key/home/shell/npat (u16),
+//!                    pattern lengths (u16, padded), key, home, shell, patterns, pad
+//! common strings     len, sum, home prefix length (u16), shell length (u16),
+//!                    home prefix, shell, pad (checked once, when the file is mapped)
 //! index tables       slots of (key u32, absolute record offset u32): the key is
 //!                    the name's fnv32 or the id itself, so a probe compares
 //!                    keys inside the table and touches only the record that
@@ -30,13 +39,22 @@
 //! A group's members are one block laid out as glibc's `struct group` wants
 //! them (NUL-terminated names back to back): a lookup checks the record once,
 //! copies the block with one copy and points `gr_mem` at the offsets.
+//!
+//! Locality (issue 17): a user lookup reads one index line and then its
+//! record's first line; with the home directory and shell most users share kept
+//! once in the common strings, and the gids after the passwd fields, a typical
+//! user's passwd part is one line, which no record ever straddles.
 
 pub const MAGIC: [u8; 8] = *b"OIDCNSS\x01";
 /// 2: the pre-login rule names the root-only id key file instead of carrying a public key.
 /// 3: table slots carry the key the probe compares; a group's members are one
 /// NUL-separated block with an offset array; records in name-table order;
 /// the record checksum runs four lanes.
-pub const VERSION: u32 = 3;
+/// 4: user records are 64-byte aligned lines, the passwd part (own checksum)
+/// before the gids (own checksum); the common home prefix and shell are kept once.
+pub const VERSION: u32 = 4;
+/// A cache line: user records start on one and fill whole ones.
+pub const LINE: usize = 64;
 /// Alignment of every region, record and table (records are padded to it).
 pub const ALIGN: usize = 4;
 /// An index table slot: the key (u32) then the absolute record offset (u32), or
@@ -80,8 +98,10 @@ pub mod header {
     pub const GENERATION: usize = 84;
     /// Offset of the pre-login rule record; 0 = none.
     pub const RULE: usize = 92;
+    /// Offset of the common strings record; 0 = none.
+    pub const COMMON: usize = 96;
     /// The header's length.
-    pub const LEN: usize = 96;
+    pub const LEN: usize = 100;
     /// In a pair field: where the length (or slot count) is, after the offset.
     pub const PAIR_SECOND: usize = 4;
 }
@@ -103,16 +123,33 @@ pub mod record {
 }
 
 /// A user record's fields (after [`record`]'s); the four lengths are u16.
+/// The record starts on a [`super::LINE`] and its length is a multiple of it.
+/// [`record::SUM`] covers the bytes from [`record::BODY`] to the gids (the
+/// passwd part, [`GSUM`] included); [`GSUM`] covers the gids.
 pub mod user_record {
     pub const UID: usize = 8;
     pub const GID: usize = 12;
     pub const NGROUPS: usize = 16;
-    pub const NAME_LEN: usize = 20;
-    pub const GECOS_LEN: usize = 22;
-    pub const DIR_LEN: usize = 24;
-    pub const SHELL_LEN: usize = 26;
-    /// u32 × ngroups, then name, gecos, dir, shell and padding.
-    pub const GIDS: usize = 28;
+    /// u32: `sum32` of the gids (`4 × ngroups` bytes).
+    pub const GSUM: usize = 20;
+    pub const NAME_LEN: usize = 24;
+    pub const GECOS_LEN: usize = 26;
+    /// 0: the common home prefix followed by the name.
+    pub const DIR_LEN: usize = 28;
+    /// 0: the common shell.
+    pub const SHELL_LEN: usize = 30;
+    /// name, gecos, dir, shell, padding to [`super::ALIGN`], then u32 × ngroups
+    /// and zero padding to a whole line.
+    pub const STRINGS: usize = 32;
+}
+
+/// The common strings record's fields (after [`record`]'s): what most users
+/// share, kept once. Lengths u16.
+pub mod common_record {
+    pub const HOME_LEN: usize = 8;
+    pub const SHELL_LEN: usize = 10;
+    /// The home prefix, then the shell, then padding.
+    pub const STRINGS: usize = 12;
 }
 
 /// A group record's fields (after [`record`]'s).

@@ -42,6 +42,9 @@ pub struct Snapshot<'a> {
     t_gname: Table,
     t_gid: Table,
     rule: Option<Region>,
+    /// The common home prefix and shell (checked when parsed): empty without a common record.
+    common_home: &'a [u8],
+    common_shell: &'a [u8],
     pub n_users: u32,
     pub n_groups: u32,
     pub generation: u64,
@@ -61,17 +64,33 @@ pub struct UserRef<'a> {
     pub gid: u32,
     pub name: &'a [u8],
     pub gecos: &'a [u8],
-    pub dir: &'a [u8],
+    /// The home directory is `dir[0]` followed by `dir[1]` (the common home
+    /// prefix and the name, or the record's own dir and nothing).
+    dir: [&'a [u8]; 2],
     pub shell: &'a [u8],
     gids: &'a [u8],
+    gsum: u32,
 }
 
 impl<'a> UserRef<'a> {
-    pub fn groups(&self) -> impl Iterator<Item = u32> + 'a {
-        self.gids.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    /// The supplementary gids, their checksum verified first (the passwd
+    /// fields' checksum, already verified, covers `gsum`).
+    pub fn groups(&self) -> R<impl Iterator<Item = u32> + 'a> {
+        if sum32(self.gids) != self.gsum {
+            return Err(Corrupt);
+        }
+        Ok(self.gids.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
     }
     pub fn n_groups(&self) -> usize {
         self.gids.len() / 4
+    }
+    /// The home directory in two pieces, to be joined.
+    pub fn dir_parts(&self) -> [&'a [u8]; 2] {
+        self.dir
+    }
+    /// The home directory, joined (allocates; the NSS entry points copy the pieces).
+    pub fn dir(&self) -> Vec<u8> {
+        self.dir.concat()
     }
 }
 
@@ -218,11 +237,22 @@ impl<'a> Snapshot<'a> {
             }
             Ok(Table { off, slots })
         };
+        let users = region(header::USERS)?;
+        if !users.off.is_multiple_of(LINE) {
+            return Err(Corrupt);
+        }
+        let (common_home, common_shell) = match u32_at(h, header::COMMON)? as usize {
+            0 => (&[][..], &[][..]),
+            off if off >= HEADER_LEN && off < buf.len() && off.is_multiple_of(ALIGN) => Self::common(buf, off)?,
+            _ => return Err(Corrupt),
+        };
         Ok(Snapshot {
             buf,
+            common_home,
+            common_shell,
             n_users: u32_at(h, header::N_USERS)?,
             n_groups: u32_at(h, header::N_GROUPS)?,
-            users: region(header::USERS)?,
+            users,
             groups: region(header::GROUPS)?,
             t_uname: table(header::USER_NAME_TABLE)?,
             t_uid: table(header::UID_TABLE)?,
@@ -238,6 +268,22 @@ impl<'a> Snapshot<'a> {
                 _ => return Err(Corrupt),
             },
         })
+    }
+
+    /// The common strings record at `off`, checksum verified: (home prefix, shell).
+    fn common(buf: &'a [u8], off: usize) -> R<(&'a [u8], &'a [u8])> {
+        use common_record::*;
+        let len = u32_at(buf, off + record::LEN)? as usize;
+        let end = off.checked_add(len).ok_or(Corrupt)?;
+        let rec = buf.get(off..end).ok_or(Corrupt)?;
+        if len < record::MIN_LEN || !len.is_multiple_of(ALIGN) {
+            return Err(Corrupt);
+        }
+        Self::verify(rec)?;
+        let (h, sh) = (usize::from(u16_at(rec, HOME_LEN)?), usize::from(u16_at(rec, SHELL_LEN)?));
+        let home = rec.get(STRINGS..STRINGS + h).ok_or(Corrupt)?;
+        let shell = rec.get(STRINGS + h..STRINGS + h + sh).ok_or(Corrupt)?;
+        Ok((home, shell))
     }
 
     /// The record at `off` inside `region`, checksum verified: (bytes, next offset).
@@ -263,42 +309,59 @@ impl<'a> Snapshot<'a> {
     }
 
     fn user_at(&self, off: usize) -> R<(UserRef<'a>, usize)> {
-        let (u, next, rec) = self.user_unverified(off)?;
-        Self::verify(rec)?;
+        let (u, next, part) = self.user_unverified(off)?;
+        Self::verify(part)?;
         Ok((u, next))
     }
 
     /// Parse a user record with bounds checks but without its checksum: only
-    /// to compare the key; the match is verified before use.
+    /// to compare the key; the match is verified before use. The third value is
+    /// the passwd part its checksum covers (the record's first line when it fits).
     fn user_unverified(&self, off: usize) -> R<(UserRef<'a>, usize, &'a [u8])> {
         use user_record::*;
+        if !off.is_multiple_of(LINE) {
+            return Err(Corrupt);
+        }
         let (rec, next) = self.record(self.users, off)?;
+        if !rec.len().is_multiple_of(LINE) {
+            return Err(Corrupt);
+        }
         let ngroups = u32_at(rec, NGROUPS)? as usize;
         if ngroups > MAX_GROUPS_PER_USER {
             return Err(Corrupt);
         }
         let lens = [u16_at(rec, NAME_LEN)?, u16_at(rec, GECOS_LEN)?, u16_at(rec, DIR_LEN)?, u16_at(rec, SHELL_LEN)?]
             .map(usize::from);
-        let mut pos = GIDS + ngroups * 4;
-        let gids = rec.get(GIDS..pos).ok_or(Corrupt)?;
+        let mut pos = STRINGS;
         let mut s = [&[][..]; 4];
         for (i, l) in lens.iter().enumerate() {
             s[i] = rec.get(pos..pos + l).ok_or(Corrupt)?;
             pos += l;
         }
-        if s[0].is_empty() {
+        let gids_at = pos.next_multiple_of(ALIGN);
+        let gids = rec.get(gids_at..gids_at + ngroups * 4).ok_or(Corrupt)?;
+        let name = s[0];
+        if name.is_empty() {
+            return Err(Corrupt);
+        }
+        // A zero length is the common string; a record that uses one the
+        // file does not have is corrupt (dir and shell are never empty).
+        let dir = if s[2].is_empty() { [self.common_home, name] } else { [s[2], &[][..]] };
+        let shell = if s[3].is_empty() { self.common_shell } else { s[3] };
+        if dir[0].is_empty() || shell.is_empty() {
             return Err(Corrupt);
         }
         let u = UserRef {
             uid: u32_at(rec, UID)?,
             gid: u32_at(rec, GID)?,
-            name: s[0],
+            name,
             gecos: s[1],
-            dir: s[2],
-            shell: s[3],
+            dir,
+            shell,
             gids,
+            gsum: u32_at(rec, GSUM)?,
         };
-        Ok((u, next, rec))
+        Ok((u, next, &rec[..gids_at]))
     }
 
     fn group_at(&self, off: usize) -> R<(GroupRef<'a>, usize)> {

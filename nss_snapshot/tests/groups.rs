@@ -1,4 +1,4 @@
-//! Group records (format 3): a group's members are one contiguous block the
+//! Group records (format 3, unchanged in 4): a group's members are one contiguous block the
 //! reader checks once and copies once, then points `gr_mem` into; a buffer
 //! one byte short is ERANGE; a corrupt block is refused; older files are refused.
 
@@ -162,13 +162,14 @@ fn forged_records_are_refused_not_followed() {
 }
 
 /// A file of an older format (version 2: per-member lengths, offset-only
-/// tables) is refused as a whole, even with a valid header checksum.
+/// tables; 3: user records anywhere, gids inside the passwd checksum) is
+/// refused as a whole, even with a valid header checksum.
 #[test]
 fn older_format_versions_are_refused() {
-    assert_eq!(VERSION, 3);
+    assert_eq!(VERSION, 4);
     let good = snap(&["alice"]);
     assert!(Snapshot::parse(&good).is_ok());
-    for old in [1u32, 2] {
+    for old in [1u32, 2, 3] {
         let mut b = good.clone();
         b[header::VERSION..header::VERSION + 4].copy_from_slice(&old.to_le_bytes());
         let sum = header_sum(&b[..HEADER_LEN]);

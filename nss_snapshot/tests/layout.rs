@@ -6,8 +6,8 @@
 
 use nss_snapshot::format::{build_with, fnv32, hash_id, header_sum, sum32, Group, Prelogin, User};
 use nss_snapshot::layout::{
-    group_record, header, record, rule_record, user_record, ALIGN, EMPTY, HEADER_LEN, MAGIC, SLOT_OFFSET, TABLE_ENTRY,
-    VERSION,
+    common_record, group_record, header, record, rule_record, user_record, ALIGN, EMPTY, HEADER_LEN, LINE, MAGIC,
+    SLOT_OFFSET, TABLE_ENTRY, VERSION,
 };
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
@@ -62,7 +62,7 @@ fn fixed() -> Vec<u8> {
 #[test]
 fn fixed_input_gives_the_same_file() {
     let b = fixed();
-    assert_eq!((b.len(), fnv32(&b), sum32(&b)), (664, 3_007_869_688, 3_663_138_021));
+    assert_eq!((b.len(), fnv32(&b), sum32(&b)), (736, 1_048_558_202, 3_821_696_184));
 }
 
 /// The record checksum (four lanes, then the tail): any one flipped bit, at
@@ -86,8 +86,8 @@ fn checksum_sees_every_flipped_bit() {
 /// The offsets themselves: changing one changes the file format (bump VERSION).
 #[test]
 fn offsets_are_the_format() {
-    assert_eq!(VERSION, 3);
-    assert_eq!((TABLE_ENTRY, SLOT_OFFSET), (8, 4));
+    assert_eq!(VERSION, 4);
+    assert_eq!((TABLE_ENTRY, SLOT_OFFSET, LINE), (8, 4, 64));
     let h = [
         header::MAGIC,
         header::VERSION,
@@ -105,15 +105,17 @@ fn offsets_are_the_format() {
         header::GID_TABLE,
         header::GENERATION,
         header::RULE,
+        header::COMMON,
         header::LEN,
     ];
-    assert_eq!(h, [0, 8, 12, 16, 20, 24, 28, 32, 36, 44, 52, 60, 68, 76, 84, 92, 96]);
+    assert_eq!(h, [0, 8, 12, 16, 20, 24, 28, 32, 36, 44, 52, 60, 68, 76, 84, 92, 96, 100]);
     assert_eq!((record::LEN, record::SUM, record::BODY), (0, 4, 8));
     use user_record as u;
     assert_eq!(
-        [u::UID, u::GID, u::NGROUPS, u::NAME_LEN, u::GECOS_LEN, u::DIR_LEN, u::SHELL_LEN, u::GIDS],
-        [8, 12, 16, 20, 22, 24, 26, 28]
+        [u::UID, u::GID, u::NGROUPS, u::GSUM, u::NAME_LEN, u::GECOS_LEN, u::DIR_LEN, u::SHELL_LEN, u::STRINGS],
+        [8, 12, 16, 20, 24, 26, 28, 30, 32]
     );
+    assert_eq!([common_record::HOME_LEN, common_record::SHELL_LEN, common_record::STRINGS], [8, 10, 12]);
     assert_eq!(
         [group_record::GID, group_record::NMEM, group_record::NAME_LEN, group_record::BLOCK_LEN, group_record::NAME],
         [8, 12, 16, 20, 24]
@@ -140,18 +142,17 @@ fn header_fields_hold_what_was_written() {
     let gen = u64::from_le_bytes(b[header::GENERATION..header::GENERATION + 8].try_into().unwrap());
     assert_eq!(gen, 0x0123_4567_89ab_cdef);
 
-    // Tables, after the rule, in order; each slot (key, offset). Records are in
-    // name-table slot order, so the user region holds them in that order.
+    // Tables first, right after the header, in order; each slot (key, offset).
+    // Records are in name-table slot order, so the user region holds them in that order.
     let rule_off = u32_at(&b, header::RULE) as usize;
     let rule = &b[rule_off..rule_off + u32_at(&b, rule_off + record::LEN) as usize];
-    let mut expect = rule_off + rule.len();
+    let mut expect = HEADER_LEN;
     for field in [header::USER_NAME_TABLE, header::UID_TABLE, header::GROUP_NAME_TABLE, header::GID_TABLE] {
         let (off, slots) = pair(&b, field);
         assert_eq!(off, expect);
         assert!(slots.is_power_of_two());
         expect = off + slots * TABLE_ENTRY;
     }
-    assert_eq!(expect, b.len());
     // find(table, hash, key): the record offset a probe for key lands on.
     let find = |field: usize, hash: u32, key: u32| {
         let (t, slots) = pair(&b, field);
@@ -166,7 +167,7 @@ fn header_fields_hold_what_was_written() {
         }
     };
     let (uoff, ulen) = pair(&b, header::USERS);
-    assert_eq!(uoff, HEADER_LEN);
+    assert_eq!(uoff, expect.next_multiple_of(LINE), "users from the first line after the tables");
     let a_off = find(header::USER_NAME_TABLE, fnv32(b"alice"), fnv32(b"alice"));
     assert_eq!(find(header::UID_TABLE, hash_id(200_001), 200_001), a_off);
     let b_off = find(header::USER_NAME_TABLE, fnv32(b"bob"), fnv32(b"bob"));
@@ -183,17 +184,33 @@ fn header_fields_hold_what_was_written() {
     let alice = &b[a_off..a_off + u32_at(&b, a_off + record::LEN) as usize];
     let bob = &b[b_off..b_off + u32_at(&b, b_off + record::LEN) as usize];
     assert_eq!(alice.len() + bob.len(), ulen);
-    assert_eq!(alice.len() % ALIGN, 0);
-    assert_eq!(u32_at(alice, record::SUM), sum32(&alice[record::BODY..]));
+    assert_eq!((a_off % LINE, alice.len(), b_off % LINE, bob.len()), (0, LINE, 0, LINE), "one line each");
     assert_eq!((u32_at(alice, user_record::UID), u32_at(alice, user_record::GID)), (200_001, 200_001));
     assert_eq!(u32_at(alice, user_record::NGROUPS), 2);
-    assert_eq!(u32_at(alice, user_record::GIDS + 4), 300_001);
-    let names = user_record::GIDS + 2 * 4;
     let lens = [user_record::NAME_LEN, user_record::GECOS_LEN, user_record::DIR_LEN, user_record::SHELL_LEN]
         .map(|f| u16_at(alice, f));
-    assert_eq!(lens, [5, 5, 11, 9]);
-    assert_eq!(&alice[names..names + 30], b"aliceAlice/home/alice/bin/bash");
+    // dir = the common home prefix + name, shell = the common shell: both length 0.
+    assert_eq!(lens, [5, 5, 0, 0]);
+    let s = user_record::STRINGS;
+    assert_eq!(&alice[s..s + 10], b"aliceAlice");
+    let gids = (s + 10).next_multiple_of(ALIGN);
+    assert_eq!((u32_at(alice, gids), u32_at(alice, gids + 4)), (300_000, 300_001));
+    assert_eq!(u32_at(alice, record::SUM), sum32(&alice[record::BODY..gids]), "sum: the passwd part");
+    assert_eq!(u32_at(alice, user_record::GSUM), sum32(&alice[gids..gids + 8]), "gsum: the gids");
+    assert!(alice[gids + 8..].iter().all(|&x| x == 0), "zero padding to the line");
     assert_eq!(u32_at(bob, user_record::UID), 200_002);
+    // bob's dir is /home/bob: the common prefix too; his shell /bin/sh is his own.
+    assert_eq!([u16_at(bob, user_record::DIR_LEN), u16_at(bob, user_record::SHELL_LEN)], [0, 7]);
+    assert_eq!(&bob[s..s + 10], b"bob/bin/sh");
+
+    // The common strings follow the rule.
+    let c_off = u32_at(&b, header::COMMON) as usize;
+    assert_eq!(c_off, rule_off + rule.len());
+    let common = &b[c_off..c_off + u32_at(&b, c_off + record::LEN) as usize];
+    assert_eq!([u16_at(common, common_record::HOME_LEN), u16_at(common, common_record::SHELL_LEN)], [6, 9]);
+    assert_eq!(&common[common_record::STRINGS..common_record::STRINGS + 15], b"/home//bin/bash");
+    assert_eq!(u32_at(common, record::SUM), sum32(&common[record::BODY..]));
+    assert_eq!(c_off + common.len(), b.len(), "a small file is not padded");
 
     // Groups: "devs" with two members: name, padding, offsets, then the block.
     let (goff, glen) = pair(&b, header::GROUPS);

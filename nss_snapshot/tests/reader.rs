@@ -36,8 +36,8 @@ fn round_trip_lookups() {
     let s = Snapshot::parse(&snap).unwrap();
     assert_eq!((s.n_users, s.n_groups, s.generation), (100, 5, 7));
     let x = s.user_by_name(b"user42").unwrap().unwrap();
-    assert_eq!((x.uid, x.gid, x.dir, x.shell), (200_042, 200_042, &b"/home/user42"[..], &b"/bin/bash"[..]));
-    assert_eq!(x.groups().collect::<Vec<_>>(), [300_000, 300_001]);
+    assert_eq!((x.uid, x.gid, &x.dir()[..], x.shell), (200_042, 200_042, &b"/home/user42"[..], &b"/bin/bash"[..]));
+    assert_eq!(x.groups().unwrap().collect::<Vec<_>>(), [300_000, 300_001]);
     assert_eq!(s.user_by_uid(200_099).unwrap().unwrap().name, b"user99");
     assert!(s.user_by_name(b"nobody").unwrap().is_none());
     assert!(s.user_by_uid(5).unwrap().is_none());
@@ -87,7 +87,11 @@ fn corruption_never_crashes_or_lies() {
         for (i, user) in u.iter().enumerate() {
             if let Ok(Some(x)) = s.user_by_name(user.name.as_bytes()) {
                 assert_eq!((x.uid, x.name), (user.uid, user.name.as_bytes()), "wrong answer, user {i}");
-                assert_eq!(x.groups().collect::<Vec<_>>(), user.groups);
+                assert_eq!((x.gid, x.gecos), (user.gid, user.gecos.as_bytes()), "wrong answer, user {i}");
+                assert_eq!((x.dir(), x.shell), (user.dir.as_bytes().to_vec(), user.shell.as_bytes()));
+                if let Ok(gids) = x.groups() {
+                    assert_eq!(gids.collect::<Vec<_>>(), user.groups);
+                }
             }
             if let Ok(Some(x)) = s.user_by_uid(user.uid) {
                 assert_eq!(x.name, user.name.as_bytes());

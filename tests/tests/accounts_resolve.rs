@@ -241,3 +241,25 @@ fn only_a_change_is_written() {
     assert_ne!(inode(&env.snapshot()), n1, "a group change must reach NSS");
     assert_eq!(env.store().users[0].groups, ["devs", "ops"]);
 }
+
+/// A snapshot of an older format (here 3: before user records sat on cache
+/// lines), which the module refuses, is rewritten in the current format when
+/// helperd starts, before it serves anything.
+#[test]
+fn an_older_snapshot_is_rewritten_at_start() {
+    use nss_snapshot::format::{build, header_sum, HEADER_LEN, HEADER_SUM_OFFSET, VERSION};
+    let idp = Idp::start();
+    let env = env_for(&idp, Config::new());
+    let mut old = build(&[], &[], 1).unwrap();
+    old[8..12].copy_from_slice(&3u32.to_le_bytes());
+    let sum = header_sum(&old[..HEADER_LEN]);
+    old[HEADER_SUM_OFFSET..HEADER_SUM_OFFSET + 4].copy_from_slice(&sum.to_le_bytes());
+    std::fs::create_dir_all(env.snapshot().parent().unwrap()).unwrap();
+    std::fs::write(env.snapshot(), &old).unwrap();
+    assert!(nss_snapshot::reader::Snapshot::parse(&old).is_err(), "format 3 is refused");
+    let _h = env.start_helperd();
+    let snap = std::fs::read(env.snapshot()).unwrap();
+    assert_eq!(u32::from_le_bytes(snap[8..12].try_into().unwrap()), VERSION);
+    let s = nss_snapshot::reader::Snapshot::parse(&snap).expect("rewritten in the current format");
+    assert!(s.user_by_name(b"zoe").unwrap().is_some(), "the roster name is served");
+}
