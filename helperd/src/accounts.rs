@@ -20,6 +20,19 @@ pub struct AccountService {
     store_path: PathBuf,
     /// mtimes of passwd, group and roster at the last snapshot.
     inputs: Mutex<Vec<Option<SystemTime>>>,
+    /// passwd and group as last parsed, and what identified the files then.
+    local: Mutex<Option<(LocalKey, LocalDb)>>,
+}
+
+/// What identifies a file's content without reading it: device, inode, size,
+/// and modification and change times to the nanosecond (an editor's rename
+/// makes a new inode; an in-place write moves the times).
+type LocalKey = [Option<(u64, u64, u64, i64, i64, i64, i64)>; 2];
+
+fn file_key(p: &Path) -> Option<(u64, u64, u64, i64, i64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
@@ -36,7 +49,13 @@ impl AccountService {
         }
         let store_path = dir.join(STORE_FILE);
         let store = Store::load(&store_path)?;
-        Ok(AccountService { cfg, store: Mutex::new(store), store_path, inputs: Mutex::new(vec![]) })
+        Ok(AccountService {
+            cfg,
+            store: Mutex::new(store),
+            store_path,
+            inputs: Mutex::new(vec![]),
+            local: Mutex::new(None),
+        })
     }
 
     fn input_times(&self) -> Vec<Option<SystemTime>> {
@@ -48,15 +67,33 @@ impl AccountService {
         v
     }
 
+    /// The host's passwd and group, parsed again only when either file changed
+    /// (a login otherwise re-read and re-parsed both).
     fn local(&self) -> LocalDb {
         let a = &self.cfg.accounts;
+        let key = [file_key(&a.passwd_file), file_key(&a.group_file)];
+        let mut cached = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((k, db)) = cached.as_ref() {
+            if *k == key && key.iter().all(Option::is_some) {
+                return db.clone();
+            }
+        }
         let read = |p: &Path| {
             std::fs::read_to_string(p).unwrap_or_else(|e| {
                 warning!("reading {}: {e}", p.display());
                 String::new()
             })
         };
-        LocalDb::parse(&read(&a.passwd_file), &read(&a.group_file))
+        let db = LocalDb::parse(&read(&a.passwd_file), &read(&a.group_file));
+        // Keyed by what was seen before reading: a change during the read
+        // makes the next call parse again. Not kept while a file changed in
+        // the last 2 s: file times are coarse (a kernel tick), so a second
+        // same-size write within one tick could otherwise look unchanged.
+        let settled = |k: &Option<(u64, u64, u64, i64, i64, i64, i64)>| {
+            k.is_some_and(|k| unix_now().saturating_sub(k.3.max(k.5)) >= 2)
+        };
+        *cached = key.iter().all(settled).then(|| (key, db.clone()));
+        db
     }
 
     fn roster(&self) -> Vec<String> {
@@ -384,5 +421,44 @@ impl Undo {
                 *slot = u.clone();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parsed passwd/group are reused only while both files are unchanged
+    /// and settled: a group added, renamed in place (same size) or written
+    /// by rename is seen by the next login.
+    #[test]
+    fn local_names_are_cached_only_while_the_files_are_unchanged() {
+        let dir = std::env::temp_dir().join(format!("helperd-local-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("state")).unwrap();
+        let (passwd, group) = (dir.join("passwd"), dir.join("group"));
+        std::fs::write(&passwd, "root:x:0:0::/root:/bin/sh\n").unwrap();
+        std::fs::write(&group, "root:x:0:\ndevs:x:500:\n").unwrap();
+        let text = format!(
+            "version = 1\n[helperd]\ncache_dir = \"{d}/cache\"\nstate_dir = \"{d}/state\"\nnss_snapshot = \"{d}/snapshot\"\n\
+             [accounts]\nid_key_file = \"{d}/no-id-key\"\npasswd_file = \"{d}/passwd\"\ngroup_file = \"{d}/group\"\n\
+             [[issuer]]\nurl = \"https://idp.example\"\naudiences = [\"a\"]\n",
+            d = dir.display()
+        );
+        let svc = AccountService::open(Config::parse(&text, Path::new("t.toml")).unwrap()).unwrap();
+        assert!(svc.local().groups.contains_key("devs"));
+        assert!(svc.local.lock().unwrap().is_none(), "files changed within 2 s are not kept");
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert!(svc.local().groups.contains_key("devs"));
+        assert!(svc.local.lock().unwrap().is_some(), "settled files are kept");
+        // Same size, in place: the name must change.
+        std::fs::write(&group, "root:x:0:\nops_:x:500:\n").unwrap();
+        let l = svc.local();
+        assert!(l.groups.contains_key("ops_") && !l.groups.contains_key("devs"));
+        // By rename (a new inode), as groupadd and vipw write it.
+        std::fs::write(dir.join("group.new"), "root:x:0:\nops_:x:500:\nwheel2:x:501:\n").unwrap();
+        std::fs::rename(dir.join("group.new"), &group).unwrap();
+        assert!(svc.local().groups.contains_key("wheel2"));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

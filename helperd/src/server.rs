@@ -1,5 +1,6 @@
 //! The Unix socket servers: one request per connection, a thread per
-//! connection, read/write deadlines on every frame, and the peer's
+//! connection (one that finished its last connection, or a new one: see
+//! [`workers`]), read/write deadlines on every frame, and the peer's
 //! credentials (SO_PEERCRED, and its start time, taken at accept) for every
 //! request.
 //!
@@ -22,6 +23,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod workers;
 
 const FRAME_DEADLINE: Duration = Duration::from_secs(5);
 /// A public-socket peer must send its (small) request within this.
@@ -164,13 +167,10 @@ fn peer_of(s: &UnixStream) -> Option<Peer> {
 
 fn spawn(stream: UnixStream, peer: Peer, slot: Slot, svc: &Arc<Services>, deadline: Duration) {
     let svc = Arc::clone(svc);
-    let spawned = std::thread::Builder::new().name("helperd-conn".into()).spawn(move || {
+    workers::run(Box::new(move || {
         let mut slot = slot;
         handle(stream, &svc, peer, &mut slot, deadline);
-    });
-    if let Err(e) = spawned {
-        error!("spawning connection thread: {e}");
-    }
+    }));
 }
 
 fn handle(mut s: UnixStream, svc: &Services, peer: Peer, slot: &mut Slot, deadline: Duration) {
