@@ -5,6 +5,7 @@
 mod clients;
 mod fleet;
 mod imds;
+mod nss_module;
 mod sshd;
 
 use crate::fetch::{Http, Transport};
@@ -111,6 +112,7 @@ pub fn run(config: &Path, cfg: Result<Config, ConfigError>, o: &Opts) -> i32 {
         r.check("root socket", socket(&cfg.helperd.root_socket(), 0o600));
         r.check("snapshot", snapshot(cfg));
     }
+    r.check("nss module", nss_module::check(Path::new("/proc")));
     if r.failed == 0 {
         println!("all checks passed");
         0
