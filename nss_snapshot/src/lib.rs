@@ -3,7 +3,8 @@
 //! `oidc_core`, hence `pam_oidc.so`) links no NSS entry point.
 //!
 //! * [`layout`] — every header and record field's offset, named once.
-//! * [`format`] — the writer and the keyed id hash (re-exports [`layout`]).
+//! * [`format`] — the writer (re-exports [`layout`] and [`idkey`]).
+//! * [`idkey`] — the fleet's id key, the keyed id hash, root-only secret files.
 //! * [`names`] — the name rules (wildcards, portable names, reserved names).
 //! * [`reader`] — safe, bounds-checked lookups over the bytes.
 //!
@@ -13,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod format;
+pub mod idkey;
 pub mod layout;
 pub mod names;
 pub mod reader;
