@@ -8,7 +8,8 @@
 pub fn visible(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        let bidi =
+            matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
         if (c.is_control() && c != '\n' && c != '\t') || bidi {
             out.extend(c.escape_unicode());
         } else {
@@ -28,6 +29,7 @@ mod tests {
         assert_eq!(visible("a\x1b]0;owned\x07b"), "a\\u{1b}]0;owned\\u{7}b");
         assert_eq!(visible("line\r\x1b[2KPassword: "), "line\\u{d}\\u{1b}[2KPassword: ");
         assert_eq!(visible("x\u{9b}31m y\u{202e}gpj.exe"), "x\\u{9b}31m y\\u{202e}gpj.exe");
+        assert_eq!(visible("a\u{61c}b"), "a\\u{61c}b");
         assert_eq!(visible("two\nlines\tand tab, café"), "two\nlines\tand tab, café");
     }
 }

@@ -78,13 +78,16 @@ impl AccountService {
                 return db.clone();
             }
         }
-        let read = |p: &Path| {
+        let mut all_read = true;
+        let mut read = |p: &Path| {
             std::fs::read_to_string(p).unwrap_or_else(|e| {
                 warning!("reading {}: {e}", p.display());
+                all_read = false;
                 String::new()
             })
         };
-        let db = LocalDb::parse(&read(&a.passwd_file), &read(&a.group_file));
+        let (passwd, group) = (read(&a.passwd_file), read(&a.group_file));
+        let db = LocalDb::parse(&passwd, &group);
         // Keyed by what was seen before reading: a change during the read
         // makes the next call parse again. Not kept while a file changed in
         // the last 2 s: file times are coarse (a kernel tick), so a second
@@ -92,7 +95,9 @@ impl AccountService {
         let settled = |k: &Option<(u64, u64, u64, i64, i64, i64, i64)>| {
             k.is_some_and(|k| unix_now().saturating_sub(k.3.max(k.5)) >= 2)
         };
-        *cached = key.iter().all(settled).then(|| (key, db.clone()));
+        // A file that could not be read is never kept as empty: the next
+        // login reads it again.
+        *cached = (all_read && key.iter().all(settled)).then(|| (key, db.clone()));
         db
     }
 
@@ -437,6 +442,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("state")).unwrap();
         let (passwd, group) = (dir.join("passwd"), dir.join("group"));
+        std::fs::create_dir(dir.join("group.d")).unwrap(); // reading it fails
         std::fs::write(&passwd, "root:x:0:0::/root:/bin/sh\n").unwrap();
         std::fs::write(&group, "root:x:0:\ndevs:x:500:\n").unwrap();
         let text = format!(
@@ -448,9 +454,19 @@ mod tests {
         let svc = AccountService::open(Config::parse(&text, Path::new("t.toml")).unwrap()).unwrap();
         assert!(svc.local().groups.contains_key("devs"));
         assert!(svc.local.lock().unwrap().is_none(), "files changed within 2 s are not kept");
+        let unreadable = AccountService::open(
+            Config::parse(
+                &text.replace(&format!("{}/group\"", dir.display()), &format!("{}/group.d\"", dir.display())),
+                Path::new("t.toml"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(2100));
         assert!(svc.local().groups.contains_key("devs"));
         assert!(svc.local.lock().unwrap().is_some(), "settled files are kept");
+        assert!(unreadable.local().groups.is_empty());
+        assert!(unreadable.local.lock().unwrap().is_none(), "a file that could not be read is not kept as empty");
         // Same size, in place: the name must change.
         std::fs::write(&group, "root:x:0:\nops_:x:500:\n").unwrap();
         let l = svc.local();

@@ -57,6 +57,9 @@ struct State {
     size: u64,
     /// Lines in the log.
     lines: usize,
+    /// Why the log could not be read at start: then it is never written
+    /// over, and no use can be recorded (logins refused, fail closed).
+    unreadable: Option<String>,
 }
 
 impl ReplayCache {
@@ -68,26 +71,45 @@ impl ReplayCache {
                 seen.insert((m.issuer, m.id), Entry { until: m.until, durable: true });
             }
         };
-        match std::fs::read(&path) {
-            Ok(b) => oidc_core::replay_log_uses(&b).for_each(&mut keep),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => error!("{}: {e}", path.display()),
-        }
-        // The record as helperd kept it before the log: taken in once.
+        // A log that exists but cannot be read is never written over (its
+        // uses would be lost): logins are refused until it can be read.
+        let unreadable = match std::fs::read(&path) {
+            Ok(b) => {
+                oidc_core::replay_log_uses(&b).for_each(&mut keep);
+                None
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                error!("{}: {e}; token logins are refused until it can be read", path.display());
+                Some(format!("{}: {e}", path.display()))
+            }
+        };
+        // The record as helperd kept it before the log: taken in once, and
+        // removed only once taken in.
         let legacy = state_dir.join(LEGACY_FILE);
-        match std::fs::read(&legacy) {
+        let legacy_taken = match std::fs::read(&legacy) {
             Ok(b) => match Saved::parse(&b) {
-                Ok(s) => s.seen.into_iter().for_each(|(issuer, id, until)| keep(Marker { issuer, until, id })),
-                Err(e) => error!("{}: {e}; its uses are not taken in", legacy.display()),
+                Ok(s) => {
+                    s.seen.into_iter().for_each(|(issuer, id, until)| keep(Marker { issuer, until, id }));
+                    true
+                }
+                Err(e) => {
+                    error!("{}: {e}; its uses are not taken in (the file is kept)", legacy.display());
+                    false
+                }
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => error!("{}: {e}", legacy.display()),
-        }
-        let cache = ReplayCache { path, state: Mutex::new(State { seen, log: None, end: 0, size: 0, lines: 0 }) };
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => {
+                error!("{}: {e}", legacy.display());
+                false
+            }
+        };
+        let state = State { seen, log: None, end: 0, size: 0, lines: 0, unreadable };
+        let cache = ReplayCache { path, state: Mutex::new(state) };
         // Compact now: expired and torn lines go, the legacy file's uses join
         // the log (and only then is the legacy file removed).
         let compacted = cache.compact(&mut cache.lock());
-        if compacted.is_ok() && legacy.exists() {
+        if compacted.is_ok() && legacy_taken {
             if let Err(e) = std::fs::remove_file(&legacy) {
                 error!("removing {}: {e}", legacy.display());
             }
@@ -140,7 +162,17 @@ impl ReplayCache {
         let m = Marker { issuer: key.0, until: e.until, id: key.1 };
         let file = self.append(&mut st, &[m])?;
         drop(st);
-        file.sync_data().map_err(|e| self.failed(&e))
+        self.synced(&file)
+    }
+
+    /// Sync the log's data. On failure the page may already be marked clean
+    /// and its line lost on disk: the log is rewritten (compacted from memory)
+    /// before anything else is written to it, so no use is written after a gap.
+    fn synced(&self, file: &File) -> Result<(), String> {
+        file.sync_data().map_err(|e| {
+            self.lock().log = None;
+            self.failed(&e)
+        })
     }
 
     /// Write `uses` at the log's end (compacting first when the last write
@@ -189,6 +221,9 @@ impl ReplayCache {
     /// Rewrite the log to the durable live uses and room for more (atomic
     /// replace, synced) and reopen it for writing.
     fn compact(&self, st: &mut State) -> Result<(), String> {
+        if let Some(why) = &st.unreadable {
+            return Err(format!("cannot record the token's use: {why}"));
+        }
         let mut text: String = st
             .seen
             .iter()
@@ -245,7 +280,7 @@ impl ReplayCache {
         }
         let Ok(file) = self.append(&mut st, &uses) else { return }; // markers kept: taken in again next time
         drop(st);
-        if file.sync_data().is_err() {
+        if self.synced(&file).is_err() {
             return;
         }
         for p in taken {
@@ -378,6 +413,22 @@ mod tests {
         let c = ReplayCache::open(&dir, 200);
         assert!(c.reserve("https://idp", "jti:live", 500, 200).is_err());
         assert!(c.reserve("https://idp", "jti:after", 500, 200).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A log that exists but cannot be read is never written over (its uses
+    /// would be forgotten): no use can be recorded, so logins are refused. A
+    /// legacy file that does not parse is kept, not removed.
+    #[test]
+    fn an_unreadable_record_is_never_written_over() {
+        let dir = temp("unreadable");
+        std::fs::create_dir(dir.join(FILE)).unwrap(); // read() fails: EISDIR
+        std::fs::write(dir.join(LEGACY_FILE), b"{not json").unwrap();
+        let c = ReplayCache::open(&dir, 100);
+        assert!(c.first_use("https://idp", "jti:a", 200, 100).unwrap_err().contains("cannot record"));
+        c.compact_if_due(100);
+        assert!(dir.join(FILE).is_dir(), "not replaced");
+        assert_eq!(std::fs::read(dir.join(LEGACY_FILE)).unwrap(), b"{not json", "kept");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -40,14 +40,14 @@ impl Saved {
     }
 }
 
-/// The uses recorded in `replay.log`'s bytes, in order. The log ends at its
-/// first NUL byte (helperd keeps zeros after the lines, room for more; a line
-/// never holds a NUL: JSON escapes it). A line that does not parse is skipped:
-/// the only one a crash can leave is the last, torn by a write that was never
+/// The uses recorded in `replay.log`'s bytes, in order. Lines end at a
+/// newline or a NUL (helperd keeps zeros after the lines, room for more; a
+/// line never holds a NUL: JSON escapes it), so a stretch of zeros a failed
+/// write left in the middle costs only its own line, never the ones after it.
+/// A line that does not parse is skipped: torn by a write that was never
 /// acknowledged (its login was not admitted).
 pub fn log_uses(bytes: &[u8]) -> impl Iterator<Item = Marker> + '_ {
-    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
-    bytes[..end].split(|b| *b == b'\n').filter_map(Marker::from_log_line)
+    bytes.split(|b| *b == b'\n' || *b == 0).filter(|l| !l.is_empty()).filter_map(Marker::from_log_line)
 }
 
 /// Is the use of `id` of `issuer` in the record in `state_dir` (`replay.log`,
@@ -132,10 +132,13 @@ mod tests {
         let mut log = format!("{line}{}{nul}", Marker { id: "jti:b".into(), ..m.clone() }.log_line()).into_bytes();
         log.extend_from_slice(&line.as_bytes()[..line.len() / 2]);
         log.extend_from_slice(&[0; 64]);
-        log.extend_from_slice(line.as_bytes()); // after the end: not a use
+        // A line after a stretch of zeros (a lost write before it) still counts.
+        log.extend_from_slice(Marker { id: "jti:after-a-gap".into(), ..m.clone() }.log_line().as_bytes());
+        log.extend_from_slice(&[0; 64]);
         let uses: Vec<Marker> = log_uses(&log).collect();
-        assert_eq!(uses.len(), 3, "{uses:?}");
+        assert_eq!(uses.len(), 4, "{uses:?}");
         assert_eq!(uses[2].id, "jti:\0");
+        assert_eq!(uses[3].id, "jti:after-a-gap");
         assert_eq!(uses[0], m);
         assert_eq!(uses[1].id, "jti:b");
     }

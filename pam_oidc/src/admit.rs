@@ -143,9 +143,18 @@ fn record_use_locally(cfg: &Config, issuer: &str, replay_id: Option<&str>, exp: 
         .open(dir.join(marker.file_name()));
     match f {
         Ok(mut f) => {
-            let _ = f.write_all(marker.line().as_bytes());
-            let _ = f.sync_all();
-            Ok(())
+            // Admitted only once the claim is durable: the marker's content
+            // and its directory entry (a marker lost to a crash, or empty,
+            // would let the token in again).
+            let path = dir.join(marker.file_name());
+            let durable = f
+                .write_all(marker.line().as_bytes())
+                .and_then(|()| f.sync_all())
+                .and_then(|()| std::fs::File::open(&dir)?.sync_all());
+            durable.map_err(|e| {
+                let _ = std::fs::remove_file(&path);
+                unavailable(format!("the token's use cannot be recorded in {}: {e}", dir.display()))
+            })
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(replayed()),
         Err(e) => Err(unavailable(format!("the token's use cannot be recorded in {}: {e}", dir.display()))),

@@ -5,6 +5,18 @@
 
 use std::path::Path;
 
+/// Is this /proc/PID/maps line a deleted libnss_oidc.so.2 in a system
+/// library directory (where glibc loads NSS modules from, and only root
+/// writes)? A user's own deleted copy elsewhere does not count.
+fn replaced_module(line: &[u8]) -> bool {
+    let Ok(line) = std::str::from_utf8(line) else { return false };
+    let Some(path) = line.split_once(" /").map(|(_, p)| format!("/{p}")) else { return false };
+    let Some(dir) = path.strip_suffix("/libnss_oidc.so.2 (deleted)") else { return false };
+    let triplet = |d: &str| d.ends_with("-linux-gnu") && !d.contains('/');
+    matches!(dir, "/usr/lib64" | "/lib64" | "/usr/lib" | "/lib")
+        || dir.strip_prefix("/usr/lib/").or_else(|| dir.strip_prefix("/lib/")).is_some_and(triplet)
+}
+
 /// Processes (pid and name) under `proc_root` that map a deleted libnss_oidc.so.2.
 pub fn stale_users(proc_root: &Path) -> Vec<(u32, String)> {
     let Ok(rd) = std::fs::read_dir(proc_root) else { return vec![] };
@@ -13,7 +25,7 @@ pub fn stale_users(proc_root: &Path) -> Vec<(u32, String)> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             std::fs::read(proc_root.join(pid.to_string()).join("maps"))
-                .is_ok_and(|m| m.split(|b| *b == b'\n').any(|l| l.ends_with(b"/libnss_oidc.so.2 (deleted)")))
+                .is_ok_and(|m| m.split(|b| *b == b'\n').any(replaced_module))
         })
         .map(|pid| {
             let comm = std::fs::read_to_string(proc_root.join(pid.to_string()).join("comm")).unwrap_or_default();
@@ -62,13 +74,18 @@ mod tests {
         proc(812, "systemd-logind", &format!("7f00-7f10 r-xp 00000000 fe:01 12 {lib} (deleted)\n"));
         proc(9, "cron\x1b[31m", &format!("7f00-7f10 r--p 00000000 fe:01 12 {lib} (deleted)\n"));
         proc(40, "other", "7f00-7f10 r--p 00000000 fe:01 12 /usr/lib/libfoo.so (deleted)\n");
+        // A user's own copy, mapped and deleted elsewhere, is not the installed module.
+        proc(41, "mine", "7f00-7f10 r--p 00000000 fe:01 12 /tmp/x/libnss_oidc.so.2 (deleted)\n");
+        proc(42, "mine", "7f00-7f10 r--p 00000000 fe:01 12 /usr/lib/../../tmp/libnss_oidc.so.2 (deleted)\n");
+        proc(43, "rpm", "7f00-7f10 r--p 00000000 fe:01 12 /usr/lib64/libnss_oidc.so.2 (deleted)\n");
         std::fs::create_dir_all(root.join("self")).unwrap();
         assert!(check(&root).is_err());
         let stale = stale_users(&root);
-        assert_eq!(stale.iter().map(|s| s.0).collect::<Vec<_>>(), [9, 812]);
+        assert_eq!(stale.iter().map(|s| s.0).collect::<Vec<_>>(), [9, 43, 812]);
         assert!(!stale[0].1.contains('\x1b'), "{:?}", stale[0].1);
         std::fs::remove_dir_all(root.join("812")).unwrap();
         std::fs::remove_dir_all(root.join("9")).unwrap();
+        std::fs::remove_dir_all(root.join("43")).unwrap();
         assert!(check(&root).is_ok());
         std::fs::remove_dir_all(root).unwrap();
     }
