@@ -145,8 +145,15 @@ impl ReplayCache {
         Ok(())
     }
 
+    /// Give back a reservation, never a recorded use: the same use may have
+    /// been taken in meanwhile from a marker the module left, or a failed
+    /// commit may have reached the disk (then the token stays refused: fail closed).
     pub fn release(&self, issuer: &str, id: &str) {
-        self.lock().seen.remove(&(issuer.to_string(), id.to_string()));
+        let mut st = self.lock();
+        let key = (issuer.to_string(), id.to_string());
+        if st.seen.get(&key).is_some_and(|e| !e.durable) {
+            st.seen.remove(&key);
+        }
     }
 
     /// Make a reserved use durable (the login was admitted): one line appended
@@ -413,6 +420,27 @@ mod tests {
         let c = ReplayCache::open(&dir, 200);
         assert!(c.reserve("https://idp", "jti:live", 500, 200).is_err());
         assert!(c.reserve("https://idp", "jti:after", 500, 200).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A use taken in from the module's marker while a login with the same
+    /// token was in flight stays recorded when that login is refused.
+    #[test]
+    fn a_refused_login_never_gives_back_a_recorded_use() {
+        let dir = temp("release");
+        let pending = dir.join(PENDING_DIR);
+        std::fs::create_dir_all(&pending).unwrap();
+        let c = ReplayCache::open(&dir, 100);
+        c.reserve("https://idp", "jti:both", 200, 100).unwrap();
+        let m = Marker { issuer: "https://idp".into(), until: 200, id: "jti:both".into() };
+        std::fs::write(pending.join(m.file_name()), m.line()).unwrap();
+        c.import_pending(&pending, 100);
+        c.release("https://idp", "jti:both");
+        assert!(c.reserve("https://idp", "jti:both", 200, 100).is_err(), "still recorded");
+        // A plain reservation is given back.
+        c.reserve("https://idp", "jti:retry", 200, 100).unwrap();
+        c.release("https://idp", "jti:retry");
+        assert!(c.reserve("https://idp", "jti:retry", 200, 100).is_ok());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
