@@ -27,9 +27,11 @@ pub struct AccountService {
 /// What identifies a file's content without reading it: device, inode, size,
 /// and modification and change times to the nanosecond (an editor's rename
 /// makes a new inode; an in-place write moves the times).
-type LocalKey = [Option<(u64, u64, u64, i64, i64, i64, i64)>; 2];
+type LocalKey = [Option<FileKey>; 2];
+/// (device, inode, size, mtime s, mtime ns, ctime s, ctime ns)
+type FileKey = (u64, u64, u64, i64, i64, i64, i64);
 
-fn file_key(p: &Path) -> Option<(u64, u64, u64, i64, i64, i64, i64)> {
+fn file_key(p: &Path) -> Option<FileKey> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(p).ok()?;
     Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
@@ -92,9 +94,7 @@ impl AccountService {
         // makes the next call parse again. Not kept while a file changed in
         // the last 2 s: file times are coarse (a kernel tick), so a second
         // same-size write within one tick could otherwise look unchanged.
-        let settled = |k: &Option<(u64, u64, u64, i64, i64, i64, i64)>| {
-            k.is_some_and(|k| unix_now().saturating_sub(k.3.max(k.5)) >= 2)
-        };
+        let settled = |k: &Option<FileKey>| k.is_some_and(|k| unix_now().saturating_sub(k.3.max(k.5)) >= 2);
         // A file that could not be read is never kept as empty: the next
         // login reads it again.
         *cached = (all_read && key.iter().all(settled)).then(|| (key, db.clone()));
@@ -438,8 +438,7 @@ mod tests {
     /// by rename is seen by the next login.
     #[test]
     fn local_names_are_cached_only_while_the_files_are_unchanged() {
-        let dir = std::env::temp_dir().join(format!("helperd-local-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::testing::temp_dir("local");
         std::fs::create_dir_all(dir.join("state")).unwrap();
         let (passwd, group) = (dir.join("passwd"), dir.join("group"));
         std::fs::create_dir(dir.join("group.d")).unwrap(); // reading it fails

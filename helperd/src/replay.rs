@@ -323,10 +323,7 @@ mod tests {
     }
 
     fn temp(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("helperd-replay-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        crate::testing::temp_dir(&format!("replay-{name}"))
     }
 
     /// Issue 17: a login used to rewrite and fsync every live use (O(n) per

@@ -61,8 +61,7 @@ mod tests {
 
     #[test]
     fn processes_mapping_a_replaced_module_are_named() {
-        let root = std::env::temp_dir().join(format!("helperd-doctor-proc-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = crate::testing::temp_dir("doctor-proc");
         let proc = |pid: u32, comm: &str, maps: &str| {
             let d = root.join(pid.to_string());
             std::fs::create_dir_all(&d).unwrap();
