@@ -63,14 +63,16 @@ pub fn decide(pam: &mut dyn Pam, a: &Args, cfg: &Config, user: &str, edges: &dyn
     let p = Published::read(pam);
     (j.ev.issuer, j.ev.sub, j.ev.jti) = (p.issuer.clone(), p.sub.clone(), p.jti.clone());
     if p.user.is_empty() {
-        let reused = crate::reuse::session_claims(
-            &*edges.helper(cfg),
-            user,
-            &a.demand(cfg),
-            edges.now(),
-            &crate::reuse::leeway_of(cfg),
-            cfg.pam.reuse_max_age_secs,
-        );
+        let reused = crate::reuse::none_can_lend(cfg, edges.real_uid()).unwrap_or_else(|| {
+            crate::reuse::session_claims(
+                &*edges.helper(cfg),
+                user,
+                &a.demand(cfg),
+                edges.now(),
+                &crate::reuse::leeway_of(cfg),
+                cfg.pam.reuse_max_age_secs,
+            )
+        });
         let why = match reused {
             Reuse::Usable(c, detail) => {
                 (j.ev.issuer, j.ev.sub, j.ev.jti) =

@@ -186,14 +186,16 @@ fn judge(
     let mut why_not_session = String::new();
     let mut lacks_group = false;
     if !a.step_up {
-        let reuse = crate::reuse::session_claims(
-            &*helper,
-            user,
-            &a.demand(cfg),
-            edges.now(),
-            &crate::reuse::leeway_of(cfg),
-            cfg.pam.reuse_max_age_secs,
-        );
+        let reuse = crate::reuse::none_can_lend(cfg, edges.real_uid()).unwrap_or_else(|| {
+            crate::reuse::session_claims(
+                &*helper,
+                user,
+                &a.demand(cfg),
+                edges.now(),
+                &crate::reuse::leeway_of(cfg),
+                cfg.pam.reuse_max_age_secs,
+            )
+        });
         match reuse {
             crate::reuse::Reuse::Usable(c, detail) => {
                 identify(&mut j.ev, &c);

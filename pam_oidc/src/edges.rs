@@ -16,6 +16,8 @@ pub trait Edges {
     fn hostname(&self) -> String;
     /// The process opening or closing the session (helperd binds the session to it).
     fn pid(&self) -> i32;
+    /// The host process's real uid (what helperd checks a session's claims against).
+    fn real_uid(&self) -> u32;
 }
 
 /// The real clock, helperd's socket, gethostname(2) and getpid(2).
@@ -43,5 +45,10 @@ impl Edges for RealEdges {
 
     fn pid(&self) -> i32 {
         i32::try_from(std::process::id()).unwrap_or(i32::MAX)
+    }
+
+    fn real_uid(&self) -> u32 {
+        // SAFETY: getuid(2) takes no arguments and cannot fail.
+        unsafe { libc::getuid() }
     }
 }

@@ -25,6 +25,16 @@ impl Reuse {
     }
 }
 
+/// No session can lend its claims to a caller of real uid 0 (sshd's monitor,
+/// login): helperd lends them only to a process of the session's own uid, an
+/// OIDC account's uid is never 0, and a role account's (a local account, which
+/// may be root's) lends them only where `reuse_claims` says so. Then the module
+/// does not ask (one helperd round trip per login instead of two).
+pub fn none_can_lend(cfg: &oidc_core::Config, real_uid: u32) -> Option<Reuse> {
+    (real_uid == 0 && !cfg.role_accounts.iter().any(|r| r.reuse_claims))
+        .then(|| Reuse::NoSession("the caller runs as real uid 0: no OIDC session lends claims to it".into()))
+}
+
 /// `leeway(issuer)`: the clock leeway of the session's issuer. Claims older
 /// than `reuse_max_age` (since the user authenticated) are not reused: a
 /// background process of the session (no tty, nobody at the keyboard) gets

@@ -115,6 +115,34 @@ fn a_helperd_that_answers_nonsense_is_never_worked_around() {
     assert_eq!(s.dir.join("replay.d").read_dir().unwrap().count(), 1);
 }
 
+/// Issue 17: sshd and login run the module as root, and helperd lends a
+/// session's claims only to a process of the session's own uid, which is never
+/// 0 unless a role account (a local account) opts in to reuse: a root caller's
+/// login is one helperd round trip, not two. sudo (a user's real uid) still asks.
+#[test]
+fn a_root_caller_does_not_ask_for_session_claims_no_session_can_lend() {
+    let s = setup("h-root");
+    let script = Script::new().expect("login", admitted(&["devs"]));
+    let mut p = Fake { user: "alice".into(), reply: Some(s.token.clone()), ..Default::default() };
+    let rc = authenticate(&mut p, &args(&s, &[]), &TestEdges::with(NOW, &script).root_caller());
+    assert_eq!(rc, PamResultCode::PAM_SUCCESS, "{:?}", p.log);
+    assert_eq!(script.names(), ["login"]);
+    // acct_mgmt without a published login (another module authenticated): no question either.
+    let mut p = Fake { user: "alice".into(), ..Default::default() };
+    let rc = acct_mgmt(&mut p, &args(&s, &["require_group=ops"]), &TestEdges::with(NOW, &script).root_caller());
+    assert_eq!(rc, PamResultCode::PAM_PERM_DENIED, "{:?}", p.log);
+    assert!(p.log.borrow().join("\n").contains("real uid 0"), "{:?}", p.log);
+    // A role account that lends its claims may be root's: then a root caller asks.
+    let role = "[[role_account]]\nname = \"deploy\"\nissuer = \"https://idp.test\"\nreuse_claims = true\n\
+                [role_account.require]\nsub = \"s-9\"\n";
+    let s = setup_with("h-root-role", "", role);
+    let script = Script::new().expect("session_claims", no_session).expect("login", admitted(&["devs"]));
+    let mut p = Fake { user: "alice".into(), reply: Some(s.token.clone()), ..Default::default() };
+    let rc = authenticate(&mut p, &args(&s, &[]), &TestEdges::with(NOW, &script).root_caller());
+    assert_eq!(rc, PamResultCode::PAM_SUCCESS, "{:?}", p.log);
+    assert_eq!(script.names(), ["session_claims", "login"]);
+}
+
 fn claims(groups: &[&str], verified_at: i64) -> SessionClaims {
     SessionClaims {
         issuer: "https://idp.test".into(),

@@ -72,18 +72,24 @@ impl Helper for Handle {
 
 /// A fixed clock, host name and pid; helperd is the script, or — with no
 /// script — the real client on the config's socket (where nothing listens:
-/// helperd is down).
+/// helperd is down). The caller's real uid is a user's (1000, as in sudo)
+/// unless a test sets it (0: sshd, login).
 pub struct TestEdges {
     pub now: i64,
     pub script: Option<Rc<Script>>,
+    pub caller_uid: u32,
 }
 
 impl TestEdges {
     pub fn down(now: i64) -> TestEdges {
-        TestEdges { now, script: None }
+        TestEdges { now, script: None, caller_uid: 1000 }
     }
     pub fn with(now: i64, script: &Rc<Script>) -> TestEdges {
-        TestEdges { now, script: Some(Rc::clone(script)) }
+        TestEdges { now, script: Some(Rc::clone(script)), caller_uid: 1000 }
+    }
+    /// The host process runs as root (sshd's monitor, login).
+    pub fn root_caller(self) -> TestEdges {
+        TestEdges { caller_uid: 0, ..self }
     }
 }
 
@@ -102,5 +108,8 @@ impl Edges for TestEdges {
     }
     fn pid(&self) -> i32 {
         4242
+    }
+    fn real_uid(&self) -> u32 {
+        self.caller_uid
     }
 }
