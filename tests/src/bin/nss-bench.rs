@@ -1,9 +1,10 @@
 //! NSS lookup benchmark driver (run by scripts/bench inside a private mount
 //! namespace whose nsswitch.conf selects the module under test).
 //!
-//!   nss-bench gen N DIR            write DIR/passwd, DIR/group (N users + /etc's) and DIR/nss.snapshot
+//!   nss-bench gen N DIR [everyone] write DIR/passwd, DIR/group (N users + /etc's) and DIR/nss.snapshot;
+//!                                  `everyone`: also a group of that name with all N users
 //!   nss-bench OP N COUNT           COUNT lookups over user0..user{N-1}; OP = pwnam | pwuid | initgroups
-//!                                  | grnam through glibc, or direct-pwnam | direct-pwuid | direct-grnam
+//!                                  | grnam | grnam-everyone through glibc, or direct-pwnam | direct-pwuid | direct-grnam
 //!                                  | direct-grgid: the module's entry point called in-process
 //!                                  (dlopen), without glibc's dispatch
 //!
@@ -23,7 +24,7 @@ use std::time::Instant;
 const BASE: u32 = 1_879_048_192;
 const GBASE: u32 = 2_013_265_920;
 
-fn gen(n: u32, dir: &str) {
+fn gen(n: u32, dir: &str, everyone: bool) {
     use nss_snapshot::format::{build, Group, User};
     let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     let mut group = std::fs::read_to_string("/etc/group").unwrap();
@@ -40,13 +41,18 @@ fn gen(n: u32, dir: &str) {
             gecos: format!("User {i}"),
             dir: format!("/home/user{i}"),
             shell: "/bin/bash".into(),
-            groups: vec![GBASE + i % 10],
+            groups: if everyone { vec![GBASE + i % 10, GBASE + 10] } else { vec![GBASE + i % 10] },
         });
     }
     let mut groups = vec![];
     for (t, m) in members.into_iter().enumerate() {
         group.push_str(&format!("team{t}:x:{}:{}\n", GBASE + t as u32, m.join(",")));
         groups.push(Group { name: format!("team{t}"), gid: GBASE + t as u32, members: m });
+    }
+    if everyone {
+        let all: Vec<String> = users.iter().map(|u| u.name.clone()).collect();
+        group.push_str(&format!("everyone:x:{}:{}\n", GBASE + 10, all.join(",")));
+        groups.push(Group { name: "everyone".into(), gid: GBASE + 10, members: all });
     }
     std::fs::write(format!("{dir}/passwd"), passwd).unwrap();
     std::fs::write(format!("{dir}/group"), group).unwrap();
@@ -77,7 +83,7 @@ fn user_name(buf: &mut [u8; 24], mut i: u32) -> &std::ffi::CStr {
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     if a.get(1).map(String::as_str) == Some("gen") {
-        return gen(a[2].parse().unwrap(), &a[3]);
+        return gen(a[2].parse().unwrap(), &a[3], a.get(4).map(String::as_str) == Some("everyone"));
     }
     let (op, n, count): (&str, u32, u32) = (&a[1], a[2].parse().unwrap(), a[3].parse().unwrap());
     // The looked-up name is written into a stack buffer from its index (`user` + decimal
@@ -115,7 +121,7 @@ fn main() {
     }
     let mut errno = 0;
     // Room for the largest group (10,000 members: pointers and names).
-    let mut buf = vec![0u8; if op.ends_with("grnam") || op.ends_with("grgid") { 1 << 20 } else { 4096 }];
+    let mut buf = vec![0u8; if op.contains("grnam") || op.ends_with("grgid") { 1 << 20 } else { 4096 }];
     let mut one = |k: u32| -> bool {
         let i = ((u64::from(k) * 7919) % u64::from(n)) as u32;
         let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
@@ -138,6 +144,10 @@ fn main() {
             },
             "grnam" => {
                 let g = unsafe { libc::getgrnam(teams[(k % 10) as usize].as_ptr()) };
+                !g.is_null() && !unsafe { *(*g).gr_mem }.is_null()
+            }
+            "grnam-everyone" => {
+                let g = unsafe { libc::getgrnam(c"everyone".as_ptr()) };
                 !g.is_null() && !unsafe { *(*g).gr_mem }.is_null()
             }
             "direct-grnam" => unsafe {
