@@ -20,7 +20,7 @@ pub trait Edges {
     fn real_uid(&self) -> u32;
 }
 
-/// The real clock, helperd's socket, gethostname(2) and getpid(2).
+/// The real clock, helperd's socket, gethostname(2), getpid(2) and getuid(2).
 pub struct RealEdges;
 
 impl Edges for RealEdges {
