@@ -273,12 +273,7 @@ impl<'a> Snapshot<'a> {
     /// The common strings record at `off`, checksum verified: (home prefix, shell).
     fn common(buf: &'a [u8], off: usize) -> R<(&'a [u8], &'a [u8])> {
         use common_record::*;
-        let len = u32_at(buf, off + record::LEN)? as usize;
-        let end = off.checked_add(len).ok_or(Corrupt)?;
-        let rec = buf.get(off..end).ok_or(Corrupt)?;
-        if len < record::MIN_LEN || !len.is_multiple_of(ALIGN) {
-            return Err(Corrupt);
-        }
+        let (rec, _) = Self::record_in(buf, Region { off, len: buf.len() - off }, off)?;
         Self::verify(rec)?;
         let (h, sh) = (usize::from(u16_at(rec, HOME_LEN)?), usize::from(u16_at(rec, SHELL_LEN)?));
         let home = rec.get(STRINGS..STRINGS + h).ok_or(Corrupt)?;
@@ -286,18 +281,23 @@ impl<'a> Snapshot<'a> {
         Ok((home, shell))
     }
 
-    /// The record at `off` inside `region`, checksum verified: (bytes, next offset).
+    /// The record at `off` inside `region`, bounds checked (its checksum is [`Snapshot::verify`]'s): (bytes, next offset).
     fn record(&self, region: Region, off: usize) -> R<(&'a [u8], usize)> {
+        Self::record_in(self.buf, region, off)
+    }
+
+    /// [`Snapshot::record`] in `buf` (also while the header is parsed).
+    fn record_in(buf: &'a [u8], region: Region, off: usize) -> R<(&'a [u8], usize)> {
         let end = region.off + region.len;
         if off < region.off || !off.is_multiple_of(ALIGN) || off >= end {
             return Err(Corrupt);
         }
-        let len = u32_at(self.buf, off + record::LEN)? as usize;
+        let len = u32_at(buf, off + record::LEN)? as usize;
         let rend = off.checked_add(len).ok_or(Corrupt)?;
         if len < record::MIN_LEN || !len.is_multiple_of(ALIGN) || rend > end {
             return Err(Corrupt);
         }
-        Ok((&self.buf[off..rend], rend))
+        Ok((&buf[off..rend], rend))
     }
 
     /// The record's checksum; checked before any field of a record is returned.

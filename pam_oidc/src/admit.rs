@@ -135,18 +135,14 @@ fn record_use_locally(cfg: &Config, issuer: &str, replay_id: Option<&str>, exp: 
     // Kept while the token is valid: exp plus the issuer's leeway, as helperd keeps uses.
     let until = cfg.accepted_until(issuer, exp);
     let marker = ReplayMarker { issuer: issuer.to_string(), until, id: id.to_string() };
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(dir.join(marker.file_name()));
+    let path = dir.join(marker.file_name());
+    let f =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&path);
     match f {
         Ok(mut f) => {
             // Admitted only once the claim is durable: the marker's content
             // and its directory entry (a marker lost to a crash, or empty,
             // would let the token in again).
-            let path = dir.join(marker.file_name());
             let durable = f
                 .write_all(marker.line().as_bytes())
                 .and_then(|()| f.sync_all())
